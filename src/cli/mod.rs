@@ -1,0 +1,126 @@
+//! The admin command line. Each command group lives in its own file and calls
+//! the same domain functions as the web.
+
+mod setup;
+mod user;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+use crate::error::AppError;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "novart",
+    version,
+    about = "Novart Studio: a self-hostable AI image studio",
+    long_about = "Novart Studio: a self-hostable AI image studio.\n\nWith no command, starts the studio (`novart serve`). Configuration comes from ./novart.toml, --config PATH or NOVART_CONFIG, and NOVART_<SECTION>__<KEY> environment variables."
+)]
+pub struct Cli {
+    /// Configuration file (default: ./novart.toml if present).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the web studio (the default).
+    Serve,
+    /// Write a novart.toml with every default and create the database.
+    Init {
+        /// Directory for novart.toml and the data (default: the current one).
+        #[arg(long, value_name = "PATH")]
+        dir: Option<PathBuf>,
+        /// Overwrite an existing novart.toml.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Bring the database schema up to date.
+    Migrate,
+    /// Manage accounts.
+    #[command(subcommand)]
+    User(user::UserCmd),
+}
+
+/// A failed command: the message goes to stderr as one line.
+pub struct CliError {
+    pub code: u8,
+    pub message: String,
+}
+
+impl From<AppError> for CliError {
+    fn from(e: AppError) -> Self {
+        let code = match e {
+            AppError::Invalid { .. } => 2,
+            _ => 1,
+        };
+        let message = match e {
+            AppError::NotFound => "not found".to_string(),
+            AppError::Internal(m) => m,
+            other => other.to_string(),
+        };
+        CliError { code, message }
+    }
+}
+
+impl From<crate::config::ConfigError> for CliError {
+    fn from(e: crate::config::ConfigError) -> Self {
+        CliError {
+            code: 2,
+            message: e.to_string(),
+        }
+    }
+}
+
+pub fn fail(code: u8, message: impl Into<String>) -> CliError {
+    CliError {
+        code,
+        message: message.into(),
+    }
+}
+
+pub type CliResult = Result<(), CliError>;
+
+pub fn run(cli: Cli) -> ExitCode {
+    let command = cli.command.unwrap_or(Command::Serve);
+    if std::env::var_os("NOVART_LOG").is_none() && !matches!(command, Command::Serve) {
+        std::env::set_var("NOVART_LOG", "warn");
+    }
+    crate::init_tracing();
+    let result = match command {
+        Command::Init { dir, force } => setup::init(dir, force),
+        command => match Config::load(cli.config.as_deref()) {
+            Err(e) => Err(e.into()),
+            Ok(config) => match command {
+                Command::Serve => setup::serve(config),
+                Command::Migrate => setup::migrate(&config),
+                Command::User(cmd) => user::run(&config, cmd),
+                Command::Init { .. } => unreachable!("handled above"),
+            },
+        },
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", e.message);
+            ExitCode::from(e.code)
+        }
+    }
+}
+
+/// Reads one line (a password) from standard input, without its line ending.
+pub fn read_stdin_line() -> Result<String, CliError> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| fail(1, format!("reading standard input: {e}")))?;
+    let line = line.strip_suffix('\n').unwrap_or(&line);
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    Ok(line.to_string())
+}

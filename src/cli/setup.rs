@@ -1,0 +1,98 @@
+//! `serve`, `init`, `migrate`.
+
+use std::path::PathBuf;
+
+use rocket::fairing::AdHoc;
+use rocket::figment::providers::Format;
+
+use super::{fail, CliResult};
+use crate::config::Config;
+use crate::db;
+
+pub const EXAMPLE_CONFIG: &str = include_str!("../../novart.example.toml");
+
+pub fn serve(config: Config) -> CliResult {
+    let url = config.public_url();
+    let data_dir = config.storage.data_dir.clone();
+    let rocket = crate::build_rocket(config)?;
+    let rocket = rocket.attach(AdHoc::on_liftoff("announce", move |r| {
+        Box::pin(async move {
+            tracing::info!(
+                address = %r.config().address,
+                port = r.config().port,
+                data_dir = %data_dir.display(),
+                "Novart Studio {} is running at {url}",
+                env!("CARGO_PKG_VERSION")
+            );
+        })
+    }));
+    rocket::execute(rocket.launch()).map_err(|e| fail(1, format!("server: {e}")))?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+pub fn migrate(config: &Config) -> CliResult {
+    std::fs::create_dir_all(&config.storage.data_dir).map_err(|e| {
+        fail(
+            1,
+            format!("cannot create {}: {e}", config.storage.data_dir.display()),
+        )
+    })?;
+    let db = db::Db::open_path(&config.db_path(), config.storage.synchronous)?;
+    let mut conn = db.get()?;
+    let applied = db::migrate::migrate(&mut conn)?;
+    let version = db::migrate::current_version(&conn)?;
+    if applied.is_empty() {
+        println!(
+            "database {} is up to date (schema version {version})",
+            config.db_path().display()
+        );
+    } else {
+        println!(
+            "applied {} migration(s) to {}; schema version is now {version}",
+            applied.len(),
+            config.db_path().display()
+        );
+    }
+    Ok(())
+}
+
+pub fn init(dir: Option<PathBuf>, force: bool) -> CliResult {
+    let dir = dir.unwrap_or_else(|| PathBuf::from("."));
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| fail(1, format!("cannot create {}: {e}", dir.display())))?;
+    let dir = dir
+        .canonicalize()
+        .map_err(|e| fail(1, format!("{}: {e}", dir.display())))?;
+    let path = dir.join("novart.toml");
+    if path.exists() && !force {
+        return Err(fail(
+            1,
+            format!(
+                "{} already exists; pass --force to overwrite it",
+                path.display()
+            ),
+        ));
+    }
+    let data_dir = dir.join("data");
+    let text = EXAMPLE_CONFIG.replacen(
+        "data_dir = \"./data\"",
+        &format!("data_dir = {:?}", data_dir.display().to_string()),
+        1,
+    );
+    std::fs::write(&path, text)
+        .map_err(|e| fail(1, format!("cannot write {}: {e}", path.display())))?;
+    let figment = rocket::figment::Figment::from(rocket::figment::providers::Serialized::defaults(
+        Config::default(),
+    ))
+    .merge(rocket::figment::providers::Toml::file_exact(&path));
+    let config = Config::from_figment(figment)?;
+    db::Db::open(&config)?;
+    println!("wrote {}", path.display());
+    println!("created database {}", config.db_path().display());
+    println!(
+        "next: novart --config {} user create --email you@example.com --admin --verified",
+        path.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,476 @@
+//! Configuration: built-in defaults → `novart.toml` (or `--config` /
+//! `NOVART_CONFIG`) → `NOVART_<SECTION>__<KEY>` environment variables.
+//!
+//! Every mistake (unknown key, wrong type, impossible value) is an error that
+//! names the key; nothing is silently ignored. `Config` is built once and passed
+//! around; there is no global.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// Environment variables with the `NOVART_` prefix that are not config keys.
+const PROCESS_VARS: &[&str] = &["CONFIG", "LOG", "REQUIRE_BROWSER"];
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub registration: RegistrationConfig,
+    pub auth: AuthConfig,
+    pub mail: MailConfig,
+    pub legal: LegalConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub bind: String,
+    pub port: u16,
+    /// The address people use to reach the studio (links in e-mails, cookie
+    /// `Secure` flag). Empty: `http://<bind>:<port>`.
+    pub public_url: String,
+    /// Peers (IP or CIDR) whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    /// Survives power loss: every commit is fsynced.
+    Full,
+    /// Survives process crashes; the last commits may be lost on power loss.
+    Normal,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    pub data_dir: PathBuf,
+    pub synchronous: Synchronous,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistrationConfig {
+    /// Anyone may create an account at /register.
+    pub open: bool,
+    /// New accounts must confirm their e-mail address before signing in.
+    pub require_email_verification: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// A session unused for this long ends.
+    pub session_idle_hours: u32,
+    /// A session ends this long after sign-in, used or not.
+    pub session_absolute_hours: u32,
+    /// How long an e-mail verification link works.
+    pub verification_link_hours: u32,
+    /// How long a password reset link works.
+    pub reset_link_minutes: u32,
+    /// bcrypt work factor for password hashes (12 or more).
+    pub bcrypt_cost: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MailTransport {
+    /// Write each message as an .eml file under `<data_dir>/outbox/`.
+    Outbox,
+    /// Send through the SMTP server in `mail.smtp_url`.
+    Smtp,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MailConfig {
+    pub transport: MailTransport,
+    /// `smtps://user:pass@host:465` or `smtp://user:pass@host:587?tls=required`.
+    pub smtp_url: String,
+    pub from: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LegalConfig {
+    /// Who runs this instance, as named on /privacy and /terms.
+    pub operator_name: String,
+    /// How people reach the operator (an e-mail address or URL).
+    pub contact: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            server: ServerConfig::default(),
+            storage: StorageConfig::default(),
+            registration: RegistrationConfig::default(),
+            auth: AuthConfig::default(),
+            mail: MailConfig::default(),
+            legal: LegalConfig::default(),
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            bind: "127.0.0.1".into(),
+            port: 8000,
+            public_url: String::new(),
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            data_dir: PathBuf::from("./data"),
+            synchronous: Synchronous::Full,
+        }
+    }
+}
+
+impl Default for RegistrationConfig {
+    fn default() -> Self {
+        RegistrationConfig {
+            open: true,
+            require_email_verification: true,
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            session_idle_hours: 168,
+            session_absolute_hours: 720,
+            verification_link_hours: 48,
+            reset_link_minutes: 60,
+            bcrypt_cost: 12,
+        }
+    }
+}
+
+impl Default for MailConfig {
+    fn default() -> Self {
+        MailConfig {
+            transport: MailTransport::Outbox,
+            smtp_url: String::new(),
+            from: "Novart Studio <noreply@novart.localhost>".into(),
+        }
+    }
+}
+
+impl Default for LegalConfig {
+    fn default() -> Self {
+        LegalConfig {
+            operator_name: "The operator of this Novart Studio instance".into(),
+            contact: String::new(),
+        }
+    }
+}
+
+/// A configuration mistake, naming the key it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub key: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "config error: {}: {}", self.key, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.to_string(),
+        message: message.into(),
+    }
+}
+
+/// A trusted proxy entry: one address or a CIDR block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl IpNet {
+    pub fn parse(s: &str) -> Option<IpNet> {
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (
+                a.trim().parse::<IpAddr>().ok()?,
+                Some(p.trim().parse::<u8>().ok()?),
+            ),
+            None => (s.trim().parse::<IpAddr>().ok()?, None),
+        };
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        (prefix <= max).then_some(IpNet { addr, prefix })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = canonical_ip(ip);
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX.checked_shl(32 - self.prefix as u32).unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX.checked_shl(128 - self.prefix as u32).unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`) are treated as IPv4.
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+impl Config {
+    /// Loads the configuration for a process: `path` (from `--config`) wins over
+    /// `NOVART_CONFIG`, which wins over `./novart.toml` if it exists; then
+    /// `NOVART_<SECTION>__<KEY>` environment variables override single keys.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let env_path = std::env::var_os("NOVART_CONFIG").map(PathBuf::from);
+        let file = match path.map(Path::to_path_buf).or(env_path) {
+            Some(p) if !p.exists() => {
+                return Err(err(
+                    "config",
+                    format!("file {} does not exist", p.display()),
+                ))
+            }
+            Some(p) => Some(p),
+            None => Some(PathBuf::from("novart.toml")).filter(|p| p.exists()),
+        };
+        check_env_names(std::env::vars().map(|(k, _)| k))?;
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        figment = figment.merge(
+            Env::prefixed("NOVART_")
+                .filter(|k| k.as_str().contains("__"))
+                .split("__"),
+        );
+        Self::from_figment(figment)
+    }
+
+    /// Extracts and validates a configuration from any figment (tests build
+    /// their own).
+    pub fn from_figment(figment: Figment) -> Result<Config, ConfigError> {
+        let config: Config = figment.extract().map_err(figment_error)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Impossible values, each reported with the key it is about.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let s = &self.server;
+        if s.bind.parse::<IpAddr>().is_err() {
+            return Err(err(
+                "server.bind",
+                format!(
+                    "{:?} is not an IP address (use 127.0.0.1, 0.0.0.0 or ::)",
+                    s.bind
+                ),
+            ));
+        }
+        if !s.public_url.is_empty() {
+            let ok = (s.public_url.starts_with("http://") || s.public_url.starts_with("https://"))
+                && rocket::http::uri::Absolute::parse(&s.public_url)
+                    .ok()
+                    .and_then(|u| u.authority().map(|a| !a.host().is_empty()))
+                    .unwrap_or(false);
+            if !ok {
+                return Err(err(
+                    "server.public_url",
+                    format!(
+                        "{:?} is not an http(s) URL like https://studio.example.com",
+                        s.public_url
+                    ),
+                ));
+            }
+        }
+        for p in &s.trusted_proxies {
+            if IpNet::parse(p).is_none() {
+                return Err(err(
+                    "server.trusted_proxies",
+                    format!("{p:?} is not an IP address or CIDR block"),
+                ));
+            }
+        }
+        if self.storage.data_dir.as_os_str().is_empty() {
+            return Err(err("storage.data_dir", "must not be empty"));
+        }
+        let a = &self.auth;
+        if a.session_idle_hours == 0 {
+            return Err(err("auth.session_idle_hours", "must be at least 1"));
+        }
+        if a.session_absolute_hours < a.session_idle_hours {
+            return Err(err(
+                "auth.session_absolute_hours",
+                "must be at least auth.session_idle_hours",
+            ));
+        }
+        if a.verification_link_hours == 0 {
+            return Err(err("auth.verification_link_hours", "must be at least 1"));
+        }
+        if a.reset_link_minutes == 0 || a.reset_link_minutes > 24 * 60 {
+            return Err(err("auth.reset_link_minutes", "must be between 1 and 1440"));
+        }
+        if !(12..=17).contains(&a.bcrypt_cost) {
+            return Err(err("auth.bcrypt_cost", "must be between 12 and 17"));
+        }
+        if self.mail.from.parse::<lettre::message::Mailbox>().is_err() {
+            return Err(err(
+                "mail.from",
+                format!(
+                    "{:?} is not a mailbox like \"Novart <noreply@example.com>\"",
+                    self.mail.from
+                ),
+            ));
+        }
+        if self.mail.transport == MailTransport::Smtp {
+            if self.mail.smtp_url.is_empty() {
+                return Err(err(
+                    "mail.smtp_url",
+                    "is required when mail.transport = \"smtp\"",
+                ));
+            }
+            if let Err(e) = lettre::SmtpTransport::from_url(&self.mail.smtp_url) {
+                return Err(err(
+                    "mail.smtp_url",
+                    format!("not a valid smtp:// or smtps:// URL: {e}"),
+                ));
+            }
+        }
+        if self.legal.operator_name.trim().is_empty() {
+            return Err(err("legal.operator_name", "must not be empty"));
+        }
+        Ok(())
+    }
+
+    /// The public base URL without a trailing slash.
+    pub fn public_url(&self) -> String {
+        if self.server.public_url.is_empty() {
+            let host = match self.server.bind.as_str() {
+                "0.0.0.0" | "::" => "127.0.0.1".to_string(),
+                b if b.contains(':') => format!("[{b}]"),
+                b => b.to_string(),
+            };
+            format!("http://{}:{}", host, self.server.port)
+        } else {
+            self.server.public_url.trim_end_matches('/').to_string()
+        }
+    }
+
+    pub fn is_https(&self) -> bool {
+        self.public_url().starts_with("https://")
+    }
+
+    pub fn trusted_proxies(&self) -> Vec<IpNet> {
+        self.server
+            .trusted_proxies
+            .iter()
+            .filter_map(|p| IpNet::parse(p))
+            .collect()
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.storage.data_dir.join("novart.db")
+    }
+
+    pub fn outbox_dir(&self) -> PathBuf {
+        self.storage.data_dir.join("outbox")
+    }
+
+    /// A configuration for tests and tools: defaults with the data directory set.
+    pub fn for_data_dir(dir: &Path) -> Config {
+        let mut c = Config::default();
+        c.storage.data_dir = dir.to_path_buf();
+        c
+    }
+}
+
+/// A `NOVART_` variable that is neither a process setting nor shaped like a
+/// config key is a typo (`NOVART_SERVER_PORT`): refuse it rather than ignore it.
+pub fn check_env_names(names: impl Iterator<Item = String>) -> Result<(), ConfigError> {
+    for name in names {
+        let Some(rest) = name.strip_prefix("NOVART_") else {
+            continue;
+        };
+        if !PROCESS_VARS.contains(&rest) && !rest.contains("__") {
+            return Err(err(
+                &name,
+                "not a setting; config variables look like NOVART_<SECTION>__<KEY>, e.g. NOVART_SERVER__PORT",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn figment_error(e: figment::Error) -> ConfigError {
+    use figment::error::Kind;
+    let e = e
+        .into_iter()
+        .next()
+        .expect("figment errors are never empty");
+    let mut key = e.path.join(".");
+    let source = match &e.metadata {
+        Some(m) if m.name.contains("environment") => {
+            let keys: Vec<&str> = e.path.iter().map(String::as_str).collect();
+            format!(
+                " (from environment variable {})",
+                m.interpolate(&e.profile.clone().unwrap_or_default(), &keys)
+            )
+        }
+        Some(m) => match &m.source {
+            Some(src) => format!(" (in {src})"),
+            None => String::new(),
+        },
+        None => String::new(),
+    };
+    let message = match &e.kind {
+        Kind::UnknownField(field, expected) => {
+            if !key.is_empty() {
+                key.push('.');
+            }
+            key.push_str(field);
+            format!("unknown key; expected one of: {}", expected.join(", "))
+        }
+        Kind::UnknownVariant(v, expected) => {
+            format!(
+                "{v:?} is not allowed; expected one of: {}",
+                expected.join(", ")
+            )
+        }
+        other => other.to_string(),
+    };
+    if key.is_empty() {
+        key = "config".into();
+    }
+    ConfigError {
+        key,
+        message: format!("{message}{source}"),
+    }
+}

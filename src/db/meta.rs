@@ -1,0 +1,20 @@
+//! Instance metadata (key/value), e.g. the secret that signs CSRF tokens.
+
+use rusqlite::{Connection, OptionalExtension};
+
+use crate::error::AppResult;
+
+pub fn get(conn: &Connection, key: &str) -> AppResult<Option<String>> {
+    Ok(conn
+        .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+        .optional()?)
+}
+
+/// Stores `value` unless the key already has one; returns the stored value.
+pub fn get_or_insert(conn: &Connection, key: &str, value: &str) -> AppResult<String> {
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO NOTHING",
+        [key, value],
+    )?;
+    Ok(conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))?)
+}

@@ -1,0 +1,556 @@
+//! Accounts: registration, e-mail verification, sign-in, password reset and
+//! change, profile, and the admin operations the CLI offers.
+//!
+//! Answers never tell an outsider whether an address is registered: sign-in
+//! failures look the same (with a dummy bcrypt verify for unknown addresses),
+//! and "resend verification" / "forgot password" always say the same thing.
+
+use rusqlite::Connection;
+
+use crate::config::Config;
+use crate::db;
+use crate::error::{AppError, AppResult};
+use crate::mail::{Email, Mailer};
+use crate::model::{Client, Role, TokenPurpose, User, UserId};
+
+use super::passwords;
+use super::secrets::{random_token, readable_code, sha256_hex};
+use super::sessions::{self, NewSession};
+
+pub const MAX_DISPLAY_NAME: usize = 40;
+pub const MAX_EMAIL: usize = 254;
+
+/// Trims and checks an e-mail address; the error names the `email` field.
+pub fn normalize_email(email: &str) -> AppResult<String> {
+    let email = email.trim();
+    if email.is_empty() {
+        return Err(AppError::invalid("email", "Enter your e-mail address."));
+    }
+    let valid = email.len() <= MAX_EMAIL
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+        && email.parse::<lettre::Address>().is_ok();
+    if !valid {
+        return Err(AppError::invalid(
+            "email",
+            "This does not look like an e-mail address (name@example.com).",
+        ));
+    }
+    Ok(email.to_string())
+}
+
+/// Trims and checks a display name; empty falls back to `fallback`.
+pub fn normalize_display_name(name: &str, fallback: &str) -> AppResult<String> {
+    let name = name.trim();
+    let name = if name.is_empty() {
+        fallback.trim()
+    } else {
+        name
+    };
+    if name.chars().any(char::is_control) {
+        return Err(AppError::invalid(
+            "display_name",
+            "The display name has characters that cannot be shown.",
+        ));
+    }
+    if name.chars().count() > MAX_DISPLAY_NAME {
+        return Err(AppError::invalid(
+            "display_name",
+            format!("Use at most {MAX_DISPLAY_NAME} characters for your display name."),
+        ));
+    }
+    if name.is_empty() {
+        return Err(AppError::invalid("display_name", "Enter a display name."));
+    }
+    Ok(name.to_string())
+}
+
+fn email_local_part(email: &str) -> &str {
+    email.split('@').next().unwrap_or(email)
+}
+
+fn new_referral_code(conn: &Connection) -> AppResult<String> {
+    loop {
+        let code = readable_code(8);
+        if !db::users::referral_code_taken(conn, &code)? {
+            return Ok(code);
+        }
+    }
+}
+
+/// What registration needs from the form.
+pub struct Registration<'a> {
+    pub email: &'a str,
+    pub password: &'a str,
+    pub display_name: &'a str,
+    pub referral_code: Option<&'a str>,
+}
+
+#[derive(Debug)]
+pub enum Registered {
+    /// A new account. If verification is required, a link was e-mailed.
+    Created(User),
+    /// The address already has an account; its owner was told by e-mail.
+    /// Shown to the visitor exactly like `Created` when verification is on.
+    AlreadyRegistered,
+}
+
+/// Public sign-up from /register.
+pub fn register(
+    conn: &mut Connection,
+    config: &Config,
+    mailer: &Mailer,
+    input: Registration<'_>,
+    client: &Client<'_>,
+) -> AppResult<Registered> {
+    if !config.registration.open {
+        return Err(AppError::Forbidden(
+            "Registration is closed on this studio. Ask its operator for an account.".into(),
+        ));
+    }
+    let email = normalize_email(input.email)?;
+    let display_name = normalize_display_name(input.display_name, email_local_part(&email))?;
+    passwords::check_new(input.password, &email)?;
+    let referred_by = match input.referral_code.map(str::trim).filter(|c| !c.is_empty()) {
+        None => None,
+        Some(code) => Some(db::users::by_referral_code(conn, code)?.ok_or_else(|| {
+            AppError::invalid(
+                "ref",
+                "No account has this referral code. Check it, or leave the field empty.",
+            )
+        })?),
+    };
+    let hash = passwords::hash(input.password, config.auth.bcrypt_cost)?;
+    let now = super::now();
+    let verify = config.registration.require_email_verification;
+    let created = db::write(conn, |tx| {
+        let code = new_referral_code(tx)?;
+        let id = db::users::insert(
+            tx,
+            &db::users::NewUser {
+                email: &email,
+                display_name: &display_name,
+                password_hash: &hash,
+                role: Role::User,
+                verified_at: (!verify).then_some(now),
+                referral_code: &code,
+                referred_by,
+                registration_ip: client.ip,
+                now,
+            },
+        )?;
+        match id {
+            Some(id) => Ok(db::users::by_id(tx, id)?),
+            None => Ok(None),
+        }
+    })?;
+    match created {
+        Some(user) => {
+            tracing::info!(user = %user.id, "account registered");
+            if verify {
+                send_verification(conn, config, mailer, &user)?;
+            }
+            Ok(Registered::Created(user))
+        }
+        None => {
+            if let Some(existing) = db::users::by_email(conn, &email)? {
+                let mut ctx = tera::Context::new();
+                ctx.insert("name", &existing.display_name);
+                ctx.insert("verified", &existing.is_verified());
+                let sent = mailer.send(Email {
+                    to: existing.email.clone(),
+                    subject: "Someone tried to register with your e-mail address".into(),
+                    template: "already_registered",
+                    context: ctx,
+                    link: None,
+                });
+                if let Err(e) = sent {
+                    tracing::warn!("could not send the already-registered notice: {e}");
+                }
+            }
+            Ok(Registered::AlreadyRegistered)
+        }
+    }
+}
+
+/// Issues a fresh verification link (older ones stop working) and mails it.
+fn send_verification(
+    conn: &mut Connection,
+    config: &Config,
+    mailer: &Mailer,
+    user: &User,
+) -> AppResult<()> {
+    let token = random_token(32);
+    let now = super::now();
+    let expires = now + config.auth.verification_link_hours as i64 * 3600;
+    db::write(conn, |tx| {
+        db::tokens::void_all(tx, user.id, TokenPurpose::VerifyEmail, now)?;
+        db::tokens::insert(
+            tx,
+            user.id,
+            TokenPurpose::VerifyEmail,
+            &sha256_hex(&token),
+            now,
+            expires,
+        )
+    })?;
+    let link = format!("{}/verify?token={token}", mailer.public_url());
+    let mut ctx = tera::Context::new();
+    ctx.insert("name", &user.display_name);
+    ctx.insert("link", &link);
+    ctx.insert("hours", &config.auth.verification_link_hours);
+    mailer.send(Email {
+        to: user.email.clone(),
+        subject: "Confirm your e-mail address for Novart Studio".into(),
+        template: "verify",
+        context: ctx,
+        link: Some(link),
+    })
+}
+
+/// "Resend the verification e-mail": does nothing visible for unknown or
+/// already verified addresses.
+pub fn resend_verification(
+    conn: &mut Connection,
+    config: &Config,
+    mailer: &Mailer,
+    email: &str,
+) -> AppResult<()> {
+    let email = normalize_email(email)?;
+    if let Some(user) = db::users::by_email(conn, &email)? {
+        if !user.is_verified() {
+            send_verification(conn, config, mailer, &user)?;
+        }
+    }
+    Ok(())
+}
+
+const BAD_LINK: &str = "This link is not valid: it may have been used already, replaced by a newer one, or expired. Ask for a new one below.";
+
+/// Whether a verification or reset link is still usable (without using it).
+pub fn link_is_valid(conn: &Connection, purpose: TokenPurpose, token: &str) -> AppResult<bool> {
+    Ok(token.len() <= 100
+        && db::tokens::peek(conn, purpose, &sha256_hex(token), super::now())?.is_some())
+}
+
+/// Confirms an e-mail address with the token from the link (single use).
+pub fn verify_email(conn: &mut Connection, token: &str) -> AppResult<User> {
+    let now = super::now();
+    let user = db::write(conn, |tx| {
+        let id = db::tokens::consume(tx, TokenPurpose::VerifyEmail, &sha256_hex(token), now)?
+            .ok_or_else(|| AppError::invalid("token", BAD_LINK))?;
+        db::users::set_verified(tx, id, now)?;
+        db::users::by_id(tx, id)?.ok_or(AppError::NotFound)
+    })?;
+    tracing::info!(user = %user.id, "e-mail verified");
+    Ok(user)
+}
+
+#[derive(Debug)]
+pub enum SignInError {
+    /// Unknown address or wrong password: the same answer for both.
+    BadCredentials,
+    /// Right password, but the address is not confirmed yet.
+    Unverified,
+    Other(AppError),
+}
+
+impl From<AppError> for SignInError {
+    fn from(e: AppError) -> Self {
+        SignInError::Other(e)
+    }
+}
+
+pub const BAD_CREDENTIALS: &str = "The e-mail address or password is not right.";
+
+/// Checks the password and starts a new session (a fresh token every time).
+pub fn sign_in(
+    conn: &mut Connection,
+    config: &Config,
+    email: &str,
+    password: &str,
+    client: &Client<'_>,
+) -> Result<(User, NewSession), SignInError> {
+    let cost = config.auth.bcrypt_cost;
+    let user = match db::users::by_email(conn, email.trim())? {
+        Some(u) => u,
+        None => {
+            passwords::dummy_verify(password, cost);
+            return Err(SignInError::BadCredentials);
+        }
+    };
+    if !passwords::verify(password, &user.password_hash) {
+        return Err(SignInError::BadCredentials);
+    }
+    if config.registration.require_email_verification && !user.is_verified() {
+        return Err(SignInError::Unverified);
+    }
+    // Hashes made with a lower work factor are upgraded on the next sign-in.
+    let rehash = match passwords::cost_of(&user.password_hash) {
+        Some(c) if c < cost => Some(passwords::hash(password, cost)?),
+        _ => None,
+    };
+    if let Some(h) = &rehash {
+        db::write(conn, |tx| db::users::set_password_hash(tx, user.id, h))?;
+    }
+    let session = open_session(conn, config, user.id, client)?;
+    Ok((user, session))
+}
+
+/// Starts a session for a user whose identity was just proven (password, or
+/// a registration that needs no verification) and records the sign-in time.
+pub fn open_session(
+    conn: &mut Connection,
+    config: &Config,
+    user: UserId,
+    client: &Client<'_>,
+) -> AppResult<NewSession> {
+    let now = super::now();
+    let session = db::write(conn, |tx| {
+        db::users::touch_sign_in(tx, user, now)?;
+        sessions::start(tx, config, user, client.ip, client.user_agent, now)
+    })?;
+    tracing::info!(user = %user, "signed in");
+    Ok(session)
+}
+
+/// "Forgot password": mails a reset link if the account exists; the caller
+/// shows the same answer either way.
+pub fn request_password_reset(
+    conn: &mut Connection,
+    config: &Config,
+    mailer: &Mailer,
+    email: &str,
+) -> AppResult<()> {
+    let email = normalize_email(email)?;
+    let Some(user) = db::users::by_email(conn, &email)? else {
+        return Ok(());
+    };
+    send_reset_link(conn, config, mailer, &user)
+}
+
+fn send_reset_link(
+    conn: &mut Connection,
+    config: &Config,
+    mailer: &Mailer,
+    user: &User,
+) -> AppResult<()> {
+    let token = random_token(32);
+    let now = super::now();
+    let expires = now + config.auth.reset_link_minutes as i64 * 60;
+    db::write(conn, |tx| {
+        db::tokens::void_all(tx, user.id, TokenPurpose::ResetPassword, now)?;
+        db::tokens::insert(
+            tx,
+            user.id,
+            TokenPurpose::ResetPassword,
+            &sha256_hex(&token),
+            now,
+            expires,
+        )
+    })?;
+    let link = format!("{}/reset?token={token}", mailer.public_url());
+    let mut ctx = tera::Context::new();
+    ctx.insert("name", &user.display_name);
+    ctx.insert("link", &link);
+    ctx.insert("minutes", &config.auth.reset_link_minutes);
+    mailer.send(Email {
+        to: user.email.clone(),
+        subject: "Reset your Novart Studio password".into(),
+        template: "reset",
+        context: ctx,
+        link: Some(link),
+    })
+}
+
+fn notify_password_changed(mailer: &Mailer, user: &User) {
+    let mut ctx = tera::Context::new();
+    ctx.insert("name", &user.display_name);
+    let sent = mailer.send(Email {
+        to: user.email.clone(),
+        subject: "Your Novart Studio password was changed".into(),
+        template: "password_changed",
+        context: ctx,
+        link: None,
+    });
+    if let Err(e) = sent {
+        tracing::warn!(user = %user.id, "could not send the password-changed notice: {e}");
+    }
+}
+
+/// Sets a new password from a reset link: the link is used up, every session
+/// ends, and the address counts as verified (the link proved it).
+pub fn reset_password(
+    conn: &mut Connection,
+    config: &Config,
+    mailer: &Mailer,
+    token: &str,
+    new_password: &str,
+) -> AppResult<User> {
+    let now = super::now();
+    let hash_token = sha256_hex(token);
+    let user_id = db::tokens::peek(conn, TokenPurpose::ResetPassword, &hash_token, now)?
+        .ok_or_else(|| AppError::invalid("token", BAD_LINK))?;
+    let user = db::users::by_id(conn, user_id)?.ok_or(AppError::NotFound)?;
+    passwords::check_new(new_password, &user.email)?;
+    let hash = passwords::hash(new_password, config.auth.bcrypt_cost)?;
+    db::write(conn, |tx| {
+        db::tokens::consume(tx, TokenPurpose::ResetPassword, &hash_token, now)?
+            .filter(|id| *id == user_id)
+            .ok_or_else(|| AppError::invalid("token", BAD_LINK))?;
+        db::users::set_password(tx, user_id, &hash, now)?;
+        db::users::set_verified(tx, user_id, now)?;
+        sessions::end_all(tx, user_id, None)?;
+        Ok(())
+    })?;
+    tracing::info!(user = %user.id, "password reset by e-mail link");
+    notify_password_changed(mailer, &user);
+    Ok(user)
+}
+
+/// Changes the password from settings: checks the current one, ends every
+/// other session and replaces the current one (the returned session).
+pub fn change_password(
+    conn: &mut Connection,
+    config: &Config,
+    mailer: &Mailer,
+    user: &User,
+    current_password: &str,
+    new_password: &str,
+    client: &Client<'_>,
+) -> AppResult<NewSession> {
+    if !passwords::verify(current_password, &user.password_hash) {
+        return Err(AppError::invalid(
+            "current_password",
+            "Your current password is not right.",
+        ));
+    }
+    passwords::check_new(new_password, &user.email)?;
+    if new_password == current_password {
+        return Err(AppError::invalid(
+            "password",
+            "The new password is the same as the current one.",
+        ));
+    }
+    let hash = passwords::hash(new_password, config.auth.bcrypt_cost)?;
+    let now = super::now();
+    let session = db::write(conn, |tx| {
+        db::users::set_password(tx, user.id, &hash, now)?;
+        db::tokens::void_all(tx, user.id, TokenPurpose::ResetPassword, now)?;
+        sessions::end_all(tx, user.id, None)?;
+        sessions::start(tx, config, user.id, client.ip, client.user_agent, now)
+    })?;
+    tracing::info!(user = %user.id, "password changed");
+    notify_password_changed(mailer, user);
+    Ok(session)
+}
+
+pub fn update_display_name(
+    conn: &mut Connection,
+    user: &User,
+    display_name: &str,
+) -> AppResult<String> {
+    let name = normalize_display_name(display_name, "")?;
+    db::write(conn, |tx| db::users::set_display_name(tx, user.id, &name))?;
+    Ok(name)
+}
+
+// ---- admin operations (CLI) ----
+
+pub fn find(conn: &Connection, email: &str) -> AppResult<User> {
+    db::users::by_email(conn, email.trim())?.ok_or(AppError::NotFound)
+}
+
+pub fn list(conn: &Connection) -> AppResult<Vec<User>> {
+    db::users::list(conn)
+}
+
+/// Creates an account directly (no registration rules about openness, no
+/// e-mail); `verified` marks the address confirmed.
+pub fn create_by_admin(
+    conn: &mut Connection,
+    config: &Config,
+    email: &str,
+    password: &str,
+    display_name: &str,
+    role: Role,
+    verified: bool,
+) -> AppResult<User> {
+    let email = normalize_email(email)?;
+    let display_name = normalize_display_name(display_name, email_local_part(&email))?;
+    passwords::check_new(password, &email)?;
+    let hash = passwords::hash(password, config.auth.bcrypt_cost)?;
+    let now = super::now();
+    db::write(conn, |tx| {
+        let code = new_referral_code(tx)?;
+        let id = db::users::insert(
+            tx,
+            &db::users::NewUser {
+                email: &email,
+                display_name: &display_name,
+                password_hash: &hash,
+                role,
+                verified_at: verified.then_some(now),
+                referral_code: &code,
+                referred_by: None,
+                registration_ip: None,
+                now,
+            },
+        )?
+        .ok_or_else(|| {
+            AppError::Conflict(format!("an account with e-mail {email} already exists"))
+        })?;
+        db::users::by_id(tx, id)?.ok_or(AppError::NotFound)
+    })
+}
+
+pub fn mark_verified(conn: &mut Connection, email: &str) -> AppResult<User> {
+    let user = find(conn, email)?;
+    db::write(conn, |tx| {
+        db::users::set_verified(tx, user.id, super::now())
+    })?;
+    find(conn, email)
+}
+
+pub fn set_role(conn: &mut Connection, email: &str, role: Role) -> AppResult<User> {
+    let user = find(conn, email)?;
+    db::write(conn, |tx| db::users::set_role(tx, user.id, role))?;
+    find(conn, email)
+}
+
+/// Sets a new password chosen by an admin; every session of the user ends.
+pub fn set_password_by_admin(
+    conn: &mut Connection,
+    config: &Config,
+    mailer: &Mailer,
+    email: &str,
+    password: &str,
+) -> AppResult<User> {
+    let user = find(conn, email)?;
+    passwords::check_new(password, &user.email)?;
+    let hash = passwords::hash(password, config.auth.bcrypt_cost)?;
+    let now = super::now();
+    db::write(conn, |tx| {
+        db::users::set_password(tx, user.id, &hash, now)?;
+        db::tokens::void_all(tx, user.id, TokenPurpose::ResetPassword, now)?;
+        sessions::end_all(tx, user.id, None)?;
+        Ok(())
+    })?;
+    notify_password_changed(mailer, &user);
+    Ok(user)
+}
+
+/// Mails the user a reset link (admin-initiated "forgot password").
+pub fn send_reset_by_admin(
+    conn: &mut Connection,
+    config: &Config,
+    mailer: &Mailer,
+    email: &str,
+) -> AppResult<User> {
+    let user = find(conn, email)?;
+    send_reset_link(conn, config, mailer, &user)?;
+    Ok(user)
+}
+
+pub fn by_id(conn: &Connection, id: UserId) -> AppResult<User> {
+    db::users::by_id(conn, id)?.ok_or(AppError::NotFound)
+}

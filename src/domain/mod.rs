@@ -1,0 +1,16 @@
+//! The rules of the product. Nothing here knows about HTTP: the web handlers,
+//! the CLI and the background jobs all call these same functions.
+
+pub mod accounts;
+pub mod csrf;
+pub mod passwords;
+pub mod secrets;
+pub mod sessions;
+
+/// The current time in unix seconds (UTC).
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

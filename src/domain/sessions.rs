@@ -1,0 +1,110 @@
+//! Sign-in sessions: a random 256-bit token in the browser's cookie, only its
+//! SHA-256 digest in the database; idle and absolute lifetimes.
+
+use rusqlite::Connection;
+
+use crate::config::Config;
+use crate::db;
+use crate::error::AppResult;
+use crate::model::{Session, SessionId, User, UserId};
+
+use super::secrets::{random_token, sha256_hex};
+
+/// last_seen_at is written at most this often, to keep page views read-only.
+const TOUCH_EVERY_SECS: i64 = 60;
+
+/// A session just started: `token` goes into the cookie and nowhere else.
+pub struct NewSession {
+    pub id: SessionId,
+    pub token: String,
+    pub max_age_secs: i64,
+}
+
+pub fn idle_secs(config: &Config) -> i64 {
+    config.auth.session_idle_hours as i64 * 3600
+}
+
+pub fn absolute_secs(config: &Config) -> i64 {
+    config.auth.session_absolute_hours as i64 * 3600
+}
+
+/// Starts a session inside the caller's write transaction.
+pub fn start(
+    tx: &Connection,
+    config: &Config,
+    user: UserId,
+    ip: Option<&str>,
+    user_agent: Option<&str>,
+    now: i64,
+) -> AppResult<NewSession> {
+    let token = random_token(32);
+    let max_age_secs = absolute_secs(config);
+    let ua = user_agent.map(|u| u.chars().take(300).collect::<String>());
+    let id = db::sessions::insert(
+        tx,
+        user,
+        &sha256_hex(&token),
+        ip,
+        ua.as_deref(),
+        now,
+        now + max_age_secs,
+    )?;
+    Ok(NewSession {
+        id,
+        token,
+        max_age_secs,
+    })
+}
+
+/// The signed-in user behind a cookie token, if the session is alive.
+/// An expired session is deleted on sight.
+pub fn authenticate(
+    conn: &Connection,
+    config: &Config,
+    token: &str,
+    ip: Option<&str>,
+    now: i64,
+) -> AppResult<Option<(User, Session)>> {
+    if token.len() > 100 {
+        return Ok(None);
+    }
+    let Some(session) = db::sessions::by_token_hash(conn, &sha256_hex(token))? else {
+        return Ok(None);
+    };
+    if session.expires_at <= now || session.last_seen_at + idle_secs(config) <= now {
+        db::sessions::delete(conn, session.id)?;
+        return Ok(None);
+    }
+    let Some(user) = db::users::by_id(conn, session.user_id)? else {
+        return Ok(None);
+    };
+    if now - session.last_seen_at >= TOUCH_EVERY_SECS {
+        db::sessions::touch(conn, session.id, now, ip)?;
+    }
+    Ok(Some((user, session)))
+}
+
+pub fn end(conn: &Connection, id: SessionId) -> AppResult<()> {
+    db::sessions::delete(conn, id)
+}
+
+/// Ends one of the user's own sessions; false if it was not theirs.
+pub fn end_one(conn: &Connection, user: UserId, id: SessionId) -> AppResult<bool> {
+    db::sessions::delete_for_user(conn, user, id)
+}
+
+/// Ends every session of the user except `keep`.
+pub fn end_all(conn: &Connection, user: UserId, keep: Option<SessionId>) -> AppResult<usize> {
+    db::sessions::delete_all_for_user(conn, user, keep)
+}
+
+pub fn list(conn: &Connection, user: UserId) -> AppResult<Vec<Session>> {
+    db::sessions::list_for_user(conn, user)
+}
+
+/// Deletes sessions past either lifetime and stale e-mail links.
+pub fn sweep(conn: &Connection, config: &Config, now: i64) -> AppResult<usize> {
+    let n = db::sessions::delete_expired(conn, now, idle_secs(config))?;
+    db::tokens::delete_stale(conn, now - 7 * 24 * 3600)?;
+    Ok(n)
+}

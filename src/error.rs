@@ -1,0 +1,87 @@
+//! One error type for the whole application. `web::respond` turns it into the
+//! JSON error envelope (API) or an HTML page (browsers).
+
+use std::fmt;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// Bad input from the user; `field` names the form field or JSON parameter.
+    #[error("{message}")]
+    Invalid {
+        field: Option<&'static str>,
+        message: String,
+    },
+    #[error("authentication required")]
+    Unauthenticated,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("not found")]
+    NotFound,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("too many requests; try again in {retry_after_secs} seconds")]
+    RateLimited { retry_after_secs: u64 },
+    /// A failure the user cannot fix. The message is logged, not shown.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl AppError {
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        AppError::Invalid {
+            field: Some(field),
+            message: message.into(),
+        }
+    }
+
+    pub fn internal(e: impl fmt::Display) -> Self {
+        AppError::Internal(e.to_string())
+    }
+
+    pub fn status(&self) -> u16 {
+        match self {
+            AppError::Invalid { .. } => 400,
+            AppError::Unauthenticated => 401,
+            AppError::Forbidden(_) => 403,
+            AppError::NotFound => 404,
+            AppError::Conflict(_) => 409,
+            AppError::RateLimited { .. } => 429,
+            AppError::Internal(_) => 500,
+        }
+    }
+
+    /// The envelope's `type` and `code`.
+    pub fn kind(&self) -> (&'static str, &'static str) {
+        match self {
+            AppError::Invalid { .. } => ("invalid_request_error", "invalid_input"),
+            AppError::Unauthenticated => ("authentication_error", "unauthenticated"),
+            AppError::Forbidden(_) => ("permission_error", "forbidden"),
+            AppError::NotFound => ("invalid_request_error", "not_found"),
+            AppError::Conflict(_) => ("invalid_request_error", "conflict"),
+            AppError::RateLimited { .. } => ("rate_limit_error", "rate_limited"),
+            AppError::Internal(_) => ("server_error", "internal_error"),
+        }
+    }
+
+    /// What may be shown to the user (internal details stay in the log).
+    pub fn public_message(&self) -> String {
+        match self {
+            AppError::Internal(_) => "Something went wrong on our side. Please try again.".into(),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl From<rusqlite::Error> for AppError {
+    fn from(e: rusqlite::Error) -> Self {
+        AppError::Internal(format!("database: {e}"))
+    }
+}
+
+impl From<r2d2::Error> for AppError {
+    fn from(e: r2d2::Error) -> Self {
+        AppError::Internal(format!("database pool: {e}"))
+    }
+}
+
+pub type AppResult<T> = Result<T, AppError>;

@@ -1,0 +1,97 @@
+//! Novart Studio: a self-hostable AI image studio in one binary.
+//!
+//! Layers: `web` (routes, guards, templates) → `domain` (rules, no HTTP) →
+//! `db` (SQL only). The CLI is another caller of `domain`.
+
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod mail;
+pub mod model;
+pub mod templates;
+pub mod web;
+
+use std::sync::Arc;
+
+use rocket::figment::Figment;
+use rocket::{Build, Rocket};
+
+pub use config::Config;
+pub use error::{AppError, AppResult};
+
+/// Everything a request handler may use, built once per server.
+pub struct App {
+    pub config: Config,
+    pub db: db::Db,
+    pub mailer: mail::Mailer,
+    pub templates: Arc<templates::Templates>,
+    /// Signs CSRF tokens; generated once per instance and kept in the database.
+    pub secret: Vec<u8>,
+}
+
+impl App {
+    /// Opens the database (migrating it), loads the templates, and prepares
+    /// the mailer.
+    pub fn new(config: Config) -> AppResult<App> {
+        let db = db::Db::open(&config)?;
+        let templates = Arc::new(templates::Templates::load()?);
+        let mailer = mail::Mailer::new(&config, templates.clone())?;
+        let conn = db.get()?;
+        let secret = db::meta::get_or_insert(
+            &conn,
+            "csrf_secret",
+            &hex::encode(domain::secrets::random_bytes::<32>()),
+        )?;
+        let secret = hex::decode(secret).map_err(AppError::internal)?;
+        let swept = domain::sessions::sweep(&conn, &config, domain::now())?;
+        if swept > 0 {
+            tracing::info!(sessions = swept, "removed expired sessions");
+        }
+        Ok(App {
+            config,
+            db,
+            mailer,
+            templates,
+            secret,
+        })
+    }
+}
+
+/// The whole web application for `config`, ready to launch (used by `novart
+/// serve` and by the tests).
+pub fn build_rocket(config: Config) -> AppResult<Rocket<Build>> {
+    let app = App::new(config)?;
+    let c = &app.config;
+    let limits = rocket::data::Limits::default()
+        .limit("form", rocket::data::ByteUnit::Kibibyte(64))
+        .limit("data-form", rocket::data::ByteUnit::Mebibyte(16))
+        .limit("json", rocket::data::ByteUnit::Mebibyte(1))
+        .limit("string", rocket::data::ByteUnit::Kibibyte(64));
+    let figment = Figment::from(rocket::Config::default())
+        .merge(("address", c.server.bind.clone()))
+        .merge(("port", c.server.port))
+        .merge(("ident", "Novart"))
+        .merge(("log_level", rocket::config::LogLevel::Off))
+        .merge(("cli_colors", false))
+        .merge(("limits", limits))
+        .merge(("shutdown.grace", 5))
+        .merge(("shutdown.mercy", 5));
+    let rocket = rocket::custom(figment);
+    Ok(web::mount(rocket, app))
+}
+
+/// Logs to stderr; `NOVART_LOG` (or `RUST_LOG`) sets the filter, `info` by
+/// default.
+pub fn init_tracing() {
+    let filter = std::env::var("NOVART_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .try_init();
+}

@@ -1,0 +1,85 @@
+//! Tera templates embedded in the binary (from `templates/`). Used for pages
+//! and e-mails; autoescaping is on for every `.html` template.
+
+use std::collections::HashMap;
+
+use rust_embed::Embed;
+use tera::{Tera, Value};
+
+use crate::error::{AppError, AppResult};
+
+#[derive(Embed)]
+#[folder = "$CARGO_MANIFEST_DIR/templates/"]
+struct Files;
+
+pub struct Templates {
+    tera: Tera,
+}
+
+impl Templates {
+    pub fn load() -> AppResult<Templates> {
+        let mut tera = Tera::default();
+        let files: Vec<(String, String)> = Files::iter()
+            .filter_map(|name| {
+                let file = Files::get(&name)?;
+                Some((
+                    name.to_string(),
+                    String::from_utf8_lossy(&file.data).into_owned(),
+                ))
+            })
+            .collect();
+        tera.add_raw_templates(files)
+            .map_err(|e| AppError::internal(format!("templates: {e:?}")))?;
+        tera.autoescape_on(vec![".html"]);
+        tera.register_filter("datetime", datetime_filter);
+        tera.register_filter("urlencode", urlencode_filter);
+        Ok(Templates { tera })
+    }
+
+    pub fn render(&self, name: &str, context: &tera::Context) -> AppResult<String> {
+        self.tera.render(name, context).map_err(|e| {
+            let mut msg = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                msg.push_str(": ");
+                msg.push_str(&s.to_string());
+                source = s.source();
+            }
+            AppError::internal(format!("template {name}: {msg}"))
+        })
+    }
+}
+
+/// Formats unix seconds as `2026-11-22 05:54 UTC`.
+pub fn format_time(secs: i64) -> String {
+    let fmt = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|t| t.format(&fmt).ok())
+        .unwrap_or_default()
+}
+
+fn datetime_filter(value: &Value, _: &HashMap<String, Value>) -> tera::Result<Value> {
+    match value.as_i64() {
+        Some(secs) => Ok(Value::String(format_time(secs))),
+        None => Ok(Value::String(String::new())),
+    }
+}
+
+/// Percent-encodes a string for use in a URL query.
+pub fn urlencode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+fn urlencode_filter(value: &Value, _: &HashMap<String, Value>) -> tera::Result<Value> {
+    Ok(Value::String(urlencode(value.as_str().unwrap_or_default())))
+}

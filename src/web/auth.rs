@@ -1,0 +1,436 @@
+//! Registration, e-mail verification, sign-in, sign-out and password reset.
+
+use rocket::http::uri::Origin;
+use rocket::http::{Cookie, CookieJar, SameSite, Status};
+use rocket::response::{Flash, Redirect};
+use rocket::time::Duration;
+use rocket::{get, post, routes, Route};
+use serde_json::json;
+
+use super::guards::{ClientInfo, CsrfForm, CsrfProtected, MaybeUser};
+use super::render::{Page, PageCtx};
+use super::SESSION_COOKIE;
+use crate::domain::accounts::{self, Registered, Registration, SignInError};
+use crate::domain::sessions::NewSession;
+use crate::error::{AppError, AppResult};
+use crate::model::TokenPurpose;
+use crate::App;
+
+macro_rules! csrf_form {
+    ($name:ident { $($field:ident $(as $rename:literal)?),* $(,)? }) => {
+        #[derive(rocket::FromForm)]
+        pub struct $name {
+            #[field(default = String::new())]
+            pub csrf_token: String,
+            $(
+                #[field(default = String::new())]
+                $(#[field(name = $rename)])?
+                pub $field: String,
+            )*
+        }
+
+        impl CsrfProtected for $name {
+            fn csrf_token(&self) -> &str {
+                &self.csrf_token
+            }
+        }
+    };
+}
+pub(crate) use csrf_form;
+
+csrf_form!(RegisterForm { email, password, display_name, referral as "ref" });
+csrf_form!(LoginForm {
+    email,
+    password,
+    next
+});
+csrf_form!(EmailForm { email });
+csrf_form!(TokenForm { token });
+csrf_form!(ResetForm { token, password });
+csrf_form!(EmptyForm {});
+
+/// The session cookie: HttpOnly, SameSite=Lax, Path=/, host-only, Secure
+/// when the public URL is https.
+pub fn session_cookie(app: &App, session: &NewSession) -> Cookie<'static> {
+    Cookie::build((SESSION_COOKIE, session.token.clone()))
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(app.config.is_https())
+        .max_age(Duration::seconds(session.max_age_secs))
+        .build()
+}
+
+/// Only local paths are followed after sign-in (no open redirects).
+pub fn safe_next(next: &str) -> String {
+    let ok = next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.contains('\\')
+        && !next.chars().any(char::is_control);
+    if ok {
+        next.to_string()
+    } else {
+        "/".to_string()
+    }
+}
+
+fn query_param(uri: &Origin<'_>, name: &str) -> Option<String> {
+    uri.query()?
+        .segments()
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
+// ---- registration ----
+
+#[get("/register")]
+fn register_page(page: PageCtx<'_>, uri: &Origin<'_>) -> AppResult<Result<Page, Redirect>> {
+    if page.user.is_some() {
+        return Ok(Err(Redirect::to("/")));
+    }
+    let referral = query_param(uri, "ref").unwrap_or_default();
+    Ok(Ok(page.render(
+        "register.html",
+        json!({ "form": { "ref": referral } }),
+    )?))
+}
+
+#[post("/register", data = "<form>")]
+async fn register(
+    page: PageCtx<'_>,
+    client: ClientInfo,
+    cookies: &CookieJar<'_>,
+    form: CsrfForm<RegisterForm>,
+) -> AppResult<Result<Page, Flash<Redirect>>> {
+    let f = form.0;
+    let app = page.app;
+    let (config, mailer) = (app.config.clone(), app.mailer.clone());
+    let (email, password, name, referral) = (
+        f.email.clone(),
+        f.password,
+        f.display_name.clone(),
+        f.referral.clone(),
+    );
+    let ip = client.ip.clone();
+    let ua = client.user_agent.clone();
+    let result = app
+        .db
+        .run(move |conn| {
+            let client = crate::model::Client {
+                ip: ip.as_deref(),
+                user_agent: ua.as_deref(),
+            };
+            let outcome = accounts::register(
+                conn,
+                &config,
+                &mailer,
+                Registration {
+                    email: &email,
+                    password: &password,
+                    display_name: &name,
+                    referral_code: Some(&referral),
+                },
+                &client,
+            )?;
+            // Without e-mail verification a new account is signed in at once.
+            let session = match &outcome {
+                Registered::Created(user) if !config.registration.require_email_verification => {
+                    Some(accounts::open_session(conn, &config, user.id, &client)?)
+                }
+                _ => None,
+            };
+            Ok((outcome, session))
+        })
+        .await;
+    let form_values =
+        json!({ "form": { "email": f.email, "display_name": f.display_name, "ref": f.referral } });
+    match result {
+        Ok((_, Some(session))) => {
+            cookies.add(session_cookie(app, &session));
+            Ok(Err(Flash::success(
+                Redirect::to("/"),
+                "Welcome to Novart Studio! Your account is ready.",
+            )))
+        }
+        Ok((Registered::AlreadyRegistered, None))
+            if !app.config.registration.require_email_verification =>
+        {
+            let err = AppError::invalid(
+                "email",
+                "An account with this e-mail address already exists. Sign in, or reset your password.",
+            );
+            Ok(Ok(page.form_error("register.html", err, form_values)?))
+        }
+        Ok(_) => Ok(Ok(page.render(
+            "check_email.html",
+            json!({ "email": f.email.trim(), "purpose": "verify" }),
+        )?)),
+        Err(e) => Ok(Ok(page.form_error("register.html", e, form_values)?)),
+    }
+}
+
+// ---- e-mail verification ----
+
+#[get("/verify")]
+async fn verify_page(page: PageCtx<'_>, uri: &Origin<'_>) -> AppResult<Page> {
+    let Some(token) = query_param(uri, "token").filter(|t| !t.is_empty()) else {
+        return page.render("verify.html", json!({ "mode": "resend" }));
+    };
+    let t = token.clone();
+    let valid = page
+        .app
+        .db
+        .run(move |conn| accounts::link_is_valid(conn, TokenPurpose::VerifyEmail, &t))
+        .await?;
+    if valid {
+        // Confirming takes a click (a POST): a GET never changes state, and
+        // mail scanners that open links must not use them up.
+        page.render("verify.html", json!({ "mode": "confirm", "token": token }))
+    } else {
+        page.render_status(
+            Status::BadRequest,
+            "verify.html",
+            json!({ "mode": "invalid" }),
+        )
+    }
+}
+
+#[post("/verify", data = "<form>")]
+async fn verify(
+    page: PageCtx<'_>,
+    form: CsrfForm<TokenForm>,
+) -> AppResult<Result<Page, Flash<Redirect>>> {
+    let token = form.0.token;
+    let signed_in = page.user.is_some();
+    match page
+        .app
+        .db
+        .run(move |conn| accounts::verify_email(conn, &token))
+        .await
+    {
+        Ok(user) => {
+            let to = if signed_in {
+                "/".to_string()
+            } else {
+                format!("/login?email={}", crate::templates::urlencode(&user.email))
+            };
+            Ok(Err(Flash::success(
+                Redirect::to(to),
+                "Your e-mail address is confirmed. You can sign in now.",
+            )))
+        }
+        Err(AppError::Invalid { .. }) => Ok(Ok(page.render_status(
+            Status::BadRequest,
+            "verify.html",
+            json!({ "mode": "invalid" }),
+        )?)),
+        Err(e) => Err(e),
+    }
+}
+
+#[post("/verify/resend", data = "<form>")]
+async fn resend(page: PageCtx<'_>, form: CsrfForm<EmailForm>) -> AppResult<Page> {
+    let email = form.0.email;
+    let (config, mailer) = (page.app.config.clone(), page.app.mailer.clone());
+    let e = email.clone();
+    match page
+        .app
+        .db
+        .run(move |conn| accounts::resend_verification(conn, &config, &mailer, &e))
+        .await
+    {
+        Ok(()) => page.render(
+            "check_email.html",
+            json!({ "email": email.trim(), "purpose": "verify" }),
+        ),
+        Err(e) => page.form_error(
+            "verify.html",
+            e,
+            json!({ "mode": "resend", "form": { "email": email } }),
+        ),
+    }
+}
+
+// ---- sign in / out ----
+
+#[get("/login")]
+fn login_page(page: PageCtx<'_>, uri: &Origin<'_>) -> AppResult<Result<Page, Redirect>> {
+    let next = safe_next(&query_param(uri, "next").unwrap_or_default());
+    if page.user.is_some() {
+        return Ok(Err(Redirect::to(next)));
+    }
+    let email = query_param(uri, "email").unwrap_or_default();
+    Ok(Ok(page.render(
+        "login.html",
+        json!({ "form": { "email": email, "next": next } }),
+    )?))
+}
+
+#[post("/login", data = "<form>")]
+async fn login(
+    page: PageCtx<'_>,
+    client: ClientInfo,
+    cookies: &CookieJar<'_>,
+    form: CsrfForm<LoginForm>,
+) -> AppResult<Result<Page, Flash<Redirect>>> {
+    let f = form.0;
+    let app = page.app;
+    let config = app.config.clone();
+    let (email, password) = (f.email.clone(), f.password);
+    let (ip, ua) = (client.ip.clone(), client.user_agent.clone());
+    let result = app
+        .db
+        .run(move |conn| {
+            let client = crate::model::Client {
+                ip: ip.as_deref(),
+                user_agent: ua.as_deref(),
+            };
+            Ok(accounts::sign_in(conn, &config, &email, &password, &client))
+        })
+        .await?;
+    let values = json!({ "form": { "email": f.email, "next": f.next } });
+    match result {
+        Ok((_, session)) => {
+            cookies.add(session_cookie(app, &session));
+            Ok(Err(Flash::success(
+                Redirect::to(safe_next(&f.next)),
+                "You are signed in.",
+            )))
+        }
+        Err(SignInError::BadCredentials) => {
+            let mut v = values;
+            v["error"] = json!({ "field": null, "message": accounts::BAD_CREDENTIALS });
+            Ok(Ok(page.render_status(
+                Status::Unauthorized,
+                "login.html",
+                v,
+            )?))
+        }
+        Err(SignInError::Unverified) => {
+            let mut v = values;
+            v["unverified"] = json!(true);
+            Ok(Ok(page.render_status(
+                Status::Forbidden,
+                "login.html",
+                v,
+            )?))
+        }
+        Err(SignInError::Other(e)) => Err(e),
+    }
+}
+
+#[post("/logout", data = "<_form>")]
+async fn logout(
+    user: MaybeUser,
+    page: PageCtx<'_>,
+    cookies: &CookieJar<'_>,
+    _form: CsrfForm<EmptyForm>,
+) -> AppResult<Flash<Redirect>> {
+    if let Some(s) = user.0 {
+        let id = s.session.id;
+        page.app
+            .db
+            .run(move |conn| crate::domain::sessions::end(conn, id))
+            .await?;
+    }
+    cookies.remove(Cookie::build(SESSION_COOKIE).path("/"));
+    Ok(Flash::success(Redirect::to("/"), "You are signed out."))
+}
+
+// ---- forgotten password ----
+
+#[get("/forgot")]
+fn forgot_page(page: PageCtx<'_>) -> AppResult<Page> {
+    page.render("forgot.html", json!({}))
+}
+
+#[post("/forgot", data = "<form>")]
+async fn forgot(page: PageCtx<'_>, form: CsrfForm<EmailForm>) -> AppResult<Page> {
+    let email = form.0.email;
+    let (config, mailer) = (page.app.config.clone(), page.app.mailer.clone());
+    let e = email.clone();
+    match page
+        .app
+        .db
+        .run(move |conn| accounts::request_password_reset(conn, &config, &mailer, &e))
+        .await
+    {
+        Ok(()) => page.render(
+            "check_email.html",
+            json!({ "email": email.trim(), "purpose": "reset", "minutes": page.app.config.auth.reset_link_minutes }),
+        ),
+        Err(e) => page.form_error("forgot.html", e, json!({ "form": { "email": email } })),
+    }
+}
+
+#[get("/reset")]
+async fn reset_page(page: PageCtx<'_>, uri: &Origin<'_>) -> AppResult<Page> {
+    let token = query_param(uri, "token").unwrap_or_default();
+    let t = token.clone();
+    let valid = !token.is_empty()
+        && page
+            .app
+            .db
+            .run(move |conn| accounts::link_is_valid(conn, TokenPurpose::ResetPassword, &t))
+            .await?;
+    if valid {
+        page.render("reset.html", json!({ "token": token }))
+    } else {
+        page.render_status(Status::BadRequest, "reset.html", json!({ "invalid": true }))
+    }
+}
+
+#[post("/reset", data = "<form>")]
+async fn reset(
+    page: PageCtx<'_>,
+    cookies: &CookieJar<'_>,
+    form: CsrfForm<ResetForm>,
+) -> AppResult<Result<Page, Flash<Redirect>>> {
+    let f = form.0;
+    let (config, mailer) = (page.app.config.clone(), page.app.mailer.clone());
+    let token = f.token.clone();
+    match page
+        .app
+        .db
+        .run(move |conn| accounts::reset_password(conn, &config, &mailer, &token, &f.password))
+        .await
+    {
+        Ok(user) => {
+            cookies.remove(Cookie::build(SESSION_COOKIE).path("/"));
+            Ok(Err(Flash::success(
+                Redirect::to(format!("/login?email={}", crate::templates::urlencode(&user.email))),
+                "Your password has been changed and every session was signed out. Sign in with the new password.",
+            )))
+        }
+        Err(AppError::Invalid {
+            field: Some("token"),
+            ..
+        }) => Ok(Ok(page.render_status(
+            Status::BadRequest,
+            "reset.html",
+            json!({ "invalid": true }),
+        )?)),
+        Err(e) => Ok(Ok(page.form_error(
+            "reset.html",
+            e,
+            json!({ "token": f.token }),
+        )?)),
+    }
+}
+
+pub fn routes() -> Vec<Route> {
+    routes![
+        register_page,
+        register,
+        verify_page,
+        verify,
+        resend,
+        login_page,
+        login,
+        logout,
+        forgot_page,
+        forgot,
+        reset_page,
+        reset
+    ]
+}

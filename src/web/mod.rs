@@ -1,0 +1,31 @@
+//! The HTTP layer: routes per area, request guards, fairings and catchers.
+//! Handlers never write SQL: guards → one domain call in `db.run` → a page or
+//! JSON.
+
+mod assets;
+mod auth;
+mod catchers;
+mod fairings;
+pub mod guards;
+mod pages;
+pub mod render;
+mod settings;
+
+use rocket::{Build, Rocket};
+
+use crate::App;
+
+/// Cookie names (part of the outside contract).
+pub const SESSION_COOKIE: &str = "nova_art_session";
+pub const VISITOR_COOKIE: &str = "nova_art_visitor";
+
+pub fn mount(rocket: Rocket<Build>, app: App) -> Rocket<Build> {
+    rocket
+        .manage(app)
+        .mount("/", pages::routes())
+        .mount("/", auth::routes())
+        .mount("/", settings::routes())
+        .mount("/assets", assets::routes())
+        .register("/", catchers::catchers())
+        .attach(fairings::Http)
+}

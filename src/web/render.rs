@@ -1,0 +1,225 @@
+//! Turning results into responses: pages (Tera, with the context every page
+//! shares) and errors (HTML page for browsers, JSON envelope for the API).
+
+use rocket::http::{ContentType, Status};
+use rocket::outcome::Outcome;
+use rocket::request::{self, FlashMessage, FromRequest, Request};
+use rocket::response::{self, Responder, Response};
+use serde_json::{json, Value};
+
+use crate::error::AppError;
+use crate::App;
+
+use super::guards::{CachedCsrf, Csrf, MaybeUser, SignedIn};
+
+/// What every page needs: the app, who is signed in, the CSRF token, and a
+/// flash message from the previous redirect.
+pub struct PageCtx<'r> {
+    pub app: &'r App,
+    pub user: Option<SignedIn>,
+    pub csrf: String,
+    pub flash: Option<(String, String)>,
+    pub path: String,
+}
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for PageCtx<'r> {
+    type Error = ();
+    async fn from_request(req: &'r Request<'_>) -> request::Outcome<Self, ()> {
+        let app = req.rocket().state::<App>().expect("App is managed");
+        let user = req.guard::<MaybeUser>().await.succeeded().and_then(|m| m.0);
+        let csrf = match req.guard::<Csrf>().await {
+            Outcome::Success(c) => c.token,
+            _ => String::new(),
+        };
+        let flash = req
+            .guard::<Option<FlashMessage<'_>>>()
+            .await
+            .succeeded()
+            .flatten()
+            .map(|f| (f.kind().to_string(), f.message().to_string()));
+        Outcome::Success(PageCtx {
+            app,
+            user,
+            csrf,
+            flash,
+            path: req.uri().path().to_string(),
+        })
+    }
+}
+
+/// A rendered page with its status.
+pub struct Page {
+    pub status: Status,
+    pub html: String,
+}
+
+impl<'r> Responder<'r, 'static> for Page {
+    fn respond_to(self, _: &'r Request<'_>) -> response::Result<'static> {
+        Response::build()
+            .status(self.status)
+            .header(ContentType::HTML)
+            .header(rocket::http::Header::new("Cache-Control", "no-store"))
+            .sized_body(self.html.len(), std::io::Cursor::new(self.html))
+            .ok()
+    }
+}
+
+/// The context shared by all pages, merged under the page's own values.
+pub fn base_context(
+    app: &App,
+    user: Option<&SignedIn>,
+    csrf: &str,
+    flash: Option<&(String, String)>,
+    path: &str,
+) -> tera::Context {
+    let mut ctx = tera::Context::new();
+    ctx.insert("csrf_token", csrf);
+    ctx.insert("path", path);
+    ctx.insert("version", env!("CARGO_PKG_VERSION"));
+    ctx.insert("registration_open", &app.config.registration.open);
+    ctx.insert("operator_name", &app.config.legal.operator_name);
+    if let Some(s) = user {
+        ctx.insert(
+            "user",
+            &json!({
+                "display_name": s.user.display_name,
+                "email": s.user.email,
+                "role": s.user.role,
+                "is_admin": s.user.is_admin(),
+            }),
+        );
+    }
+    if let Some((kind, message)) = flash {
+        ctx.insert("flash", &json!({ "kind": kind, "message": message }));
+    }
+    ctx
+}
+
+impl PageCtx<'_> {
+    /// Renders `template` with the shared context plus `values` (a JSON object).
+    pub fn render(&self, template: &str, values: Value) -> Result<Page, AppError> {
+        self.render_status(Status::Ok, template, values)
+    }
+
+    pub fn render_status(
+        &self,
+        status: Status,
+        template: &str,
+        values: Value,
+    ) -> Result<Page, AppError> {
+        let mut ctx = base_context(
+            self.app,
+            self.user.as_ref(),
+            &self.csrf,
+            self.flash.as_ref(),
+            &self.path,
+        );
+        if let Value::Object(map) = values {
+            for (k, v) in map {
+                ctx.insert(k, &v);
+            }
+        }
+        let html = self.app.templates.render(template, &ctx)?;
+        Ok(Page { status, html })
+    }
+
+    /// Re-renders a form with the error message attached to its field.
+    pub fn form_error(
+        &self,
+        template: &str,
+        err: AppError,
+        mut values: Value,
+    ) -> Result<Page, AppError> {
+        match err {
+            AppError::Invalid { field, message } => {
+                values["error"] = json!({ "field": field, "message": message });
+                self.render_status(Status::BadRequest, template, values)
+            }
+            AppError::Forbidden(message) => {
+                values["error"] = json!({ "field": null, "message": message });
+                self.render_status(Status::Forbidden, template, values)
+            }
+            other => Err(other),
+        }
+    }
+}
+
+/// Whether the request is for the JSON API (errors answer with the envelope).
+pub fn wants_json(req: &Request<'_>) -> bool {
+    let path = req.uri().path();
+    path.starts_with("/api/")
+        || path.starts_with("/v1/")
+        || path == "/healthz"
+        || req
+            .headers()
+            .get_one("Accept")
+            .map(|a| a.starts_with("application/json"))
+            .unwrap_or(false)
+}
+
+/// The JSON error envelope of CONTRACT.md.
+pub fn error_envelope(message: &str, kind: &str, code: &str, param: Option<&str>) -> Value {
+    json!({ "error": { "message": message, "type": kind, "param": param, "code": code } })
+}
+
+/// A plain error page (also used by the catchers).
+pub fn error_page(req: &Request<'_>, status: Status, message: &str) -> Page {
+    let Some(app) = req.rocket().state::<App>() else {
+        return Page {
+            status,
+            html: message.to_string(),
+        };
+    };
+    let user = req.local_cache(|| MaybeUser(None)).0.clone();
+    let csrf = req
+        .local_cache(CachedCsrf::default)
+        .0
+        .clone()
+        .unwrap_or_default();
+    let mut ctx = base_context(app, user.as_ref(), &csrf, None, req.uri().path().as_str());
+    ctx.insert("status", &status.code);
+    ctx.insert("reason", status.reason().unwrap_or("Error"));
+    ctx.insert("message", message);
+    let html = app
+        .templates
+        .render("error.html", &ctx)
+        .unwrap_or_else(|e| {
+            tracing::error!("error page: {e}");
+            format!("{} {}", status.code, message)
+        });
+    Page { status, html }
+}
+
+pub fn json_response(status: Status, body: &Value) -> Response<'static> {
+    let body = body.to_string();
+    Response::build()
+        .status(status)
+        .header(ContentType::JSON)
+        .sized_body(body.len(), std::io::Cursor::new(body))
+        .finalize()
+}
+
+impl<'r> Responder<'r, 'static> for AppError {
+    fn respond_to(self, req: &'r Request<'_>) -> response::Result<'static> {
+        let status = Status::from_code(self.status()).unwrap_or(Status::InternalServerError);
+        if let AppError::Internal(detail) = &self {
+            tracing::error!(path = %req.uri().path(), "{detail}");
+        }
+        let message = self.public_message();
+        let mut response = if wants_json(req) {
+            let (kind, code) = self.kind();
+            let param = match &self {
+                AppError::Invalid { field, .. } => *field,
+                _ => None,
+            };
+            json_response(status, &error_envelope(&message, kind, code, param))
+        } else {
+            error_page(req, status, &message).respond_to(req)?
+        };
+        if let AppError::RateLimited { retry_after_secs } = self {
+            response.set_raw_header("Retry-After", retry_after_secs.to_string());
+        }
+        Ok(response)
+    }
+}

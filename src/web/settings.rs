@@ -1,0 +1,197 @@
+//! The account settings page: profile, password, sessions.
+
+use rocket::http::CookieJar;
+use rocket::response::{Flash, Redirect};
+use rocket::{get, post, routes, Route};
+use serde_json::json;
+
+use super::auth::{csrf_form, session_cookie, EmptyForm};
+use super::guards::{ClientInfo, CsrfForm, CsrfProtected, CurrentUser};
+use super::render::{Page, PageCtx};
+use crate::domain::{accounts, sessions};
+use crate::error::AppResult;
+use crate::model::SessionId;
+
+csrf_form!(ProfileForm { display_name });
+csrf_form!(PasswordForm {
+    current_password,
+    password
+});
+
+async fn settings_page(
+    page: &PageCtx<'_>,
+    me: &CurrentUser,
+    status: rocket::http::Status,
+    extra: serde_json::Value,
+) -> AppResult<Page> {
+    let user_id = me.0.user.id;
+    let current = me.0.session.id;
+    let list = page
+        .app
+        .db
+        .run(move |conn| sessions::list(conn, user_id))
+        .await?;
+    let list: Vec<_> = list
+        .into_iter()
+        .map(|s| {
+            json!({
+                "id": s.id,
+                "ip": s.ip,
+                "user_agent": s.user_agent,
+                "created_at": s.created_at,
+                "last_seen_at": s.last_seen_at,
+                "current": s.id == current,
+            })
+        })
+        .collect();
+    let u = &me.0.user;
+    let mut values = json!({
+        "account": {
+            "email": u.email,
+            "display_name": u.display_name,
+            "verified": u.is_verified(),
+            "created_at": u.created_at,
+            "last_sign_in_at": u.last_sign_in_at,
+            "referral_code": u.referral_code,
+            "referral_link": format!("{}/register?ref={}", page.app.config.public_url(), u.referral_code),
+            "role": u.role,
+        },
+        "sessions": list,
+        "form": { "display_name": u.display_name },
+    });
+    if let serde_json::Value::Object(extra) = extra {
+        for (k, v) in extra {
+            values[k] = v;
+        }
+    }
+    page.render_status(status, "settings.html", values)
+}
+
+#[get("/settings")]
+async fn settings(page: PageCtx<'_>, me: CurrentUser) -> AppResult<Page> {
+    settings_page(&page, &me, rocket::http::Status::Ok, json!({})).await
+}
+
+#[post("/settings/profile", data = "<form>")]
+async fn profile(
+    page: PageCtx<'_>,
+    me: CurrentUser,
+    form: CsrfForm<ProfileForm>,
+) -> AppResult<Result<Page, Flash<Redirect>>> {
+    let name = form.0.display_name;
+    let user = me.0.user.clone();
+    let n = name.clone();
+    match page.app.db.run(move |conn| accounts::update_display_name(conn, &user, &n)).await {
+        Ok(_) => Ok(Err(Flash::success(Redirect::to("/settings"), "Your display name is saved."))),
+        Err(crate::AppError::Invalid { field, message }) => Ok(Ok(settings_page(
+            &page,
+            &me,
+            rocket::http::Status::BadRequest,
+            json!({ "error": { "field": field, "message": message }, "form": { "display_name": name } }),
+        )
+        .await?)),
+        Err(e) => Err(e),
+    }
+}
+
+#[post("/settings/password", data = "<form>")]
+async fn password(
+    page: PageCtx<'_>,
+    me: CurrentUser,
+    client: ClientInfo,
+    cookies: &CookieJar<'_>,
+    form: CsrfForm<PasswordForm>,
+) -> AppResult<Result<Page, Flash<Redirect>>> {
+    let f = form.0;
+    let user = me.0.user.clone();
+    let (config, mailer) = (page.app.config.clone(), page.app.mailer.clone());
+    let (ip, ua) = (client.ip.clone(), client.user_agent.clone());
+    let result = page
+        .app
+        .db
+        .run(move |conn| {
+            let client = crate::model::Client {
+                ip: ip.as_deref(),
+                user_agent: ua.as_deref(),
+            };
+            accounts::change_password(
+                conn,
+                &config,
+                &mailer,
+                &user,
+                &f.current_password,
+                &f.password,
+                &client,
+            )
+        })
+        .await;
+    match result {
+        Ok(session) => {
+            cookies.add(session_cookie(page.app, &session));
+            Ok(Err(Flash::success(
+                Redirect::to("/settings"),
+                "Your password is changed. Every other session has been signed out.",
+            )))
+        }
+        Err(crate::AppError::Invalid { field, message }) => Ok(Ok(settings_page(
+            &page,
+            &me,
+            rocket::http::Status::BadRequest,
+            json!({ "error": { "field": field, "message": message } }),
+        )
+        .await?)),
+        Err(e) => Err(e),
+    }
+}
+
+#[post("/settings/sessions/<id>/end", data = "<_form>")]
+async fn end_session(
+    page: PageCtx<'_>,
+    me: CurrentUser,
+    id: i64,
+    _form: CsrfForm<EmptyForm>,
+) -> AppResult<Flash<Redirect>> {
+    let user = me.0.user.id;
+    let ended = page
+        .app
+        .db
+        .run(move |conn| sessions::end_one(conn, user, SessionId(id)))
+        .await?;
+    if id == me.0.session.id.0 {
+        return Ok(Flash::success(Redirect::to("/"), "You are signed out."));
+    }
+    Ok(if ended {
+        Flash::success(
+            Redirect::to("/settings"),
+            "That session has been signed out.",
+        )
+    } else {
+        Flash::error(Redirect::to("/settings"), "That session had already ended.")
+    })
+}
+
+#[post("/settings/sessions/end-others", data = "<_form>")]
+async fn end_others(
+    page: PageCtx<'_>,
+    me: CurrentUser,
+    _form: CsrfForm<EmptyForm>,
+) -> AppResult<Flash<Redirect>> {
+    let (user, keep) = (me.0.user.id, me.0.session.id);
+    let n = page
+        .app
+        .db
+        .run(move |conn| sessions::end_all(conn, user, Some(keep)))
+        .await?;
+    Ok(Flash::success(
+        Redirect::to("/settings"),
+        match n {
+            0 => "There were no other sessions.".to_string(),
+            1 => "1 other session has been signed out.".to_string(),
+            n => format!("{n} other sessions have been signed out."),
+        },
+    ))
+}
+
+pub fn routes() -> Vec<Route> {
+    routes![settings, profile, password, end_session, end_others]
+}
