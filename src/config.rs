@@ -438,11 +438,8 @@ fn figment_error(e: figment::Error) -> ConfigError {
     let mut key = e.path.join(".");
     let source = match &e.metadata {
         Some(m) if m.name.contains("environment") => {
-            let keys: Vec<&str> = e.path.iter().map(String::as_str).collect();
-            format!(
-                " (from environment variable {})",
-                m.interpolate(&e.profile.clone().unwrap_or_default(), &keys)
-            )
+            let var: Vec<String> = e.path.iter().map(|p| p.to_ascii_uppercase()).collect();
+            format!(" (from environment variable NOVART_{})", var.join("__"))
         }
         Some(m) => match &m.source {
             Some(src) => format!(" (in {src})"),

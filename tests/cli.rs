@@ -1,0 +1,297 @@
+//! The admin CLI, run as the built binary against a temporary data directory.
+
+mod common;
+
+use common::{novart, novart_with_stdin, TestApp, PASSWORD};
+use rocket::http::{ContentType, Status};
+
+fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn sign_in(data: &std::path::Path, email: &str, password: &str) -> Status {
+    let (client, _) = TestApp::at(data);
+    let page = client.get("/login").dispatch().into_string().unwrap();
+    let status = client
+        .post("/login")
+        .header(ContentType::Form)
+        .body(common::form_body(&[
+            ("csrf_token", &common::csrf_in(&page)),
+            ("email", email),
+            ("password", password),
+        ]))
+        .dispatch()
+        .status();
+    status
+}
+
+#[test]
+fn user_create_list_show_verify_set_role() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+
+    let o = novart(
+        d,
+        &[
+            "user",
+            "create",
+            "--email",
+            "admin@example.com",
+            "--admin",
+            "--verified",
+            "--name",
+            "Root",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let password = out.lines().last().unwrap().trim().to_string();
+    assert!(
+        password.len() >= 16,
+        "generated password on the last line: {out}"
+    );
+    assert_eq!(
+        sign_in(&d.join("data"), "admin@example.com", &password),
+        Status::SeeOther
+    );
+
+    let o = novart_with_stdin(
+        d,
+        &[
+            "user",
+            "create",
+            "--email",
+            "bea@example.com",
+            "--password-stdin",
+        ],
+        Some(&format!("{PASSWORD}\n")),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stdout(&o).contains(PASSWORD));
+
+    // Not verified yet: sign-in is refused until `user verify`.
+    assert_eq!(
+        sign_in(&d.join("data"), "bea@example.com", PASSWORD),
+        Status::Forbidden
+    );
+    let o = novart(d, &["user", "verify", "bea@example.com"]);
+    assert!(o.status.success());
+    assert_eq!(
+        sign_in(&d.join("data"), "bea@example.com", PASSWORD),
+        Status::SeeOther
+    );
+
+    let o = novart(d, &["user", "list", "--json"]);
+    assert!(o.status.success());
+    let list: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[0]["email"], "admin@example.com");
+    assert_eq!(list[0]["role"], "admin");
+    assert_eq!(list[0]["display_name"], "Root");
+    assert_eq!(list[1]["role"], "user");
+    assert_eq!(list[1]["verified"], true);
+    assert!(list[0].get("password_hash").is_none());
+
+    let o = novart(d, &["user", "list"]);
+    let table = stdout(&o);
+    assert!(
+        table.contains("admin@example.com") && table.contains("bea@example.com"),
+        "{table}"
+    );
+
+    let o = novart(d, &["user", "set-role", "bea@example.com", "admin"]);
+    assert!(o.status.success());
+    let o = novart(d, &["user", "show", "BEA@example.com", "--json"]);
+    let show: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(show["role"], "admin");
+    assert!(show["last_sign_in_at"].is_i64());
+}
+
+#[test]
+fn failures_have_one_line_and_the_right_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let o = novart_with_stdin(
+        d,
+        &[
+            "user",
+            "create",
+            "--email",
+            "dup@example.com",
+            "--password-stdin",
+        ],
+        Some(PASSWORD),
+    );
+    assert!(o.status.success());
+    // Duplicate: a failed operation (1).
+    let o = novart_with_stdin(
+        d,
+        &[
+            "user",
+            "create",
+            "--email",
+            "dup@example.com",
+            "--password-stdin",
+        ],
+        Some(PASSWORD),
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(stderr(&o).trim().lines().count(), 1, "{}", stderr(&o));
+    assert!(stderr(&o).contains("already exists"));
+    // Unknown account (1).
+    for args in [
+        vec!["user", "show", "ghost@example.com"],
+        vec!["user", "verify", "ghost@example.com"],
+        vec!["user", "set-role", "ghost@example.com", "admin"],
+        vec!["user", "reset-password", "ghost@example.com"],
+    ] {
+        let o = novart(d, &args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        assert!(
+            stderr(&o).contains("no account with e-mail ghost@example.com"),
+            "{}",
+            stderr(&o)
+        );
+    }
+    // Bad input and bad usage (2).
+    let o = novart_with_stdin(
+        d,
+        &["user", "create", "--email", "nope", "--password-stdin"],
+        Some(PASSWORD),
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let o = novart_with_stdin(
+        d,
+        &[
+            "user",
+            "create",
+            "--email",
+            "weak@example.com",
+            "--password-stdin",
+        ],
+        Some("short\n"),
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("at least 8 characters"));
+    let o = novart(d, &["user", "set-role", "dup@example.com", "superuser"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = novart(d, &["frobnicate"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn reset_password_generates_reads_or_mails() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    novart_with_stdin(
+        d,
+        &[
+            "user",
+            "create",
+            "--email",
+            "cal@example.com",
+            "--password-stdin",
+            "--verified",
+        ],
+        Some(PASSWORD),
+    );
+
+    let o = novart(d, &["user", "reset-password", "cal@example.com"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let generated = stdout(&o).lines().last().unwrap().trim().to_string();
+    assert_eq!(
+        sign_in(&d.join("data"), "cal@example.com", PASSWORD),
+        Status::Unauthorized
+    );
+    assert_eq!(
+        sign_in(&d.join("data"), "cal@example.com", &generated),
+        Status::SeeOther
+    );
+
+    let o = novart_with_stdin(
+        d,
+        &[
+            "user",
+            "reset-password",
+            "cal@example.com",
+            "--password-stdin",
+        ],
+        Some("chosen by the admin\n"),
+    );
+    assert!(o.status.success());
+    assert_eq!(
+        sign_in(&d.join("data"), "cal@example.com", "chosen by the admin"),
+        Status::SeeOther
+    );
+
+    let o = novart(
+        d,
+        &["user", "reset-password", "cal@example.com", "--send-link"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mails = common::mails_to(&d.join("data/outbox"), "cal@example.com");
+    assert!(mails.iter().any(|m| m.contains("/reset?token=")));
+}
+
+#[test]
+fn init_and_migrate() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let site = d.join("site");
+    let o = novart(d, &["init", "--dir", site.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let toml = std::fs::read_to_string(site.join("novart.toml")).unwrap();
+    assert!(toml.contains(&format!(
+        "data_dir = \"{}\"",
+        site.canonicalize().unwrap().join("data").display()
+    )));
+    assert!(site.join("data/novart.db").exists());
+
+    // Refuses to overwrite without --force.
+    let o = novart(d, &["init", "--dir", site.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let o = novart(d, &["init", "--dir", site.to_str().unwrap(), "--force"]);
+    assert!(o.status.success());
+
+    // The written file is a valid config.
+    let cfg = site.join("novart.toml");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_novart"))
+        .args(["--config", cfg.to_str().unwrap(), "migrate"])
+        .env_remove("NOVART_STORAGE__DATA_DIR")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("up to date"), "{}", stdout(&o));
+
+    let o = novart(d, &["migrate"]);
+    assert!(o.status.success());
+    assert!(stdout(&o).contains("applied"), "{}", stdout(&o));
+    let o = novart(d, &["migrate"]);
+    assert!(stdout(&o).contains("up to date"));
+}
+
+#[test]
+fn bad_config_stops_start_up_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("novart.toml"), "[server]\nport = \"high\"\n").unwrap();
+    for args in [vec!["serve"], vec![], vec!["migrate"]] {
+        let o = novart(d, &args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        let err = stderr(&o);
+        assert!(err.contains("server.port"), "{err}");
+    }
+    std::fs::write(
+        d.join("novart.toml"),
+        "[registration]\nopen = true\nverify = false\n",
+    )
+    .unwrap();
+    let o = novart(d, &["serve"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("registration.verify"), "{}", stderr(&o));
+}

@@ -1,0 +1,325 @@
+//! Shared test harness: `TestApp` gives each test its own data directory,
+//! SQLite file and Rocket client, plus helpers that go through the real forms
+//! and read links from the mail outbox.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use novart::config::Config;
+use rocket::http::{ContentType, Header, Status};
+use rocket::local::blocking::{Client, LocalResponse};
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+pub struct TestApp {
+    pub dir: tempfile::TempDir,
+    pub config: Config,
+    pub client: Client,
+}
+
+impl TestApp {
+    pub fn new() -> TestApp {
+        TestApp::with(|_| {})
+    }
+
+    pub fn with(f: impl FnOnce(&mut Config)) -> TestApp {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = Config::for_data_dir(dir.path());
+        f(&mut config);
+        config.validate().expect("test config is valid");
+        let rocket = novart::build_rocket(config.clone()).expect("app builds");
+        let client = Client::tracked(rocket).expect("rocket client");
+        TestApp {
+            dir,
+            config,
+            client,
+        }
+    }
+
+    /// An app over an existing data directory (e.g. one the CLI made).
+    pub fn at(data_dir: &Path) -> (Client, Config) {
+        let config = Config::for_data_dir(data_dir);
+        let rocket = novart::build_rocket(config.clone()).expect("app builds");
+        (Client::tracked(rocket).expect("rocket client"), config)
+    }
+
+    /// A second browser (its own cookie jar) on the same server.
+    pub fn other_browser(&self) -> Client {
+        let rocket = novart::build_rocket(self.config.clone()).expect("app builds");
+        Client::tracked(rocket).expect("rocket client")
+    }
+
+    pub fn get(&self, path: &str) -> LocalResponse<'_> {
+        self.client.get(path.to_string()).dispatch()
+    }
+
+    pub fn page(&self, path: &str) -> String {
+        let r = self.get(path);
+        assert_eq!(r.status(), Status::Ok, "GET {path}");
+        r.into_string().unwrap()
+    }
+
+    /// The CSRF token embedded in a page.
+    pub fn csrf(&self, path: &str) -> String {
+        csrf_in(&self.page(path))
+    }
+
+    /// Posts a form as a browser would (token taken from `from_page`).
+    pub fn submit(
+        &self,
+        from_page: &str,
+        action: &str,
+        fields: &[(&str, &str)],
+    ) -> LocalResponse<'_> {
+        let token = self.csrf(from_page);
+        let mut all = vec![("csrf_token", token.as_str())];
+        all.extend_from_slice(fields);
+        self.post_raw(action, &all)
+    }
+
+    /// Posts exactly these fields (no token added).
+    pub fn post_raw(&self, action: &str, fields: &[(&str, &str)]) -> LocalResponse<'_> {
+        self.client
+            .post(action.to_string())
+            .header(ContentType::Form)
+            .body(form_body(fields))
+            .dispatch()
+    }
+
+    pub fn post_with_header(
+        &self,
+        action: &str,
+        fields: &[(&str, &str)],
+        header: Header<'static>,
+    ) -> LocalResponse<'_> {
+        self.client
+            .post(action.to_string())
+            .header(ContentType::Form)
+            .header(header)
+            .body(form_body(fields))
+            .dispatch()
+    }
+
+    pub fn register(&self, email: &str, password: &str, name: &str) -> LocalResponse<'_> {
+        self.submit(
+            "/register",
+            "/register",
+            &[
+                ("email", email),
+                ("password", password),
+                ("display_name", name),
+            ],
+        )
+    }
+
+    /// Opens the newest verification link sent to `email` and confirms it.
+    pub fn verify(&self, email: &str) -> LocalResponse<'_> {
+        let link = self.latest_link(email, "/verify?token=");
+        let path = local_path(&link);
+        let page = self.page(&path);
+        let token = path.split("token=").nth(1).unwrap().to_string();
+        let csrf = csrf_in(&page);
+        self.post_raw("/verify", &[("csrf_token", &csrf), ("token", &token)])
+    }
+
+    pub fn login(&self, email: &str, password: &str) -> LocalResponse<'_> {
+        self.submit(
+            "/login",
+            "/login",
+            &[("email", email), ("password", password)],
+        )
+    }
+
+    /// Registers, verifies and signs in; returns the e-mail used.
+    pub fn signed_in_user(&self, email: &str) -> String {
+        let r = self.register(email, PASSWORD, "Test User");
+        assert_eq!(r.status(), Status::Ok);
+        assert_eq!(self.verify(email).status(), Status::SeeOther);
+        assert_eq!(self.login(email, PASSWORD).status(), Status::SeeOther);
+        email.to_string()
+    }
+
+    pub fn session_cookie(&self) -> Option<String> {
+        self.client
+            .cookies()
+            .get("nova_art_session")
+            .map(|c| c.value().to_string())
+    }
+
+    pub fn outbox(&self) -> PathBuf {
+        self.config.outbox_dir()
+    }
+
+    /// All messages sent to `to`, oldest first, decoded.
+    pub fn mails_to(&self, to: &str) -> Vec<String> {
+        mails_to(&self.outbox(), to)
+    }
+
+    /// The newest link containing `marker` in a message to `to`.
+    pub fn latest_link(&self, to: &str, marker: &str) -> String {
+        let mails = self.mails_to(to);
+        for mail in mails.iter().rev() {
+            if let Some(link) = find_link(mail, marker) {
+                return link;
+            }
+        }
+        panic!("no message to {to} with a link containing {marker}; messages: {mails:#?}");
+    }
+
+    pub fn db(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.config.db_path()).unwrap()
+    }
+}
+
+pub fn form_body(fields: &[(&str, &str)]) -> String {
+    fields
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "{}={}",
+                novart::templates::urlencode(k),
+                novart::templates::urlencode(v)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+pub fn csrf_in(html: &str) -> String {
+    let marker = "<meta name=\"csrf-token\" content=\"";
+    let start = html.find(marker).expect("page has a csrf-token meta tag") + marker.len();
+    let end = html[start..].find('"').unwrap();
+    html[start..start + end].to_string()
+}
+
+/// The path and query of an absolute URL.
+pub fn local_path(url: &str) -> String {
+    let after_scheme = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    match after_scheme.find('/') {
+        Some(i) => after_scheme[i..].to_string(),
+        None => "/".into(),
+    }
+}
+
+pub fn find_link(text: &str, marker: &str) -> Option<String> {
+    let i = text.find(marker)?;
+    let start = text[..i].rfind("http").unwrap_or(i);
+    let end = text[i..]
+        .find(|c: char| c.is_whitespace() || c == '"' || c == '<')
+        .map(|e| i + e)
+        .unwrap_or(text.len());
+    Some(text[start..end].to_string())
+}
+
+pub fn mails_to(outbox: &Path, to: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(outbox) else {
+        return vec![];
+    };
+    let mut files: Vec<_> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().map(|x| x == "eml").unwrap_or(false))
+        .map(|e| (e.metadata().unwrap().modified().unwrap(), e.path()))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|(_, p)| decode_mail(&std::fs::read_to_string(p).unwrap()))
+        .filter(|m| m.lines().any(|l| l.starts_with("To:") && l.contains(to)))
+        .collect()
+}
+
+/// Undoes the transfer encodings lettre may choose (quoted-printable or
+/// base64) so tests can search the text; headers are kept as they are.
+pub fn decode_mail(raw: &str) -> String {
+    let mut out = String::new();
+    let mut encoding = String::new();
+    let mut in_headers = true;
+    let mut body = String::new();
+    let flush = |encoding: &str, body: &mut String, out: &mut String| {
+        match encoding {
+            "quoted-printable" => out.push_str(&decode_qp(body)),
+            "base64" => {
+                use base64::Engine;
+                let compact: String = body.chars().filter(|c| !c.is_whitespace()).collect();
+                if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(compact) {
+                    out.push_str(&String::from_utf8_lossy(&bytes));
+                } else {
+                    out.push_str(body);
+                }
+            }
+            _ => out.push_str(body),
+        }
+        body.clear();
+    };
+    for line in raw.split("\r\n").flat_map(|l| l.split('\n')) {
+        if line.starts_with("--") {
+            flush(&encoding, &mut body, &mut out);
+            out.push_str(line);
+            out.push('\n');
+            in_headers = true;
+            encoding.clear();
+            continue;
+        }
+        if in_headers {
+            out.push_str(line);
+            out.push('\n');
+            if let Some(v) = line.strip_prefix("Content-Transfer-Encoding:") {
+                encoding = v.trim().to_ascii_lowercase();
+            }
+            if line.is_empty() {
+                in_headers = false;
+            }
+        } else {
+            body.push_str(line);
+            body.push('\n');
+        }
+    }
+    flush(&encoding, &mut body, &mut out);
+    out
+}
+
+fn decode_qp(s: &str) -> String {
+    let joined = s.replace("=\n", "");
+    let bytes = joined.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'=' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&joined[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Runs the built `novart` binary in `dir` with its data in `dir/data`.
+pub fn novart(dir: &Path, args: &[&str]) -> std::process::Output {
+    novart_with_stdin(dir, args, None)
+}
+
+pub fn novart_with_stdin(dir: &Path, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_novart"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("NOVART_CONFIG")
+        .env("NOVART_STORAGE__DATA_DIR", dir.join("data"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run novart");
+    {
+        let mut input = child.stdin.take().unwrap();
+        if let Some(s) = stdin {
+            input.write_all(s.as_bytes()).unwrap();
+        }
+    }
+    child.wait_with_output().unwrap()
+}

@@ -1,0 +1,217 @@
+//! Configuration: defaults → file → environment, and errors that name the key.
+
+use figment::Jail;
+use novart::config::{Config, MailTransport, Synchronous};
+
+fn load_err(jail: &Jail) -> String {
+    let _ = jail;
+    Config::load(None).unwrap_err().to_string()
+}
+
+#[test]
+fn defaults_need_no_file() {
+    Jail::expect_with(|_jail| {
+        let c = Config::load(None).unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.server.port, 8000);
+        assert_eq!(c.server.bind, "127.0.0.1");
+        assert_eq!(c.public_url(), "http://127.0.0.1:8000");
+        assert_eq!(c.storage.data_dir, std::path::PathBuf::from("./data"));
+        assert_eq!(c.db_path(), std::path::PathBuf::from("./data/novart.db"));
+        assert_eq!(c.storage.synchronous, Synchronous::Full);
+        assert_eq!(c.mail.transport, MailTransport::Outbox);
+        assert!(c.registration.require_email_verification);
+        Ok(())
+    });
+}
+
+#[test]
+fn file_then_environment() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "novart.toml",
+            r#"
+            [server]
+            port = 9000
+            public_url = "https://studio.example.com/"
+            [registration]
+            open = false
+            "#,
+        )?;
+        let c = Config::load(None).unwrap();
+        assert_eq!(c.server.port, 9000);
+        assert!(!c.registration.open);
+        assert_eq!(c.public_url(), "https://studio.example.com");
+        assert!(c.is_https());
+
+        jail.set_env("NOVART_SERVER__PORT", "9100");
+        jail.set_env("NOVART_STORAGE__DATA_DIR", "/srv/novart");
+        jail.set_env("NOVART_REGISTRATION__REQUIRE_EMAIL_VERIFICATION", "false");
+        let c = Config::load(None).unwrap();
+        assert_eq!(c.server.port, 9100, "env beats the file");
+        assert_eq!(c.storage.data_dir, std::path::PathBuf::from("/srv/novart"));
+        assert!(!c.registration.require_email_verification);
+        assert!(
+            !c.registration.open,
+            "the file still applies where env is silent"
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn explicit_file_via_flag_or_env() {
+    Jail::expect_with(|jail| {
+        jail.create_file("novart.toml", "[server]\nport = 1111\n")?;
+        jail.create_file("other.toml", "[server]\nport = 2222\n")?;
+        assert_eq!(
+            Config::load(Some(std::path::Path::new("other.toml")))
+                .unwrap()
+                .server
+                .port,
+            2222
+        );
+        jail.set_env("NOVART_CONFIG", "other.toml");
+        assert_eq!(Config::load(None).unwrap().server.port, 2222);
+        let e = Config::load(Some(std::path::Path::new("missing.toml"))).unwrap_err();
+        assert!(e.to_string().contains("missing.toml"), "{e}");
+        Ok(())
+    });
+}
+
+#[test]
+fn unknown_keys_are_errors_naming_the_key() {
+    Jail::expect_with(|jail| {
+        jail.create_file("novart.toml", "[server]\nprot = 9000\n")?;
+        let e = load_err(jail);
+        assert!(e.contains("server.prot"), "{e}");
+        assert!(e.contains("unknown key"), "{e}");
+
+        jail.create_file("novart.toml", "[sever]\nport = 9000\n")?;
+        let e = load_err(jail);
+        assert!(e.contains("sever"), "{e}");
+        Ok(())
+    });
+}
+
+#[test]
+fn wrong_types_are_errors_naming_the_key() {
+    Jail::expect_with(|jail| {
+        jail.create_file("novart.toml", "[server]\nport = \"eighty\"\n")?;
+        let e = load_err(jail);
+        assert!(e.contains("server.port"), "{e}");
+        jail.create_file("novart.toml", "")?;
+        jail.set_env("NOVART_SERVER__PORT", "99999");
+        let e = load_err(jail);
+        assert!(e.contains("server.port"), "{e}");
+        assert!(e.contains("NOVART_SERVER__PORT"), "{e}");
+        Ok(())
+    });
+}
+
+#[test]
+fn misspelt_environment_variables_are_errors() {
+    Jail::expect_with(|jail| {
+        jail.set_env("NOVART_SERVER_PORT", "9000");
+        let e = load_err(jail);
+        assert!(e.contains("NOVART_SERVER_PORT"), "{e}");
+        Ok(())
+    });
+    Jail::expect_with(|jail| {
+        jail.set_env("NOVART_SERVER__PROT", "9000");
+        let e = load_err(jail);
+        assert!(e.contains("server.prot"), "{e}");
+        Ok(())
+    });
+}
+
+#[test]
+fn impossible_values_are_errors_naming_the_key() {
+    let cases: &[(&str, &str)] = &[
+        ("[server]\nbind = \"localhost:80\"", "server.bind"),
+        (
+            "[server]\npublic_url = \"studio.example.com\"",
+            "server.public_url",
+        ),
+        (
+            "[server]\ntrusted_proxies = [\"10.0.0.0/33\"]",
+            "server.trusted_proxies",
+        ),
+        (
+            "[storage]\nsynchronous = \"sometimes\"",
+            "storage.synchronous",
+        ),
+        ("[storage]\ndata_dir = \"\"", "storage.data_dir"),
+        ("[auth]\nsession_idle_hours = 0", "auth.session_idle_hours"),
+        (
+            "[auth]\nsession_idle_hours = 100\nsession_absolute_hours = 10",
+            "auth.session_absolute_hours",
+        ),
+        ("[auth]\nbcrypt_cost = 4", "auth.bcrypt_cost"),
+        ("[auth]\nreset_link_minutes = 0", "auth.reset_link_minutes"),
+        ("[mail]\ntransport = \"smtp\"", "mail.smtp_url"),
+        (
+            "[mail]\ntransport = \"smtp\"\nsmtp_url = \"ftp://x\"",
+            "mail.smtp_url",
+        ),
+        ("[mail]\ntransport = \"pigeon\"", "mail.transport"),
+        ("[mail]\nfrom = \"not a mailbox\"", "mail.from"),
+        ("[legal]\noperator_name = \"  \"", "legal.operator_name"),
+    ];
+    for (toml, key) in cases {
+        Jail::expect_with(|jail| {
+            jail.create_file("novart.toml", toml)?;
+            let e = load_err(jail);
+            assert!(e.starts_with("config error: "), "{e}");
+            assert!(e.contains(key), "{toml:?} → {e}");
+            assert_eq!(e.lines().count(), 1, "one line: {e}");
+            Ok(())
+        });
+    }
+}
+
+#[test]
+fn the_example_file_is_valid_and_complete() {
+    let text = include_str!("../novart.example.toml");
+    Jail::expect_with(|jail| {
+        jail.create_file("novart.toml", text)?;
+        let c = Config::load(None).unwrap();
+        assert_eq!(c, Config::default(), "the example shows the defaults");
+        Ok(())
+    });
+    // Every key of every section appears in the example.
+    let defaults = toml_keys(&serde_json::to_value(Config::default()).unwrap(), "");
+    for key in defaults {
+        let leaf = key.rsplit('.').next().unwrap();
+        let section = key.split('.').next().unwrap();
+        assert!(
+            text.contains(&format!("[{section}]")),
+            "section {section} missing"
+        );
+        assert!(
+            text.lines().any(|l| l.starts_with(&format!("{leaf} = "))),
+            "{key} missing"
+        );
+    }
+}
+
+fn toml_keys(v: &serde_json::Value, prefix: &str) -> Vec<String> {
+    match v {
+        serde_json::Value::Object(m) => m
+            .iter()
+            .flat_map(|(k, v)| {
+                let p = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                if v.is_object() {
+                    toml_keys(v, &p)
+                } else {
+                    vec![p]
+                }
+            })
+            .collect(),
+        _ => vec![],
+    }
+}
