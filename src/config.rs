@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 /// Environment variables with the `NOVART_` prefix that are not config keys.
 const PROCESS_VARS: &[&str] = &["CONFIG", "LOG", "REQUIRE_BROWSER"];
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
@@ -104,19 +104,6 @@ pub struct LegalConfig {
     pub operator_name: String,
     /// How people reach the operator (an e-mail address or URL).
     pub contact: String,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            server: ServerConfig::default(),
-            storage: StorageConfig::default(),
-            registration: RegistrationConfig::default(),
-            auth: AuthConfig::default(),
-            mail: MailConfig::default(),
-            legal: LegalConfig::default(),
-        }
-    }
 }
 
 impl Default for ServerConfig {

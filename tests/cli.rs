@@ -295,3 +295,58 @@ fn bad_config_stops_start_up_naming_the_key() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("registration.verify"), "{}", stderr(&o));
 }
+
+#[test]
+fn serve_answers_and_shuts_down_gracefully_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_novart"))
+        .current_dir(dir.path())
+        .env_remove("NOVART_CONFIG")
+        .env("NOVART_SERVER__PORT", port.to_string())
+        .env("NOVART_STORAGE__DATA_DIR", dir.path().join("data"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}/healthz");
+    let mut health = None;
+    for _ in 0..200 {
+        if let Ok(mut r) = ureq::get(&url).call() {
+            health = Some(r.body_mut().read_json::<serde_json::Value>().unwrap());
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let health = health.expect("the server answered /healthz");
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["db"], "ok");
+    assert_eq!(health["version"], env!("CARGO_PKG_VERSION"));
+
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let mut status = None;
+    for _ in 0..400 {
+        if let Some(s) = child.try_wait().unwrap() {
+            status = Some(s);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let Some(status) = status else {
+        let _ = child.kill();
+        panic!("the server did not stop after SIGTERM");
+    };
+    assert!(status.success(), "exit status {status:?}");
+    let mut log = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut log).unwrap();
+    assert!(log.contains("is running at"), "{log}");
+    assert!(log.contains("stopped"), "{log}");
+}

@@ -77,6 +77,20 @@ fn new_referral_code(conn: &Connection) -> AppResult<String> {
     }
 }
 
+/// Sends a message; a failure is logged rather than returned, so that what a
+/// visitor sees never depends on whether mail went out for an address (that
+/// would tell which addresses have accounts). Returns whether it was sent.
+fn deliver(mailer: &Mailer, email: Email) -> bool {
+    let (to, subject) = (email.to.clone(), email.subject.clone());
+    match mailer.send(email) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::error!(to = %to, subject = %subject, "e-mail not delivered: {e}");
+            false
+        }
+    }
+}
+
 /// What registration needs from the form.
 pub struct Registration<'a> {
     pub email: &'a str,
@@ -156,16 +170,16 @@ pub fn register(
                 let mut ctx = tera::Context::new();
                 ctx.insert("name", &existing.display_name);
                 ctx.insert("verified", &existing.is_verified());
-                let sent = mailer.send(Email {
-                    to: existing.email.clone(),
-                    subject: "Someone tried to register with your e-mail address".into(),
-                    template: "already_registered",
-                    context: ctx,
-                    link: None,
-                });
-                if let Err(e) = sent {
-                    tracing::warn!("could not send the already-registered notice: {e}");
-                }
+                deliver(
+                    mailer,
+                    Email {
+                        to: existing.email.clone(),
+                        subject: "Someone tried to register with your e-mail address".into(),
+                        template: "already_registered",
+                        context: ctx,
+                        link: None,
+                    },
+                );
             }
             Ok(Registered::AlreadyRegistered)
         }
@@ -178,7 +192,7 @@ fn send_verification(
     config: &Config,
     mailer: &Mailer,
     user: &User,
-) -> AppResult<()> {
+) -> AppResult<bool> {
     let token = random_token(32);
     let now = super::now();
     let expires = now + config.auth.verification_link_hours as i64 * 3600;
@@ -198,13 +212,16 @@ fn send_verification(
     ctx.insert("name", &user.display_name);
     ctx.insert("link", &link);
     ctx.insert("hours", &config.auth.verification_link_hours);
-    mailer.send(Email {
-        to: user.email.clone(),
-        subject: "Confirm your e-mail address for Novart Studio".into(),
-        template: "verify",
-        context: ctx,
-        link: Some(link),
-    })
+    Ok(deliver(
+        mailer,
+        Email {
+            to: user.email.clone(),
+            subject: "Confirm your e-mail address for Novart Studio".into(),
+            template: "verify",
+            context: ctx,
+            link: Some(link),
+        },
+    ))
 }
 
 /// "Resend the verification e-mail": does nothing visible for unknown or
@@ -325,7 +342,8 @@ pub fn request_password_reset(
     let Some(user) = db::users::by_email(conn, &email)? else {
         return Ok(());
     };
-    send_reset_link(conn, config, mailer, &user)
+    send_reset_link(conn, config, mailer, &user)?;
+    Ok(())
 }
 
 fn send_reset_link(
@@ -333,7 +351,7 @@ fn send_reset_link(
     config: &Config,
     mailer: &Mailer,
     user: &User,
-) -> AppResult<()> {
+) -> AppResult<bool> {
     let token = random_token(32);
     let now = super::now();
     let expires = now + config.auth.reset_link_minutes as i64 * 60;
@@ -353,28 +371,31 @@ fn send_reset_link(
     ctx.insert("name", &user.display_name);
     ctx.insert("link", &link);
     ctx.insert("minutes", &config.auth.reset_link_minutes);
-    mailer.send(Email {
-        to: user.email.clone(),
-        subject: "Reset your Novart Studio password".into(),
-        template: "reset",
-        context: ctx,
-        link: Some(link),
-    })
+    Ok(deliver(
+        mailer,
+        Email {
+            to: user.email.clone(),
+            subject: "Reset your Novart Studio password".into(),
+            template: "reset",
+            context: ctx,
+            link: Some(link),
+        },
+    ))
 }
 
 fn notify_password_changed(mailer: &Mailer, user: &User) {
     let mut ctx = tera::Context::new();
     ctx.insert("name", &user.display_name);
-    let sent = mailer.send(Email {
-        to: user.email.clone(),
-        subject: "Your Novart Studio password was changed".into(),
-        template: "password_changed",
-        context: ctx,
-        link: None,
-    });
-    if let Err(e) = sent {
-        tracing::warn!(user = %user.id, "could not send the password-changed notice: {e}");
-    }
+    deliver(
+        mailer,
+        Email {
+            to: user.email.clone(),
+            subject: "Your Novart Studio password was changed".into(),
+            template: "password_changed",
+            context: ctx,
+            link: None,
+        },
+    );
 }
 
 /// Sets a new password from a reset link: the link is used up, every session

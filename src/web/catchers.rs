@@ -48,17 +48,15 @@ fn default(status: Status, req: &Request<'_>) -> CatcherResponse {
     }
     if status == Status::Unauthorized {
         let next = req.uri().to_string();
-        return CatcherResponse::Redirect(Redirect::to(format!(
-            "/login?next={}",
-            urlencode(&next)
-        )));
+        let to = format!("/login?next={}", urlencode(&next));
+        return CatcherResponse::Redirect(Box::new(Redirect::to(to)));
     }
     CatcherResponse::Page(error_page(req, status, message_for(status)))
 }
 
 pub enum CatcherResponse {
     Json(Status, serde_json::Value),
-    Redirect(Redirect),
+    Redirect(Box<Redirect>),
     Page(super::render::Page),
 }
 
@@ -66,7 +64,7 @@ impl<'r> Responder<'r, 'static> for CatcherResponse {
     fn respond_to(self, req: &'r Request<'_>) -> rocket::response::Result<'static> {
         match self {
             CatcherResponse::Json(status, body) => Ok(json_response(status, &body)),
-            CatcherResponse::Redirect(r) => r.respond_to(req),
+            CatcherResponse::Redirect(r) => (*r).respond_to(req),
             CatcherResponse::Page(p) => p.respond_to(req),
         }
     }

@@ -1,0 +1,352 @@
+//! The account journey in a real browser: headless Chromium driven through
+//! chromedriver (W3C WebDriver), against the built `novart` binary.
+//!
+//! Skips loudly when Chromium or chromedriver is missing, unless
+//! NOVART_REQUIRE_BROWSER=1 (set by .ci/run), where that is a failure.
+//! Screenshots land in target/screenshots/.
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+struct Kill(Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn find_program(names: &[&str]) -> Option<PathBuf> {
+    for name in names {
+        for dir in std::env::var("PATH").unwrap_or_default().split(':') {
+            let p = Path::new(dir).join(name);
+            if p.is_file() {
+                return Some(p);
+            }
+        }
+    }
+    None
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(20) {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+struct Browser {
+    base: String,
+    session: String,
+    shots: PathBuf,
+}
+
+impl Browser {
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}/session/{}{}", self.base, self.session, path);
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut resp = match (method, body) {
+            ("GET", _) => agent.get(&url).call(),
+            ("DELETE", _) => agent.delete(&url).call(),
+            (_, b) => agent.post(&url).send_json(b.unwrap_or(json!({}))),
+        }
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let status = resp.status();
+        let v: Value = resp.body_mut().read_json().unwrap_or(Value::Null);
+        assert!(status.is_success(), "{method} {path} → {status}: {v}");
+        v["value"].clone()
+    }
+
+    fn goto(&self, url: &str) {
+        self.call("POST", "/url", Some(json!({ "url": url })));
+    }
+
+    fn url(&self) -> String {
+        self.call("GET", "/url", None)
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    fn source(&self) -> String {
+        self.call("GET", "/source", None)
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    fn xpath(&self, xpath: &str) -> String {
+        let v = self.call(
+            "POST",
+            "/element",
+            Some(json!({ "using": "xpath", "value": xpath })),
+        );
+        v[ELEMENT]
+            .as_str()
+            .unwrap_or_else(|| panic!("no element {xpath}: {v}\n{}", self.source()))
+            .to_string()
+    }
+
+    /// The input labelled `label` (found through <label for>, as a person would).
+    fn field(&self, label: &str) -> String {
+        let lab = self.xpath(&format!("//label[normalize-space()='{label}']"));
+        let id = self.call("GET", &format!("/element/{lab}/attribute/for"), None);
+        let id = id
+            .as_str()
+            .unwrap_or_else(|| panic!("label {label} has no for="));
+        let v = self.call(
+            "POST",
+            "/element",
+            Some(json!({ "using": "css selector", "value": format!("#{id}") })),
+        );
+        v[ELEMENT].as_str().unwrap().to_string()
+    }
+
+    fn fill(&self, label: &str, text: &str) {
+        let el = self.field(label);
+        self.call("POST", &format!("/element/{el}/clear"), None);
+        self.call(
+            "POST",
+            &format!("/element/{el}/value"),
+            Some(json!({ "text": text })),
+        );
+    }
+
+    fn click_button(&self, text: &str) {
+        let el = self.xpath(&format!("//button[normalize-space()='{text}']"));
+        self.call("POST", &format!("/element/{el}/click"), None);
+    }
+
+    fn wait_text(&self, text: &str) {
+        wait_for(&format!("page text {text:?}"), || {
+            self.source().contains(text)
+        });
+    }
+
+    fn script(&self, js: &str) -> Value {
+        self.call(
+            "POST",
+            "/execute/sync",
+            Some(json!({ "script": js, "args": [] })),
+        )
+    }
+
+    fn resize(&self, w: u32, h: u32) {
+        self.call(
+            "POST",
+            "/window/rect",
+            Some(json!({ "width": w, "height": h })),
+        );
+    }
+
+    fn screenshot(&self, name: &str) {
+        use base64::Engine;
+        let b64 = self.call("GET", "/screenshot", None);
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(b64.as_str().unwrap())
+            .unwrap();
+        std::fs::create_dir_all(&self.shots).unwrap();
+        std::fs::write(self.shots.join(format!("{name}.png")), png).unwrap();
+    }
+
+    fn no_horizontal_scroll(&self) -> bool {
+        self.script("return document.documentElement.scrollWidth <= window.innerWidth;")
+            == json!(true)
+    }
+}
+
+#[test]
+fn account_journey_in_chromium() {
+    let required = std::env::var("NOVART_REQUIRE_BROWSER")
+        .map(|v| v == "1")
+        .unwrap_or(false);
+    let chromium = find_program(&["chromium", "chromium-browser", "google-chrome"]);
+    let driver = find_program(&["chromedriver"]);
+    let (Some(chromium), Some(driver)) = (chromium, driver) else {
+        if required {
+            panic!("NOVART_REQUIRE_BROWSER=1 but chromium/chromedriver is not installed");
+        }
+        eprintln!("\n*** SKIPPED account_journey_in_chromium: chromium and chromedriver are not installed (apt-get install chromium chromium-driver) ***\n");
+        return;
+    };
+
+    // The real binary on a free port with its own data.
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let app_url = format!("http://127.0.0.1:{port}");
+    let _server = Kill(
+        Command::new(env!("CARGO_BIN_EXE_novart"))
+            .arg("serve")
+            .current_dir(dir.path())
+            .env_remove("NOVART_CONFIG")
+            .env("NOVART_SERVER__PORT", port.to_string())
+            .env("NOVART_STORAGE__DATA_DIR", dir.path().join("data"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for("the studio to answer /healthz", || {
+        ureq::get(format!("{app_url}/healthz")).call().is_ok()
+    });
+
+    let dport = free_port();
+    let _driver = Kill(
+        Command::new(driver)
+            .arg(format!("--port={dport}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let base = format!("http://127.0.0.1:{dport}");
+    wait_for("chromedriver", || {
+        ureq::get(format!("{base}/status")).call().is_ok()
+    });
+    let profile = tempfile::tempdir().unwrap();
+    let caps = json!({ "capabilities": { "alwaysMatch": { "browserName": "chrome", "goog:chromeOptions": {
+        "binary": chromium.to_str().unwrap(),
+        "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                 "--disable-background-networking", "--disable-quic", "--disable-component-update",
+                 "--disable-sync", "--window-size=1280,900",
+                 format!("--user-data-dir={}", profile.path().display())]
+    }}}});
+    let mut resp = ureq::post(format!("{base}/session"))
+        .send_json(caps)
+        .expect("new WebDriver session");
+    let v: Value = resp.body_mut().read_json().unwrap();
+    let session = v["value"]["sessionId"]
+        .as_str()
+        .expect("session id")
+        .to_string();
+    let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    let b = Browser {
+        base: base.clone(),
+        session,
+        shots,
+    };
+
+    // Landing page.
+    b.goto(&format!("{app_url}/"));
+    b.wait_text("Turn words into images");
+    b.screenshot("01-landing");
+
+    // Register through the labelled form.
+    b.goto(&format!("{app_url}/register"));
+    b.fill("E-mail address", "browser@example.com");
+    b.fill("Display name", "Brow <b>Ser</b>");
+    b.fill("Password", "short");
+    b.click_button("Create account");
+    // The browser's own minlength check or our message stops it; either way no account.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(b.url().ends_with("/register"));
+    b.fill("Password", "a long browser passphrase");
+    b.click_button("Create account");
+    b.wait_text("Check your e-mail");
+    b.screenshot("02-check-email");
+
+    // Sign-in is refused before confirming.
+    b.goto(&format!("{app_url}/login"));
+    b.fill("E-mail address", "browser@example.com");
+    b.fill("Password", "a long browser passphrase");
+    b.click_button("Sign in");
+    b.wait_text("Please confirm your e-mail address first");
+
+    // Open the link from the outbox and confirm.
+    let link = {
+        let mails = common::mails_to(&dir.path().join("data/outbox"), "browser@example.com");
+        mails
+            .iter()
+            .rev()
+            .find_map(|m| common::find_link(m, "/verify?token="))
+            .expect("verification mail")
+    };
+    let link = link.replace("http://127.0.0.1:8000", &app_url);
+    b.goto(&link);
+    b.wait_text("Confirm your e-mail address");
+    b.screenshot("03-confirm");
+    b.click_button("Confirm my e-mail address");
+    b.wait_text("Your e-mail address is confirmed");
+
+    // Sign in: the e-mail is pre-filled from the redirect.
+    b.fill("Password", "a long browser passphrase");
+    b.click_button("Sign in");
+    b.wait_text("Hello, Brow &lt;b&gt;Ser&lt;/b&gt;.");
+    b.wait_text("You are signed in.");
+    b.screenshot("04-signed-in");
+
+    // Settings: rename, see the toast and the session list.
+    b.goto(&format!("{app_url}/settings"));
+    b.wait_text("Signed-in devices");
+    b.fill("Display name", "Browser Artist");
+    b.click_button("Save name");
+    b.wait_text("Your display name is saved.");
+    b.screenshot("05-settings");
+    assert!(
+        b.no_horizontal_scroll(),
+        "settings scrolls sideways at 1280px"
+    );
+
+    // Phone width: nothing scrolls sideways.
+    b.resize(360, 780);
+    for path in ["/settings", "/", "/privacy"] {
+        b.goto(&format!("{app_url}{path}"));
+        assert!(b.no_horizontal_scroll(), "{path} scrolls sideways at 360px");
+    }
+    b.goto(&format!("{app_url}/settings"));
+    b.screenshot("06-settings-phone");
+    b.resize(1280, 900);
+
+    // Sign out from the header button.
+    b.click_button("Sign out");
+    b.wait_text("You are signed out.");
+    b.goto(&format!("{app_url}/settings"));
+    wait_for("redirect to sign-in", || b.url().contains("/login?next="));
+
+    // Forgotten password, all the way to signing in with the new one.
+    b.goto(&format!("{app_url}/forgot"));
+    b.fill("E-mail address", "browser@example.com");
+    b.click_button("Send reset link");
+    b.wait_text("If an account exists for");
+    let link = {
+        let mails = common::mails_to(&dir.path().join("data/outbox"), "browser@example.com");
+        mails
+            .iter()
+            .rev()
+            .find_map(|m| common::find_link(m, "/reset?token="))
+            .expect("reset mail")
+    };
+    b.goto(&link.replace("http://127.0.0.1:8000", &app_url));
+    b.fill("New password", "the newest passphrase");
+    b.click_button("Save new password");
+    b.wait_text("Your password has been changed");
+    b.fill("Password", "the newest passphrase");
+    b.click_button("Sign in");
+    b.wait_text("Hello, Browser Artist.");
+
+    b.call("DELETE", "", None);
+}
