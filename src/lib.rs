@@ -8,6 +8,7 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod jobs;
 pub mod mail;
 pub mod model;
 pub mod templates;
@@ -45,10 +46,6 @@ impl App {
             &hex::encode(domain::secrets::random_bytes::<32>()),
         )?;
         let secret = hex::decode(secret).map_err(AppError::internal)?;
-        let swept = domain::sessions::sweep(&conn, &config, domain::now())?;
-        if swept > 0 {
-            tracing::info!(sessions = swept, "removed expired sessions");
-        }
         Ok(App {
             config,
             db,
@@ -78,7 +75,11 @@ pub fn build_rocket(config: Config) -> AppResult<Rocket<Build>> {
         .merge(("limits", limits))
         .merge(("shutdown.grace", 5))
         .merge(("shutdown.mercy", 5));
-    let rocket = rocket::custom(figment);
+    let (db, config) = (app.db.clone(), app.config.clone());
+    let rocket = rocket::custom(figment)
+        .attach(rocket::fairing::AdHoc::on_liftoff("scheduler", |_| {
+            Box::pin(async move { jobs::spawn_scheduler(db, config) })
+        }));
     Ok(web::mount(rocket, app))
 }
 

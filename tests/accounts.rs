@@ -349,18 +349,7 @@ fn settings_change_name_and_password() {
     assert_eq!(r.status(), Status::BadRequest);
 
     // A second device, signed in separately.
-    let second = app.other_browser();
-    let login_page = second.get("/login").dispatch().into_string().unwrap();
-    let r = second
-        .post("/login")
-        .header(rocket::http::ContentType::Form)
-        .body(common::form_body(&[
-            ("csrf_token", &common::csrf_in(&login_page)),
-            ("email", "jo@example.com"),
-            ("password", PASSWORD),
-        ]))
-        .dispatch();
-    assert_eq!(r.status(), Status::SeeOther);
+    let second = app.sign_in_elsewhere("jo@example.com", PASSWORD, "SecondDevice/1.0");
     assert_eq!(second.get("/settings").dispatch().status(), Status::Ok);
     let before = app.session_cookie().unwrap();
 
@@ -406,18 +395,7 @@ fn settings_change_name_and_password() {
 fn sessions_can_be_listed_and_ended() {
     let app = TestApp::new();
     app.signed_in_user("ka@example.com");
-    let second = app.other_browser();
-    let login_page = second.get("/login").dispatch().into_string().unwrap();
-    second
-        .post("/login")
-        .header(rocket::http::ContentType::Form)
-        .header(rocket::http::Header::new("User-Agent", "SecondBrowser/1.0"))
-        .body(common::form_body(&[
-            ("csrf_token", &common::csrf_in(&login_page)),
-            ("email", "ka@example.com"),
-            ("password", PASSWORD),
-        ]))
-        .dispatch();
+    let second = app.sign_in_elsewhere("ka@example.com", PASSWORD, "SecondBrowser/1.0");
     let page = app.page("/settings");
     assert!(page.contains("SecondBrowser&#x2F;1.0"));
     assert!(page.contains("this device"));
@@ -526,4 +504,35 @@ fn long_multibyte_passwords_work_in_full() {
         app.login("ni@example.com", &long).status(),
         Status::SeeOther
     );
+}
+
+#[test]
+fn the_sweep_removes_dead_sessions_and_keeps_live_ones() {
+    let app = TestApp::new();
+    app.signed_in_user("sw@example.com");
+    let second = app.sign_in_elsewhere("sw@example.com", PASSWORD, "SecondDevice/1.0");
+    let ids: Vec<i64> = {
+        let db = app.db();
+        let mut s = db.prepare("SELECT id FROM sessions ORDER BY id").unwrap();
+        s.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    assert_eq!(ids.len(), 2);
+    app.db()
+        .execute("UPDATE sessions SET expires_at = 1 WHERE id = ?1", [ids[0]])
+        .unwrap();
+    let db = novart::db::Db::open(&app.config).unwrap();
+    assert_eq!(novart::jobs::sweep(&db, &app.config).unwrap(), 1);
+    let left: Vec<i64> = {
+        let db = app.db();
+        let mut s = db.prepare("SELECT id FROM sessions").unwrap();
+        s.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    assert_eq!(left, vec![ids[1]]);
+    assert_eq!(second.get("/settings").dispatch().status(), Status::Ok, "the live session still works");
 }

@@ -423,17 +423,7 @@ fn one_user_cannot_end_another_users_session() {
     app.signed_in_user("victim@example.com");
     app.submit("/", "/logout", &[]);
     // The victim signs in on a second browser, and stays signed in there.
-    let second = app.other_browser();
-    let page = second.get("/login").dispatch().into_string().unwrap();
-    second
-        .post("/login")
-        .header(rocket::http::ContentType::Form)
-        .body(common::form_body(&[
-            ("csrf_token", &common::csrf_in(&page)),
-            ("email", "victim@example.com"),
-            ("password", PASSWORD),
-        ]))
-        .dispatch();
+    let second = app.sign_in_elsewhere("victim@example.com", PASSWORD, "SecondDevice/1.0");
     let victim_session_now: i64 = app
         .db()
         .query_row("SELECT id FROM sessions", [], |r| r.get(0))

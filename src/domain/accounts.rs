@@ -186,6 +186,53 @@ pub fn register(
     }
 }
 
+/// A one-time link to e-mail: what it is for and how it is worded.
+struct LinkMail {
+    purpose: TokenPurpose,
+    /// Path the link opens, e.g. "/verify".
+    path: &'static str,
+    ttl_secs: i64,
+    subject: &'static str,
+    template: &'static str,
+}
+
+/// Issues a fresh single-use link (voiding older ones of the same purpose),
+/// stores only its digest, and mails it. Returns whether the mail went out.
+fn send_link(
+    conn: &mut Connection,
+    mailer: &Mailer,
+    user: &User,
+    link: LinkMail,
+    mut ctx: tera::Context,
+) -> AppResult<bool> {
+    let token = random_token(32);
+    let now = super::now();
+    db::write(conn, |tx| {
+        db::tokens::void_all(tx, user.id, link.purpose, now)?;
+        db::tokens::insert(
+            tx,
+            user.id,
+            link.purpose,
+            &sha256_hex(&token),
+            now,
+            now + link.ttl_secs,
+        )
+    })?;
+    let url = format!("{}{}?token={token}", mailer.public_url(), link.path);
+    ctx.insert("name", &user.display_name);
+    ctx.insert("link", &url);
+    Ok(deliver(
+        mailer,
+        Email {
+            to: user.email.clone(),
+            subject: link.subject.into(),
+            template: link.template,
+            context: ctx,
+            link: Some(url),
+        },
+    ))
+}
+
 /// Issues a fresh verification link (older ones stop working) and mails it.
 fn send_verification(
     conn: &mut Connection,
@@ -193,35 +240,17 @@ fn send_verification(
     mailer: &Mailer,
     user: &User,
 ) -> AppResult<bool> {
-    let token = random_token(32);
-    let now = super::now();
-    let expires = now + config.auth.verification_link_hours as i64 * 3600;
-    db::write(conn, |tx| {
-        db::tokens::void_all(tx, user.id, TokenPurpose::VerifyEmail, now)?;
-        db::tokens::insert(
-            tx,
-            user.id,
-            TokenPurpose::VerifyEmail,
-            &sha256_hex(&token),
-            now,
-            expires,
-        )
-    })?;
-    let link = format!("{}/verify?token={token}", mailer.public_url());
+    let hours = config.auth.verification_link_hours;
     let mut ctx = tera::Context::new();
-    ctx.insert("name", &user.display_name);
-    ctx.insert("link", &link);
-    ctx.insert("hours", &config.auth.verification_link_hours);
-    Ok(deliver(
-        mailer,
-        Email {
-            to: user.email.clone(),
-            subject: "Confirm your e-mail address for Novart Studio".into(),
-            template: "verify",
-            context: ctx,
-            link: Some(link),
-        },
-    ))
+    ctx.insert("hours", &hours);
+    let link = LinkMail {
+        purpose: TokenPurpose::VerifyEmail,
+        path: "/verify",
+        ttl_secs: hours as i64 * 3600,
+        subject: "Confirm your e-mail address for Novart Studio",
+        template: "verify",
+    };
+    send_link(conn, mailer, user, link, ctx)
 }
 
 /// "Resend the verification e-mail": does nothing visible for unknown or
@@ -352,35 +381,17 @@ fn send_reset_link(
     mailer: &Mailer,
     user: &User,
 ) -> AppResult<bool> {
-    let token = random_token(32);
-    let now = super::now();
-    let expires = now + config.auth.reset_link_minutes as i64 * 60;
-    db::write(conn, |tx| {
-        db::tokens::void_all(tx, user.id, TokenPurpose::ResetPassword, now)?;
-        db::tokens::insert(
-            tx,
-            user.id,
-            TokenPurpose::ResetPassword,
-            &sha256_hex(&token),
-            now,
-            expires,
-        )
-    })?;
-    let link = format!("{}/reset?token={token}", mailer.public_url());
+    let minutes = config.auth.reset_link_minutes;
     let mut ctx = tera::Context::new();
-    ctx.insert("name", &user.display_name);
-    ctx.insert("link", &link);
-    ctx.insert("minutes", &config.auth.reset_link_minutes);
-    Ok(deliver(
-        mailer,
-        Email {
-            to: user.email.clone(),
-            subject: "Reset your Novart Studio password".into(),
-            template: "reset",
-            context: ctx,
-            link: Some(link),
-        },
-    ))
+    ctx.insert("minutes", &minutes);
+    let link = LinkMail {
+        purpose: TokenPurpose::ResetPassword,
+        path: "/reset",
+        ttl_secs: minutes as i64 * 60,
+        subject: "Reset your Novart Studio password",
+        template: "reset",
+    };
+    send_link(conn, mailer, user, link, ctx)
 }
 
 fn notify_password_changed(mailer: &Mailer, user: &User) {

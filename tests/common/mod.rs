@@ -49,6 +49,25 @@ impl TestApp {
         Client::tracked(rocket).expect("rocket client")
     }
 
+    /// A second device: another browser that signs in as `email`.
+    pub fn sign_in_elsewhere(&self, email: &str, password: &str, user_agent: &str) -> Client {
+        let other = self.other_browser();
+        let page = other.get("/login").dispatch().into_string().unwrap();
+        let status = other
+            .post("/login")
+            .header(ContentType::Form)
+            .header(Header::new("User-Agent", user_agent.to_string()))
+            .body(form_body(&[
+                ("csrf_token", &csrf_in(&page)),
+                ("email", email),
+                ("password", password),
+            ]))
+            .dispatch()
+            .status();
+        assert_eq!(status, Status::SeeOther, "second device signs in");
+        other
+    }
+
     pub fn get(&self, path: &str) -> LocalResponse<'_> {
         self.client.get(path.to_string()).dispatch()
     }
