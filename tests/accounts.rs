@@ -534,5 +534,9 @@ fn the_sweep_removes_dead_sessions_and_keeps_live_ones() {
             .collect()
     };
     assert_eq!(left, vec![ids[1]]);
-    assert_eq!(second.get("/settings").dispatch().status(), Status::Ok, "the live session still works");
+    assert_eq!(
+        second.get("/settings").dispatch().status(),
+        Status::Ok,
+        "the live session still works"
+    );
 }

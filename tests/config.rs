@@ -158,6 +158,17 @@ fn impossible_values_are_errors_naming_the_key() {
         ("[mail]\ntransport = \"pigeon\"", "mail.transport"),
         ("[mail]\nfrom = \"not a mailbox\"", "mail.from"),
         ("[legal]\noperator_name = \"  \"", "legal.operator_name"),
+        ("[storage]\nresult_retention_hours = 0", "storage.result_retention_hours"),
+        ("[storage]\nmax_upload_bytes = 10", "storage.max_upload_bytes"),
+        ("[queue]\nmax_attempts = 0", "queue.max_attempts"),
+        ("[[models]]\nid = \"m\"\nname = \"M\"\nproviders = [\"nope\"]", "models[0].providers"),
+        ("[[models]]\nid = \"m\"\nname = \"M\"\nproviders = [\"builtin\"]\nsizes = [\"big\"]", "models[0].sizes"),
+        ("[[models]]\nid = \"m\"\nname = \"M\"\nproviders = [\"builtin\"]\nmax_n = 11", "models[0].max_n"),
+        ("[[models]]\nid = \"m\"\nname = \"M\"\nproviders = [\"builtin\"]\n[[models]]\nid = \"m\"\nname = \"N\"\nproviders = [\"builtin\"]", "models[1].id"),
+        ("[[providers]]\nid = \"o\"\nkind = \"openai\"", "providers[0].base_url"),
+        ("[[providers]]\nid = \"o\"\nkind = \"midjourney\"\nbase_url = \"http://x\"", "providers"),
+        ("[[providers]]\nid = \"c\"\nkind = \"comfyui\"\nbase_url = \"http://x\"", "providers[0].workflow"),
+        ("[[models]]\nid = \"m\"\nname = \"M\"\nproviders = [\"builtin\"]\ncolour = 1", "models"),
     ];
     for (toml, key) in cases {
         Jail::expect_with(|jail| {
@@ -208,6 +219,8 @@ fn toml_keys(v: &serde_json::Value, prefix: &str) -> Vec<String> {
                 };
                 if v.is_object() {
                     toml_keys(v, &p)
+                } else if v.is_array() && prefix.is_empty() {
+                    vec![] // [[providers]] / [[models]]: documented as commented examples
                 } else {
                     vec![p]
                 }
@@ -215,4 +228,47 @@ fn toml_keys(v: &serde_json::Value, prefix: &str) -> Vec<String> {
             .collect(),
         _ => vec![],
     }
+}
+
+#[test]
+fn the_default_catalogue_is_the_builtin_renderer() {
+    let c = Config::default();
+    let (providers, models) = c.catalogue();
+    assert_eq!(providers.len(), 1);
+    assert_eq!(models.len(), 1);
+    assert_eq!(models[0].providers, vec!["builtin".to_string()]);
+    assert!(models[0].sizes.iter().any(|s| s == "1024x1024"));
+}
+
+#[test]
+fn a_configured_catalogue_replaces_the_default_model() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "novart.toml",
+            r#"
+            [[providers]]
+            id = "up"
+            kind = "openai"
+            base_url = "http://127.0.0.1:9/v1"
+            api_key = "k"
+
+            [[models]]
+            id = "fast"
+            name = "Fast"
+            providers = ["up", "builtin"]
+            price = 3
+            sizes = ["512x512"]
+            "#,
+        )?;
+        let c = Config::load(None).unwrap();
+        let (providers, models) = c.catalogue();
+        assert_eq!(
+            providers.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(),
+            vec!["up", "builtin"]
+        );
+        assert_eq!(models.len(), 1);
+        assert_eq!(models[0].price, 3);
+        assert_eq!(models[0].max_n, 4, "defaults fill the rest");
+        Ok(())
+    });
 }

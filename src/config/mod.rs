@@ -8,6 +8,8 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+pub mod catalog;
+
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
@@ -24,6 +26,11 @@ pub struct Config {
     pub auth: AuthConfig,
     pub mail: MailConfig,
     pub legal: LegalConfig,
+    pub queue: catalog::QueueConfig,
+    /// Upstream image services (`[[providers]]`).
+    pub providers: Vec<catalog::ProviderConfig>,
+    /// Models offered to creators (`[[models]]`); empty: the built-in renderer.
+    pub models: Vec<catalog::ModelConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -53,6 +60,15 @@ pub enum Synchronous {
 pub struct StorageConfig {
     pub data_dir: PathBuf,
     pub synchronous: Synchronous,
+    /// Generated images and their previews are deleted this long after creation.
+    pub result_retention_hours: u32,
+    /// Uploaded reference images are deleted this long after upload.
+    pub reference_retention_hours: u32,
+    /// Largest reference image upload, in bytes.
+    pub max_upload_bytes: u64,
+    /// Largest reference image, in pixels (width × height), read from the
+    /// file header before decoding.
+    pub max_upload_pixels: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -122,6 +138,10 @@ impl Default for StorageConfig {
         StorageConfig {
             data_dir: PathBuf::from("./data"),
             synchronous: Synchronous::Full,
+            result_retention_hours: 48,
+            reference_retention_hours: 24,
+            max_upload_bytes: 10 * 1024 * 1024,
+            max_upload_pixels: 40_000_000,
         }
     }
 }
@@ -181,7 +201,7 @@ impl std::fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-fn err(key: &str, message: impl Into<String>) -> ConfigError {
+pub(crate) fn err(key: &str, message: impl Into<String>) -> ConfigError {
     ConfigError {
         key: key.to_string(),
         message: message.into(),
@@ -306,9 +326,33 @@ impl Config {
                 ));
             }
         }
-        if self.storage.data_dir.as_os_str().is_empty() {
+        let st = &self.storage;
+        if st.data_dir.as_os_str().is_empty() {
             return Err(err("storage.data_dir", "must not be empty"));
         }
+        if st.result_retention_hours == 0 {
+            return Err(err("storage.result_retention_hours", "must be at least 1"));
+        }
+        if st.reference_retention_hours == 0 {
+            return Err(err(
+                "storage.reference_retention_hours",
+                "must be at least 1",
+            ));
+        }
+        if st.max_upload_bytes < 1024 || st.max_upload_bytes > 256 * 1024 * 1024 {
+            return Err(err(
+                "storage.max_upload_bytes",
+                "must be between 1024 and 268435456",
+            ));
+        }
+        if st.max_upload_pixels < 4096 || st.max_upload_pixels > 200_000_000 {
+            return Err(err(
+                "storage.max_upload_pixels",
+                "must be between 4096 and 200000000",
+            ));
+        }
+        let (providers, models) = self.catalogue();
+        catalog::validate(&providers, &models, &self.queue)?;
         let a = &self.auth;
         if a.session_idle_hours == 0 {
             return Err(err("auth.session_idle_hours", "must be at least 1"));
@@ -355,6 +399,29 @@ impl Config {
             return Err(err("legal.operator_name", "must not be empty"));
         }
         Ok(())
+    }
+
+    /// The effective catalogue: the configured providers plus the built-in
+    /// one (unless an entry reuses its id), and the configured models or, if
+    /// there are none, the built-in model.
+    pub fn catalogue(&self) -> (Vec<catalog::ProviderConfig>, Vec<catalog::ModelConfig>) {
+        let (builtin_providers, builtin_models) = catalog::default_catalogue();
+        let mut providers = self.providers.clone();
+        for b in builtin_providers {
+            if !providers.iter().any(|p| p.id == b.id) {
+                providers.push(b);
+            }
+        }
+        let models = if self.models.is_empty() {
+            builtin_models
+        } else {
+            self.models.clone()
+        };
+        (providers, models)
+    }
+
+    pub fn assets_dir(&self) -> PathBuf {
+        self.storage.data_dir.join("assets")
     }
 
     /// The public base URL without a trailing slash.
