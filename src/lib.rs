@@ -11,6 +11,7 @@ pub mod error;
 pub mod jobs;
 pub mod mail;
 pub mod model;
+pub mod providers;
 pub mod templates;
 pub mod web;
 

@@ -165,9 +165,9 @@ fn impossible_values_are_errors_naming_the_key() {
         ("[[models]]\nid = \"m\"\nname = \"M\"\nproviders = [\"builtin\"]\nsizes = [\"big\"]", "models[0].sizes"),
         ("[[models]]\nid = \"m\"\nname = \"M\"\nproviders = [\"builtin\"]\nmax_n = 11", "models[0].max_n"),
         ("[[models]]\nid = \"m\"\nname = \"M\"\nproviders = [\"builtin\"]\n[[models]]\nid = \"m\"\nname = \"N\"\nproviders = [\"builtin\"]", "models[1].id"),
-        ("[[providers]]\nid = \"o\"\nkind = \"openai\"", "providers[0].base_url"),
+        ("[[providers]]\nid = \"o\"\nkind = \"openai\"", "providers[0]"),
         ("[[providers]]\nid = \"o\"\nkind = \"midjourney\"\nbase_url = \"http://x\"", "providers"),
-        ("[[providers]]\nid = \"c\"\nkind = \"comfyui\"\nbase_url = \"http://x\"", "providers[0].workflow"),
+        ("[[providers]]\nid = \"c\"\nkind = \"comfyui\"\nbase_url = \"http://x\"", "providers[0]"),
         ("[[models]]\nid = \"m\"\nname = \"M\"\nproviders = [\"builtin\"]\ncolour = 1", "models"),
     ];
     for (toml, key) in cases {
@@ -248,9 +248,7 @@ fn a_configured_catalogue_replaces_the_default_model() {
             r#"
             [[providers]]
             id = "up"
-            kind = "openai"
-            base_url = "http://127.0.0.1:9/v1"
-            api_key = "k"
+            kind = "builtin"
 
             [[models]]
             id = "fast"

@@ -192,6 +192,15 @@ pub fn validate(
         if providers[..i].iter().any(|q| q.id == p.id) {
             return Err(err(&key("id"), format!("{:?} is defined twice", p.id)));
         }
+        if !crate::providers::supported(p.kind) {
+            return Err(err(
+                &key("kind"),
+                format!(
+                    "provider kind {:?} is not available in this version of Novart",
+                    p.kind
+                ),
+            ));
+        }
         let needs_url = p.kind != ProviderKind::Builtin;
         if needs_url && !(p.base_url.starts_with("http://") || p.base_url.starts_with("https://")) {
             return Err(err(
