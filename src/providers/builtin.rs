@@ -260,7 +260,7 @@ pub fn render(
     let (words, mood) = read_words(prompt);
     let text_hash = fnv(&words.join(" "));
     let mut rng = Rng(text_hash ^ seed.wrapping_mul(0xA24B_AED4_963E_E407));
-    let base_hue = mood.hue.unwrap_or_else(|| (text_hash % 360) as f32) + rng.range(-12.0, 12.0);
+    let base_hue = mood.hue.unwrap_or((text_hash % 360) as f32) + rng.range(-12.0, 12.0);
     // A harmony: analogous, complementary or triadic, picked by the seed.
     let spread = [30.0, 180.0, 120.0][(rng.next() % 3) as usize];
     let (s, l) = (mood.sat, mood.light);
