@@ -54,3 +54,71 @@ CREATE TABLE auth_tokens (
     used_at    INTEGER
 ) STRICT;
 CREATE INDEX auth_tokens_user ON auth_tokens(user_id, purpose);
+
+-- migration 2: the task queue and stored images
+-- The tasks table is the queue. Every state change is a compare-and-swap on
+-- `status`; a worker holds a task through `lease_until`, which it renews while
+-- it works; an expired lease means the worker died and the task is retried or
+-- failed by lease recovery.
+CREATE TABLE tasks (
+    id              INTEGER PRIMARY KEY,
+    public_id       TEXT NOT NULL UNIQUE,
+    user_id         INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    status          TEXT NOT NULL CHECK (status IN ('queued', 'running', 'succeeded', 'failed', 'canceled')),
+    model           TEXT NOT NULL,
+    prompt          TEXT NOT NULL,
+    negative_prompt TEXT NOT NULL DEFAULT '',
+    width           INTEGER NOT NULL,
+    height          INTEGER NOT NULL,
+    n               INTEGER NOT NULL,
+    seed            INTEGER NOT NULL,
+    webhook_url     TEXT,
+    cost            INTEGER NOT NULL DEFAULT 0,
+    progress        REAL NOT NULL DEFAULT 0,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    not_before      INTEGER NOT NULL,
+    lease_until     INTEGER,
+    worker          TEXT,
+    claim_seq       INTEGER,
+    provider        TEXT,
+    error           TEXT,
+    error_raw       TEXT,
+    created_at      INTEGER NOT NULL,
+    started_at      INTEGER,
+    finished_at     INTEGER
+) STRICT;
+CREATE INDEX tasks_queue ON tasks(status, user_id, id);
+CREATE INDEX tasks_user ON tasks(user_id, id);
+CREATE INDEX tasks_served ON tasks(user_id, claim_seq);
+CREATE INDEX tasks_claims ON tasks(claim_seq);
+
+-- Files under <data_dir>/assets: generated results and uploaded references.
+-- The row and the file live and die together (the retention sweep removes
+-- both; `novart doctor` looks for strays).
+CREATE TABLE assets (
+    id           INTEGER PRIMARY KEY,
+    public_id    TEXT NOT NULL UNIQUE,
+    user_id      INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    task_id      INTEGER REFERENCES tasks(id) ON DELETE SET NULL,
+    kind         TEXT NOT NULL CHECK (kind IN ('result', 'reference')),
+    path         TEXT NOT NULL,
+    preview_path TEXT,
+    mime         TEXT NOT NULL,
+    width        INTEGER NOT NULL,
+    height       INTEGER NOT NULL,
+    bytes        INTEGER NOT NULL,
+    created_at   INTEGER NOT NULL,
+    expires_at   INTEGER NOT NULL,
+    downloads    INTEGER NOT NULL DEFAULT 0
+) STRICT;
+CREATE INDEX assets_user ON assets(user_id, kind, id);
+CREATE INDEX assets_task ON assets(task_id);
+CREATE INDEX assets_expiry ON assets(expires_at);
+
+-- Reference images a task was given, in order.
+CREATE TABLE task_references (
+    task_id  INTEGER NOT NULL REFERENCES tasks(id) ON DELETE CASCADE,
+    asset_id INTEGER NOT NULL REFERENCES assets(id) ON DELETE CASCADE,
+    position INTEGER NOT NULL,
+    PRIMARY KEY (task_id, position)
+) STRICT;

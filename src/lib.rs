@@ -31,6 +31,8 @@ pub struct App {
     pub templates: Arc<templates::Templates>,
     /// Signs CSRF tokens; generated once per instance and kept in the database.
     pub secret: Vec<u8>,
+    /// The task queue: catalogue, providers, workers' shared state.
+    pub engine: jobs::queue::Engine,
 }
 
 impl App {
@@ -47,12 +49,14 @@ impl App {
             &hex::encode(domain::secrets::random_bytes::<32>()),
         )?;
         let secret = hex::decode(secret).map_err(AppError::internal)?;
+        let engine = jobs::queue::Engine::new(db.clone(), &config);
         Ok(App {
             config,
             db,
             mailer,
             templates,
             secret,
+            engine,
         })
     }
 }

@@ -117,3 +117,122 @@ pub struct Client<'a> {
     pub ip: Option<&'a str>,
     pub user_agent: Option<&'a str>,
 }
+
+id_type!(TaskId);
+id_type!(AssetId);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Canceled,
+}
+
+impl TaskStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Queued => "queued",
+            TaskStatus::Running => "running",
+            TaskStatus::Succeeded => "succeeded",
+            TaskStatus::Failed => "failed",
+            TaskStatus::Canceled => "canceled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TaskStatus> {
+        Some(match s {
+            "queued" => TaskStatus::Queued,
+            "running" => TaskStatus::Running,
+            "succeeded" => TaskStatus::Succeeded,
+            "failed" => TaskStatus::Failed,
+            "canceled" => TaskStatus::Canceled,
+            _ => return None,
+        })
+    }
+
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            TaskStatus::Succeeded | TaskStatus::Failed | TaskStatus::Canceled
+        )
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Task {
+    #[serde(skip)]
+    pub id: TaskId,
+    #[serde(rename = "id")]
+    pub public_id: String,
+    #[serde(skip)]
+    pub user_id: UserId,
+    pub status: TaskStatus,
+    pub model: String,
+    pub prompt: String,
+    pub negative_prompt: String,
+    pub width: u32,
+    pub height: u32,
+    pub n: u32,
+    pub seed: i64,
+    pub webhook_url: Option<String>,
+    pub cost: i64,
+    pub progress: f64,
+    pub attempts: u32,
+    #[serde(skip)]
+    pub not_before: i64,
+    #[serde(skip)]
+    pub lease_until: Option<i64>,
+    #[serde(skip)]
+    pub worker: Option<String>,
+    #[serde(skip)]
+    pub provider: Option<String>,
+    pub error: Option<String>,
+    #[serde(skip)]
+    pub error_raw: Option<String>,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AssetKind {
+    Result,
+    Reference,
+}
+
+impl AssetKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AssetKind::Result => "result",
+            AssetKind::Reference => "reference",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Asset {
+    #[serde(skip)]
+    pub id: AssetId,
+    #[serde(rename = "id")]
+    pub public_id: String,
+    #[serde(skip)]
+    pub user_id: UserId,
+    #[serde(skip)]
+    pub task_id: Option<TaskId>,
+    pub kind: AssetKind,
+    #[serde(skip)]
+    pub path: String,
+    #[serde(skip)]
+    pub preview_path: Option<String>,
+    pub mime: String,
+    pub width: u32,
+    pub height: u32,
+    pub bytes: i64,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub downloads: i64,
+}

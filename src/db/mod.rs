@@ -1,9 +1,11 @@
 //! Storage: an r2d2 pool of SQLite connections, the migrations, and plain SQL
 //! functions per table. Nothing here knows about HTTP.
 
+pub mod assets;
 pub mod meta;
 pub mod migrate;
 pub mod sessions;
+pub mod tasks;
 pub mod tokens;
 pub mod users;
 

@@ -2,10 +2,13 @@
 //! the CLI and the background jobs all call these same functions.
 
 pub mod accounts;
+pub mod assets;
+pub mod catalog;
 pub mod csrf;
 pub mod passwords;
 pub mod secrets;
 pub mod sessions;
+pub mod tasks;
 
 /// The current time in unix seconds (UTC).
 pub fn now() -> i64 {

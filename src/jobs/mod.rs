@@ -1,4 +1,7 @@
-//! Background work that runs inside the server process.
+//! Background work that runs inside the server process: the queue workers
+//! and the scheduler's periodic sweeps.
+
+pub mod queue;
 
 use std::time::Duration;
 
@@ -14,6 +17,50 @@ pub const SWEEP_EVERY: Duration = Duration::from_secs(3600);
 pub fn sweep(db: &Db, config: &Config) -> crate::AppResult<usize> {
     let conn = db.get()?;
     domain::sessions::sweep(&conn, config, domain::now())
+}
+
+/// How often expired task leases are looked for.
+pub const LEASE_CHECK_EVERY: Duration = Duration::from_secs(15);
+
+/// Gives tasks of a dead worker back to the queue (or fails them).
+pub fn recover(engine: &queue::Engine, cutoff: i64) -> crate::AppResult<usize> {
+    let mut conn = engine.db.get()?;
+    let touched = domain::tasks::recover_leases(&mut conn, &engine.config, cutoff)?;
+    for (id, status) in &touched {
+        if let Some(t) = crate::db::tasks::by_id(&conn, *id)? {
+            engine.hub.publish(t.user_id, &t.public_id);
+        }
+        tracing::warn!(task = %id, now = status.as_str(), "recovered a task whose worker stopped");
+    }
+    if !touched.is_empty() {
+        engine.hub.wake();
+    }
+    Ok(touched.len())
+}
+
+/// Starts the queue: recovers tasks left running by a previous process,
+/// then the workers and the lease watcher.
+pub fn start_queue(engine: queue::Engine) {
+    let e = engine.clone();
+    rocket::tokio::spawn(async move {
+        let first = e.clone();
+        let _ = rocket::tokio::task::spawn_blocking(move || {
+            if let Err(err) = recover(&first, i64::MAX) {
+                tracing::error!("start-up task recovery failed: {err}");
+            }
+        })
+        .await;
+        e.spawn_workers();
+        let mut tick = rocket::tokio::time::interval(LEASE_CHECK_EVERY);
+        loop {
+            tick.tick().await;
+            let e2 = e.clone();
+            let r = rocket::tokio::task::spawn_blocking(move || recover(&e2, domain::now())).await;
+            if let Ok(Err(err)) = r {
+                tracing::error!("lease recovery failed: {err}");
+            }
+        }
+    });
 }
 
 /// Starts the periodic sweep on the server's runtime; it ends with the server.

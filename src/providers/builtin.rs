@@ -7,16 +7,12 @@
 
 use image::{imageops::FilterType, ImageFormat, Rgb, RgbImage};
 
-use super::{Cancel, GenRequest, Provider, ProviderError};
+use super::{Control, GenRequest, Provider, ProviderError};
 
 pub struct Builtin;
 
 impl Provider for Builtin {
-    fn generate(
-        &self,
-        req: &GenRequest,
-        cancel: &dyn Cancel,
-    ) -> Result<Vec<Vec<u8>>, ProviderError> {
+    fn generate(&self, req: &GenRequest, ctl: &dyn Control) -> Result<Vec<Vec<u8>>, ProviderError> {
         let reference = match req.references.first() {
             Some(bytes) => {
                 Some(
@@ -29,8 +25,9 @@ impl Provider for Builtin {
             None => None,
         };
         let mut out = Vec::with_capacity(req.n as usize);
-        for i in 0..req.n.max(1) {
-            if cancel.canceled() {
+        let n = req.n.max(1);
+        for i in 0..n {
+            if ctl.canceled() {
                 break;
             }
             let img = render(
@@ -47,6 +44,7 @@ impl Provider for Builtin {
                     raw: e.to_string(),
                 })?;
             out.push(png);
+            ctl.progress((i + 1) as f64 / n as f64);
         }
         Ok(out)
     }
@@ -418,7 +416,14 @@ mod tests {
     }
 
     fn run(r: &GenRequest) -> Vec<Vec<u8>> {
-        Builtin.generate(r, &|| false).unwrap()
+        Builtin.generate(r, &crate::providers::Unattended).unwrap()
+    }
+
+    struct Stop;
+    impl Control for Stop {
+        fn canceled(&self) -> bool {
+            true
+        }
     }
 
     #[test]
@@ -469,6 +474,6 @@ mod tests {
         let out = run(&r);
         assert_eq!(out.len(), 3);
         assert_ne!(out[0], out[1]);
-        assert!(Builtin.generate(&r, &|| true).unwrap().is_empty());
+        assert!(Builtin.generate(&r, &Stop).unwrap().is_empty());
     }
 }

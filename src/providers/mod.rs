@@ -54,24 +54,26 @@ impl ProviderError {
     }
 }
 
-/// Tells a long-running call that the task was canceled.
-pub trait Cancel: Sync {
+/// The worker's side of a running call: whether the task was canceled (stop
+/// early; the result is discarded) and where progress is reported.
+pub trait Control: Sync {
     fn canceled(&self) -> bool;
+    /// Progress from 0.0 to 1.0, when the provider knows it.
+    fn progress(&self, _fraction: f64) {}
 }
 
-impl<F: Fn() -> bool + Sync> Cancel for F {
+/// A control that never cancels and ignores progress (tools and tests).
+pub struct Unattended;
+
+impl Control for Unattended {
     fn canceled(&self) -> bool {
-        self()
+        false
     }
 }
 
 pub trait Provider: Send + Sync {
     /// Makes `req.n` images (PNG or JPEG bytes each), blocking until done.
-    fn generate(
-        &self,
-        req: &GenRequest,
-        cancel: &dyn Cancel,
-    ) -> Result<Vec<Vec<u8>>, ProviderError>;
+    fn generate(&self, req: &GenRequest, ctl: &dyn Control) -> Result<Vec<Vec<u8>>, ProviderError>;
 }
 
 /// Whether this build has an adapter for `kind`. The catalogue refuses the

@@ -1,0 +1,147 @@
+//! SQL for `assets` (stored images) and `task_references`.
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use crate::error::AppResult;
+use crate::model::{Asset, AssetId, AssetKind, TaskId, UserId};
+
+const COLUMNS: &str = "a.id, a.public_id, a.user_id, a.task_id, a.kind, a.path, a.preview_path, a.mime, a.width, a.height, \
+     a.bytes, a.created_at, a.expires_at, a.downloads";
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<Asset> {
+    let kind: String = r.get(4)?;
+    Ok(Asset {
+        id: r.get(0)?,
+        public_id: r.get(1)?,
+        user_id: r.get(2)?,
+        task_id: r.get(3)?,
+        kind: if kind == "reference" {
+            AssetKind::Reference
+        } else {
+            AssetKind::Result
+        },
+        path: r.get(5)?,
+        preview_path: r.get(6)?,
+        mime: r.get(7)?,
+        width: r.get(8)?,
+        height: r.get(9)?,
+        bytes: r.get(10)?,
+        created_at: r.get(11)?,
+        expires_at: r.get(12)?,
+        downloads: r.get(13)?,
+    })
+}
+
+pub struct NewAsset<'a> {
+    pub public_id: &'a str,
+    pub user_id: UserId,
+    pub task_id: Option<TaskId>,
+    pub kind: AssetKind,
+    pub path: &'a str,
+    pub preview_path: Option<&'a str>,
+    pub mime: &'a str,
+    pub width: u32,
+    pub height: u32,
+    pub bytes: i64,
+    pub now: i64,
+    pub expires_at: i64,
+}
+
+pub fn insert(conn: &Connection, a: &NewAsset<'_>) -> AppResult<AssetId> {
+    conn.execute(
+        "INSERT INTO assets (public_id, user_id, task_id, kind, path, preview_path, mime, width, height, bytes,
+                             created_at, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        params![
+            a.public_id, a.user_id, a.task_id, a.kind.as_str(), a.path, a.preview_path, a.mime, a.width, a.height,
+            a.bytes, a.now, a.expires_at
+        ],
+    )?;
+    Ok(AssetId(conn.last_insert_rowid()))
+}
+
+pub fn by_public_id(conn: &Connection, public_id: &str) -> AppResult<Option<Asset>> {
+    let sql = format!("SELECT {COLUMNS} FROM assets a WHERE a.public_id = ?1");
+    Ok(conn.query_row(&sql, [public_id], from_row).optional()?)
+}
+
+pub fn results_of_task(conn: &Connection, task: TaskId) -> AppResult<Vec<Asset>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM assets a WHERE a.task_id = ?1 AND a.kind = 'result' ORDER BY a.id"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map([task], from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub fn references_of_task(conn: &Connection, task: TaskId) -> AppResult<Vec<Asset>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM task_references tr JOIN assets a ON a.id = tr.asset_id
+         WHERE tr.task_id = ?1 ORDER BY tr.position"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map([task], from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub fn attach_reference(
+    conn: &Connection,
+    task: TaskId,
+    asset: AssetId,
+    position: u32,
+) -> AppResult<()> {
+    conn.execute(
+        "INSERT INTO task_references (task_id, asset_id, position) VALUES (?1, ?2, ?3)",
+        params![task, asset, position],
+    )?;
+    Ok(())
+}
+
+/// A user's results (with their task's model and prompt), newest first.
+pub fn results_for_user(
+    conn: &Connection,
+    user: UserId,
+    model: Option<&str>,
+    before: Option<AssetId>,
+    limit: u32,
+) -> AppResult<Vec<(Asset, String, String)>> {
+    let sql = format!(
+        "SELECT {COLUMNS}, t.model, t.prompt FROM assets a JOIN tasks t ON t.id = a.task_id
+         WHERE a.user_id = ?1 AND a.kind = 'result' AND (?2 IS NULL OR t.model = ?2) AND (?3 IS NULL OR a.id < ?3)
+         ORDER BY a.id DESC LIMIT ?4"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params![user, model, before, limit], |r| {
+        Ok((from_row(r)?, r.get(14)?, r.get(15)?))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub fn count_download(conn: &Connection, id: AssetId) -> AppResult<()> {
+    conn.execute(
+        "UPDATE assets SET downloads = downloads + 1 WHERE id = ?1",
+        [id],
+    )?;
+    Ok(())
+}
+
+pub fn delete(conn: &Connection, id: AssetId) -> AppResult<bool> {
+    Ok(conn.execute("DELETE FROM assets WHERE id = ?1", [id])? == 1)
+}
+
+/// Assets whose retention ended at `now`.
+pub fn expired(conn: &Connection, now: i64, limit: u32) -> AppResult<Vec<Asset>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM assets a WHERE a.expires_at <= ?1 ORDER BY a.expires_at LIMIT ?2"
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(params![now, limit], from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Every stored path (files and previews), for finding orphans on disk.
+pub fn all_paths(conn: &Connection) -> AppResult<Vec<String>> {
+    let mut stmt = conn.prepare("SELECT path FROM assets UNION ALL SELECT preview_path FROM assets WHERE preview_path IS NOT NULL")?;
+    let rows = stmt.query_map([], |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}

@@ -1,0 +1,254 @@
+//! SQL for the `tasks` table: the queue. State changes are compare-and-swap
+//! on `status` so that a worker, a cancel and lease recovery can race safely.
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use crate::error::AppResult;
+use crate::model::{Task, TaskId, TaskStatus, UserId};
+
+const COLUMNS: &str = "id, public_id, user_id, status, model, prompt, negative_prompt, width, height, n, seed, \
+     webhook_url, cost, progress, attempts, not_before, lease_until, worker, provider, error, error_raw, \
+     created_at, started_at, finished_at";
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<Task> {
+    let status: String = r.get(3)?;
+    Ok(Task {
+        id: r.get(0)?,
+        public_id: r.get(1)?,
+        user_id: r.get(2)?,
+        status: TaskStatus::parse(&status).unwrap_or(TaskStatus::Failed),
+        model: r.get(4)?,
+        prompt: r.get(5)?,
+        negative_prompt: r.get(6)?,
+        width: r.get(7)?,
+        height: r.get(8)?,
+        n: r.get(9)?,
+        seed: r.get(10)?,
+        webhook_url: r.get(11)?,
+        cost: r.get(12)?,
+        progress: r.get(13)?,
+        attempts: r.get(14)?,
+        not_before: r.get(15)?,
+        lease_until: r.get(16)?,
+        worker: r.get(17)?,
+        provider: r.get(18)?,
+        error: r.get(19)?,
+        error_raw: r.get(20)?,
+        created_at: r.get(21)?,
+        started_at: r.get(22)?,
+        finished_at: r.get(23)?,
+    })
+}
+
+pub struct NewTask<'a> {
+    pub public_id: &'a str,
+    pub user_id: UserId,
+    pub model: &'a str,
+    pub prompt: &'a str,
+    pub negative_prompt: &'a str,
+    pub width: u32,
+    pub height: u32,
+    pub n: u32,
+    pub seed: i64,
+    pub webhook_url: Option<&'a str>,
+    pub cost: i64,
+    pub now: i64,
+}
+
+pub fn insert(conn: &Connection, t: &NewTask<'_>) -> AppResult<TaskId> {
+    conn.execute(
+        "INSERT INTO tasks (public_id, user_id, status, model, prompt, negative_prompt, width, height, n, seed,
+                            webhook_url, cost, not_before, created_at)
+         VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)",
+        params![
+            t.public_id, t.user_id, t.model, t.prompt, t.negative_prompt, t.width, t.height, t.n, t.seed,
+            t.webhook_url, t.cost, t.now
+        ],
+    )?;
+    Ok(TaskId(conn.last_insert_rowid()))
+}
+
+pub fn by_id(conn: &Connection, id: TaskId) -> AppResult<Option<Task>> {
+    let sql = format!("SELECT {COLUMNS} FROM tasks WHERE id = ?1");
+    Ok(conn.query_row(&sql, [id], from_row).optional()?)
+}
+
+pub fn by_public_id(conn: &Connection, user: UserId, public_id: &str) -> AppResult<Option<Task>> {
+    let sql = format!("SELECT {COLUMNS} FROM tasks WHERE public_id = ?1 AND user_id = ?2");
+    Ok(conn
+        .query_row(&sql, params![public_id, user], from_row)
+        .optional()?)
+}
+
+pub fn by_public_id_any_user(conn: &Connection, public_id: &str) -> AppResult<Option<Task>> {
+    let sql = format!("SELECT {COLUMNS} FROM tasks WHERE public_id = ?1");
+    Ok(conn.query_row(&sql, [public_id], from_row).optional()?)
+}
+
+/// A user's tasks, newest first, older than `before` (an internal id cursor).
+pub fn list_for_user(
+    conn: &Connection,
+    user: UserId,
+    status: Option<TaskStatus>,
+    before: Option<TaskId>,
+    limit: u32,
+) -> AppResult<Vec<Task>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM tasks WHERE user_id = ?1 AND (?2 IS NULL OR status = ?2)
+         AND (?3 IS NULL OR id < ?3) ORDER BY id DESC LIMIT ?4"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(
+        params![user, status.map(|s| s.as_str()), before, limit],
+        from_row,
+    )?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub fn list_all(conn: &Connection, status: Option<TaskStatus>, limit: u32) -> AppResult<Vec<Task>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM tasks WHERE (?1 IS NULL OR status = ?1) ORDER BY id DESC LIMIT ?2"
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(params![status.map(|s| s.as_str()), limit], from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Claims the next task fairly and marks it running with a lease. Among
+/// users with a waiting task and fewer than `per_user` running: fewest running
+/// first, then the user served longest ago (never served first), then the
+/// oldest waiting task. One user's 500 tasks therefore alternate with
+/// another's 1 instead of going first.
+pub fn claim(
+    conn: &Connection,
+    worker: &str,
+    now: i64,
+    lease_secs: i64,
+    per_user: u32,
+) -> AppResult<Option<Task>> {
+    let sql = format!(
+        "WITH waiting AS (
+             SELECT user_id, MIN(id) AS first FROM tasks
+             WHERE status = 'queued' AND not_before <= ?1 GROUP BY user_id
+         ), ranked AS (
+             SELECT w.first AS id,
+                    (SELECT count(*) FROM tasks r WHERE r.status = 'running' AND r.user_id = w.user_id) AS busy,
+                    (SELECT max(claim_seq) FROM tasks r WHERE r.user_id = w.user_id) AS served
+             FROM waiting w
+         )
+         UPDATE tasks SET status = 'running', attempts = attempts + 1, lease_until = ?1 + ?2,
+                          worker = ?3, started_at = COALESCE(started_at, ?1), progress = 0,
+                          claim_seq = (SELECT coalesce(max(claim_seq), 0) + 1 FROM tasks)
+         WHERE id = (SELECT id FROM ranked WHERE busy < ?4 ORDER BY busy, served IS NOT NULL, served, id LIMIT 1)
+           AND status = 'queued'
+         RETURNING {COLUMNS}"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    Ok(stmt
+        .query_row(params![now, lease_secs, worker, per_user], from_row)
+        .optional()?)
+}
+
+/// Extends a running task's lease; false if it is no longer this worker's.
+pub fn renew_lease(
+    conn: &Connection,
+    id: TaskId,
+    worker: &str,
+    until: i64,
+    progress: f64,
+) -> AppResult<bool> {
+    Ok(conn.execute(
+        "UPDATE tasks SET lease_until = ?3, progress = max(progress, ?4)
+         WHERE id = ?1 AND worker = ?2 AND status = 'running'",
+        params![id, worker, until, progress],
+    )? == 1)
+}
+
+/// running → succeeded, only if this worker still holds it.
+pub fn mark_succeeded(
+    conn: &Connection,
+    id: TaskId,
+    worker: &str,
+    provider: &str,
+    now: i64,
+) -> AppResult<bool> {
+    Ok(conn.execute(
+        "UPDATE tasks SET status = 'succeeded', progress = 1, provider = ?3, finished_at = ?4, lease_until = NULL,
+                          error = NULL, error_raw = NULL
+         WHERE id = ?1 AND worker = ?2 AND status = 'running'",
+        params![id, worker, provider, now],
+    )? == 1)
+}
+
+/// `from` → failed with messages (user and raw).
+pub fn mark_failed(
+    conn: &Connection,
+    id: TaskId,
+    from: TaskStatus,
+    error: &str,
+    raw: &str,
+    now: i64,
+) -> AppResult<bool> {
+    Ok(conn.execute(
+        "UPDATE tasks SET status = 'failed', error = ?3, error_raw = ?4, finished_at = ?5, lease_until = NULL
+         WHERE id = ?1 AND status = ?2",
+        params![id, from.as_str(), error, raw, now],
+    )? == 1)
+}
+
+/// running → queued again (a retry after `not_before`).
+pub fn requeue(
+    conn: &Connection,
+    id: TaskId,
+    not_before: i64,
+    error: &str,
+    raw: &str,
+) -> AppResult<bool> {
+    Ok(conn.execute(
+        "UPDATE tasks SET status = 'queued', not_before = ?2, lease_until = NULL, worker = NULL, progress = 0,
+                          error = ?3, error_raw = ?4
+         WHERE id = ?1 AND status = 'running'",
+        params![id, not_before, error, raw],
+    )? == 1)
+}
+
+/// queued|running → canceled.
+pub fn mark_canceled(conn: &Connection, id: TaskId, now: i64) -> AppResult<Option<TaskStatus>> {
+    let before: Option<String> = conn
+        .query_row("SELECT status FROM tasks WHERE id = ?1", [id], |r| r.get(0))
+        .optional()?;
+    let Some(before) = before.and_then(|s| TaskStatus::parse(&s)) else {
+        return Ok(None);
+    };
+    if before.is_final() {
+        return Ok(None);
+    }
+    let n = conn.execute(
+        "UPDATE tasks SET status = 'canceled', finished_at = ?2, lease_until = NULL WHERE id = ?1 AND status = ?3",
+        params![id, now, before.as_str()],
+    )?;
+    Ok((n == 1).then_some(before))
+}
+
+/// Running tasks whose lease ran out (their worker died).
+pub fn expired_leases(conn: &Connection, now: i64) -> AppResult<Vec<Task>> {
+    let sql = format!("SELECT {COLUMNS} FROM tasks WHERE status = 'running' AND lease_until < ?1");
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map([now], from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub fn status_of(conn: &Connection, id: TaskId) -> AppResult<Option<TaskStatus>> {
+    let s: Option<String> = conn
+        .query_row("SELECT status FROM tasks WHERE id = ?1", [id], |r| r.get(0))
+        .optional()?;
+    Ok(s.and_then(|s| TaskStatus::parse(&s)))
+}
+
+pub fn count_by_status(conn: &Connection, status: TaskStatus) -> AppResult<i64> {
+    Ok(conn.query_row(
+        "SELECT count(*) FROM tasks WHERE status = ?1",
+        [status.as_str()],
+        |r| r.get(0),
+    )?)
+}

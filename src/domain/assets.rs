@@ -1,0 +1,168 @@
+//! Stored images: results from providers and their previews. Files live under
+//! `<data_dir>/assets/<user>/`, named by the server (never by the upload),
+//! written to a temporary name and renamed so a crash never leaves half a file
+//! under a real name.
+
+use std::path::{Path, PathBuf};
+
+use image::{imageops::FilterType, ImageFormat};
+use rusqlite::Connection;
+
+use crate::config::Config;
+use crate::db;
+use crate::error::{AppError, AppResult};
+use crate::model::{Asset, AssetKind, TaskId, UserId};
+
+use super::secrets::random_token;
+
+/// Longest side of a preview, in pixels.
+pub const PREVIEW_SIZE: u32 = 384;
+
+pub fn new_public_id(prefix: &str) -> String {
+    format!("{prefix}_{}", random_token(12))
+}
+
+/// Writes bytes atomically (temporary file, then rename).
+pub fn write_file(path: &Path, bytes: &[u8]) -> AppResult<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| AppError::internal(format!("creating {}: {e}", dir.display())))?;
+    }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .map_err(|e| AppError::internal(format!("writing {}: {e}", path.display())))
+}
+
+/// A decoded, checked image ready to store.
+pub struct Prepared {
+    pub bytes: Vec<u8>,
+    pub mime: &'static str,
+    pub ext: &'static str,
+    pub width: u32,
+    pub height: u32,
+    pub preview: Vec<u8>,
+}
+
+/// Checks that provider output is a PNG or JPEG image and makes its preview.
+/// The stored file is the provider's bytes when PNG or JPEG; anything else
+/// (WebP, GIF...) is refused by the decoder features this build has.
+pub fn prepare_result(bytes: &[u8]) -> Result<Prepared, String> {
+    let format = image::guess_format(bytes).map_err(|_| "not an image".to_string())?;
+    let (mime, ext) = match format {
+        ImageFormat::Png => ("image/png", "png"),
+        ImageFormat::Jpeg => ("image/jpeg", "jpg"),
+        other => return Err(format!("unsupported image format {other:?}")),
+    };
+    let img = image::load_from_memory_with_format(bytes, format)
+        .map_err(|e| format!("cannot decode: {e}"))?;
+    let preview = make_preview(&img)?;
+    Ok(Prepared {
+        bytes: bytes.to_vec(),
+        mime,
+        ext,
+        width: img.width(),
+        height: img.height(),
+        preview,
+    })
+}
+
+/// A JPEG no larger than PREVIEW_SIZE on its longer side.
+pub fn make_preview(img: &image::DynamicImage) -> Result<Vec<u8>, String> {
+    let small = if img.width().max(img.height()) > PREVIEW_SIZE {
+        img.resize(PREVIEW_SIZE, PREVIEW_SIZE, FilterType::Triangle)
+    } else {
+        img.clone()
+    };
+    let mut out = Vec::new();
+    let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 82);
+    small
+        .to_rgb8()
+        .write_with_encoder(encoder)
+        .map_err(|e| format!("preview: {e}"))?;
+    Ok(out)
+}
+
+fn user_dir(config: &Config, user: UserId) -> PathBuf {
+    config.assets_dir().join(user.0.to_string())
+}
+
+/// Stores one result image (file, preview, row) and returns the row.
+pub fn store_result(
+    conn: &Connection,
+    config: &Config,
+    user: UserId,
+    task: TaskId,
+    p: &Prepared,
+    now: i64,
+) -> AppResult<Asset> {
+    let public_id = new_public_id("img");
+    let dir = user_dir(config, user);
+    let path = dir.join(format!("{public_id}.{}", p.ext));
+    let preview_path = dir.join(format!("{public_id}.preview.jpg"));
+    write_file(&path, &p.bytes)?;
+    write_file(&preview_path, &p.preview)?;
+    let expires = now + config.storage.result_retention_hours as i64 * 3600;
+    let rel = |p: &Path| {
+        p.strip_prefix(&config.storage.data_dir)
+            .unwrap_or(p)
+            .to_string_lossy()
+            .into_owned()
+    };
+    let inserted = db::assets::insert(
+        conn,
+        &db::assets::NewAsset {
+            public_id: &public_id,
+            user_id: user,
+            task_id: Some(task),
+            kind: AssetKind::Result,
+            path: &rel(&path),
+            preview_path: Some(&rel(&preview_path)),
+            mime: p.mime,
+            width: p.width,
+            height: p.height,
+            bytes: p.bytes.len() as i64,
+            now,
+            expires_at: expires,
+        },
+    );
+    if let Err(e) = inserted {
+        remove_files_at(config, &[rel(&path), rel(&preview_path)]);
+        return Err(e);
+    }
+    db::assets::by_public_id(conn, &public_id)?.ok_or(AppError::NotFound)
+}
+
+/// The absolute path of a stored file.
+pub fn file_path(config: &Config, rel: &str) -> PathBuf {
+    config.storage.data_dir.join(rel)
+}
+
+fn remove_files_at(config: &Config, rels: &[String]) {
+    for rel in rels {
+        let p = file_path(config, rel);
+        if let Err(e) = std::fs::remove_file(&p) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(file = %p.display(), "could not delete: {e}");
+            }
+        }
+    }
+}
+
+/// Removes an asset's files, then its row.
+pub fn delete(conn: &Connection, config: &Config, asset: &Asset) -> AppResult<()> {
+    let mut rels = vec![asset.path.clone()];
+    rels.extend(asset.preview_path.clone());
+    remove_files_at(config, &rels);
+    db::assets::delete(conn, asset.id)?;
+    Ok(())
+}
+
+/// Removes the files of results that were stored but whose task was
+/// canceled meanwhile (the result is discarded).
+pub fn discard(conn: &Connection, config: &Config, assets: &[Asset]) -> AppResult<()> {
+    for a in assets {
+        delete(conn, config, a)?;
+    }
+    Ok(())
+}

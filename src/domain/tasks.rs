@@ -1,0 +1,362 @@
+//! Generation tasks: what a creator may ask for, and every change of a task's
+//! state. The web studio, the API, the CLI and the queue workers all go
+//! through these functions.
+
+use rusqlite::Connection;
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::db;
+use crate::error::{AppError, AppResult};
+use crate::model::{Asset, Task, TaskId, TaskStatus, UserId};
+
+use super::assets::new_public_id;
+use super::catalog::Catalog;
+
+pub const MAX_PROMPT_CHARS: usize = 4000;
+pub const MAX_NEGATIVE_CHARS: usize = 2000;
+pub const MAX_SEED: i64 = u32::MAX as i64;
+
+/// A request for images, as the studio form or the API sends it.
+#[derive(Debug, Default, Clone)]
+pub struct NewTaskInput {
+    pub prompt: String,
+    pub negative_prompt: Option<String>,
+    pub model: String,
+    pub size: Option<String>,
+    pub aspect_ratio: Option<String>,
+    pub resolution: Option<u32>,
+    pub n: Option<u32>,
+    pub seed: Option<i64>,
+    pub webhook_url: Option<String>,
+}
+
+fn validate_webhook(url: &str) -> AppResult<()> {
+    let ok = url.len() <= 2000
+        && (url.starts_with("https://") || url.starts_with("http://"))
+        && rocket::http::uri::Absolute::parse(url)
+            .ok()
+            .and_then(|u| u.authority().map(|a| !a.host().is_empty()))
+            .unwrap_or(false);
+    if ok {
+        Ok(())
+    } else {
+        Err(AppError::invalid(
+            "webhook_url",
+            "The webhook URL must be an http:// or https:// address.",
+        ))
+    }
+}
+
+/// Checks a request against the catalogue and queues it.
+pub fn submit(
+    conn: &mut Connection,
+    catalog: &Catalog,
+    user: UserId,
+    input: &NewTaskInput,
+) -> AppResult<Task> {
+    let prompt = input.prompt.trim();
+    if prompt.is_empty() {
+        return Err(AppError::invalid(
+            "prompt",
+            "Describe the image you want in the prompt.",
+        ));
+    }
+    if prompt.chars().count() > MAX_PROMPT_CHARS {
+        return Err(AppError::invalid(
+            "prompt",
+            format!("The prompt is too long: at most {MAX_PROMPT_CHARS} characters."),
+        ));
+    }
+    let negative = input.negative_prompt.as_deref().unwrap_or("").trim();
+    if negative.chars().count() > MAX_NEGATIVE_CHARS {
+        return Err(AppError::invalid(
+            "negative_prompt",
+            format!("The negative prompt is too long: at most {MAX_NEGATIVE_CHARS} characters."),
+        ));
+    }
+    let model = catalog.model(input.model.trim())?;
+    let (width, height) = model.resolve_size(
+        input.size.as_deref(),
+        input.aspect_ratio.as_deref(),
+        input.resolution,
+    )?;
+    let n = input.n.unwrap_or(1);
+    if n == 0 || n > model.max_n {
+        return Err(AppError::invalid(
+            "n",
+            format!("{} makes 1 to {} images per task.", model.name, model.max_n),
+        ));
+    }
+    let seed = match input.seed {
+        Some(s) if (0..=MAX_SEED).contains(&s) => s,
+        Some(_) => {
+            return Err(AppError::invalid(
+                "seed",
+                format!("The seed must be between 0 and {MAX_SEED}."),
+            ))
+        }
+        None => (rand::random::<u32>()) as i64,
+    };
+    let webhook = input
+        .webhook_url
+        .as_deref()
+        .map(str::trim)
+        .filter(|u| !u.is_empty());
+    if let Some(url) = webhook {
+        validate_webhook(url)?;
+    }
+    let cost = (model.price as i64).saturating_mul(n as i64);
+    let public_id = new_public_id("tsk");
+    let now = super::now();
+    db::write(conn, |tx| {
+        let id = db::tasks::insert(
+            tx,
+            &db::tasks::NewTask {
+                public_id: &public_id,
+                user_id: user,
+                model: &model.id,
+                prompt,
+                negative_prompt: negative,
+                width,
+                height,
+                n,
+                seed,
+                webhook_url: webhook,
+                cost,
+                now,
+            },
+        )?;
+        db::tasks::by_id(tx, id)?.ok_or(AppError::NotFound)
+    })
+}
+
+/// A task as its owner sees it, with its images.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskView {
+    #[serde(flatten)]
+    pub task: Task,
+    pub outputs: Vec<OutputView>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OutputView {
+    pub id: String,
+    pub url: String,
+    pub preview_url: String,
+    pub width: u32,
+    pub height: u32,
+    pub expires_at: i64,
+}
+
+pub fn output_view(a: &Asset) -> OutputView {
+    OutputView {
+        id: a.public_id.clone(),
+        url: format!("/media/{}", a.public_id),
+        preview_url: format!("/media/{}/preview", a.public_id),
+        width: a.width,
+        height: a.height,
+        expires_at: a.expires_at,
+    }
+}
+
+pub fn view(conn: &Connection, task: Task) -> AppResult<TaskView> {
+    let outputs = if task.status == TaskStatus::Succeeded {
+        db::assets::results_of_task(conn, task.id)?
+            .iter()
+            .map(output_view)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Ok(TaskView { task, outputs })
+}
+
+/// One of the user's own tasks (another user's id is simply not found).
+pub fn get(conn: &Connection, user: UserId, public_id: &str) -> AppResult<TaskView> {
+    let task = db::tasks::by_public_id(conn, user, public_id)?.ok_or(AppError::NotFound)?;
+    view(conn, task)
+}
+
+/// The user's tasks, newest first; `cursor` is the id of the last task of the
+/// previous page.
+pub fn list(
+    conn: &Connection,
+    user: UserId,
+    status: Option<TaskStatus>,
+    cursor: Option<&str>,
+    limit: u32,
+) -> AppResult<(Vec<TaskView>, Option<String>)> {
+    let limit = limit.clamp(1, 100);
+    let before = match cursor {
+        Some(c) => Some(
+            db::tasks::by_public_id(conn, user, c)?
+                .ok_or_else(|| AppError::invalid("cursor", "Unknown cursor."))?
+                .id,
+        ),
+        None => None,
+    };
+    let tasks = db::tasks::list_for_user(conn, user, status, before, limit)?;
+    let next = (tasks.len() == limit as usize)
+        .then(|| tasks.last().map(|t| t.public_id.clone()))
+        .flatten();
+    let views = tasks
+        .into_iter()
+        .map(|t| view(conn, t))
+        .collect::<AppResult<_>>()?;
+    Ok((views, next))
+}
+
+/// Cancels a queued task at once, or a running one (its result is
+/// discarded). A finished task cannot be canceled.
+pub fn cancel(conn: &mut Connection, user: UserId, public_id: &str) -> AppResult<TaskView> {
+    let task = db::tasks::by_public_id(conn, user, public_id)?.ok_or(AppError::NotFound)?;
+    let changed = db::write(conn, |tx| {
+        db::tasks::mark_canceled(tx, task.id, super::now())
+    })?;
+    if changed.is_none() {
+        let now = db::tasks::by_id(conn, task.id)?.ok_or(AppError::NotFound)?;
+        if now.status != TaskStatus::Canceled {
+            return Err(AppError::Conflict(format!(
+                "The task has already {}.",
+                now.status.as_str()
+            )));
+        }
+    }
+    get(conn, user, public_id)
+}
+
+// ---- the queue's side ----
+
+/// How long a worker's claim lasts without renewal.
+pub fn lease_secs(config: &Config) -> i64 {
+    (config.queue.task_timeout_secs as i64 / 4).clamp(15, 120)
+}
+
+/// Waiting time before retry number `attempt` (1-based): 5 s, 20 s, 80 s...
+pub fn backoff_secs(attempt: u32) -> i64 {
+    5i64.saturating_mul(4i64.saturating_pow(attempt.saturating_sub(1).min(6)))
+}
+
+pub fn claim(conn: &Connection, config: &Config, worker: &str) -> AppResult<Option<Task>> {
+    db::tasks::claim(
+        conn,
+        worker,
+        super::now(),
+        lease_secs(config),
+        config.queue.per_user_concurrency,
+    )
+}
+
+/// Records a success: stores the images and marks the task succeeded, in one
+/// transaction. If the task was canceled meanwhile, nothing is kept.
+pub fn complete(
+    conn: &mut Connection,
+    config: &Config,
+    task: &Task,
+    worker: &str,
+    provider: &str,
+    images: &[super::assets::Prepared],
+) -> AppResult<bool> {
+    let now = super::now();
+    let mut stored: Vec<Asset> = Vec::new();
+    let result = db::write(conn, |tx| {
+        for p in images {
+            stored.push(super::assets::store_result(
+                tx,
+                config,
+                task.user_id,
+                task.id,
+                p,
+                now,
+            )?);
+        }
+        if db::tasks::mark_succeeded(tx, task.id, worker, provider, now)? {
+            Ok(true)
+        } else {
+            // Canceled (or taken over) meanwhile: roll back the rows.
+            Err(AppError::Conflict("task no longer held".into()))
+        }
+    });
+    match result {
+        Ok(done) => Ok(done),
+        Err(AppError::Conflict(_)) => {
+            for a in &stored {
+                super::assets::delete(conn, config, a)?;
+            }
+            Ok(false)
+        }
+        Err(e) => {
+            for a in &stored {
+                let _ = super::assets::delete(conn, config, a);
+            }
+            Err(e)
+        }
+    }
+}
+
+/// What to do after a failed attempt.
+pub enum Failure<'a> {
+    /// Temporary: retried after a backoff while attempts remain.
+    Temporary { message: &'a str, raw: &'a str },
+    /// Final: the task fails now.
+    Final { message: &'a str, raw: &'a str },
+}
+
+/// Fails or requeues a running task; returns its new status.
+pub fn fail(
+    conn: &mut Connection,
+    config: &Config,
+    task: &Task,
+    failure: Failure<'_>,
+) -> AppResult<TaskStatus> {
+    let now = super::now();
+    db::write(conn, |tx| {
+        let current = db::tasks::by_id(tx, task.id)?.ok_or(AppError::NotFound)?;
+        if current.status != TaskStatus::Running {
+            return Ok(current.status);
+        }
+        match failure {
+            Failure::Temporary { message, raw } if current.attempts < config.queue.max_attempts => {
+                db::tasks::requeue(
+                    tx,
+                    task.id,
+                    now + backoff_secs(current.attempts),
+                    message,
+                    raw,
+                )?;
+                Ok(TaskStatus::Queued)
+            }
+            Failure::Temporary { message, raw } | Failure::Final { message, raw } => {
+                db::tasks::mark_failed(tx, task.id, TaskStatus::Running, message, raw, now)?;
+                Ok(TaskStatus::Failed)
+            }
+        }
+    })
+}
+
+/// Running tasks whose worker vanished (crash, kill -9): those whose lease
+/// ended before `cutoff` are retried if attempts remain, else failed. At
+/// start-up every running task is such a task (`cutoff` = i64::MAX).
+/// Returns the tasks touched.
+pub fn recover_leases(
+    conn: &mut Connection,
+    config: &Config,
+    cutoff: i64,
+) -> AppResult<Vec<(TaskId, TaskStatus)>> {
+    let expired = db::tasks::expired_leases(conn, cutoff)?;
+    let mut out = Vec::new();
+    for task in expired {
+        let status = fail(
+            conn,
+            config,
+            &task,
+            Failure::Temporary {
+                message: "The task was interrupted and could not be finished. Please try again.",
+                raw: "lease expired: the worker stopped while running the task",
+            },
+        )?;
+        out.push((task.id, status));
+    }
+    Ok(out)
+}

@@ -1,0 +1,446 @@
+//! The task queue's engine: workers claim tasks from the database, run them
+//! through the model's providers (with failover), store the images, and tell
+//! listeners (the studio's live view) what changed.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use rocket::tokio;
+use rocket::tokio::sync::{broadcast, Notify};
+
+use crate::config::Config;
+use crate::db::Db;
+use crate::domain::assets::{prepare_result, Prepared};
+use crate::domain::catalog::Catalog;
+use crate::domain::tasks::{self, Failure};
+use crate::error::{AppError, AppResult};
+use crate::model::{Task, TaskStatus, UserId};
+use crate::providers::{self, Control, GenRequest, Provider, ProviderError};
+
+/// "Task X of user U changed": the studio refetches and shows it.
+#[derive(Debug, Clone)]
+pub struct TaskEvent {
+    pub user: UserId,
+    pub task: String,
+}
+
+/// Wakes idle workers and fans task events out to listeners.
+#[derive(Clone)]
+pub struct Hub {
+    notify: Arc<Notify>,
+    events: broadcast::Sender<TaskEvent>,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Hub {
+            notify: Arc::new(Notify::new()),
+            events: broadcast::channel(1024).0,
+        }
+    }
+}
+
+impl Hub {
+    /// A task was queued: one idle worker wakes up.
+    pub fn wake(&self) {
+        self.notify.notify_one();
+    }
+
+    pub fn publish(&self, user: UserId, task: &str) {
+        let _ = self.events.send(TaskEvent {
+            user,
+            task: task.to_string(),
+        });
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<TaskEvent> {
+        self.events.subscribe()
+    }
+}
+
+/// A counting semaphore for blocking threads: a provider's concurrency.
+struct Slots {
+    free: Mutex<u32>,
+    cv: Condvar,
+}
+
+impl Slots {
+    fn new(n: u32) -> Slots {
+        Slots {
+            free: Mutex::new(n),
+            cv: Condvar::new(),
+        }
+    }
+
+    /// Waits for a slot; gives up (None) if the task is canceled meanwhile.
+    fn acquire<'a>(&'a self, ctl: &dyn Control) -> Option<SlotGuard<'a>> {
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if ctl.canceled() {
+                return None;
+            }
+            if *free > 0 {
+                *free -= 1;
+                return Some(SlotGuard(self));
+            }
+            free = self
+                .cv
+                .wait_timeout(free, Duration::from_millis(200))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
+
+struct SlotGuard<'a>(&'a Slots);
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        *self.0.free.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        self.0.cv.notify_one();
+    }
+}
+
+struct Entry {
+    provider: Box<dyn Provider>,
+    slots: Slots,
+}
+
+/// The adapters of every configured provider.
+pub struct Providers {
+    entries: HashMap<String, Entry>,
+}
+
+impl Providers {
+    pub fn from_catalog(catalog: &Catalog) -> Providers {
+        let entries = catalog
+            .providers
+            .iter()
+            .filter_map(|p| {
+                let provider = providers::build(p)?;
+                Some((
+                    p.id.clone(),
+                    Entry {
+                        provider,
+                        slots: Slots::new(p.concurrency),
+                    },
+                ))
+            })
+            .collect();
+        Providers { entries }
+    }
+
+    /// Replaces one adapter (tests use this to put a fake behind an id).
+    pub fn insert(&mut self, id: &str, provider: Box<dyn Provider>, concurrency: u32) {
+        self.entries.insert(
+            id.to_string(),
+            Entry {
+                provider,
+                slots: Slots::new(concurrency),
+            },
+        );
+    }
+}
+
+/// A running task's cancel flag and progress, shared with the provider call.
+#[derive(Default)]
+pub struct TaskControl {
+    pub canceled: AtomicBool,
+    progress_bits: AtomicU64,
+}
+
+impl TaskControl {
+    pub fn progress_value(&self) -> f64 {
+        f64::from_bits(self.progress_bits.load(Ordering::Relaxed))
+    }
+}
+
+impl Control for TaskControl {
+    fn canceled(&self) -> bool {
+        self.canceled.load(Ordering::Relaxed)
+    }
+    fn progress(&self, fraction: f64) {
+        self.progress_bits
+            .store(fraction.clamp(0.0, 1.0).to_bits(), Ordering::Relaxed);
+    }
+}
+
+/// Everything a worker needs; cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    pub db: Db,
+    pub config: Arc<Config>,
+    pub catalog: Arc<Catalog>,
+    pub providers: Arc<Providers>,
+    pub hub: Hub,
+}
+
+/// What one attempt produced.
+pub type Outcome = Result<(String, Vec<Prepared>), ProviderError>;
+
+impl Engine {
+    pub fn new(db: Db, config: &Config) -> Engine {
+        let catalog = Catalog::from_config(config);
+        let providers = Providers::from_catalog(&catalog);
+        Engine::with_providers(db, config, catalog, providers)
+    }
+
+    /// An engine with the given adapters (tests put fakes behind ids).
+    pub fn with_providers(
+        db: Db,
+        config: &Config,
+        catalog: Catalog,
+        providers: Providers,
+    ) -> Engine {
+        Engine {
+            db,
+            config: Arc::new(config.clone()),
+            catalog: Arc::new(catalog),
+            providers: Arc::new(providers),
+            hub: Hub::default(),
+        }
+    }
+
+    /// Runs a claimed task through its model's providers, in order: on
+    /// `Unavailable` the next one is tried; a refusal or a bad answer is final.
+    pub fn execute(&self, task: &Task, ctl: &dyn Control) -> Outcome {
+        let model = self
+            .catalog
+            .model(&task.model)
+            .map_err(|_| ProviderError::Failed {
+                message: format!(
+                    "The model {:?} is no longer offered on this studio.",
+                    task.model
+                ),
+                raw: format!("model {} not in the catalogue", task.model),
+            })?;
+        let references = self
+            .load_references(task)
+            .map_err(|e| ProviderError::Failed {
+                message: "A reference image of this task is no longer available.".into(),
+                raw: e.to_string(),
+            })?;
+        let req = GenRequest {
+            prompt: task.prompt.clone(),
+            negative_prompt: task.negative_prompt.clone(),
+            width: task.width,
+            height: task.height,
+            n: task.n,
+            seed: task.seed as u64,
+            upstream_model: model.upstream_model.clone(),
+            references,
+        };
+        let mut last = ProviderError::Unavailable {
+            raw: "the model has no usable provider".into(),
+        };
+        for id in &model.providers {
+            let Some(entry) = self.providers.entries.get(id) else {
+                continue;
+            };
+            let Some(_slot) = entry.slots.acquire(ctl) else {
+                return Err(ProviderError::Failed {
+                    message: "Canceled.".into(),
+                    raw: "canceled while waiting".into(),
+                });
+            };
+            match entry.provider.generate(&req, ctl) {
+                Ok(images) => return check_images(id, images, ctl),
+                Err(e @ ProviderError::Unavailable { .. }) => {
+                    tracing::warn!(task = %task.public_id, provider = %id, "provider unavailable: {}", e.raw());
+                    last = ProviderError::Unavailable {
+                        raw: format!("{id}: {}", e.raw()),
+                    };
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last)
+    }
+
+    fn load_references(&self, task: &Task) -> AppResult<Vec<Vec<u8>>> {
+        let conn = self.db.get()?;
+        let refs = crate::db::assets::references_of_task(&conn, task.id)?;
+        refs.iter()
+            .map(|a| {
+                std::fs::read(crate::domain::assets::file_path(&self.config, &a.path))
+                    .map_err(|e| AppError::internal(format!("reference {}: {e}", a.public_id)))
+            })
+            .collect()
+    }
+
+    /// Records an attempt's outcome; returns the task's new status.
+    pub fn finish(&self, task: &Task, worker: &str, outcome: Outcome) -> AppResult<TaskStatus> {
+        let mut conn = self.db.get()?;
+        let status = match outcome {
+            Ok((provider, images)) => {
+                if tasks::complete(&mut conn, &self.config, task, worker, &provider, &images)? {
+                    TaskStatus::Succeeded
+                } else {
+                    crate::db::tasks::status_of(&conn, task.id)?.unwrap_or(TaskStatus::Canceled)
+                }
+            }
+            Err(e) => {
+                let (message, raw) = (e.user_message(), e.raw().to_string());
+                let failure = match e {
+                    ProviderError::Unavailable { .. } => Failure::Temporary {
+                        message: &message,
+                        raw: &raw,
+                    },
+                    _ => Failure::Final {
+                        message: &message,
+                        raw: &raw,
+                    },
+                };
+                tasks::fail(&mut conn, &self.config, task, failure)?
+            }
+        };
+        self.hub.publish(task.user_id, &task.public_id);
+        if status == TaskStatus::Queued {
+            self.hub.wake();
+        }
+        Ok(status)
+    }
+
+    /// Claims one task and runs it to the end on this thread (the CLI, tests
+    /// and benchmarks use this; the server's workers add leases, timeouts and
+    /// cancellation around the same steps). False when nothing was waiting.
+    pub fn process_one(&self, worker: &str) -> AppResult<bool> {
+        let claimed = {
+            let conn = self.db.get()?;
+            tasks::claim(&conn, &self.config, worker)?
+        };
+        let Some(task) = claimed else {
+            return Ok(false);
+        };
+        self.hub.publish(task.user_id, &task.public_id);
+        let outcome = self.execute(&task, &providers::Unattended);
+        self.finish(&task, worker, outcome)?;
+        Ok(true)
+    }
+
+    /// Starts the configured number of workers on the server's runtime.
+    pub fn spawn_workers(&self) {
+        let n = self.config.queue.workers;
+        if n == 0 {
+            tracing::warn!("queue.workers = 0: tasks are accepted but not processed");
+        }
+        for i in 0..n {
+            let engine = self.clone();
+            let id = format!("w{i}-{}", crate::domain::secrets::random_token(4));
+            tokio::spawn(async move { engine.worker_loop(id).await });
+        }
+    }
+
+    async fn worker_loop(self, id: String) {
+        loop {
+            let engine = self.clone();
+            let wid = id.clone();
+            let claimed = tokio::task::spawn_blocking(move || {
+                let conn = engine.db.get()?;
+                tasks::claim(&conn, &engine.config, &wid)
+            })
+            .await;
+            match claimed {
+                Ok(Ok(Some(task))) => self.run_task(&id, task).await,
+                Ok(Ok(None)) => {
+                    tokio::select! {
+                        _ = self.hub.notify.notified() => {}
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(worker = %id, "claiming a task failed: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(e) => {
+                    tracing::error!(worker = %id, "worker task panicked: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
+    /// Runs one claimed task with a renewed lease, a timeout, and cancel
+    /// detection.
+    async fn run_task(&self, worker: &str, task: Task) {
+        self.hub.publish(task.user_id, &task.public_id);
+        let ctl = Arc::new(TaskControl::default());
+        let (engine, t, c) = (self.clone(), task.clone(), ctl.clone());
+        let mut call = tokio::task::spawn_blocking(move || engine.execute(&t, c.as_ref()));
+        let lease = tasks::lease_secs(&self.config);
+        let mut beat = tokio::time::interval(Duration::from_secs((lease as u64 / 3).max(1)));
+        beat.tick().await;
+        let deadline = tokio::time::sleep(Duration::from_secs(self.config.queue.task_timeout_secs));
+        tokio::pin!(deadline);
+        let outcome = loop {
+            tokio::select! {
+                res = &mut call => break res,
+                _ = beat.tick() => {
+                    let (db, id, w, p) = (self.db.clone(), task.id, worker.to_string(), ctl.progress_value());
+                    let held = tokio::task::spawn_blocking(move || -> AppResult<bool> {
+                        let conn = db.get()?;
+                        crate::db::tasks::renew_lease(&conn, id, &w, crate::domain::now() + lease, p)
+                    }).await;
+                    if !matches!(held, Ok(Ok(true))) {
+                        // Canceled (or taken over): stop the call, keep nothing.
+                        ctl.canceled.store(true, Ordering::Relaxed);
+                    }
+                    self.hub.publish(task.user_id, &task.public_id);
+                }
+                _ = &mut deadline => {
+                    ctl.canceled.store(true, Ordering::Relaxed);
+                    let secs = self.config.queue.task_timeout_secs;
+                    let message = format!("The image took longer than {secs} seconds and was stopped.");
+                    let outcome = Err(ProviderError::Failed { message, raw: format!("task timeout after {secs}s") });
+                    let (engine, t, w) = (self.clone(), task.clone(), worker.to_string());
+                    let _ = tokio::task::spawn_blocking(move || engine.finish(&t, &w, outcome)).await;
+                    return;
+                }
+            }
+        };
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(e) => Err(ProviderError::Failed {
+                message: "The image could not be made because of an internal error.".into(),
+                raw: format!("provider call panicked: {e}"),
+            }),
+        };
+        let (engine, w) = (self.clone(), worker.to_string());
+        match tokio::task::spawn_blocking(move || engine.finish(&task, &w, outcome)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(worker, "recording a task's outcome failed: {e}"),
+            Err(e) => tracing::error!(worker, "recording a task's outcome panicked: {e}"),
+        }
+    }
+}
+
+/// Refuses empty answers and anything that is not a PNG or JPEG image.
+fn check_images(provider: &str, images: Vec<Vec<u8>>, ctl: &dyn Control) -> Outcome {
+    if ctl.canceled() {
+        return Err(ProviderError::Failed {
+            message: "Canceled.".into(),
+            raw: "canceled".into(),
+        });
+    }
+    if images.is_empty() {
+        return Err(ProviderError::Failed {
+            message: "The image service returned no images.".into(),
+            raw: format!("{provider}: empty image list"),
+        });
+    }
+    let mut out = Vec::with_capacity(images.len());
+    for (i, bytes) in images.iter().enumerate() {
+        match prepare_result(bytes) {
+            Ok(p) => out.push(p),
+            Err(e) => {
+                return Err(ProviderError::Failed {
+                    message: "The image service returned something that is not an image.".into(),
+                    raw: format!("{provider}: output {i}: {e}"),
+                })
+            }
+        }
+    }
+    Ok((provider.to_string(), out))
+}

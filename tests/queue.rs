@@ -1,0 +1,564 @@
+//! The durable task queue, driven directly through the engine (no HTTP):
+//! submission rules, processing, fairness, failover, retries, cancel and
+//! lease recovery.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use novart::config::catalog::{ModelConfig, ProviderConfig, ProviderKind};
+use novart::domain::catalog::Catalog;
+use novart::domain::tasks::{self, NewTaskInput};
+use novart::jobs::queue::{Engine, Providers};
+use novart::model::{Role, TaskStatus, UserId};
+use novart::providers::{Control, GenRequest, Provider, ProviderError};
+use novart::{App, AppError, Config};
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    app: App,
+}
+
+fn setup(f: impl FnOnce(&mut Config)) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::for_data_dir(dir.path());
+    f(&mut config);
+    config.validate().unwrap();
+    let app = App::new(config).unwrap();
+    Setup { _dir: dir, app }
+}
+
+fn user(app: &App, email: &str) -> UserId {
+    let mut conn = app.db.get().unwrap();
+    novart::domain::accounts::create_by_admin(
+        &mut conn,
+        &app.config,
+        email,
+        common::PASSWORD,
+        "",
+        Role::User,
+        true,
+    )
+    .unwrap()
+    .id
+}
+
+fn input(prompt: &str) -> NewTaskInput {
+    NewTaskInput {
+        prompt: prompt.into(),
+        model: "novart-builtin".into(),
+        size: Some("512x512".into()),
+        ..Default::default()
+    }
+}
+
+fn submit(
+    engine: &Engine,
+    user: UserId,
+    inp: &NewTaskInput,
+) -> Result<novart::model::Task, AppError> {
+    let mut conn = engine.db.get().unwrap();
+    tasks::submit(&mut conn, &engine.catalog, user, inp)
+}
+
+fn status(engine: &Engine, user: UserId, id: &str) -> tasks::TaskView {
+    let conn = engine.db.get().unwrap();
+    tasks::get(&conn, user, id).unwrap()
+}
+
+#[test]
+fn a_task_runs_on_the_builtin_renderer_and_stores_its_images() {
+    let s = setup(|_| {});
+    let e = &s.app.engine;
+    let u = user(&s.app, "q@example.com");
+    let mut inp = input("sunset over the sea");
+    inp.n = Some(2);
+    inp.size = Some("768x512".into());
+    inp.seed = Some(7);
+    let t = submit(e, u, &inp).unwrap();
+    assert_eq!(t.status, TaskStatus::Queued);
+    assert_eq!(t.cost, 2, "price 1 × 2 images");
+    assert!(e.process_one("test").unwrap());
+    assert!(!e.process_one("test").unwrap(), "nothing left");
+    let v = status(e, u, &t.public_id);
+    assert_eq!(v.task.status, TaskStatus::Succeeded);
+    assert_eq!(v.task.progress, 1.0);
+    assert_eq!(v.outputs.len(), 2);
+    for o in &v.outputs {
+        assert_eq!((o.width, o.height), (768, 512));
+        assert!(o.url.starts_with("/media/img_"));
+        assert!(o.expires_at > novart::domain::now() + 47 * 3600);
+    }
+    // Files and previews exist on disk; previews are small JPEGs.
+    let conn = e.db.get().unwrap();
+    let rows: Vec<(String, String)> = conn
+        .prepare("SELECT path, preview_path FROM assets")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(rows.len(), 2);
+    for (path, preview) in rows {
+        let full = image::open(s.app.config.storage.data_dir.join(&path)).unwrap();
+        assert_eq!((full.width(), full.height()), (768, 512));
+        let p = image::open(s.app.config.storage.data_dir.join(&preview)).unwrap();
+        assert_eq!(p.width().max(p.height()), 384);
+    }
+}
+
+#[test]
+fn bad_requests_are_refused_with_the_field_named() {
+    let s = setup(|_| {});
+    let e = &s.app.engine;
+    let u = user(&s.app, "bad@example.com");
+    let cases: Vec<(NewTaskInput, &str)> = vec![
+        (
+            NewTaskInput {
+                model: "nope".into(),
+                ..input("x")
+            },
+            "model",
+        ),
+        (
+            NewTaskInput {
+                size: Some("123x77".into()),
+                ..input("x")
+            },
+            "size",
+        ),
+        (
+            NewTaskInput {
+                size: Some("huge".into()),
+                ..input("x")
+            },
+            "size",
+        ),
+        (
+            NewTaskInput {
+                n: Some(5),
+                ..input("x")
+            },
+            "n",
+        ),
+        (
+            NewTaskInput {
+                n: Some(0),
+                ..input("x")
+            },
+            "n",
+        ),
+        (input("   "), "prompt"),
+        (input(&"a".repeat(10_000)), "prompt"),
+        (
+            NewTaskInput {
+                seed: Some(-1),
+                ..input("x")
+            },
+            "seed",
+        ),
+        (
+            NewTaskInput {
+                webhook_url: Some("ftp://x".into()),
+                ..input("x")
+            },
+            "webhook_url",
+        ),
+        (
+            NewTaskInput {
+                size: None,
+                aspect_ratio: Some("7:5".into()),
+                ..input("x")
+            },
+            "aspect_ratio",
+        ),
+        (
+            NewTaskInput {
+                negative_prompt: Some("n".repeat(2001)),
+                ..input("x")
+            },
+            "negative_prompt",
+        ),
+    ];
+    for (inp, field) in cases {
+        match submit(e, u, &inp) {
+            Err(AppError::Invalid {
+                field: Some(f),
+                message,
+            }) => {
+                assert_eq!(f, field, "{message}");
+                assert!(!message.is_empty());
+            }
+            other => panic!("expected an error on {field}, got {other:?}"),
+        }
+    }
+    let n: i64 =
+        e.db.get()
+            .unwrap()
+            .query_row("SELECT count(*) FROM tasks", [], |r| r.get(0))
+            .unwrap();
+    assert_eq!(n, 0);
+}
+
+#[test]
+fn one_users_many_tasks_do_not_starve_anothers_one() {
+    let s = setup(|c| c.queue.per_user_concurrency = 1);
+    let e = &s.app.engine;
+    let a = user(&s.app, "a@example.com");
+    let b = user(&s.app, "b@example.com");
+    let c = user(&s.app, "c@example.com");
+    for i in 0..20 {
+        submit(e, a, &input(&format!("a{i}"))).unwrap();
+    }
+    let tb = submit(e, b, &input("b")).unwrap();
+    let tc = submit(e, c, &input("c")).unwrap();
+    // One worker, running each task to the end before the next claim.
+    let mut order = Vec::new();
+    for _ in 0..4 {
+        let conn = e.db.get().unwrap();
+        let t = tasks::claim(&conn, &e.config, "w").unwrap().unwrap();
+        order.push(t.public_id.clone());
+        drop(conn);
+        let outcome = e.execute(&t, &novart::providers::Unattended);
+        e.finish(&t, "w", outcome).unwrap();
+    }
+    assert!(order[..3].contains(&tb.public_id), "{order:?}");
+    assert!(order[..3].contains(&tc.public_id), "{order:?}");
+
+    // With A already running one task, the per-user limit holds A back.
+    let conn = e.db.get().unwrap();
+    let first = tasks::claim(&conn, &e.config, "w1").unwrap().unwrap();
+    assert_eq!(first.user_id, a);
+    assert!(
+        tasks::claim(&conn, &e.config, "w2").unwrap().is_none(),
+        "A is at its limit and nobody else waits"
+    );
+}
+
+/// A scripted fake provider: answers from a list, counting calls.
+struct Scripted {
+    answers: std::sync::Mutex<Vec<Result<Vec<Vec<u8>>, ProviderError>>>,
+    calls: Arc<AtomicUsize>,
+}
+
+impl Provider for Scripted {
+    fn generate(
+        &self,
+        _req: &GenRequest,
+        _ctl: &dyn Control,
+    ) -> Result<Vec<Vec<u8>>, ProviderError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let mut a = self.answers.lock().unwrap();
+        if a.is_empty() {
+            Err(ProviderError::Unavailable {
+                raw: "script ran out".into(),
+            })
+        } else {
+            a.remove(0)
+        }
+    }
+}
+
+fn png() -> Vec<u8> {
+    let img = image::RgbImage::from_pixel(8, 8, image::Rgb([200, 10, 10]));
+    let mut out = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+        .unwrap();
+    out
+}
+
+fn scripted_engine(
+    s: &Setup,
+    first: Vec<Result<Vec<Vec<u8>>, ProviderError>>,
+    second: Vec<Result<Vec<Vec<u8>>, ProviderError>>,
+) -> (Engine, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+    let mut config = s.app.config.clone();
+    let provider = |id: &str| ProviderConfig {
+        id: id.into(),
+        kind: ProviderKind::Builtin,
+        base_url: String::new(),
+        api_key: String::new(),
+        username: String::new(),
+        password: String::new(),
+        workflow: String::new(),
+        timeout_secs: 5,
+        concurrency: 1,
+    };
+    config.providers = vec![provider("one"), provider("two")];
+    config.models = vec![ModelConfig {
+        id: "m".into(),
+        name: "M".into(),
+        providers: vec!["one".into(), "two".into()],
+        upstream_model: String::new(),
+        price: 1,
+        sizes: vec!["512x512".into()],
+        max_n: 4,
+        reference_images: false,
+        description: String::new(),
+    }];
+    let catalog = Catalog::from_config(&config);
+    let mut providers = Providers::from_catalog(&catalog);
+    let (c1, c2) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    providers.insert(
+        "one",
+        Box::new(Scripted {
+            answers: std::sync::Mutex::new(first),
+            calls: c1.clone(),
+        }),
+        1,
+    );
+    providers.insert(
+        "two",
+        Box::new(Scripted {
+            answers: std::sync::Mutex::new(second),
+            calls: c2.clone(),
+        }),
+        1,
+    );
+    (
+        Engine::with_providers(s.app.db.clone(), &config, catalog, providers),
+        c1,
+        c2,
+    )
+}
+
+fn m_input() -> NewTaskInput {
+    NewTaskInput {
+        prompt: "x".into(),
+        model: "m".into(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn failover_on_unavailable_but_not_on_refusal() {
+    let s = setup(|_| {});
+    let u = user(&s.app, "f@example.com");
+    let down = || {
+        Err(ProviderError::Unavailable {
+            raw: "connection refused".into(),
+        })
+    };
+    let (e, c1, c2) = scripted_engine(&s, vec![down()], vec![Ok(vec![png()])]);
+    let t = submit(&e, u, &m_input()).unwrap();
+    e.process_one("w").unwrap();
+    let v = status(&e, u, &t.public_id);
+    assert_eq!(v.task.status, TaskStatus::Succeeded);
+    assert_eq!(v.task.attempts, 1);
+    assert_eq!(
+        (c1.load(Ordering::SeqCst), c2.load(Ordering::SeqCst)),
+        (1, 1)
+    );
+    let provider: String =
+        e.db.get()
+            .unwrap()
+            .query_row("SELECT provider FROM tasks", [], |r| r.get(0))
+            .unwrap();
+    assert_eq!(provider, "two");
+
+    let refused = Err(ProviderError::Refused {
+        message: "This prompt is not allowed.".into(),
+        raw: "content_policy_violation".into(),
+    });
+    let (e, c1, c2) = scripted_engine(&s, vec![refused], vec![Ok(vec![png()])]);
+    let t = submit(&e, u, &m_input()).unwrap();
+    e.process_one("w").unwrap();
+    let v = status(&e, u, &t.public_id);
+    assert_eq!(v.task.status, TaskStatus::Failed);
+    assert_eq!(v.task.error.as_deref(), Some("This prompt is not allowed."));
+    assert_eq!(
+        (c1.load(Ordering::SeqCst), c2.load(Ordering::SeqCst)),
+        (1, 0),
+        "no failover on a refusal"
+    );
+}
+
+#[test]
+fn garbage_and_empty_answers_fail_with_a_readable_message() {
+    let s = setup(|_| {});
+    let u = user(&s.app, "g@example.com");
+    for (answer, message) in [
+        (
+            Ok(vec![b"<html>502 Bad Gateway</html>".to_vec()]),
+            "not an image",
+        ),
+        (Ok(vec![]), "returned no images"),
+        (Ok(vec![vec![0x89, b'P', b'N', b'G', 0, 0]]), "not an image"),
+    ] {
+        let (e, _, _) = scripted_engine(&s, vec![answer], vec![]);
+        let t = submit(&e, u, &m_input()).unwrap();
+        e.process_one("w").unwrap();
+        let v = status(&e, u, &t.public_id);
+        assert_eq!(v.task.status, TaskStatus::Failed);
+        assert!(
+            v.task.error.as_deref().unwrap().contains(message),
+            "{:?}",
+            v.task.error
+        );
+        let raw: String =
+            e.db.get()
+                .unwrap()
+                .query_row(
+                    "SELECT error_raw FROM tasks WHERE public_id = ?1",
+                    [&t.public_id],
+                    |r| r.get(0),
+                )
+                .unwrap();
+        assert!(raw.starts_with("one:"), "raw error for admins: {raw}");
+    }
+}
+
+#[test]
+fn temporary_failures_are_retried_with_backoff_then_fail() {
+    let s = setup(|c| c.queue.max_attempts = 2);
+    let u = user(&s.app, "r@example.com");
+    let down = || Err(ProviderError::Unavailable { raw: "503".into() });
+    let (e, _, _) = scripted_engine(&s, vec![down(), down()], vec![down(), down()]);
+    let t = submit(&e, u, &m_input()).unwrap();
+    e.process_one("w").unwrap();
+    let v = status(&e, u, &t.public_id);
+    assert_eq!(
+        v.task.status,
+        TaskStatus::Queued,
+        "back in the queue for a retry"
+    );
+    assert!(v.task.error.is_some());
+    // Not before its backoff ends.
+    assert!(!e.process_one("w").unwrap());
+    e.db.get()
+        .unwrap()
+        .execute("UPDATE tasks SET not_before = 0", [])
+        .unwrap();
+    e.process_one("w").unwrap();
+    let v = status(&e, u, &t.public_id);
+    assert_eq!(v.task.status, TaskStatus::Failed);
+    assert_eq!(v.task.attempts, 2);
+    assert!(v.task.error.unwrap().contains("did not answer"));
+}
+
+#[test]
+fn cancel_queued_and_running_tasks() {
+    let s = setup(|_| {});
+    let e = &s.app.engine;
+    let u = user(&s.app, "c@example.com");
+    let other = user(&s.app, "o@example.com");
+    let t = submit(e, u, &input("to cancel")).unwrap();
+    // Another user cannot see or cancel it.
+    {
+        let mut conn = e.db.get().unwrap();
+        assert!(matches!(
+            tasks::cancel(&mut conn, other, &t.public_id),
+            Err(AppError::NotFound)
+        ));
+        let v = tasks::cancel(&mut conn, u, &t.public_id).unwrap();
+        assert_eq!(v.task.status, TaskStatus::Canceled);
+        assert!(matches!(
+            tasks::cancel(&mut conn, u, &t.public_id).map(|v| v.task.status),
+            Ok(TaskStatus::Canceled)
+        ));
+    }
+    assert!(!e.process_one("w").unwrap(), "a canceled task never runs");
+
+    // Running: canceled while the provider works; its result is discarded.
+    let t = submit(e, u, &input("running")).unwrap();
+    let claimed = tasks::claim(&e.db.get().unwrap(), &e.config, "w")
+        .unwrap()
+        .unwrap();
+    let outcome = e.execute(&claimed, &novart::providers::Unattended);
+    tasks::cancel(&mut e.db.get().unwrap(), u, &t.public_id).unwrap();
+    assert_eq!(
+        e.finish(&claimed, "w", outcome).unwrap(),
+        TaskStatus::Canceled
+    );
+    let n: i64 =
+        e.db.get()
+            .unwrap()
+            .query_row("SELECT count(*) FROM assets", [], |r| r.get(0))
+            .unwrap();
+    assert_eq!(n, 0, "no rows kept");
+    let files = walk(&s.app.config.assets_dir());
+    assert!(files.is_empty(), "no files kept: {files:?}");
+
+    // Finished tasks cannot be canceled.
+    let t = submit(e, u, &input("done")).unwrap();
+    e.process_one("w").unwrap();
+    assert!(matches!(
+        tasks::cancel(&mut e.db.get().unwrap(), u, &t.public_id),
+        Err(AppError::Conflict(_))
+    ));
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.path().is_dir() {
+                out.extend(walk(&e.path()));
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_dead_workers_task_is_retried_then_failed() {
+    let s = setup(|c| c.queue.max_attempts = 2);
+    let e = &s.app.engine;
+    let u = user(&s.app, "l@example.com");
+    let t = submit(e, u, &input("lease")).unwrap();
+    let conn = e.db.get().unwrap();
+    tasks::claim(&conn, &e.config, "dead-worker")
+        .unwrap()
+        .unwrap();
+    // Lease still valid: nothing to recover.
+    assert_eq!(novart::jobs::recover(e, novart::domain::now()).unwrap(), 0);
+    conn.execute("UPDATE tasks SET lease_until = 1", [])
+        .unwrap();
+    assert_eq!(novart::jobs::recover(e, novart::domain::now()).unwrap(), 1);
+    assert_eq!(status(e, u, &t.public_id).task.status, TaskStatus::Queued);
+    conn.execute("UPDATE tasks SET not_before = 0", []).unwrap();
+    tasks::claim(&conn, &e.config, "dead-again")
+        .unwrap()
+        .unwrap();
+    // At start-up every running task belongs to a dead process.
+    assert_eq!(novart::jobs::recover(e, i64::MAX).unwrap(), 1);
+    let v = status(e, u, &t.public_id);
+    assert_eq!(v.task.status, TaskStatus::Failed);
+    assert!(v.task.error.unwrap().contains("interrupted"));
+}
+
+#[test]
+fn many_threads_claim_each_task_exactly_once() {
+    let s = setup(|c| c.queue.per_user_concurrency = 1000);
+    let e = &s.app.engine;
+    let users: Vec<UserId> = (0..4)
+        .map(|i| user(&s.app, &format!("t{i}@example.com")))
+        .collect();
+    for i in 0..200 {
+        submit(e, users[i % 4], &input(&format!("p{i}"))).unwrap();
+    }
+    let claimed = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let handles: Vec<_> = (0..16)
+        .map(|w| {
+            let (e, claimed) = (e.clone(), claimed.clone());
+            std::thread::spawn(move || loop {
+                let conn = e.db.get().unwrap();
+                match tasks::claim(&conn, &e.config, &format!("w{w}")).unwrap() {
+                    Some(t) => claimed.lock().unwrap().push(t.id),
+                    None => break,
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let mut ids = claimed.lock().unwrap().clone();
+    assert_eq!(ids.len(), 200);
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 200, "a task was claimed twice");
+}
