@@ -19,6 +19,9 @@ pub enum AppError {
     NotFound,
     #[error("{0}")]
     Conflict(String),
+    /// The request or an upload is larger than allowed (413).
+    #[error("{0}")]
+    TooLarge(String),
     #[error("too many requests; try again in {retry_after_secs} seconds")]
     RateLimited { retry_after_secs: u64 },
     /// A failure the user cannot fix. The message is logged, not shown.
@@ -45,6 +48,7 @@ impl AppError {
             AppError::Forbidden(_) => 403,
             AppError::NotFound => 404,
             AppError::Conflict(_) => 409,
+            AppError::TooLarge(_) => 413,
             AppError::RateLimited { .. } => 429,
             AppError::Internal(_) => 500,
         }
@@ -58,6 +62,7 @@ impl AppError {
             AppError::Forbidden(_) => ("permission_error", "forbidden"),
             AppError::NotFound => ("invalid_request_error", "not_found"),
             AppError::Conflict(_) => ("invalid_request_error", "conflict"),
+            AppError::TooLarge(_) => ("invalid_request_error", "too_large"),
             AppError::RateLimited { .. } => ("rate_limit_error", "rate_limited"),
             AppError::Internal(_) => ("server_error", "internal_error"),
         }

@@ -70,6 +70,7 @@ pub fn build_rocket(config: Config) -> AppResult<Rocket<Build>> {
         .limit("form", rocket::data::ByteUnit::Kibibyte(64))
         .limit("data-form", rocket::data::ByteUnit::Mebibyte(16))
         .limit("json", rocket::data::ByteUnit::Mebibyte(1))
+        .limit("bytes", rocket::data::ByteUnit::Mebibyte(64))
         .limit("string", rocket::data::ByteUnit::Kibibyte(64));
     let figment = Figment::from(rocket::Config::default())
         .merge(("address", c.server.bind.clone()))

@@ -166,3 +166,27 @@ pub fn discard(conn: &Connection, config: &Config, assets: &[Asset]) -> AppResul
     }
     Ok(())
 }
+
+/// One of the user's own stored images (anything else is "not found").
+pub fn for_owner(conn: &Connection, user: UserId, public_id: &str) -> AppResult<Asset> {
+    match db::assets::by_public_id(conn, public_id)? {
+        Some(a) if a.user_id == user && a.expires_at > super::now() => Ok(a),
+        _ => Err(AppError::NotFound),
+    }
+}
+
+/// Records that the owner downloaded an image.
+pub fn record_download(conn: &Connection, asset: &Asset) -> AppResult<()> {
+    db::assets::count_download(conn, asset.id)
+}
+
+/// Deletes one of the user's images (file, preview and row).
+pub fn delete_own(
+    conn: &Connection,
+    config: &Config,
+    user: UserId,
+    public_id: &str,
+) -> AppResult<()> {
+    let asset = for_owner(conn, user, public_id)?;
+    delete(conn, config, &asset)
+}

@@ -9,6 +9,7 @@ pub mod passwords;
 pub mod secrets;
 pub mod sessions;
 pub mod tasks;
+pub mod uploads;
 
 /// The current time in unix seconds (UTC).
 pub fn now() -> i64 {

@@ -29,6 +29,8 @@ pub struct NewTaskInput {
     pub n: Option<u32>,
     pub seed: Option<i64>,
     pub webhook_url: Option<String>,
+    /// Public ids of the user's uploaded reference images.
+    pub references: Vec<String>,
 }
 
 fn validate_webhook(url: &str) -> AppResult<()> {
@@ -106,6 +108,26 @@ pub fn submit(
     if let Some(url) = webhook {
         validate_webhook(url)?;
     }
+    if input.references.len() > super::uploads::MAX_REFERENCES {
+        return Err(AppError::invalid(
+            "reference_images",
+            format!(
+                "At most {} reference images per task.",
+                super::uploads::MAX_REFERENCES
+            ),
+        ));
+    }
+    if !input.references.is_empty() && !model.reference_images {
+        return Err(AppError::invalid(
+            "reference_images",
+            format!("{} does not take reference images.", model.name),
+        ));
+    }
+    let references = input
+        .references
+        .iter()
+        .map(|r| super::uploads::own_reference(conn, user, r.trim()))
+        .collect::<AppResult<Vec<_>>>()?;
     let cost = (model.price as i64).saturating_mul(n as i64);
     let public_id = new_public_id("tsk");
     let now = super::now();
@@ -127,6 +149,9 @@ pub fn submit(
                 now,
             },
         )?;
+        for (i, r) in references.iter().enumerate() {
+            db::assets::attach_reference(tx, id, r.id, i as u32)?;
+        }
         db::tasks::by_id(tx, id)?.ok_or(AppError::NotFound)
     })
 }

@@ -2,11 +2,13 @@
 //! Handlers never write SQL: guards → one domain call in `db.run` → a page or
 //! JSON.
 
+mod api;
 mod assets;
 mod auth;
 mod catchers;
 mod fairings;
 pub mod guards;
+mod media;
 mod pages;
 pub mod render;
 mod settings;
@@ -25,6 +27,8 @@ pub fn mount(rocket: Rocket<Build>, app: App) -> Rocket<Build> {
         .mount("/", pages::routes())
         .mount("/", auth::routes())
         .mount("/", settings::routes())
+        .mount("/", api::routes())
+        .mount("/", media::routes())
         .mount("/assets", assets::routes())
         .register("/", catchers::catchers())
         .attach(fairings::Http)

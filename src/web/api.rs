@@ -1,0 +1,315 @@
+//! The JSON API under /api/v1. The studio's JavaScript calls it with the
+//! session cookie plus an `x-csrf-token` header; errors use the JSON envelope.
+
+use rocket::data::{Data, ToByteUnit};
+use rocket::http::{Header, Status};
+use rocket::outcome::Outcome;
+use rocket::request::{self, FromRequest, Request};
+use rocket::response::stream::{Event, EventStream};
+use rocket::response::{self, Responder};
+use rocket::{get, post, routes, Route, Shutdown, State};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::guards::{same_origin, Csrf, MaybeUser};
+use super::render::json_response;
+use crate::domain::tasks::{self, NewTaskInput};
+use crate::domain::{secrets, uploads};
+use crate::error::{AppError, AppResult};
+use crate::model::{TaskStatus, UserId};
+use crate::App;
+
+/// Who is calling the API. Today: a signed-in browser that sent its CSRF
+/// token in `x-csrf-token` (a form-less request from another site cannot).
+pub struct Caller {
+    pub user: UserId,
+}
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for Caller {
+    type Error = ();
+    async fn from_request(req: &'r Request<'_>) -> request::Outcome<Self, ()> {
+        if req.headers().get_one("Authorization").is_some() {
+            // API keys arrive with the developer center; until then no key is valid.
+            return Outcome::Error((Status::Unauthorized, ()));
+        }
+        let Some(signed_in) = req.guard::<MaybeUser>().await.succeeded().and_then(|m| m.0) else {
+            return Outcome::Error((Status::Unauthorized, ()));
+        };
+        let app = req.rocket().state::<App>().expect("App is managed");
+        let expected = match req.guard::<Csrf>().await {
+            Outcome::Success(c) => c.token,
+            _ => return Outcome::Error((Status::Forbidden, ())),
+        };
+        let presented = req.headers().get_one("x-csrf-token").unwrap_or_default();
+        if presented.is_empty()
+            || !secrets::constant_time_eq(&expected, presented)
+            || !same_origin(req, app)
+        {
+            return Outcome::Error((Status::Forbidden, ()));
+        }
+        Outcome::Success(Caller {
+            user: signed_in.user.id,
+        })
+    }
+}
+
+/// A JSON body with a status (and optional Location).
+pub struct ApiJson {
+    status: Status,
+    body: Value,
+    location: Option<String>,
+}
+
+impl ApiJson {
+    pub fn ok(body: Value) -> ApiJson {
+        ApiJson {
+            status: Status::Ok,
+            body,
+            location: None,
+        }
+    }
+}
+
+impl<'r> Responder<'r, 'static> for ApiJson {
+    fn respond_to(self, _: &'r Request<'_>) -> response::Result<'static> {
+        let mut r = json_response(self.status, &self.body);
+        r.set_header(Header::new("Cache-Control", "no-store"));
+        if let Some(l) = self.location {
+            r.set_header(Header::new("Location", l));
+        }
+        Ok(r)
+    }
+}
+
+/// Reads a JSON body up to `limit`, with errors a client can act on.
+async fn read_json<T: for<'de> Deserialize<'de>>(data: Data<'_>, limit: u64) -> AppResult<T> {
+    let body = data.open(limit.bytes()).into_string().await.map_err(|e| {
+        AppError::invalid("body", format!("The request body could not be read: {e}"))
+    })?;
+    if !body.is_complete() {
+        return Err(AppError::TooLarge(format!(
+            "The request body is larger than {} bytes.",
+            limit
+        )));
+    }
+    serde_json::from_str(&body).map_err(|e| {
+        AppError::invalid(
+            "body",
+            format!("The request body is not valid JSON for this call: {e}"),
+        )
+    })
+}
+
+#[get("/api/v1/models")]
+fn models(app: &State<App>, _caller: Caller) -> ApiJson {
+    let data: Vec<Value> = app.engine.catalog.models.iter().map(|m| json!(m)).collect();
+    ApiJson::ok(json!({ "object": "list", "data": data }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateTask {
+    prompt: Option<String>,
+    negative_prompt: Option<String>,
+    model: Option<String>,
+    size: Option<String>,
+    aspect_ratio: Option<String>,
+    resolution: Option<u32>,
+    n: Option<u32>,
+    seed: Option<i64>,
+    /// Ids of uploaded references, or base64-encoded images.
+    reference_images: Option<Vec<String>>,
+    webhook_url: Option<String>,
+}
+
+#[post("/api/v1/tasks", data = "<data>")]
+async fn create_task(app: &State<App>, caller: Caller, data: Data<'_>) -> AppResult<ApiJson> {
+    let limit =
+        app.config.storage.max_upload_bytes * 4 / 3 * uploads::MAX_REFERENCES as u64 + 64 * 1024;
+    let body: CreateTask = read_json(data, limit).await?;
+    let engine = app.engine.clone();
+    let config = app.config.clone();
+    let user = caller.user;
+    let view = app
+        .db
+        .run(move |conn| {
+            let model = body
+                .model
+                .filter(|m| !m.trim().is_empty())
+                .unwrap_or_else(|| engine.catalog.models[0].id.clone());
+            let mut references = Vec::new();
+            for r in body.reference_images.unwrap_or_default() {
+                if r.starts_with("ref_") {
+                    references.push(r);
+                } else {
+                    use base64::Engine;
+                    let b64 = r.split_once("base64,").map(|(_, b)| b).unwrap_or(&r);
+                    let bytes = base64::engine::general_purpose::STANDARD.decode(b64.trim()).map_err(|_| {
+                        AppError::invalid("reference_images", "Each reference image is an uploaded image id (ref_...) or base64 image data.")
+                    })?;
+                    references.push(uploads::ingest_reference(conn, &config, user, &bytes)?.public_id);
+                }
+            }
+            let input = NewTaskInput {
+                prompt: body.prompt.unwrap_or_default(),
+                negative_prompt: body.negative_prompt,
+                model,
+                size: body.size,
+                aspect_ratio: body.aspect_ratio,
+                resolution: body.resolution,
+                n: body.n,
+                seed: body.seed,
+                webhook_url: body.webhook_url,
+                references,
+            };
+            let task = tasks::submit(conn, &engine.catalog, user, &input)?;
+            tasks::view(conn, task)
+        })
+        .await?;
+    app.engine.hub.wake();
+    app.engine.hub.publish(user, &view.task.public_id);
+    let location = format!("/api/v1/tasks/{}", view.task.public_id);
+    Ok(ApiJson {
+        status: Status::Created,
+        body: json!(view),
+        location: Some(location),
+    })
+}
+
+#[get("/api/v1/tasks?<status>&<limit>&<cursor>")]
+async fn list_tasks(
+    app: &State<App>,
+    caller: Caller,
+    status: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+) -> AppResult<ApiJson> {
+    let status = match status.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => Some(TaskStatus::parse(s).ok_or_else(|| {
+            AppError::invalid(
+                "status",
+                "status is one of queued, running, succeeded, failed, canceled.",
+            )
+        })?),
+    };
+    let user = caller.user;
+    let (data, next) = app
+        .db
+        .run(move |conn| tasks::list(conn, user, status, cursor.as_deref(), limit.unwrap_or(20)))
+        .await?;
+    Ok(ApiJson::ok(
+        json!({ "object": "list", "data": data, "next_cursor": next }),
+    ))
+}
+
+#[get("/api/v1/tasks/<id>")]
+async fn get_task(app: &State<App>, caller: Caller, id: &str) -> AppResult<ApiJson> {
+    let (user, id) = (caller.user, id.to_string());
+    let view = app.db.run(move |conn| tasks::get(conn, user, &id)).await?;
+    Ok(ApiJson::ok(json!(view)))
+}
+
+#[post("/api/v1/tasks/<id>/cancel")]
+async fn cancel_task(app: &State<App>, caller: Caller, id: &str) -> AppResult<ApiJson> {
+    let (user, id) = (caller.user, id.to_string());
+    let view = app
+        .db
+        .run(move |conn| tasks::cancel(conn, user, &id))
+        .await?;
+    app.engine.hub.publish(user, &view.task.public_id);
+    Ok(ApiJson::ok(json!(view)))
+}
+
+/// Uploads one reference image as the raw request body (`Content-Type:
+/// image/png|jpeg|webp`). The body is read only up to the configured limit.
+#[post("/api/v1/uploads", data = "<data>")]
+async fn upload(app: &State<App>, caller: Caller, data: Data<'_>) -> AppResult<ApiJson> {
+    let max = app.config.storage.max_upload_bytes;
+    let bytes = data
+        .open((max + 1).bytes())
+        .into_bytes()
+        .await
+        .map_err(|e| AppError::invalid("image", format!("The upload could not be read: {e}")))?;
+    if !bytes.is_complete() || bytes.len() as u64 > max {
+        return Err(AppError::TooLarge(format!(
+            "The image is larger than {} MB.",
+            max / 1_048_576
+        )));
+    }
+    let bytes = bytes.into_inner();
+    let (config, user) = (app.config.clone(), caller.user);
+    let asset = app
+        .db
+        .run(move |conn| uploads::ingest_reference(conn, &config, user, &bytes))
+        .await?;
+    Ok(ApiJson {
+        status: Status::Created,
+        body: json!({
+            "id": asset.public_id,
+            "width": asset.width,
+            "height": asset.height,
+            "preview_url": format!("/media/{}/preview", asset.public_id),
+            "expires_at": asset.expires_at,
+        }),
+        location: None,
+    })
+}
+
+/// Live task updates for the signed-in user (Server-Sent Events). Browsers'
+/// EventSource cannot send headers, so the CSRF token comes in the query.
+#[get("/api/v1/events?<csrf_token>")]
+async fn events(
+    app: &State<App>,
+    user: MaybeUser,
+    csrf: Csrf,
+    csrf_token: Option<String>,
+    mut shutdown: Shutdown,
+) -> AppResult<EventStream![Event + '_]> {
+    let Some(signed_in) = user.0 else {
+        return Err(AppError::Unauthenticated);
+    };
+    if !secrets::constant_time_eq(&csrf.token, csrf_token.as_deref().unwrap_or_default()) {
+        return Err(AppError::Forbidden(
+            "The CSRF token is missing or wrong.".into(),
+        ));
+    }
+    let me = signed_in.user.id;
+    let mut rx = app.engine.hub.subscribe();
+    let db = app.db.clone();
+    Ok(EventStream! {
+        yield Event::data("ready").event("ready");
+        loop {
+            let ev = rocket::tokio::select! {
+                ev = rx.recv() => ev,
+                _ = &mut shutdown => break,
+            };
+            match ev {
+                Ok(ev) if ev.user == me => {
+                    let id = ev.task.clone();
+                    if let Ok(view) = db.run(move |conn| tasks::get(conn, me, &id)).await {
+                        yield Event::json(&view).event("task");
+                    }
+                }
+                Ok(_) => {}
+                Err(rocket::tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    yield Event::data("resync").event("resync");
+                }
+                Err(_) => break,
+            }
+        }
+    })
+}
+
+pub fn routes() -> Vec<Route> {
+    routes![
+        models,
+        create_task,
+        list_tasks,
+        get_task,
+        cancel_task,
+        upload,
+        events
+    ]
+}

@@ -1,0 +1,161 @@
+//! Stored images, served only to their owner: full size, preview, download.
+//! Responses carry the right Content-Type, an ETag, and honour single byte
+//! ranges (`Range: bytes=...`).
+
+use rocket::http::{ContentType, Header, Status};
+use rocket::request::Request;
+use rocket::response::{self, Responder, Response};
+use rocket::{get, routes, Route, State};
+
+use super::guards::CurrentUser;
+use crate::domain::assets;
+use crate::error::{AppError, AppResult};
+use crate::App;
+
+pub struct MediaFile {
+    bytes: Vec<u8>,
+    content_type: ContentType,
+    etag: String,
+    disposition: String,
+}
+
+/// Parses a single `bytes=` range against a length; None = not satisfiable.
+fn parse_range(header: &str, len: u64) -> Option<(u64, u64)> {
+    let spec = header.trim().strip_prefix("bytes=")?;
+    if spec.contains(',') || len == 0 {
+        return None;
+    }
+    let (a, b) = spec.split_once('-')?;
+    let (start, end) = match (a.trim(), b.trim()) {
+        ("", suffix) => {
+            let n: u64 = suffix.parse().ok()?;
+            (len.saturating_sub(n), len - 1)
+        }
+        (s, "") => (s.parse().ok()?, len - 1),
+        (s, e) => (s.parse().ok()?, e.parse::<u64>().ok()?.min(len - 1)),
+    };
+    (start <= end && start < len).then_some((start, end))
+}
+
+impl<'r> Responder<'r, 'static> for MediaFile {
+    fn respond_to(self, req: &'r Request<'_>) -> response::Result<'static> {
+        let mut r = Response::build();
+        r.header(self.content_type)
+            .header(Header::new("ETag", self.etag.clone()))
+            .header(Header::new("Cache-Control", "private, max-age=86400"))
+            .header(Header::new("Accept-Ranges", "bytes"))
+            .header(Header::new("Content-Disposition", self.disposition.clone()));
+        if req.headers().get_one("If-None-Match") == Some(self.etag.as_str()) {
+            return r.status(Status::NotModified).ok();
+        }
+        let len = self.bytes.len() as u64;
+        if let Some(range) = req.headers().get_one("Range") {
+            return match parse_range(range, len) {
+                Some((start, end)) => {
+                    let part = self.bytes[start as usize..=end as usize].to_vec();
+                    r.status(Status::PartialContent)
+                        .header(Header::new(
+                            "Content-Range",
+                            format!("bytes {start}-{end}/{len}"),
+                        ))
+                        .sized_body(part.len(), std::io::Cursor::new(part))
+                        .ok()
+                }
+                None => r
+                    .status(Status::RangeNotSatisfiable)
+                    .header(Header::new("Content-Range", format!("bytes */{len}")))
+                    .ok(),
+            };
+        }
+        r.sized_body(self.bytes.len(), std::io::Cursor::new(self.bytes))
+            .ok()
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Variant {
+    Full,
+    Preview,
+    Download,
+}
+
+async fn serve(app: &App, me: &CurrentUser, id: &str, variant: Variant) -> AppResult<MediaFile> {
+    let (user, id_owned, config) = (me.0.user.id, id.to_string(), app.config.clone());
+    let asset = app
+        .db
+        .run(move |conn| {
+            let a = assets::for_owner(conn, user, &id_owned)?;
+            if variant == Variant::Download {
+                assets::record_download(conn, &a)?;
+            }
+            Ok(a)
+        })
+        .await?;
+    let rel = match variant {
+        Variant::Preview => asset.preview_path.clone().unwrap_or(asset.path.clone()),
+        _ => asset.path.clone(),
+    };
+    let path = assets::file_path(&config, &rel);
+    let bytes = rocket::tokio::fs::read(&path).await.map_err(|e| {
+        tracing::error!(file = %path.display(), "stored image missing: {e}");
+        AppError::NotFound
+    })?;
+    let (content_type, ext) = if variant == Variant::Preview && asset.preview_path.is_some() {
+        (ContentType::JPEG, "jpg")
+    } else if asset.mime == "image/jpeg" {
+        (ContentType::JPEG, "jpg")
+    } else {
+        (ContentType::PNG, "png")
+    };
+    let disposition = match variant {
+        Variant::Download => format!("attachment; filename=\"novart-{}.{ext}\"", asset.public_id),
+        _ => "inline".to_string(),
+    };
+    let tag = if variant == Variant::Preview {
+        "p"
+    } else {
+        "f"
+    };
+    Ok(MediaFile {
+        bytes,
+        content_type,
+        etag: format!("\"{}-{tag}\"", asset.public_id),
+        disposition,
+    })
+}
+
+#[get("/media/<id>")]
+async fn full(app: &State<App>, me: CurrentUser, id: &str) -> AppResult<MediaFile> {
+    serve(app, &me, id, Variant::Full).await
+}
+
+#[get("/media/<id>/preview")]
+async fn preview(app: &State<App>, me: CurrentUser, id: &str) -> AppResult<MediaFile> {
+    serve(app, &me, id, Variant::Preview).await
+}
+
+#[get("/media/<id>/download")]
+async fn download(app: &State<App>, me: CurrentUser, id: &str) -> AppResult<MediaFile> {
+    serve(app, &me, id, Variant::Download).await
+}
+
+pub fn routes() -> Vec<Route> {
+    routes![full, preview, download]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_range;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("bytes=0-9", 100), Some((0, 9)));
+        assert_eq!(parse_range("bytes=90-", 100), Some((90, 99)));
+        assert_eq!(parse_range("bytes=-10", 100), Some((90, 99)));
+        assert_eq!(parse_range("bytes=50-500", 100), Some((50, 99)));
+        assert_eq!(parse_range("bytes=100-", 100), None);
+        assert_eq!(parse_range("bytes=5-1", 100), None);
+        assert_eq!(parse_range("bytes=0-1,4-5", 100), None);
+        assert_eq!(parse_range("items=0-1", 100), None);
+    }
+}

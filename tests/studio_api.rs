@@ -1,0 +1,426 @@
+//! The studio's JSON API (session + x-csrf-token), stored media, and the
+//! reference-image intake, through HTTP.
+
+mod common;
+
+use common::TestApp;
+use rocket::http::{ContentType, Header, Status};
+use rocket::local::blocking::LocalResponse;
+use serde_json::{json, Value};
+
+fn app() -> TestApp {
+    // No background workers: tests run the queue step by step.
+    TestApp::with(|c| c.queue.workers = 0)
+}
+
+fn engine(app: &TestApp) -> &novart::jobs::queue::Engine {
+    &app.client.rocket().state::<novart::App>().unwrap().engine
+}
+
+fn api<'a>(app: &'a TestApp, method: &str, path: &str, body: Option<Value>) -> LocalResponse<'a> {
+    let token = app.csrf("/");
+    let req = match method {
+        "GET" => app.client.get(path.to_string()),
+        _ => app.client.post(path.to_string()),
+    };
+    let req = req.header(Header::new("x-csrf-token", token));
+    match body {
+        Some(b) => req.header(ContentType::JSON).body(b.to_string()).dispatch(),
+        None => req.dispatch(),
+    }
+}
+
+fn json_of(r: LocalResponse<'_>) -> Value {
+    serde_json::from_str(&r.into_string().unwrap()).unwrap()
+}
+
+fn png(w: u32, h: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 7) as u8, (y * 5) as u8, 90]));
+    let mut out = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+        .unwrap();
+    out
+}
+
+fn upload<'a>(app: &'a TestApp, bytes: Vec<u8>, ct: ContentType) -> LocalResponse<'a> {
+    let token = app.csrf("/");
+    app.client
+        .post("/api/v1/uploads")
+        .header(Header::new("x-csrf-token", token))
+        .header(ct)
+        .body(bytes)
+        .dispatch()
+}
+
+#[test]
+fn the_api_needs_a_session_and_the_csrf_header() {
+    let app = app();
+    let r = app.client.get("/api/v1/models").dispatch();
+    assert_eq!(r.status(), Status::Unauthorized);
+    let v = json_of(r);
+    assert_eq!(v["error"]["type"], "authentication_error");
+
+    app.signed_in_user("api@example.com");
+    let r = app.client.get("/api/v1/models").dispatch();
+    assert_eq!(
+        r.status(),
+        Status::Forbidden,
+        "session without x-csrf-token"
+    );
+    assert_eq!(json_of(r)["error"]["code"], "forbidden");
+    let r = app
+        .client
+        .post("/api/v1/tasks")
+        .header(Header::new("x-csrf-token", "0".repeat(64)))
+        .header(ContentType::JSON)
+        .body(json!({"prompt": "x"}).to_string())
+        .dispatch();
+    assert_eq!(r.status(), Status::Forbidden);
+    let n: i64 = app
+        .db()
+        .query_row("SELECT count(*) FROM tasks", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 0);
+    let r = app
+        .client
+        .get("/api/v1/models")
+        .header(Header::new("Authorization", "Bearer nva_x_y"))
+        .dispatch();
+    assert_eq!(r.status(), Status::Unauthorized);
+
+    let r = api(&app, "GET", "/api/v1/models", None);
+    assert_eq!(r.status(), Status::Ok);
+    let v = json_of(r);
+    assert_eq!(v["data"][0]["id"], "novart-builtin");
+    assert_eq!(v["data"][0]["builtin"], true);
+    assert!(v["data"][0]["sizes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["aspect_ratio"] == "16:9"));
+}
+
+#[test]
+fn create_run_fetch_and_download_a_task() {
+    let app = app();
+    app.signed_in_user("make@example.com");
+    let r = api(
+        &app,
+        "POST",
+        "/api/v1/tasks",
+        Some(json!({"prompt": "a galaxy of stars", "aspect_ratio": "16:9", "n": 2, "seed": 5})),
+    );
+    assert_eq!(r.status(), Status::Created);
+    let location = r.headers().get_one("Location").unwrap().to_string();
+    let t = json_of(r);
+    assert_eq!(t["status"], "queued");
+    assert_eq!(t["width"], 1024);
+    assert_eq!(t["height"], 576);
+    assert_eq!(t["model"], "novart-builtin");
+    assert_eq!(
+        location,
+        format!("/api/v1/tasks/{}", t["id"].as_str().unwrap())
+    );
+    assert!(t["outputs"].as_array().unwrap().is_empty());
+
+    assert!(engine(&app).process_one("test").unwrap());
+    let v = json_of(api(&app, "GET", &location, None));
+    assert_eq!(v["status"], "succeeded");
+    let outputs = v["outputs"].as_array().unwrap();
+    assert_eq!(outputs.len(), 2);
+    let url = outputs[0]["url"].as_str().unwrap();
+
+    // The owner gets the PNG with an ETag; ranges and revalidation work.
+    let r = app.get(url);
+    assert_eq!(r.status(), Status::Ok);
+    assert_eq!(r.content_type(), Some(ContentType::PNG));
+    assert_eq!(
+        r.headers().get_one("X-Content-Type-Options"),
+        Some("nosniff")
+    );
+    let etag = r.headers().get_one("ETag").unwrap().to_string();
+    let full = r.into_bytes().unwrap();
+    assert_eq!(image::load_from_memory(&full).unwrap().width(), 1024);
+    let r = app
+        .client
+        .get(url.to_string())
+        .header(Header::new("Range", "bytes=0-7"))
+        .dispatch();
+    assert_eq!(r.status(), Status::PartialContent);
+    assert_eq!(
+        r.headers().get_one("Content-Range").unwrap(),
+        format!("bytes 0-7/{}", full.len())
+    );
+    assert_eq!(r.into_bytes().unwrap(), full[..8].to_vec());
+    let r = app
+        .client
+        .get(url.to_string())
+        .header(Header::new("Range", "bytes=999999999-"))
+        .dispatch();
+    assert_eq!(r.status(), Status::RangeNotSatisfiable);
+    let r = app
+        .client
+        .get(url.to_string())
+        .header(Header::new("If-None-Match", etag))
+        .dispatch();
+    assert_eq!(r.status(), Status::NotModified);
+
+    let r = app.get(outputs[0]["preview_url"].as_str().unwrap());
+    assert_eq!(r.content_type(), Some(ContentType::JPEG));
+    let r = app.get(&format!("{url}/download"));
+    assert!(r
+        .headers()
+        .get_one("Content-Disposition")
+        .unwrap()
+        .starts_with("attachment; filename=\"novart-img_"));
+    let downloads: i64 = app
+        .db()
+        .query_row("SELECT max(downloads) FROM assets", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(downloads, 1);
+
+    // Another user sees neither the task nor the image.
+    app.submit("/", "/logout", &[]);
+    app.signed_in_user("other@example.com");
+    assert_eq!(app.get(url).status(), Status::NotFound);
+    assert_eq!(api(&app, "GET", &location, None).status(), Status::NotFound);
+    let v = json_of(api(&app, "GET", "/api/v1/tasks", None));
+    assert!(v["data"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn bad_task_requests_get_the_envelope_with_the_parameter() {
+    let app = app();
+    app.signed_in_user("bad@example.com");
+    for (body, param) in [
+        (json!({"prompt": ""}), "prompt"),
+        (json!({"prompt": "x".repeat(10_000)}), "prompt"),
+        (json!({"prompt": "x", "model": "dall-e-9"}), "model"),
+        (json!({"prompt": "x", "size": "100x100"}), "size"),
+        (json!({"prompt": "x", "n": 50}), "n"),
+        (json!({"prompt": "x", "promt": "typo"}), "body"),
+        (
+            json!({"prompt": "x", "reference_images": ["ref_nope"]}),
+            "reference_images",
+        ),
+        (
+            json!({"prompt": "x", "reference_images": ["!!!not base64"]}),
+            "reference_images",
+        ),
+    ] {
+        let r = api(&app, "POST", "/api/v1/tasks", Some(body.clone()));
+        assert_eq!(r.status(), Status::BadRequest, "{body}");
+        let v = json_of(r);
+        assert_eq!(v["error"]["param"], param, "{body}: {v}");
+        assert_eq!(v["error"]["type"], "invalid_request_error");
+    }
+    let token = app.csrf("/");
+    let r = app
+        .client
+        .post("/api/v1/tasks")
+        .header(Header::new("x-csrf-token", token))
+        .header(ContentType::JSON)
+        .body("{not json")
+        .dispatch();
+    assert_eq!(r.status(), Status::BadRequest);
+    assert_eq!(json_of(r)["error"]["param"], "body");
+}
+
+#[test]
+fn list_paginates_and_cancel_works() {
+    let app = app();
+    app.signed_in_user("list@example.com");
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let v = json_of(api(
+            &app,
+            "POST",
+            "/api/v1/tasks",
+            Some(json!({"prompt": format!("p{i}")})),
+        ));
+        ids.push(v["id"].as_str().unwrap().to_string());
+    }
+    let page1 = json_of(api(&app, "GET", "/api/v1/tasks?limit=3", None));
+    let got: Vec<&str> = page1["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, vec![ids[4].as_str(), &ids[3], &ids[2]]);
+    let cursor = page1["next_cursor"].as_str().unwrap();
+    let page2 = json_of(api(
+        &app,
+        "GET",
+        &format!("/api/v1/tasks?limit=3&cursor={cursor}"),
+        None,
+    ));
+    assert_eq!(page2["data"].as_array().unwrap().len(), 2);
+    assert!(page2["next_cursor"].is_null());
+
+    let r = api(
+        &app,
+        "POST",
+        &format!("/api/v1/tasks/{}/cancel", ids[0]),
+        None,
+    );
+    assert_eq!(r.status(), Status::Ok);
+    assert_eq!(json_of(r)["status"], "canceled");
+    let v = json_of(api(&app, "GET", "/api/v1/tasks?status=canceled", None));
+    assert_eq!(v["data"].as_array().unwrap().len(), 1);
+    let r = api(&app, "GET", "/api/v1/tasks?status=weird", None);
+    assert_eq!(json_of(r)["error"]["param"], "status");
+}
+
+#[test]
+fn reference_uploads_are_checked_and_cleaned() {
+    let app = TestApp::with(|c| {
+        c.queue.workers = 0;
+        c.storage.max_upload_bytes = 200_000;
+        c.storage.max_upload_pixels = 1_000_000;
+    });
+    app.signed_in_user("ref@example.com");
+
+    let r = upload(&app, png(64, 48), ContentType::PNG);
+    assert_eq!(r.status(), Status::Created);
+    let v = json_of(r);
+    let id = v["id"].as_str().unwrap().to_string();
+    assert!(id.starts_with("ref_"));
+    assert_eq!(
+        (v["width"].as_u64(), v["height"].as_u64()),
+        (Some(64), Some(48))
+    );
+
+    // SVG and HTML are refused.
+    for bad in [
+        &b"<svg xmlns='http://www.w3.org/2000/svg'><script>alert(1)</script></svg>"[..],
+        &b"<!doctype html><script>alert(1)</script>"[..],
+    ] {
+        let r = upload(&app, bad.to_vec(), ContentType::PNG);
+        assert_eq!(r.status(), Status::BadRequest);
+        assert_eq!(json_of(r)["error"]["param"], "reference_images");
+    }
+    // Truncated PNG.
+    let mut cut = png(64, 64);
+    cut.truncate(cut.len() / 2);
+    assert_eq!(
+        upload(&app, cut, ContentType::PNG).status(),
+        Status::BadRequest
+    );
+
+    // A tiny file declaring 65535×65535: refused from the header, no decoding.
+    let mut bomb = png(1, 1);
+    bomb[16..20].copy_from_slice(&65535u32.to_be_bytes());
+    bomb[20..24].copy_from_slice(&65535u32.to_be_bytes());
+    let crc = crc32(&bomb[12..29]); // a valid IHDR checksum, as an attacker would write
+    bomb[29..33].copy_from_slice(&crc.to_be_bytes());
+    let r = upload(&app, bomb, ContentType::PNG);
+    assert_eq!(r.status(), Status::PayloadTooLarge);
+    assert!(json_of(r)["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("65535×65535"));
+
+    // Over the byte limit: 413.
+    let r = upload(&app, vec![0u8; 300_000], ContentType::PNG);
+    assert_eq!(r.status(), Status::PayloadTooLarge);
+
+    // A PNG with HTML appended (polyglot): stored as a clean re-encoded PNG.
+    let mut poly = png(32, 32);
+    poly.extend_from_slice(b"<html><script>alert(document.cookie)</script></html>");
+    let r = upload(&app, poly, ContentType::PNG);
+    assert_eq!(r.status(), Status::Created);
+    let pid = json_of(r)["id"].as_str().unwrap().to_string();
+    let path: String = app
+        .db()
+        .query_row(
+            "SELECT path FROM assets WHERE public_id = ?1",
+            [&pid],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let stored = std::fs::read(app.config.storage.data_dir.join(&path)).unwrap();
+    assert!(
+        !stored.windows(6).any(|w| w == b"script"),
+        "appended HTML survived"
+    );
+    assert!(
+        path.ends_with(&format!("{pid}.png")),
+        "server-chosen name: {path}"
+    );
+
+    // A JPEG carrying EXIF (with GPS) comes out without it.
+    let mut jpeg = Vec::new();
+    image::DynamicImage::ImageRgb8(image::RgbImage::from_pixel(
+        40,
+        30,
+        image::Rgb([10, 200, 10]),
+    ))
+    .write_to(
+        &mut std::io::Cursor::new(&mut jpeg),
+        image::ImageFormat::Jpeg,
+    )
+    .unwrap();
+    let exif =
+        b"Exif\0\0MM\0*\0\0\0\x08\0\x01\x88\x25\0\x04\0\0\0\x01\0\0\0\x1aGPSLatitude52.5200N";
+    let mut app1 = vec![0xFF, 0xE1];
+    app1.extend_from_slice(&((exif.len() + 2) as u16).to_be_bytes());
+    app1.extend_from_slice(exif);
+    let mut with_exif = jpeg[..2].to_vec();
+    with_exif.extend_from_slice(&app1);
+    with_exif.extend_from_slice(&jpeg[2..]);
+    let r = upload(&app, with_exif, ContentType::JPEG);
+    assert_eq!(r.status(), Status::Created);
+    let jid = json_of(r)["id"].as_str().unwrap().to_string();
+    let path: String = app
+        .db()
+        .query_row(
+            "SELECT path FROM assets WHERE public_id = ?1",
+            [&jid],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let stored = std::fs::read(app.config.storage.data_dir.join(&path)).unwrap();
+    assert!(!stored.windows(4).any(|w| w == b"Exif") && !stored.windows(3).any(|w| w == b"GPS"));
+
+    // A task can use the uploaded reference; the builtin renderer blends it in.
+    let r = api(
+        &app,
+        "POST",
+        "/api/v1/tasks",
+        Some(json!({"prompt": "night", "size": "512x512", "reference_images": [id]})),
+    );
+    assert_eq!(r.status(), Status::Created);
+    assert!(engine(&app).process_one("t").unwrap());
+    let status: String = app
+        .db()
+        .query_row("SELECT status FROM tasks", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(status, "succeeded");
+
+    // Base64 works too.
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(png(16, 16));
+    let r = api(
+        &app,
+        "POST",
+        "/api/v1/tasks",
+        Some(json!({"prompt": "x", "reference_images": [format!("data:image/png;base64,{b64}")]})),
+    );
+    assert_eq!(r.status(), Status::Created);
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for &b in data {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
