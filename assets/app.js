@@ -60,6 +60,38 @@
       wrap.appendChild(b);
     });
 
+    // The image viewer: any [data-viewer] thumbnail opens the <dialog>.
+    var viewer = document.getElementById("viewer");
+    if (viewer && typeof viewer.showModal === "function") {
+      document.addEventListener("click", function (ev) {
+        var t = ev.target.closest ? ev.target.closest("[data-viewer]") : null;
+        if (!t) return;
+        ev.preventDefault();
+        var img = document.getElementById("viewer-img");
+        var thumb = t.querySelector("img");
+        img.src = t.getAttribute("data-full");
+        img.alt = thumb ? thumb.alt : "";
+        if (thumb) { img.width = thumb.width; img.height = thumb.height; }
+        document.getElementById("viewer-prompt").textContent = t.getAttribute("data-prompt") || "";
+        document.getElementById("viewer-meta").textContent = t.getAttribute("data-meta") || "";
+        document.getElementById("viewer-download").href = t.getAttribute("data-download");
+        document.getElementById("viewer-reuse").href = t.getAttribute("data-reuse") || "/studio";
+        var del = document.getElementById("viewer-delete");
+        if (del) {
+          var url = t.getAttribute("data-delete");
+          del.hidden = !url;
+          if (url) del.action = url;
+        }
+        viewer.showModal();
+      });
+      document.getElementById("viewer-close").addEventListener("click", function () { viewer.close(); });
+      viewer.addEventListener("click", function (ev) { if (ev.target === viewer) viewer.close(); });
+      var del = document.getElementById("viewer-delete");
+      if (del) del.addEventListener("submit", function (ev) {
+        if (!window.confirm("Delete this image for good?")) ev.preventDefault();
+      });
+    }
+
     // Copy buttons: data-copy="#selector".
     document.querySelectorAll("[data-copy]").forEach(function (btn) {
       btn.addEventListener("click", function () {

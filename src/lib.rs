@@ -81,11 +81,16 @@ pub fn build_rocket(config: Config) -> AppResult<Rocket<Build>> {
         .merge(("limits", limits))
         .merge(("shutdown.grace", 5))
         .merge(("shutdown.mercy", 5));
-    let (db, config) = (app.db.clone(), app.config.clone());
-    let rocket = rocket::custom(figment)
-        .attach(rocket::fairing::AdHoc::on_liftoff("scheduler", |_| {
-            Box::pin(async move { jobs::spawn_scheduler(db, config) })
-        }));
+    let (db, config, engine) = (app.db.clone(), app.config.clone(), app.engine.clone());
+    let rocket = rocket::custom(figment).attach(rocket::fairing::AdHoc::on_liftoff(
+        "queue and scheduler",
+        |_| {
+            Box::pin(async move {
+                jobs::start_queue(engine);
+                jobs::spawn_scheduler(db, config);
+            })
+        },
+    ));
     Ok(web::mount(rocket, app))
 }
 

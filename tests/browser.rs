@@ -136,6 +136,17 @@ impl Browser {
         );
     }
 
+    /// Chooses the option shown as `option` in the select labelled `label`.
+    fn select(&self, label: &str, option: &str) {
+        let lab = self.xpath(&format!("//label[normalize-space()='{label}']"));
+        let id = self.call("GET", &format!("/element/{lab}/attribute/for"), None);
+        let opt = self.xpath(&format!(
+            "//select[@id='{}']/option[normalize-space()='{option}']",
+            id.as_str().unwrap()
+        ));
+        self.call("POST", &format!("/element/{opt}/click"), None);
+    }
+
     fn click_button(&self, text: &str) {
         let el = self.xpath(&format!("//button[normalize-space()='{text}']"));
         self.call("POST", &format!("/element/{el}/click"), None);
@@ -179,8 +190,19 @@ impl Browser {
     }
 }
 
-#[test]
-fn account_journey_in_chromium() {
+/// A running studio, a chromedriver and a browser session on it.
+struct Session {
+    b: Browser,
+    app_url: String,
+    dir: tempfile::TempDir,
+    _server: Kill,
+    _driver: Kill,
+    _profile: tempfile::TempDir,
+}
+
+/// Starts everything, or returns None (after saying so loudly) when Chromium
+/// is not installed and NOVART_REQUIRE_BROWSER is not set.
+fn start(test: &str) -> Option<Session> {
     let required = std::env::var("NOVART_REQUIRE_BROWSER")
         .map(|v| v == "1")
         .unwrap_or(false);
@@ -190,15 +212,15 @@ fn account_journey_in_chromium() {
         if required {
             panic!("NOVART_REQUIRE_BROWSER=1 but chromium/chromedriver is not installed");
         }
-        eprintln!("\n*** SKIPPED account_journey_in_chromium: chromium and chromedriver are not installed (apt-get install chromium chromium-driver) ***\n");
-        return;
+        eprintln!("\n*** SKIPPED {test}: chromium and chromedriver are not installed (apt-get install chromium chromium-driver) ***\n");
+        return None;
     };
 
     // The real binary on a free port with its own data.
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let app_url = format!("http://127.0.0.1:{port}");
-    let _server = Kill(
+    let server = Kill(
         Command::new(env!("CARGO_BIN_EXE_novart"))
             .arg("serve")
             .current_dir(dir.path())
@@ -215,7 +237,7 @@ fn account_journey_in_chromium() {
     });
 
     let dport = free_port();
-    let _driver = Kill(
+    let driver = Kill(
         Command::new(driver)
             .arg(format!("--port={dport}"))
             .stdout(Stdio::null())
@@ -245,10 +267,34 @@ fn account_journey_in_chromium() {
         .to_string();
     let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
     let b = Browser {
-        base: base.clone(),
+        base,
         session,
         shots,
     };
+    Some(Session {
+        b,
+        app_url,
+        dir,
+        _server: server,
+        _driver: driver,
+        _profile: profile,
+    })
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.b.call("DELETE", "", None)
+        }));
+    }
+}
+
+#[test]
+fn account_journey_in_chromium() {
+    let Some(s) = start("account_journey_in_chromium") else {
+        return;
+    };
+    let (b, app_url, dir) = (&s.b, &s.app_url, &s.dir);
 
     // Landing page.
     b.goto(&format!("{app_url}/"));
@@ -285,7 +331,7 @@ fn account_journey_in_chromium() {
             .find_map(|m| common::find_link(m, "/verify?token="))
             .expect("verification mail")
     };
-    let link = link.replace("http://127.0.0.1:8000", &app_url);
+    let link = link.replace("http://127.0.0.1:8000", app_url);
     b.goto(&link);
     b.wait_text("Confirm your e-mail address");
     b.screenshot("03-confirm");
@@ -340,13 +386,136 @@ fn account_journey_in_chromium() {
             .find_map(|m| common::find_link(m, "/reset?token="))
             .expect("reset mail")
     };
-    b.goto(&link.replace("http://127.0.0.1:8000", &app_url));
+    b.goto(&link.replace("http://127.0.0.1:8000", app_url));
     b.fill("New password", "the newest passphrase");
     b.click_button("Save new password");
     b.wait_text("Your password has been changed");
     b.fill("Password", "the newest passphrase");
     b.click_button("Sign in");
     b.wait_text("Hello, Browser Artist.");
+}
 
-    b.call("DELETE", "", None);
+#[test]
+fn studio_journey_in_chromium() {
+    let Some(s) = start("studio_journey_in_chromium") else {
+        return;
+    };
+    let (b, app_url) = (&s.b, &s.app_url);
+    let data = s.dir.path().join("data");
+    let out = Command::new(env!("CARGO_BIN_EXE_novart"))
+        .args([
+            "user",
+            "create",
+            "--email",
+            "maker@example.com",
+            "--name",
+            "Maker",
+            "--verified",
+            "--password-stdin",
+        ])
+        .current_dir(s.dir.path())
+        .env("NOVART_STORAGE__DATA_DIR", &data)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(b"maker passphrase 1\n")?;
+            c.wait()
+        })
+        .unwrap();
+    assert!(out.success());
+
+    b.goto(&format!("{app_url}/login?next=%2Fstudio"));
+    b.fill("E-mail address", "maker@example.com");
+    b.fill("Password", "maker passphrase 1");
+    b.click_button("Sign in");
+    b.wait_text("Nothing here yet");
+    assert!(b.source().contains("built-in renderer, no AI model"));
+    b.screenshot("10-studio-empty");
+
+    // Write a prompt, pick 16:9 and two images; the cost follows.
+    b.fill("Prompt", "a sunset over the ocean, warm light, calm water");
+    let wide = b.xpath("//label[normalize-space()='16:9']");
+    b.call("POST", &format!("/element/{wide}/click"), None);
+    b.select("Images", "2");
+    wait_for("the cost to show 2 credits", || {
+        b.source().contains("2 credits")
+    });
+    b.click_button("Generate");
+
+    // The card appears at once and turns into images, live.
+    b.wait_text("Queued: 2 images on the way.");
+    wait_for("the task to finish", || b.source().contains(">Done<"));
+    wait_for("two images in the card", || {
+        b.script("return document.querySelectorAll('.task-card .thumb img').length;") == json!(2)
+    });
+    wait_for("the images to load", || {
+        b.script("return Array.from(document.querySelectorAll('.task-card .thumb img')).every(i => i.complete && i.naturalWidth > 0);") == json!(true)
+    });
+    b.screenshot("11-studio-done");
+
+    // Open the large view, then close it with Escape.
+    let thumb = b.xpath("(//button[contains(@class,'thumb')])[1]");
+    b.call("POST", &format!("/element/{thumb}/click"), None);
+    wait_for("the viewer", || {
+        b.script("return document.getElementById('viewer').open;") == json!(true)
+    });
+    wait_for("the full image", || {
+        b.script("const i = document.getElementById('viewer-img'); return i.complete && i.naturalWidth === 1024;") == json!(true)
+    });
+    b.screenshot("12-viewer");
+    b.call("POST", "/actions", Some(json!({ "actions": [{ "type": "key", "id": "kb", "actions": [
+        { "type": "keyDown", "value": "\u{E00C}" }, { "type": "keyUp", "value": "\u{E00C}" } ] }] })));
+    wait_for("the viewer to close", || {
+        b.script("return document.getElementById('viewer').open;") == json!(false)
+    });
+
+    // The library shows both images; the download link serves the PNG.
+    b.goto(&format!("{app_url}/library"));
+    wait_for("two tiles", || {
+        b.script("return document.querySelectorAll('.gallery .tile').length;") == json!(2)
+    });
+    wait_for("the previews to load", || {
+        b.script("return Array.from(document.querySelectorAll('.gallery img')).every(i => i.complete && i.naturalWidth > 0);") == json!(true)
+    });
+    b.screenshot("13-library");
+    let tile = b.xpath("(//ul[@class='gallery']//button)[1]");
+    b.call("POST", &format!("/element/{tile}/click"), None);
+    wait_for("the viewer", || {
+        b.script("return document.getElementById('viewer').open;") == json!(true)
+    });
+    let kind = b.call("POST", "/execute/async", Some(json!({ "script":
+        "const done = arguments[0]; fetch(document.getElementById('viewer-download').href).then(r => done([r.status, r.headers.get('content-type'), r.headers.get('content-disposition')]));",
+        "args": [] })));
+    assert_eq!(kind[0], 200);
+    assert_eq!(kind[1], "image/png");
+    assert!(kind[2].as_str().unwrap().starts_with("attachment"));
+
+    // "Use these settings again" fills the studio form.
+    let reuse = b.call(
+        "POST",
+        "/execute/sync",
+        Some(
+            json!({ "script": "return document.getElementById('viewer-reuse').href;", "args": [] }),
+        ),
+    );
+    b.goto(reuse.as_str().unwrap());
+    wait_for("the prompt to be filled", || {
+        b.script("return document.getElementById('prompt').value;")
+            == json!("a sunset over the ocean, warm light, calm water")
+    });
+    assert_eq!(
+        b.script("return document.querySelector('input[name=aspect_ratio]:checked').value;"),
+        json!("16:9")
+    );
+
+    // Phone width: nothing scrolls sideways.
+    b.resize(360, 780);
+    for path in ["/studio", "/library"] {
+        b.goto(&format!("{app_url}{path}"));
+        assert!(b.no_horizontal_scroll(), "{path} scrolls sideways at 360px");
+    }
+    b.goto(&format!("{app_url}/studio"));
+    b.screenshot("14-studio-phone");
 }

@@ -97,6 +97,14 @@ pub fn attach_reference(
     Ok(())
 }
 
+/// A library row: the image with its task's model, prompt and public id.
+pub struct LibraryItem {
+    pub asset: Asset,
+    pub model: String,
+    pub prompt: String,
+    pub task_public_id: String,
+}
+
 /// A user's results (with their task's model and prompt), newest first.
 pub fn results_for_user(
     conn: &Connection,
@@ -104,15 +112,20 @@ pub fn results_for_user(
     model: Option<&str>,
     before: Option<AssetId>,
     limit: u32,
-) -> AppResult<Vec<(Asset, String, String)>> {
+) -> AppResult<Vec<LibraryItem>> {
     let sql = format!(
-        "SELECT {COLUMNS}, t.model, t.prompt FROM assets a JOIN tasks t ON t.id = a.task_id
+        "SELECT {COLUMNS}, t.model, t.prompt, t.public_id FROM assets a JOIN tasks t ON t.id = a.task_id
          WHERE a.user_id = ?1 AND a.kind = 'result' AND (?2 IS NULL OR t.model = ?2) AND (?3 IS NULL OR a.id < ?3)
          ORDER BY a.id DESC LIMIT ?4"
     );
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(params![user, model, before, limit], |r| {
-        Ok((from_row(r)?, r.get(14)?, r.get(15)?))
+        Ok(LibraryItem {
+            asset: from_row(r)?,
+            model: r.get(14)?,
+            prompt: r.get(15)?,
+            task_public_id: r.get(16)?,
+        })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }

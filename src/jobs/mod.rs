@@ -50,6 +50,7 @@ pub fn start_queue(engine: queue::Engine) {
             }
         })
         .await;
+        tracing::info!(workers = e.config.queue.workers, "task queue started");
         e.spawn_workers();
         let mut tick = rocket::tokio::time::interval(LEASE_CHECK_EVERY);
         loop {

@@ -100,7 +100,8 @@ async fn serve(app: &App, me: &CurrentUser, id: &str, variant: Variant) -> AppRe
         tracing::error!(file = %path.display(), "stored image missing: {e}");
         AppError::NotFound
     })?;
-    let jpeg = (variant == Variant::Preview && asset.preview_path.is_some()) || asset.mime == "image/jpeg";
+    let jpeg =
+        (variant == Variant::Preview && asset.preview_path.is_some()) || asset.mime == "image/jpeg";
     let (content_type, ext) = if jpeg {
         (ContentType::JPEG, "jpg")
     } else {

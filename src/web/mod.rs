@@ -12,6 +12,7 @@ mod media;
 mod pages;
 pub mod render;
 mod settings;
+mod studio;
 
 use rocket::{Build, Rocket};
 
@@ -28,6 +29,7 @@ pub fn mount(rocket: Rocket<Build>, app: App) -> Rocket<Build> {
         .mount("/", auth::routes())
         .mount("/", settings::routes())
         .mount("/", api::routes())
+        .mount("/", studio::routes())
         .mount("/", media::routes())
         .mount("/assets", assets::routes())
         .register("/", catchers::catchers())

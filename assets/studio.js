@@ -1,0 +1,292 @@
+// Novart Studio: the studio page. Submits through the JSON API, uploads
+// reference images, and keeps task cards live over Server-Sent Events
+// (falling back to polling). Without JavaScript the form still works.
+(function () {
+  "use strict";
+
+  var csrf = document.querySelector('meta[name="csrf-token"]').content;
+  var form = document.getElementById("studio-form");
+  if (!form) return;
+  var models = JSON.parse(document.getElementById("studio-models").textContent);
+  var el = function (id) { return document.getElementById(id); };
+  var toast = function (m, k) { window.novartToast(m, k); };
+  var refs = []; // {id, name}
+
+  function current() {
+    var id = el("model").value;
+    for (var i = 0; i < models.length; i++) if (models[i].id === id) return models[i];
+    return models[0];
+  }
+
+  function plural(n, word) { return n + " " + word + (n === 1 ? "" : "s"); }
+
+  function updateCost() {
+    var m = current();
+    var n = parseInt(el("n").value, 10) || 1;
+    el("cost-total").textContent = plural(m.price * n, "credit");
+  }
+
+  function fillResolutions() {
+    var m = current();
+    var checked = form.querySelector('input[name="aspect_ratio"]:checked');
+    var ratio = checked ? checked.value : m.aspects[0].ratio;
+    var sel = el("resolution");
+    var keep = sel.value;
+    sel.innerHTML = "";
+    m.aspects.forEach(function (a) {
+      if (a.ratio !== ratio) return;
+      a.sizes.forEach(function (s) {
+        var o = document.createElement("option");
+        o.value = s.resolution;
+        o.textContent = s.size.replace("x", " × ");
+        if (String(s.resolution) === keep) o.selected = true;
+        sel.appendChild(o);
+      });
+    });
+  }
+
+  function onModel() {
+    var m = current();
+    var box = el("aspects");
+    var prev = form.querySelector('input[name="aspect_ratio"]:checked');
+    var prevRatio = prev ? prev.value : null;
+    box.innerHTML = "";
+    m.aspects.forEach(function (a, i) {
+      var input = document.createElement("input");
+      input.type = "radio"; input.name = "aspect_ratio"; input.id = "ar-" + a.slug; input.value = a.ratio;
+      input.checked = prevRatio ? a.ratio === prevRatio : i === 0;
+      var label = document.createElement("label");
+      label.htmlFor = input.id;
+      var box2 = document.createElement("span");
+      box2.className = "ar-box ar-" + a.slug; box2.setAttribute("aria-hidden", "true");
+      label.appendChild(box2);
+      label.appendChild(document.createTextNode(a.ratio));
+      box.appendChild(input); box.appendChild(label);
+    });
+    if (!form.querySelector('input[name="aspect_ratio"]:checked')) box.querySelector("input").checked = true;
+    var n = el("n"), keepN = parseInt(n.value, 10) || 1;
+    n.innerHTML = "";
+    for (var i = 1; i <= m.max_n; i++) {
+      var o = document.createElement("option");
+      o.value = i; o.textContent = i; o.selected = i === Math.min(keepN, m.max_n);
+      n.appendChild(o);
+    }
+    var desc = el("model-desc");
+    desc.textContent = "";
+    if (m.builtin) {
+      var b = document.createElement("span");
+      b.className = "badge"; b.textContent = "built-in renderer, no AI model";
+      desc.appendChild(b); desc.appendChild(document.createTextNode(" "));
+    }
+    desc.appendChild(document.createTextNode(m.description || ""));
+    el("dropzone").hidden = !m.reference_images;
+    fillResolutions();
+    updateCost();
+  }
+
+  el("model").addEventListener("change", onModel);
+  el("aspects").addEventListener("change", fillResolutions);
+  el("n").addEventListener("change", updateCost);
+  var prompt = el("prompt");
+  var count = function () { el("prompt-count").textContent = prompt.value.length; };
+  prompt.addEventListener("input", count);
+  count();
+  el("dropzone").hidden = !current().reference_images;
+  updateCost();
+
+  // Ctrl/Cmd + Enter submits from anywhere in the form.
+  form.addEventListener("keydown", function (ev) {
+    if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey)) { ev.preventDefault(); submit(); }
+  });
+
+  // ---- reference images ----
+  function renderRefs() {
+    var list = el("ref-list");
+    list.innerHTML = "";
+    refs.forEach(function (r, i) {
+      var li = document.createElement("li");
+      li.className = "ref-chip";
+      var img = document.createElement("img");
+      img.src = r.preview; img.alt = "Reference " + (i + 1) + ": " + r.name; img.width = 48; img.height = 48;
+      var name = document.createElement("span");
+      name.textContent = r.name;
+      var rm = document.createElement("button");
+      rm.type = "button"; rm.className = "btn btn-small btn-ghost"; rm.textContent = "Remove";
+      rm.setAttribute("aria-label", "Remove reference " + r.name);
+      rm.addEventListener("click", function () { refs.splice(i, 1); renderRefs(); });
+      li.appendChild(img); li.appendChild(name); li.appendChild(rm);
+      list.appendChild(li);
+    });
+  }
+
+  function uploadFiles(files) {
+    Array.prototype.slice.call(files).forEach(function (file) {
+      if (refs.length >= 4) { toast("At most 4 reference images per task.", "error"); return; }
+      var zone = el("dropzone");
+      zone.classList.add("busy");
+      fetch("/api/v1/uploads", {
+        method: "POST", credentials: "same-origin",
+        headers: { "x-csrf-token": csrf, "content-type": file.type || "application/octet-stream" },
+        body: file
+      }).then(function (r) {
+        return r.json().then(function (body) { return { ok: r.ok, body: body }; });
+      }).then(function (res) {
+        zone.classList.remove("busy");
+        if (!res.ok) { toast(file.name + ": " + res.body.error.message, "error"); return; }
+        refs.push({ id: res.body.id, name: file.name, preview: res.body.preview_url });
+        renderRefs();
+      }).catch(function () { zone.classList.remove("busy"); toast("The upload failed. Check your connection.", "error"); });
+    });
+  }
+  el("refs").addEventListener("change", function (ev) { uploadFiles(ev.target.files); ev.target.value = ""; });
+  var zone = el("dropzone");
+  ["dragenter", "dragover"].forEach(function (t) {
+    zone.addEventListener(t, function (ev) { ev.preventDefault(); zone.classList.add("over"); });
+  });
+  ["dragleave", "drop"].forEach(function (t) {
+    zone.addEventListener(t, function () { zone.classList.remove("over"); });
+  });
+  zone.addEventListener("drop", function (ev) { ev.preventDefault(); uploadFiles(ev.dataTransfer.files); });
+
+  // ---- task cards ----
+  var tasks = el("tasks");
+
+  function placeCard(html, id) {
+    var tmp = document.createElement("div");
+    tmp.innerHTML = html.trim();
+    var card = tmp.firstElementChild;
+    var old = document.getElementById("task-" + id);
+    if (old) old.replaceWith(card); else tasks.prepend(card);
+    el("tasks-empty").hidden = true;
+    return card;
+  }
+
+  var inflight = {};
+  function refreshCard(id) {
+    if (inflight[id]) { inflight[id] = 2; return; }
+    inflight[id] = 1;
+    fetch("/studio/tasks/" + encodeURIComponent(id) + "/card", { credentials: "same-origin" })
+      .then(function (r) { return r.ok ? r.text() : null; })
+      .then(function (html) {
+        var again = inflight[id] === 2;
+        delete inflight[id];
+        if (html) placeCard(html, id);
+        if (again) refreshCard(id);
+      })
+      .catch(function () { delete inflight[id]; });
+  }
+
+  // Progress-only changes update the bar in place; anything else re-renders.
+  function onTask(t) {
+    var card = document.getElementById("task-" + t.id);
+    if (card && card.getAttribute("data-status") === t.status && t.status === "running") {
+      var bar = card.querySelector("progress");
+      if (bar && t.progress > 0) bar.value = Math.round(t.progress * 100);
+      return;
+    }
+    var before = card ? card.getAttribute("data-status") : null;
+    refreshCard(t.id);
+    if (before && before !== t.status) {
+      if (t.status === "succeeded") toast("Your images are ready.", "success");
+      if (t.status === "failed") toast(t.error || "A task failed.", "error");
+    }
+  }
+
+  function submit() {
+    var btn = el("generate");
+    if (btn.disabled) return;
+    var m = current();
+    var checked = form.querySelector('input[name="aspect_ratio"]:checked');
+    var body = {
+      prompt: prompt.value,
+      model: m.id,
+      aspect_ratio: checked ? checked.value : undefined,
+      resolution: parseInt(el("resolution").value, 10) || undefined,
+      n: parseInt(el("n").value, 10) || 1,
+      negative_prompt: el("negative_prompt").value || undefined,
+      webhook_url: el("webhook_url").value || undefined,
+      reference_images: refs.length ? refs.map(function (r) { return r.id; }) : undefined
+    };
+    var seed = el("seed").value.trim();
+    if (seed !== "") body.seed = Number(seed);
+    form.querySelectorAll(".has-error").forEach(function (f) { f.classList.remove("has-error"); });
+    btn.disabled = true;
+    var spin = document.createElement("span");
+    spin.className = "spinner"; spin.setAttribute("aria-hidden", "true");
+    btn.prepend(spin);
+    fetch("/api/v1/tasks", {
+      method: "POST", credentials: "same-origin",
+      headers: { "content-type": "application/json", "x-csrf-token": csrf },
+      body: JSON.stringify(body)
+    }).then(function (r) {
+      return r.json().then(function (b) { return { ok: r.ok, body: b }; });
+    }).then(function (res) {
+      btn.disabled = false; spin.remove();
+      if (!res.ok) {
+        var e = res.body.error || {};
+        toast(e.message || "The task could not be created.", "error");
+        var field = e.param && document.getElementById(e.param);
+        if (field) {
+          field.closest(".field") && field.closest(".field").classList.add("has-error");
+          if (field.closest("details")) field.closest("details").open = true;
+          field.focus();
+        }
+        return;
+      }
+      toast("Queued: " + plural(res.body.n, "image") + " on the way.", "success");
+      refreshCard(res.body.id);
+      watch();
+    }).catch(function () {
+      btn.disabled = false; spin.remove();
+      toast("The studio could not be reached. Check your connection.", "error");
+    });
+  }
+
+  form.addEventListener("submit", function (ev) { ev.preventDefault(); submit(); });
+
+  // Cancel through the API.
+  tasks.addEventListener("submit", function (ev) {
+    var f = ev.target.closest("form[data-cancel]");
+    if (!f) return;
+    ev.preventDefault();
+    var id = f.getAttribute("data-cancel");
+    fetch("/api/v1/tasks/" + encodeURIComponent(id) + "/cancel", {
+      method: "POST", credentials: "same-origin", headers: { "x-csrf-token": csrf }
+    }).then(function (r) { return r.json(); }).then(function (b) {
+      if (b.error) toast(b.error.message, "error"); else toast("The task is canceled.", "info");
+      refreshCard(id);
+    });
+  });
+
+  // ---- live updates: SSE, else polling ----
+  var source = null, polling = null, failures = 0;
+  function activeIds() {
+    return Array.prototype.map.call(tasks.querySelectorAll('[data-status="queued"],[data-status="running"]'),
+      function (c) { return c.getAttribute("data-task"); });
+  }
+  function poll() {
+    var ids = activeIds();
+    if (!ids.length) { clearInterval(polling); polling = null; return; }
+    ids.forEach(function (id) {
+      fetch("/api/v1/tasks/" + encodeURIComponent(id), { credentials: "same-origin", headers: { "x-csrf-token": csrf } })
+        .then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (t) { if (t) onTask(t); });
+    });
+  }
+  function startPolling() {
+    if (!polling) polling = setInterval(poll, 2000);
+    el("live-status").textContent = "Updating every 2 seconds";
+  }
+  function watch() {
+    if (source || !window.EventSource) { if (!window.EventSource) startPolling(); return; }
+    source = new EventSource("/api/v1/events?csrf_token=" + encodeURIComponent(csrf));
+    source.addEventListener("ready", function () { failures = 0; el("live-status").textContent = "Live"; });
+    source.addEventListener("task", function (ev) { onTask(JSON.parse(ev.data)); });
+    source.addEventListener("resync", function () { activeIds().forEach(refreshCard); });
+    source.onerror = function () {
+      failures += 1;
+      if (failures >= 3) { source.close(); source = null; startPolling(); }
+    };
+  }
+  watch();
+})();

@@ -1,0 +1,358 @@
+//! The studio (prompt panel + live task cards) and the library (a grid of
+//! the creator's images). Both render on the server; studio.js adds live
+//! updates over SSE and submits through the JSON API. A task card has one
+//! template (`partials/task_card.html`), used for the page and for updates.
+
+use rocket::http::uri::Origin;
+use rocket::http::Status;
+use rocket::response::{Flash, Redirect};
+use rocket::{get, post, routes, Route};
+use serde_json::{json, Value};
+
+use super::auth::{csrf_form, EmptyForm};
+use super::guards::{CsrfForm, CsrfProtected, CurrentUser};
+use super::render::{Page, PageCtx};
+use crate::db;
+use crate::domain::tasks::{self, NewTaskInput, TaskView};
+use crate::domain::{assets, now};
+use crate::error::{AppError, AppResult};
+use crate::templates::format_time;
+
+csrf_form!(StudioForm {
+    prompt,
+    negative_prompt,
+    model,
+    aspect_ratio,
+    resolution,
+    n,
+    seed,
+    webhook_url
+});
+
+fn query_param(uri: &Origin<'_>, name: &str) -> Option<String> {
+    uri.query()?
+        .segments()
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
+/// Hours and minutes left, for "expires in".
+fn time_left(expires_at: i64) -> String {
+    let secs = (expires_at - now()).max(0);
+    match (secs / 3600, (secs % 3600) / 60) {
+        (0, m) => format!("{m} min"),
+        (h, _) if h >= 24 => format!("{} d {} h", h / 24, h % 24),
+        (h, m) => format!("{h} h {m} min"),
+    }
+}
+
+/// What a task card shows.
+pub fn card(view: &TaskView, model_name: &str) -> Value {
+    let t = &view.task;
+    json!({
+        "id": t.public_id,
+        "status": t.status,
+        "prompt": t.prompt,
+        "negative_prompt": t.negative_prompt,
+        "model": t.model,
+        "model_name": model_name,
+        "width": t.width,
+        "height": t.height,
+        "n": t.n,
+        "seed": t.seed,
+        "cost": t.cost,
+        "progress_pct": (t.progress * 100.0).round() as i64,
+        "error": t.error,
+        "created": format_time(t.created_at),
+        "active": !t.status.is_final(),
+        "outputs": view.outputs.iter().map(|o| json!({
+            "id": o.id, "url": o.url, "preview_url": o.preview_url, "width": o.width, "height": o.height,
+            "expires_in": time_left(o.expires_at),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// Models with their sizes grouped by aspect ratio, for the studio form.
+fn models_view(page: &PageCtx<'_>) -> Vec<Value> {
+    page.app
+        .engine
+        .catalog
+        .models
+        .iter()
+        .map(|m| {
+            let aspects: Vec<Value> = m
+                .aspect_ratios()
+                .into_iter()
+                .map(|ar| {
+                    let mut sizes: Vec<&crate::domain::catalog::SizeOption> =
+                        m.sizes.iter().filter(|s| s.aspect_ratio == ar).collect();
+                    sizes.sort_by_key(|s| s.resolution);
+                    json!({
+                        "ratio": ar,
+                        "slug": ar.replace(':', "-"),
+                        "sizes": sizes.iter().map(|s| json!({"resolution": s.resolution, "size": s.size})).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            json!({
+                "id": m.id, "name": m.name, "description": m.description, "price": m.price,
+                "max_n": m.max_n, "reference_images": m.reference_images, "builtin": m.builtin,
+                "aspects": aspects,
+            })
+        })
+        .collect()
+}
+
+fn model_name(page: &PageCtx<'_>, id: &str) -> String {
+    page.app
+        .engine
+        .catalog
+        .model(id)
+        .map(|m| m.name.clone())
+        .unwrap_or_else(|_| id.to_string())
+}
+
+async fn studio_page(
+    page: &PageCtx<'_>,
+    me: &CurrentUser,
+    status: Status,
+    form: Value,
+    error: Option<Value>,
+) -> AppResult<Page> {
+    let user = me.0.user.id;
+    let (views, _) = page
+        .app
+        .db
+        .run(move |conn| tasks::list(conn, user, None, None, 24))
+        .await?;
+    let cards: Vec<Value> = views
+        .iter()
+        .map(|v| card(v, &model_name(page, &v.task.model)))
+        .collect();
+    let models = models_view(page);
+    let selected = form["model"]
+        .as_str()
+        .and_then(|id| models.iter().find(|m| m["id"] == id))
+        .unwrap_or(&models[0])
+        .clone();
+    let mut values = json!({
+        "models": models,
+        "model": selected,
+        // Embedded in <script type="application/json">: no '<', '>' or '&'
+        // can survive, so the data cannot close the element.
+        "models_json": serde_json::to_string(&models)
+            .unwrap_or_default()
+            .replace('<', "\\u003c")
+            .replace('>', "\\u003e")
+            .replace('&', "\\u0026"),
+        "tasks": cards,
+        "form": form,
+        "max_upload_mb": page.app.config.storage.max_upload_bytes / 1_048_576,
+        "reference_hours": page.app.config.storage.reference_retention_hours,
+        "result_hours": page.app.config.storage.result_retention_hours,
+    });
+    if let Some(e) = error {
+        values["error"] = e;
+    }
+    page.render_status(status, "studio.html", values)
+}
+
+#[get("/studio")]
+async fn studio(page: PageCtx<'_>, me: CurrentUser, uri: &Origin<'_>) -> AppResult<Page> {
+    // "Use these settings again": ?from=<task id> fills the form.
+    let mut form = json!({});
+    if let Some(from) = query_param(uri, "from") {
+        let user = me.0.user.id;
+        if let Ok(v) = page
+            .app
+            .db
+            .run(move |conn| tasks::get(conn, user, &from))
+            .await
+        {
+            let t = v.task;
+            let ar = crate::domain::catalog::aspect_label(t.width, t.height);
+            form = json!({
+                "prompt": t.prompt, "negative_prompt": t.negative_prompt, "model": t.model,
+                "aspect_ratio": ar, "resolution": t.width.max(t.height), "n": t.n, "seed": t.seed,
+                "webhook_url": t.webhook_url,
+            });
+        }
+    }
+    studio_page(&page, &me, Status::Ok, form, None).await
+}
+
+/// The form without JavaScript: queue and come back to the studio.
+#[post("/studio", data = "<form>")]
+async fn submit(
+    page: PageCtx<'_>,
+    me: CurrentUser,
+    form: CsrfForm<StudioForm>,
+) -> AppResult<Result<Flash<Redirect>, Page>> {
+    let f = form.0;
+    let parse_u = |s: &str| s.trim().parse::<u32>().ok();
+    let input = NewTaskInput {
+        prompt: f.prompt.clone(),
+        negative_prompt: Some(f.negative_prompt.clone()),
+        model: f.model.clone(),
+        size: None,
+        aspect_ratio: Some(f.aspect_ratio.clone()).filter(|s| !s.is_empty()),
+        resolution: parse_u(&f.resolution),
+        n: parse_u(&f.n),
+        seed: match f.seed.trim() {
+            "" => None,
+            s => Some(
+                s.parse::<i64>()
+                    .map_err(|_| AppError::invalid("seed", "The seed is a whole number."))
+                    .unwrap_or(-1),
+            ),
+        },
+        webhook_url: Some(f.webhook_url.clone()),
+        references: Vec::new(),
+    };
+    let (engine, user) = (page.app.engine.clone(), me.0.user.id);
+    let result = page
+        .app
+        .db
+        .run(move |conn| tasks::submit(conn, &engine.catalog, user, &input))
+        .await;
+    match result {
+        Ok(task) => {
+            page.app.engine.hub.wake();
+            page.app.engine.hub.publish(user, &task.public_id);
+            Ok(Ok(Flash::success(
+                Redirect::to("/studio"),
+                "Your task is queued.",
+            )))
+        }
+        Err(AppError::Invalid { field, message }) => {
+            let form = json!({
+                "prompt": f.prompt, "negative_prompt": f.negative_prompt, "model": f.model,
+                "aspect_ratio": f.aspect_ratio, "resolution": f.resolution, "n": f.n, "seed": f.seed,
+                "webhook_url": f.webhook_url,
+            });
+            let error = json!({ "field": field, "message": message });
+            Ok(Err(studio_page(
+                &page,
+                &me,
+                Status::BadRequest,
+                form,
+                Some(error),
+            )
+            .await?))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// One task card as HTML, for the live view.
+#[get("/studio/tasks/<id>/card")]
+async fn task_card(page: PageCtx<'_>, me: CurrentUser, id: &str) -> AppResult<Page> {
+    let (user, id) = (me.0.user.id, id.to_string());
+    let view = page
+        .app
+        .db
+        .run(move |conn| tasks::get(conn, user, &id))
+        .await?;
+    let name = model_name(&page, &view.task.model);
+    page.render(
+        "partials/task_card_page.html",
+        json!({ "t": card(&view, &name) }),
+    )
+}
+
+#[post("/studio/tasks/<id>/cancel", data = "<_form>")]
+async fn cancel(
+    page: PageCtx<'_>,
+    me: CurrentUser,
+    id: &str,
+    _form: CsrfForm<EmptyForm>,
+) -> AppResult<Flash<Redirect>> {
+    let (user, id) = (me.0.user.id, id.to_string());
+    let result = page
+        .app
+        .db
+        .run(move |conn| tasks::cancel(conn, user, &id))
+        .await;
+    Ok(match result {
+        Ok(v) => {
+            page.app.engine.hub.publish(user, &v.task.public_id);
+            Flash::success(Redirect::to("/studio"), "The task is canceled.")
+        }
+        Err(AppError::Conflict(m)) => Flash::error(Redirect::to("/studio"), m),
+        Err(e) => return Err(e),
+    })
+}
+
+#[get("/library")]
+async fn library(page: PageCtx<'_>, me: CurrentUser, uri: &Origin<'_>) -> AppResult<Page> {
+    let model = query_param(uri, "model").filter(|m| !m.is_empty());
+    let before = query_param(uri, "before").and_then(|b| b.parse::<i64>().ok());
+    let (user, m) = (me.0.user.id, model.clone());
+    const PAGE: u32 = 48;
+    let rows = page
+        .app
+        .db
+        .run(move |conn| {
+            db::assets::results_for_user(
+                conn,
+                user,
+                m.as_deref(),
+                before.map(crate::model::AssetId),
+                PAGE,
+            )
+        })
+        .await?;
+    let next = (rows.len() == PAGE as usize)
+        .then(|| rows.last().map(|r| r.asset.id.0))
+        .flatten();
+    let items: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            let a = &r.asset;
+            json!({
+                "id": a.public_id,
+                "url": format!("/media/{}", a.public_id),
+                "preview_url": format!("/media/{}/preview", a.public_id),
+                "width": a.width, "height": a.height,
+                "prompt": r.prompt,
+                "model_name": model_name(&page, &r.model),
+                "created": format_time(a.created_at),
+                "expires_in": time_left(a.expires_at),
+                "task_id": r.task_public_id,
+            })
+        })
+        .collect();
+    page.render(
+        "library.html",
+        json!({
+            "items": items,
+            "models": page.app.engine.catalog.models,
+            "model": model,
+            "next": next,
+            "allow_delete": true,
+            "result_hours": page.app.config.storage.result_retention_hours,
+        }),
+    )
+}
+
+#[post("/library/<id>/delete", data = "<_form>")]
+async fn delete(
+    page: PageCtx<'_>,
+    me: CurrentUser,
+    id: &str,
+    _form: CsrfForm<EmptyForm>,
+) -> AppResult<Flash<Redirect>> {
+    let (user, id, config) = (me.0.user.id, id.to_string(), page.app.config.clone());
+    page.app
+        .db
+        .run(move |conn| assets::delete_own(conn, &config, user, &id))
+        .await?;
+    Ok(Flash::success(
+        Redirect::to("/library"),
+        "The image is deleted.",
+    ))
+}
+
+pub fn routes() -> Vec<Route> {
+    routes![studio, submit, task_card, cancel, library, delete]
+}
