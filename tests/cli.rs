@@ -350,3 +350,61 @@ fn serve_answers_and_shuts_down_gracefully_on_sigterm() {
     assert!(log.contains("is running at"), "{log}");
     assert!(log.contains("stopped"), "{log}");
 }
+
+#[test]
+fn tasks_list_cancel_and_cleanup() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    novart_with_stdin(
+        d,
+        &[
+            "user",
+            "create",
+            "--email",
+            "t@example.com",
+            "--password-stdin",
+            "--verified",
+        ],
+        Some(PASSWORD),
+    );
+    let config = novart::Config::for_data_dir(&d.join("data"));
+    let app = novart::App::new(config).unwrap();
+    let mut conn = app.db.get().unwrap();
+    let user = novart::domain::accounts::find(&conn, "t@example.com")
+        .unwrap()
+        .id;
+    let input = novart::domain::tasks::NewTaskInput {
+        prompt: "a quiet lake".into(),
+        model: "novart-builtin".into(),
+        ..Default::default()
+    };
+    let t = novart::domain::tasks::submit(&mut conn, &app.engine.catalog, user, &input).unwrap();
+    drop(conn);
+
+    let o = novart(d, &["tasks", "list", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v[0]["id"], t.public_id.as_str());
+    assert_eq!(v[0]["status"], "queued");
+    assert_eq!(v[0]["user"], "t@example.com");
+    let o = novart(d, &["tasks", "list", "--status", "queued"]);
+    assert!(stdout(&o).contains("a quiet lake"));
+    let o = novart(d, &["tasks", "list", "--status", "sleeping"]);
+    assert_eq!(o.status.code(), Some(2));
+
+    let o = novart(d, &["tasks", "cancel", &t.public_id]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("canceled"));
+    let o = novart(d, &["tasks", "cancel", &t.public_id]);
+    assert!(o.status.success(), "canceling twice is harmless");
+    let o = novart(d, &["tasks", "cancel", "tsk_nope"]);
+    assert_eq!(o.status.code(), Some(1));
+
+    let o = novart(d, &["cleanup"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).starts_with("deleted 0 result image(s)"),
+        "{}",
+        stdout(&o)
+    );
+}

@@ -2,6 +2,7 @@
 //! the same domain functions as the web.
 
 mod setup;
+mod tasks;
 mod user;
 
 use std::path::PathBuf;
@@ -46,6 +47,11 @@ pub enum Command {
     /// Manage accounts.
     #[command(subcommand)]
     User(user::UserCmd),
+    /// Look at and cancel generation tasks.
+    #[command(subcommand)]
+    Tasks(tasks::TasksCmd),
+    /// Run the retention sweep now (expired images, orphans, sessions).
+    Cleanup,
 }
 
 /// A failed command: the message goes to stderr as one line.
@@ -101,6 +107,8 @@ pub fn run(cli: Cli) -> ExitCode {
                 Command::Serve => setup::serve(config),
                 Command::Migrate => setup::migrate(&config),
                 Command::User(cmd) => user::run(&config, cmd),
+                Command::Tasks(cmd) => tasks::run(&config, cmd),
+                Command::Cleanup => tasks::cleanup(&config),
                 Command::Init { .. } => unreachable!("handled above"),
             },
         },

@@ -152,9 +152,10 @@ pub fn expired(conn: &Connection, now: i64, limit: u32) -> AppResult<Vec<Asset>>
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// Every stored path (files and previews), for finding orphans on disk.
-pub fn all_paths(conn: &Connection) -> AppResult<Vec<String>> {
-    let mut stmt = conn.prepare("SELECT path FROM assets UNION ALL SELECT preview_path FROM assets WHERE preview_path IS NOT NULL")?;
-    let rows = stmt.query_map([], |r| r.get(0))?;
+/// Every asset row (for the sweep's consistency pass).
+pub fn all(conn: &Connection) -> AppResult<Vec<Asset>> {
+    let sql = format!("SELECT {COLUMNS} FROM assets a ORDER BY a.id");
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map([], from_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }

@@ -6,6 +6,7 @@ pub mod assets;
 pub mod catalog;
 pub mod csrf;
 pub mod passwords;
+pub mod retention;
 pub mod secrets;
 pub mod sessions;
 pub mod tasks;

@@ -385,3 +385,27 @@ pub fn recover_leases(
     }
     Ok(out)
 }
+
+/// An admin cancels any user's task by its id.
+pub fn cancel_by_admin(conn: &mut Connection, public_id: &str) -> AppResult<TaskView> {
+    let task = db::tasks::by_public_id_any_user(conn, public_id)?.ok_or(AppError::NotFound)?;
+    cancel(conn, task.user_id, public_id)
+}
+
+/// Recent tasks of every user (admin view), with the owner's e-mail.
+pub fn list_all(
+    conn: &Connection,
+    status: Option<TaskStatus>,
+    limit: u32,
+) -> AppResult<Vec<(Task, String)>> {
+    let tasks = db::tasks::list_all(conn, status, limit.clamp(1, 10_000))?;
+    tasks
+        .into_iter()
+        .map(|t| {
+            let email = db::users::by_id(conn, t.user_id)?
+                .map(|u| u.email)
+                .unwrap_or_default();
+            Ok((t, email))
+        })
+        .collect()
+}

@@ -10,13 +10,19 @@ use crate::db::Db;
 use crate::domain;
 
 /// How often the housekeeping sweep runs.
-pub const SWEEP_EVERY: Duration = Duration::from_secs(3600);
+pub const SWEEP_EVERY: Duration = Duration::from_secs(600);
 
 /// One housekeeping pass: deletes sessions past their idle or absolute
 /// lifetime and e-mail links long expired or used. Returns sessions removed.
 pub fn sweep(db: &Db, config: &Config) -> crate::AppResult<usize> {
     let conn = db.get()?;
     domain::sessions::sweep(&conn, config, domain::now())
+}
+
+/// The retention sweep now (also `novart cleanup`).
+pub fn cleanup(db: &Db, config: &Config) -> crate::AppResult<domain::retention::SweepReport> {
+    let conn = db.get()?;
+    domain::retention::sweep(&conn, config, domain::now())
 }
 
 /// How often expired task leases are looked for.
@@ -71,7 +77,13 @@ pub fn spawn_scheduler(db: Db, config: Config) {
         loop {
             tick.tick().await;
             let (db2, config2) = (db.clone(), config.clone());
-            let result = rocket::tokio::task::spawn_blocking(move || sweep(&db2, &config2)).await;
+            let result = rocket::tokio::task::spawn_blocking(move || {
+                if let Err(e) = cleanup(&db2, &config2) {
+                    tracing::error!("retention sweep failed: {e}");
+                }
+                sweep(&db2, &config2)
+            })
+            .await;
             match result {
                 Ok(Ok(n)) if n > 0 => tracing::info!(sessions = n, "swept expired sessions"),
                 Ok(Ok(_)) => {}
