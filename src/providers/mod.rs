@@ -1,7 +1,11 @@
 //! Upstream image providers behind one trait. Called only from queue workers
 //! (blocking threads), never from request handlers.
 
+pub mod automatic1111;
 pub mod builtin;
+pub mod comfyui;
+mod http;
+pub mod openai;
 
 use crate::config::catalog::{ProviderConfig, ProviderKind};
 
@@ -79,13 +83,21 @@ pub trait Provider: Send + Sync {
 /// Whether this build has an adapter for `kind`. The catalogue refuses the
 /// others at start-up, naming the provider.
 pub fn supported(kind: ProviderKind) -> bool {
-    matches!(kind, ProviderKind::Builtin)
+    matches!(
+        kind,
+        ProviderKind::Builtin
+            | ProviderKind::Openai
+            | ProviderKind::Automatic1111
+            | ProviderKind::Comfyui
+    )
 }
 
 /// Builds the adapter for a configured provider (one `supported` kind).
 pub fn build(config: &ProviderConfig) -> Option<Box<dyn Provider>> {
     match config.kind {
         ProviderKind::Builtin => Some(Box::new(builtin::Builtin)),
-        _ => None,
+        ProviderKind::Openai => Some(Box::new(openai::OpenAi::new(config))),
+        ProviderKind::Automatic1111 => Some(Box::new(automatic1111::Automatic1111::new(config))),
+        ProviderKind::Comfyui => Some(Box::new(comfyui::ComfyUi::new(config))),
     }
 }

@@ -342,3 +342,4 @@ pub fn novart_with_stdin(dir: &Path, args: &[&str], stdin: Option<&str>) -> std:
     }
     child.wait_with_output().unwrap()
 }
+pub mod fake_http;

@@ -1,0 +1,159 @@
+//! AUTOMATIC1111 / Forge / SD.Next started with `--api`:
+//! `POST /sdapi/v1/txt2img`, or `/sdapi/v1/img2img` with `init_images` when
+//! the task has references. The call blocks until the images are done; while
+//! it runs, `GET /sdapi/v1/progress` feeds the progress bar, and a cancel
+//! sends `POST /sdapi/v1/interrupt`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::http;
+use super::{Control, GenRequest, Provider, ProviderError};
+use crate::config::catalog::ProviderConfig;
+
+pub struct Automatic1111 {
+    id: String,
+    base: String,
+    auth: Option<String>,
+    agent: ureq::Agent,
+    /// Short calls (progress, interrupt) must not wait as long as a render.
+    quick: ureq::Agent,
+}
+
+impl Automatic1111 {
+    pub fn new(c: &ProviderConfig) -> Automatic1111 {
+        Automatic1111 {
+            id: c.id.clone(),
+            base: c.base_url.trim_end_matches('/').to_string(),
+            auth: (!c.username.is_empty()).then(|| http::basic_auth(&c.username, &c.password)),
+            agent: http::agent(c.timeout_secs),
+            quick: http::agent(5),
+        }
+    }
+
+    fn with_auth<B>(&self, req: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.auth {
+            Some(a) => req.header("Authorization", a),
+            None => req,
+        }
+    }
+
+    /// Polls progress and sends an interrupt on cancel, until `done`.
+    fn watch(&self, ctl: &dyn Control, done: &AtomicBool) {
+        let mut interrupted = false;
+        while !done.load(Ordering::Relaxed) {
+            if ctl.canceled() && !interrupted {
+                let url = format!("{}/sdapi/v1/interrupt", self.base);
+                let _ = self.with_auth(self.quick.post(&url)).send_empty();
+                interrupted = true;
+            }
+            let url = format!("{}/sdapi/v1/progress?skip_current_image=true", self.base);
+            if let Ok(resp) = self.with_auth(self.quick.get(&url)).call() {
+                if let Ok(a) = http::read(&self.id, resp) {
+                    if let Some(p) = a.json().and_then(|v| v["progress"].as_f64()) {
+                        if p > 0.0 {
+                            ctl.progress(p.min(0.99));
+                        }
+                    }
+                }
+            }
+            for _ in 0..10 {
+                if done.load(Ordering::Relaxed) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+impl Provider for Automatic1111 {
+    fn generate(&self, req: &GenRequest, ctl: &dyn Control) -> Result<Vec<Vec<u8>>, ProviderError> {
+        let mut body = json!({
+            "prompt": req.prompt,
+            "negative_prompt": req.negative_prompt,
+            "seed": req.seed,
+            "width": req.width,
+            "height": req.height,
+            "batch_size": req.n,
+            "n_iter": 1,
+            "send_images": true,
+            "save_images": false,
+        });
+        if !req.upstream_model.is_empty() {
+            body["override_settings"] = json!({ "sd_model_checkpoint": req.upstream_model });
+            body["override_settings_restore_afterwards"] = json!(true);
+        }
+        let endpoint = if req.references.is_empty() {
+            "txt2img"
+        } else {
+            body["init_images"] =
+                Value::Array(req.references.iter().map(|r| json!(http::b64(r))).collect());
+            body["denoising_strength"] = json!(0.75);
+            "img2img"
+        };
+        let url = format!("{}/sdapi/v1/{endpoint}", self.base);
+        let done = AtomicBool::new(false);
+        let result = std::thread::scope(|s| {
+            s.spawn(|| self.watch(ctl, &done));
+            let r = self.with_auth(self.agent.post(&url)).send_json(&body);
+            let r = r
+                .map_err(|e| http::transport(&self.id, e))
+                .and_then(|resp| http::read(&self.id, resp));
+            done.store(true, Ordering::Relaxed);
+            r
+        });
+        let answer = result?;
+        if ctl.canceled() {
+            return Ok(Vec::new());
+        }
+        let raw = || format!("{}: HTTP {} {}", self.id, answer.status, answer.excerpt());
+        if http::is_temporary(answer.status) {
+            return Err(ProviderError::Unavailable { raw: raw() });
+        }
+        let json = answer.json();
+        if answer.status != 200 {
+            let detail = json
+                .as_ref()
+                .and_then(|v| {
+                    v["detail"]
+                        .as_str()
+                        .or(v["error"].as_str())
+                        .map(str::to_string)
+                })
+                .unwrap_or_default();
+            let message = match answer.status {
+                401 | 403 => "The image service did not accept this studio's credentials. The operator has been told.".to_string(),
+                _ if !detail.is_empty() => format!("The image service refused the request: {detail}"),
+                _ => "The image service refused the request.".to_string(),
+            };
+            return Err(ProviderError::Failed {
+                message,
+                raw: raw(),
+            });
+        }
+        let images = json
+            .as_ref()
+            .and_then(|v| v["images"].as_array().cloned())
+            .ok_or_else(|| ProviderError::Failed {
+                message: "The image service sent an answer that could not be read.".into(),
+                raw: raw(),
+            })?;
+        // With "return grid" on, a batch starts with a grid: keep the last n.
+        let skip = images.len().saturating_sub(req.n as usize);
+        images
+            .iter()
+            .skip(skip)
+            .map(|i| {
+                i.as_str()
+                    .and_then(http::unb64)
+                    .ok_or_else(|| ProviderError::Failed {
+                        message: "The image service sent an image that could not be read.".into(),
+                        raw: format!("{}: an entry of images is not base64", self.id),
+                    })
+            })
+            .collect()
+    }
+}

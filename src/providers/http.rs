@@ -1,0 +1,153 @@
+//! What the HTTP adapters share: an agent with the provider's timeout and no
+//! redirects, capped body reads, multipart bodies, and the mapping of
+//! transport errors and status codes onto `ProviderError`.
+
+use std::time::Duration;
+
+use base64::Engine;
+use serde_json::Value;
+use ureq::Agent;
+
+use super::ProviderError;
+
+/// Largest upstream answer read into memory.
+pub const MAX_BODY: u64 = 64 * 1024 * 1024;
+
+pub fn agent(timeout_secs: u64) -> Agent {
+    Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(timeout_secs)))
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .user_agent(concat!("novart/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .into()
+}
+
+pub fn basic_auth(user: &str, password: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
+}
+
+/// An HTTP answer: status and body bytes.
+pub struct Answer {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    pub fn json(&self) -> Option<Value> {
+        serde_json::from_slice(&self.body).ok()
+    }
+
+    /// The start of the body, for error messages kept for admins.
+    pub fn excerpt(&self) -> String {
+        let text = String::from_utf8_lossy(&self.body);
+        let t: String = text.chars().take(300).collect();
+        t.replace('\n', " ")
+    }
+}
+
+/// Turns a transport failure into `Unavailable` (failover, retry).
+pub fn transport(name: &str, e: ureq::Error) -> ProviderError {
+    ProviderError::Unavailable {
+        raw: format!("{name}: {e}"),
+    }
+}
+
+pub fn read(
+    name: &str,
+    mut resp: ureq::http::Response<ureq::Body>,
+) -> Result<Answer, ProviderError> {
+    let status = resp.status().as_u16();
+    let body = resp
+        .body_mut()
+        .with_config()
+        .limit(MAX_BODY)
+        .read_to_vec()
+        .map_err(|e| transport(name, e))?;
+    Ok(Answer { status, body })
+}
+
+/// 5xx, 408 and 429 are the upstream's trouble: another provider or a later
+/// retry may succeed.
+pub fn is_temporary(status: u16) -> bool {
+    status >= 500 || status == 408 || status == 429
+}
+
+/// A multipart/form-data body.
+pub struct Multipart {
+    boundary: String,
+    body: Vec<u8>,
+}
+
+impl Multipart {
+    pub fn new() -> Multipart {
+        Multipart {
+            boundary: format!(
+                "novart{}",
+                crate::domain::secrets::random_token(12).replace(['-', '_'], "x")
+            ),
+            body: Vec::new(),
+        }
+    }
+
+    pub fn text(mut self, name: &str, value: &str) -> Multipart {
+        self.body.extend_from_slice(
+            format!(
+                "--{}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n",
+                self.boundary
+            )
+            .as_bytes(),
+        );
+        self
+    }
+
+    pub fn file(
+        mut self,
+        name: &str,
+        filename: &str,
+        content_type: &str,
+        bytes: &[u8],
+    ) -> Multipart {
+        self.body.extend_from_slice(
+            format!(
+                "--{}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{filename}\"\r\nContent-Type: {content_type}\r\n\r\n",
+                self.boundary
+            )
+            .as_bytes(),
+        );
+        self.body.extend_from_slice(bytes);
+        self.body.extend_from_slice(b"\r\n");
+        self
+    }
+
+    /// (Content-Type header, body).
+    pub fn finish(mut self) -> (String, Vec<u8>) {
+        self.body
+            .extend_from_slice(format!("--{}--\r\n", self.boundary).as_bytes());
+        (
+            format!("multipart/form-data; boundary={}", self.boundary),
+            self.body,
+        )
+    }
+}
+
+impl Default for Multipart {
+    fn default() -> Self {
+        Multipart::new()
+    }
+}
+
+pub fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Decodes base64 image data, with or without a `data:` prefix.
+pub fn unb64(s: &str) -> Option<Vec<u8>> {
+    let s = s.split_once("base64,").map(|(_, b)| b).unwrap_or(s);
+    base64::engine::general_purpose::STANDARD
+        .decode(s.trim())
+        .ok()
+}

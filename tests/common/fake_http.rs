@@ -1,0 +1,157 @@
+//! A small HTTP/1.1 server on 127.0.0.1 for imitating upstream APIs in
+//! tests. Each request goes to a handler; every request is recorded.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Req {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Req {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+pub struct Resp {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+    pub delay: Duration,
+}
+
+impl Resp {
+    pub fn json(status: u16, v: serde_json::Value) -> Resp {
+        Resp {
+            status,
+            content_type: "application/json",
+            body: v.to_string().into_bytes(),
+            delay: Duration::ZERO,
+        }
+    }
+    pub fn bytes(status: u16, content_type: &'static str, body: Vec<u8>) -> Resp {
+        Resp {
+            status,
+            content_type,
+            body,
+            delay: Duration::ZERO,
+        }
+    }
+    pub fn slow(mut self, d: Duration) -> Resp {
+        self.delay = d;
+        self
+    }
+}
+
+pub struct Fake {
+    pub port: u16,
+    pub requests: Arc<Mutex<Vec<Req>>>,
+}
+
+impl Fake {
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+    pub fn requests_to(&self, path_prefix: &str) -> Vec<Req> {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.path.starts_with(path_prefix))
+            .cloned()
+            .collect()
+    }
+}
+
+pub fn serve(handler: impl Fn(&Req) -> Resp + Send + Sync + 'static) -> Fake {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let requests = Arc::new(Mutex::new(Vec::new()));
+    let (reqs, handler) = (requests.clone(), Arc::new(handler));
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let (reqs, handler) = (reqs.clone(), handler.clone());
+            std::thread::spawn(move || {
+                let mut out = stream.try_clone().unwrap();
+                let mut r = BufReader::new(stream);
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 {
+                    return;
+                }
+                let mut parts = line.split_whitespace();
+                let (method, path) = (
+                    parts.next().unwrap_or("").to_string(),
+                    parts.next().unwrap_or("").to_string(),
+                );
+                let mut headers = Vec::new();
+                loop {
+                    let mut h = String::new();
+                    r.read_line(&mut h).unwrap();
+                    let h = h.trim_end();
+                    if h.is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = h.split_once(':') {
+                        headers.push((k.trim().to_string(), v.trim().to_string()));
+                    }
+                }
+                let len: usize = headers
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                    .and_then(|(_, v)| v.parse().ok())
+                    .unwrap_or(0);
+                let mut body = vec![0; len];
+                r.read_exact(&mut body).unwrap();
+                let req = Req {
+                    method,
+                    path,
+                    headers,
+                    body,
+                };
+                reqs.lock().unwrap().push(req.clone());
+                let resp = handler(&req);
+                std::thread::sleep(resp.delay);
+                let head = format!(
+                    "HTTP/1.1 {} X\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    resp.status,
+                    resp.content_type,
+                    resp.body.len()
+                );
+                let _ = out.write_all(head.as_bytes());
+                let _ = out.write_all(&resp.body);
+            });
+        }
+    });
+    Fake { port, requests }
+}
+
+pub fn png(w: u32, h: u32) -> Vec<u8> {
+    let img =
+        image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 3) as u8, (y * 3) as u8, 128]));
+    let mut out = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+        .unwrap();
+    out
+}
+
+pub fn b64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
