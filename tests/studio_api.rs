@@ -424,3 +424,113 @@ fn crc32(data: &[u8]) -> u32 {
     }
     !crc
 }
+
+#[test]
+fn library_lists_filters_and_deletes() {
+    let app = app();
+    app.signed_in_user("lib@example.com");
+    assert!(app.page("/library").contains("Your library is empty"));
+    let r = api(
+        &app,
+        "POST",
+        "/api/v1/tasks",
+        Some(json!({"prompt": "<b>tiles</b> of a library", "n": 2})),
+    );
+    assert_eq!(r.status(), Status::Created);
+    assert!(engine(&app).process_one("t").unwrap());
+    let page = app.page("/library");
+    assert_eq!(page.matches("class=\"tile\"").count(), 2);
+    assert!(
+        page.contains("&lt;b&gt;tiles&lt;&#x2F;b&gt;"),
+        "prompt escaped in alt text and captions"
+    );
+    assert!(!page.contains("<b>tiles</b>"));
+    assert_eq!(
+        app.page("/library?since=hour")
+            .matches("class=\"tile\"")
+            .count(),
+        2
+    );
+    assert!(app
+        .page("/library?model=other-model")
+        .contains("No images match this filter"));
+
+    let (id, path): (String, String) = app
+        .db()
+        .query_row(
+            "SELECT public_id, path FROM assets ORDER BY id LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    let r = app.submit("/library", &format!("/library/{id}/delete"), &[]);
+    assert_eq!(r.status(), Status::SeeOther);
+    assert_eq!(app.page("/library").matches("class=\"tile\"").count(), 1);
+    assert!(
+        !app.config.storage.data_dir.join(path).exists(),
+        "the file is gone with its row"
+    );
+    assert_eq!(app.get(&format!("/media/{id}")).status(), Status::NotFound);
+    // Without the token nothing is deleted.
+    let (other, _): (String, String) = app
+        .db()
+        .query_row("SELECT public_id, path FROM assets LIMIT 1", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!(
+        app.post_raw(&format!("/library/{other}/delete"), &[])
+            .status(),
+        Status::Forbidden
+    );
+    assert_eq!(app.page("/library").matches("class=\"tile\"").count(), 1);
+}
+
+#[test]
+fn the_studio_works_without_javascript() {
+    let app = app();
+    app.signed_in_user("nojs@example.com");
+    let page = app.page("/studio");
+    assert!(page.contains("Nothing here yet"));
+    assert!(page.contains("built-in renderer, no AI model"));
+    let r = app.submit(
+        "/studio",
+        "/studio",
+        &[
+            ("prompt", "plain form"),
+            ("model", "novart-builtin"),
+            ("aspect_ratio", "3:2"),
+            ("resolution", "1152"),
+            ("n", "1"),
+        ],
+    );
+    assert_eq!(r.status(), Status::SeeOther);
+    let (w, h): (u32, u32) = app
+        .db()
+        .query_row("SELECT width, height FROM tasks", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!((w, h), (1152, 768));
+    let page = app.page("/studio");
+    assert!(page.contains("plain form") && page.contains("Waiting"));
+    // Errors come back on the page, with what was typed.
+    let r = app.submit(
+        "/studio",
+        "/studio",
+        &[("prompt", ""), ("model", "novart-builtin")],
+    );
+    assert_eq!(r.status(), Status::BadRequest);
+    assert!(r
+        .into_string()
+        .unwrap()
+        .contains("Describe the image you want"));
+    // "Use these settings" fills the form from a task.
+    let id: String = app
+        .db()
+        .query_row("SELECT public_id FROM tasks", [], |r| r.get(0))
+        .unwrap();
+    let page = app.page(&format!("/studio?from={id}"));
+    assert!(page.contains(">plain form</textarea>"));
+    assert!(page.contains("value=\"3:2\" checked"));
+}

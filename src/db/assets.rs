@@ -110,16 +110,18 @@ pub fn results_for_user(
     conn: &Connection,
     user: UserId,
     model: Option<&str>,
+    since: Option<i64>,
     before: Option<AssetId>,
     limit: u32,
 ) -> AppResult<Vec<LibraryItem>> {
     let sql = format!(
         "SELECT {COLUMNS}, t.model, t.prompt, t.public_id FROM assets a JOIN tasks t ON t.id = a.task_id
          WHERE a.user_id = ?1 AND a.kind = 'result' AND (?2 IS NULL OR t.model = ?2) AND (?3 IS NULL OR a.id < ?3)
+           AND (?5 IS NULL OR a.created_at >= ?5)
          ORDER BY a.id DESC LIMIT ?4"
     );
     let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(params![user, model, before, limit], |r| {
+    let rows = stmt.query_map(params![user, model, before, limit, since], |r| {
         Ok(LibraryItem {
             asset: from_row(r)?,
             model: r.get(14)?,

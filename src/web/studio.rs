@@ -287,6 +287,11 @@ async fn cancel(
 async fn library(page: PageCtx<'_>, me: CurrentUser, uri: &Origin<'_>) -> AppResult<Page> {
     let model = query_param(uri, "model").filter(|m| !m.is_empty());
     let before = query_param(uri, "before").and_then(|b| b.parse::<i64>().ok());
+    // Date filter: made within the last hour / 24 hours, or any time.
+    let period = query_param(uri, "since").filter(|p| p == "hour" || p == "day");
+    let since = period
+        .as_deref()
+        .map(|p| now() - if p == "hour" { 3600 } else { 86_400 });
     let (user, m) = (me.0.user.id, model.clone());
     const PAGE: u32 = 48;
     let rows = page
@@ -297,6 +302,7 @@ async fn library(page: PageCtx<'_>, me: CurrentUser, uri: &Origin<'_>) -> AppRes
                 conn,
                 user,
                 m.as_deref(),
+                since,
                 before.map(crate::model::AssetId),
                 PAGE,
             )
@@ -328,6 +334,7 @@ async fn library(page: PageCtx<'_>, me: CurrentUser, uri: &Origin<'_>) -> AppRes
             "items": items,
             "models": page.app.engine.catalog.models,
             "model": model,
+            "since": period,
             "next": next,
             "allow_delete": true,
             "result_hours": page.app.config.storage.result_retention_hours,
