@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use figment::providers::Format;
 use novart::domain::tasks::{self, NewTaskInput};
-use novart::model::Role;
 
 fn start(dir: &Path, port: u16) -> Child {
     Command::new(env!("CARGO_BIN_EXE_novart"))
@@ -57,19 +56,8 @@ fn kill_9_while_tasks_run_then_every_task_ends() {
     let dir = tempfile::tempdir().unwrap();
     let config = novart::Config::for_data_dir(&dir.path().join("data"));
     {
-        let app = novart::App::new(config.clone()).unwrap();
+        let (app, user) = common::app_with_user(&config, "crash@example.com");
         let mut conn = app.db.get().unwrap();
-        let user = novart::domain::accounts::create_by_admin(
-            &mut conn,
-            &config,
-            "crash@example.com",
-            common::PASSWORD,
-            "",
-            Role::User,
-            true,
-        )
-        .unwrap()
-        .id;
         for i in 0..6 {
             let input = NewTaskInput {
                 prompt: format!("mountains at dawn {i}"),
@@ -156,19 +144,8 @@ sizes = ["512x512"]
     .merge(("storage.data_dir", dir.path().join("data")));
     let config = novart::Config::from_figment(figment).unwrap();
     let id = {
-        let app = novart::App::new(config.clone()).unwrap();
+        let (app, user) = common::app_with_user(&config, "slow@example.com");
         let mut conn = app.db.get().unwrap();
-        let user = novart::domain::accounts::create_by_admin(
-            &mut conn,
-            &config,
-            "slow@example.com",
-            common::PASSWORD,
-            "",
-            Role::User,
-            true,
-        )
-        .unwrap()
-        .id;
         let input = NewTaskInput {
             prompt: "take your time".into(),
             model: "slow-model".into(),

@@ -11,21 +11,14 @@ use std::time::Duration;
 use common::fake_http::{b64, png, serve, Fake, Resp};
 use novart::config::catalog::{ModelConfig, ProviderConfig, ProviderKind};
 use novart::domain::tasks::{self, NewTaskInput, TaskView};
-use novart::model::{Role, TaskStatus, UserId};
+use novart::model::{TaskStatus, UserId};
 use novart::App;
 use serde_json::json;
 
 fn provider(id: &str, kind: ProviderKind, base_url: String) -> ProviderConfig {
     ProviderConfig {
-        id: id.into(),
-        kind,
-        base_url,
-        api_key: String::new(),
-        username: String::new(),
-        password: String::new(),
-        workflow: String::new(),
         timeout_secs: 2,
-        concurrency: 2,
+        ..ProviderConfig::new(id, kind, &base_url)
     }
 }
 
@@ -55,19 +48,8 @@ fn world(providers: Vec<ProviderConfig>, m: ModelConfig) -> World {
     config.providers = providers;
     config.models = vec![m];
     config.validate().unwrap();
-    let app = App::new(config.clone()).unwrap();
-    let mut conn = app.db.get().unwrap();
-    let user = novart::domain::accounts::create_by_admin(
-        &mut conn,
-        &config,
-        "p@example.com",
-        common::PASSWORD,
-        "",
-        Role::User,
-        true,
-    )
-    .unwrap()
-    .id;
+    let (app, user) = common::app_with_user(&config, "p@example.com");
+    let _conn = app.db.get().unwrap();
     World {
         _dir: dir,
         app,

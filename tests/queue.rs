@@ -275,15 +275,9 @@ fn scripted_engine(
 ) -> (Engine, Arc<AtomicUsize>, Arc<AtomicUsize>) {
     let mut config = s.app.config.clone();
     let provider = |id: &str| ProviderConfig {
-        id: id.into(),
-        kind: ProviderKind::Builtin,
-        base_url: String::new(),
-        api_key: String::new(),
-        username: String::new(),
-        password: String::new(),
-        workflow: String::new(),
         timeout_secs: 5,
         concurrency: 1,
+        ..ProviderConfig::new(id, ProviderKind::Builtin, "")
     };
     config.providers = vec![provider("one"), provider("two")];
     config.models = vec![ModelConfig {

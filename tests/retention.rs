@@ -9,8 +9,6 @@ use std::time::{Duration, SystemTime};
 use novart::domain::retention::sweep;
 use novart::domain::tasks::{self, NewTaskInput};
 use novart::domain::{now, uploads};
-use novart::model::Role;
-use novart::App;
 
 fn files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
@@ -39,19 +37,8 @@ fn png() -> Vec<u8> {
 fn results_after_48_hours_references_after_24_and_no_orphans() {
     let dir = tempfile::tempdir().unwrap();
     let config = novart::Config::for_data_dir(dir.path());
-    let app = App::new(config.clone()).unwrap();
+    let (app, user) = common::app_with_user(&config, "keep@example.com");
     let mut conn = app.db.get().unwrap();
-    let user = novart::domain::accounts::create_by_admin(
-        &mut conn,
-        &config,
-        "keep@example.com",
-        common::PASSWORD,
-        "",
-        Role::User,
-        true,
-    )
-    .unwrap()
-    .id;
     let reference = uploads::ingest_reference(&conn, &config, user, &png()).unwrap();
     let input = NewTaskInput {
         prompt: "x".into(),
@@ -98,19 +85,8 @@ fn results_after_48_hours_references_after_24_and_no_orphans() {
 fn orphan_files_and_dangling_rows_are_mended() {
     let dir = tempfile::tempdir().unwrap();
     let config = novart::Config::for_data_dir(dir.path());
-    let app = App::new(config.clone()).unwrap();
-    let mut conn = app.db.get().unwrap();
-    let user = novart::domain::accounts::create_by_admin(
-        &mut conn,
-        &config,
-        "o@example.com",
-        common::PASSWORD,
-        "",
-        Role::User,
-        true,
-    )
-    .unwrap()
-    .id;
+    let (app, user) = common::app_with_user(&config, "o@example.com");
+    let conn = app.db.get().unwrap();
     let a = uploads::ingest_reference(&conn, &config, user, &png()).unwrap();
     let b = uploads::ingest_reference(&conn, &config, user, &png()).unwrap();
     // a's file vanished (crash after deleting the file): its row must go.

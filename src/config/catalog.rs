@@ -47,6 +47,23 @@ pub struct ProviderConfig {
     pub concurrency: u32,
 }
 
+impl ProviderConfig {
+    /// A provider with default timeout and concurrency and no credentials.
+    pub fn new(id: &str, kind: ProviderKind, base_url: &str) -> ProviderConfig {
+        ProviderConfig {
+            id: id.into(),
+            kind,
+            base_url: base_url.into(),
+            api_key: String::new(),
+            username: String::new(),
+            password: String::new(),
+            workflow: String::new(),
+            timeout_secs: default_timeout(),
+            concurrency: default_concurrency(),
+        }
+    }
+}
+
 fn default_timeout() -> u64 {
     120
 }
@@ -136,17 +153,7 @@ impl Default for QueueConfig {
 
 /// The built-in provider and model used when `[[models]]` is empty.
 pub fn default_catalogue() -> (Vec<ProviderConfig>, Vec<ModelConfig>) {
-    let provider = ProviderConfig {
-        id: "builtin".into(),
-        kind: ProviderKind::Builtin,
-        base_url: String::new(),
-        api_key: String::new(),
-        username: String::new(),
-        password: String::new(),
-        workflow: String::new(),
-        timeout_secs: default_timeout(),
-        concurrency: 2,
-    };
+    let provider = ProviderConfig::new("builtin", ProviderKind::Builtin, "");
     let model = ModelConfig {
         id: "novart-builtin".into(),
         name: "Built-in renderer".into(),

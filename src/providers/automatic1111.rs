@@ -124,11 +124,7 @@ impl Provider for Automatic1111 {
                         .map(str::to_string)
                 })
                 .unwrap_or_default();
-            let message = match answer.status {
-                401 | 403 => "The image service did not accept this studio's credentials. The operator has been told.".to_string(),
-                _ if !detail.is_empty() => format!("The image service refused the request: {detail}"),
-                _ => "The image service refused the request.".to_string(),
-            };
+            let message = http::rejection(answer.status, &detail);
             return Err(ProviderError::Failed {
                 message,
                 raw: raw(),

@@ -70,6 +70,16 @@ pub fn read(
     Ok(Answer { status, body })
 }
 
+/// What a creator is told when the upstream refused a request (4xx other
+/// than a content refusal): credentials are the operator's business.
+pub fn rejection(status: u16, detail: &str) -> String {
+    match status {
+        401 | 403 => "The image service did not accept this studio's credentials. The operator has been told.".to_string(),
+        _ if !detail.is_empty() => format!("The image service refused the request: {detail}"),
+        _ => "The image service refused the request.".to_string(),
+    }
+}
+
 /// 5xx, 408 and 429 are the upstream's trouble: another provider or a later
 /// retry may succeed.
 pub fn is_temporary(status: u16) -> bool {

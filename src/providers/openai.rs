@@ -107,11 +107,7 @@ impl Provider for OpenAi {
                     raw: raw(),
                 });
             }
-            let message = match answer.status {
-                401 | 403 => "The image service did not accept this studio's credentials. The operator has been told.".to_string(),
-                _ if !message.is_empty() => format!("The image service refused the request: {message}"),
-                _ => "The image service refused the request.".to_string(),
-            };
+            let message = http::rejection(answer.status, &message);
             return Err(ProviderError::Failed {
                 message,
                 raw: raw(),

@@ -190,6 +190,26 @@ impl TestApp {
     }
 }
 
+/// An app (no HTTP) on `config` with one verified user.
+pub fn app_with_user(config: &Config, email: &str) -> (novart::App, novart::model::UserId) {
+    let app = novart::App::new(config.clone()).unwrap();
+    let user = {
+        let mut conn = app.db.get().unwrap();
+        novart::domain::accounts::create_by_admin(
+            &mut conn,
+            config,
+            email,
+            PASSWORD,
+            "",
+            novart::model::Role::User,
+            true,
+        )
+        .unwrap()
+        .id
+    };
+    (app, user)
+}
+
 pub fn form_body(fields: &[(&str, &str)]) -> String {
     fields
         .iter()
