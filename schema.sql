@@ -89,7 +89,6 @@ CREATE TABLE tasks (
 ) STRICT;
 CREATE INDEX tasks_queue ON tasks(status, user_id, id);
 CREATE INDEX tasks_user ON tasks(user_id, id);
-CREATE INDEX tasks_served ON tasks(user_id, claim_seq);
 CREATE INDEX tasks_claims ON tasks(claim_seq);
 
 -- Files under <data_dir>/assets: generated results and uploaded references.
@@ -114,6 +113,38 @@ CREATE TABLE assets (
 CREATE INDEX assets_user ON assets(user_id, kind, id);
 CREATE INDEX assets_task ON assets(task_id);
 CREATE INDEX assets_expiry ON assets(expires_at);
+
+-- Per creator: tasks waiting and running, and when they were last served.
+-- Kept exact by the triggers below (same transaction as the task change), so
+-- a claim looks only at creators with waiting work instead of every task.
+CREATE TABLE queue_users (
+    user_id INTEGER PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+    queued  INTEGER NOT NULL DEFAULT 0,
+    running INTEGER NOT NULL DEFAULT 0,
+    served  INTEGER
+) STRICT;
+CREATE INDEX queue_users_waiting ON queue_users(queued) WHERE queued > 0;
+
+CREATE TRIGGER tasks_queue_insert AFTER INSERT ON tasks BEGIN
+    INSERT INTO queue_users (user_id, queued, running)
+    VALUES (new.user_id, new.status = 'queued', new.status = 'running')
+    ON CONFLICT(user_id) DO UPDATE SET queued = queued + (new.status = 'queued'),
+                                       running = running + (new.status = 'running');
+END;
+
+CREATE TRIGGER tasks_queue_status AFTER UPDATE OF status ON tasks WHEN old.status <> new.status BEGIN
+    UPDATE queue_users
+    SET queued = queued - (old.status = 'queued') + (new.status = 'queued'),
+        running = running - (old.status = 'running') + (new.status = 'running'),
+        served = CASE WHEN new.status = 'running' THEN new.claim_seq ELSE served END
+    WHERE user_id = new.user_id;
+END;
+
+CREATE TRIGGER tasks_queue_delete AFTER DELETE ON tasks BEGIN
+    UPDATE queue_users
+    SET queued = queued - (old.status = 'queued'), running = running - (old.status = 'running')
+    WHERE user_id = old.user_id;
+END;
 
 -- Reference images a task was given, in order.
 CREATE TABLE task_references (

@@ -555,4 +555,57 @@ fn many_threads_claim_each_task_exactly_once() {
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 200, "a task was claimed twice");
+    assert_queue_counts_exact(e);
+}
+
+/// The per-creator queue counts (kept by triggers) match the tasks table.
+fn assert_queue_counts_exact(e: &Engine) {
+    let conn = e.db.get().unwrap();
+    let mismatches: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM queue_users q WHERE q.queued <> (SELECT count(*) FROM tasks t WHERE t.user_id = q.user_id AND t.status = 'queued')
+                OR q.running <> (SELECT count(*) FROM tasks t WHERE t.user_id = q.user_id AND t.status = 'running')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(mismatches, 0);
+}
+
+#[test]
+fn queue_counts_stay_exact_through_every_transition() {
+    let s = setup(|c| c.queue.per_user_concurrency = 1000);
+    let e = &s.app.engine;
+    let users: Vec<UserId> = (0..3)
+        .map(|i| user(&s.app, &format!("k{i}@example.com")))
+        .collect();
+    let mut ids = Vec::new();
+    for i in 0..30 {
+        ids.push(submit(e, users[i % 3], &input(&format!("k{i}"))).unwrap());
+    }
+    assert_queue_counts_exact(e);
+    let handles: Vec<_> = (0..8)
+        .map(|w| {
+            let e = e.clone();
+            std::thread::spawn(move || while e.process_one(&format!("w{w}")).unwrap() {})
+        })
+        .collect();
+    // Cancel some while the workers run.
+    for t in ids.iter().step_by(4) {
+        let _ = tasks::cancel(&mut e.db.get().unwrap(), t.user_id, &t.public_id);
+    }
+    for h in handles {
+        h.join().unwrap();
+    }
+    assert_queue_counts_exact(e);
+    let (queued, running): (i64, i64) =
+        e.db.get()
+            .unwrap()
+            .query_row(
+                "SELECT sum(queued), sum(running) FROM queue_users",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+    assert_eq!((queued, running), (0, 0));
 }

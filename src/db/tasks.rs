@@ -127,19 +127,17 @@ pub fn claim(
     per_user: u32,
 ) -> AppResult<Option<Task>> {
     let sql = format!(
-        "WITH waiting AS (
-             SELECT user_id, MIN(id) AS first FROM tasks
-             WHERE status = 'queued' AND not_before <= ?1 GROUP BY user_id
-         ), ranked AS (
-             SELECT w.first AS id,
-                    (SELECT count(*) FROM tasks r WHERE r.status = 'running' AND r.user_id = w.user_id) AS busy,
-                    (SELECT max(claim_seq) FROM tasks r WHERE r.user_id = w.user_id) AS served
-             FROM waiting w
+        "WITH pick AS (
+             SELECT q.running, q.served,
+                    (SELECT min(t.id) FROM tasks t
+                     WHERE t.status = 'queued' AND t.user_id = q.user_id AND t.not_before <= ?1) AS first
+             FROM queue_users q WHERE q.queued > 0 AND q.running < ?4
          )
          UPDATE tasks SET status = 'running', attempts = attempts + 1, lease_until = ?1 + ?2,
                           worker = ?3, started_at = COALESCE(started_at, ?1), progress = 0,
                           claim_seq = (SELECT coalesce(max(claim_seq), 0) + 1 FROM tasks)
-         WHERE id = (SELECT id FROM ranked WHERE busy < ?4 ORDER BY busy, served IS NOT NULL, served, id LIMIT 1)
+         WHERE id = (SELECT first FROM pick WHERE first IS NOT NULL
+                     ORDER BY running, served IS NOT NULL, served, first LIMIT 1)
            AND status = 'queued'
          RETURNING {COLUMNS}"
     );

@@ -87,50 +87,74 @@ fn user_dir(config: &Config, user: UserId) -> PathBuf {
     config.assets_dir().join(user.0.to_string())
 }
 
-/// Stores one result image (file, preview, row) and returns the row.
-pub fn store_result(
-    conn: &Connection,
-    config: &Config,
-    user: UserId,
-    task: TaskId,
-    p: &Prepared,
-    now: i64,
-) -> AppResult<Asset> {
+/// A result image written to disk but not yet recorded.
+pub struct Written {
+    pub public_id: String,
+    pub path: String,
+    pub preview_path: String,
+}
+
+fn rel(config: &Config, p: &Path) -> String {
+    p.strip_prefix(&config.storage.data_dir)
+        .unwrap_or(p)
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Writes a result's file and preview (outside any transaction, so the
+/// database's write lock is not held during file I/O).
+pub fn write_result(config: &Config, user: UserId, p: &Prepared) -> AppResult<Written> {
     let public_id = new_public_id("img");
     let dir = user_dir(config, user);
     let path = dir.join(format!("{public_id}.{}", p.ext));
     let preview_path = dir.join(format!("{public_id}.preview.jpg"));
     write_file(&path, &p.bytes)?;
-    write_file(&preview_path, &p.preview)?;
-    let expires = now + config.storage.result_retention_hours as i64 * 3600;
-    let rel = |p: &Path| {
-        p.strip_prefix(&config.storage.data_dir)
-            .unwrap_or(p)
-            .to_string_lossy()
-            .into_owned()
-    };
-    let inserted = db::assets::insert(
+    if let Err(e) = write_file(&preview_path, &p.preview) {
+        remove_files_at(config, &[rel(config, &path)]);
+        return Err(e);
+    }
+    Ok(Written {
+        public_id,
+        path: rel(config, &path),
+        preview_path: rel(config, &preview_path),
+    })
+}
+
+/// Records a written result (inside the caller's transaction).
+pub fn record_result(
+    conn: &Connection,
+    config: &Config,
+    user: UserId,
+    task: TaskId,
+    p: &Prepared,
+    w: &Written,
+    now: i64,
+) -> AppResult<()> {
+    db::assets::insert(
         conn,
         &db::assets::NewAsset {
-            public_id: &public_id,
+            public_id: &w.public_id,
             user_id: user,
             task_id: Some(task),
             kind: AssetKind::Result,
-            path: &rel(&path),
-            preview_path: Some(&rel(&preview_path)),
+            path: &w.path,
+            preview_path: Some(&w.preview_path),
             mime: p.mime,
             width: p.width,
             height: p.height,
             bytes: p.bytes.len() as i64,
             now,
-            expires_at: expires,
+            expires_at: now + config.storage.result_retention_hours as i64 * 3600,
         },
-    );
-    if let Err(e) = inserted {
-        remove_files_at(config, &[rel(&path), rel(&preview_path)]);
-        return Err(e);
+    )?;
+    Ok(())
+}
+
+/// Removes written files that were never recorded (the task was canceled).
+pub fn unwrite(config: &Config, written: &[Written]) {
+    for w in written {
+        remove_files_at(config, &[w.path.clone(), w.preview_path.clone()]);
     }
-    db::assets::by_public_id(conn, &public_id)?.ok_or(AppError::NotFound)
 }
 
 /// The absolute path of a stored file.
@@ -155,15 +179,6 @@ pub fn delete(conn: &Connection, config: &Config, asset: &Asset) -> AppResult<()
     rels.extend(asset.preview_path.clone());
     remove_files_at(config, &rels);
     db::assets::delete(conn, asset.id)?;
-    Ok(())
-}
-
-/// Removes the files of results that were stored but whose task was
-/// canceled meanwhile (the result is discarded).
-pub fn discard(conn: &Connection, config: &Config, assets: &[Asset]) -> AppResult<()> {
-    for a in assets {
-        delete(conn, config, a)?;
-    }
     Ok(())
 }
 

@@ -284,40 +284,30 @@ pub fn complete(
     images: &[super::assets::Prepared],
 ) -> AppResult<bool> {
     let now = super::now();
-    let mut stored: Vec<Asset> = Vec::new();
-    let result = db::write(conn, |tx| {
-        for p in images {
-            stored.push(super::assets::store_result(
-                tx,
-                config,
-                task.user_id,
-                task.id,
-                p,
-                now,
-            )?);
-        }
-        if db::tasks::mark_succeeded(tx, task.id, worker, provider, now)? {
-            Ok(true)
-        } else {
-            // Canceled (or taken over) meanwhile: roll back the rows.
-            Err(AppError::Conflict("task no longer held".into()))
-        }
-    });
-    match result {
-        Ok(done) => Ok(done),
-        Err(AppError::Conflict(_)) => {
-            for a in &stored {
-                super::assets::delete(conn, config, a)?;
+    let mut written = Vec::with_capacity(images.len());
+    for p in images {
+        match super::assets::write_result(config, task.user_id, p) {
+            Ok(w) => written.push(w),
+            Err(e) => {
+                super::assets::unwrite(config, &written);
+                return Err(e);
             }
-            Ok(false)
-        }
-        Err(e) => {
-            for a in &stored {
-                let _ = super::assets::delete(conn, config, a);
-            }
-            Err(e)
         }
     }
+    let result = db::write(conn, |tx| {
+        if !db::tasks::mark_succeeded(tx, task.id, worker, provider, now)? {
+            // Canceled (or taken over) meanwhile: keep nothing.
+            return Ok(false);
+        }
+        for (p, w) in images.iter().zip(&written) {
+            super::assets::record_result(tx, config, task.user_id, task.id, p, w, now)?;
+        }
+        Ok(true)
+    });
+    if !matches!(result, Ok(true)) {
+        super::assets::unwrite(config, &written);
+    }
+    result
 }
 
 /// What to do after a failed attempt.
