@@ -216,8 +216,8 @@ fn one_users_many_tasks_do_not_starve_anothers_one() {
     // One worker, running each task to the end before the next claim.
     let mut order = Vec::new();
     for _ in 0..4 {
-        let conn = e.db.get().unwrap();
-        let t = tasks::claim(&conn, &e.config, "w").unwrap().unwrap();
+        let mut conn = e.db.get().unwrap();
+        let t = tasks::claim(&mut conn, &e.config, "w").unwrap().unwrap();
         order.push(t.public_id.clone());
         drop(conn);
         let outcome = e.execute(&t, &novart::providers::Unattended);
@@ -227,11 +227,11 @@ fn one_users_many_tasks_do_not_starve_anothers_one() {
     assert!(order[..3].contains(&tc.public_id), "{order:?}");
 
     // With A already running one task, the per-user limit holds A back.
-    let conn = e.db.get().unwrap();
-    let first = tasks::claim(&conn, &e.config, "w1").unwrap().unwrap();
+    let mut conn = e.db.get().unwrap();
+    let first = tasks::claim(&mut conn, &e.config, "w1").unwrap().unwrap();
     assert_eq!(first.user_id, a);
     assert!(
-        tasks::claim(&conn, &e.config, "w2").unwrap().is_none(),
+        tasks::claim(&mut conn, &e.config, "w2").unwrap().is_none(),
         "A is at its limit and nobody else waits"
     );
 }
@@ -456,7 +456,7 @@ fn cancel_queued_and_running_tasks() {
 
     // Running: canceled while the provider works; its result is discarded.
     let t = submit(e, u, &input("running")).unwrap();
-    let claimed = tasks::claim(&e.db.get().unwrap(), &e.config, "w")
+    let claimed = tasks::claim(&mut e.db.get().unwrap(), &e.config, "w")
         .unwrap()
         .unwrap();
     let outcome = e.execute(&claimed, &novart::providers::Unattended);
@@ -503,8 +503,8 @@ fn a_dead_workers_task_is_retried_then_failed() {
     let e = &s.app.engine;
     let u = user(&s.app, "l@example.com");
     let t = submit(e, u, &input("lease")).unwrap();
-    let conn = e.db.get().unwrap();
-    tasks::claim(&conn, &e.config, "dead-worker")
+    let mut conn = e.db.get().unwrap();
+    tasks::claim(&mut conn, &e.config, "dead-worker")
         .unwrap()
         .unwrap();
     // Lease still valid: nothing to recover.
@@ -514,7 +514,7 @@ fn a_dead_workers_task_is_retried_then_failed() {
     assert_eq!(novart::jobs::recover(e, novart::domain::now()).unwrap(), 1);
     assert_eq!(status(e, u, &t.public_id).task.status, TaskStatus::Queued);
     conn.execute("UPDATE tasks SET not_before = 0", []).unwrap();
-    tasks::claim(&conn, &e.config, "dead-again")
+    tasks::claim(&mut conn, &e.config, "dead-again")
         .unwrap()
         .unwrap();
     // At start-up every running task belongs to a dead process.
@@ -539,8 +539,8 @@ fn many_threads_claim_each_task_exactly_once() {
         .map(|w| {
             let (e, claimed) = (e.clone(), claimed.clone());
             std::thread::spawn(move || loop {
-                let conn = e.db.get().unwrap();
-                match tasks::claim(&conn, &e.config, &format!("w{w}")).unwrap() {
+                let mut conn = e.db.get().unwrap();
+                match tasks::claim(&mut conn, &e.config, &format!("w{w}")).unwrap() {
                     Some(t) => claimed.lock().unwrap().push(t.id),
                     None => break,
                 }

@@ -9,7 +9,9 @@ pub mod tasks;
 pub mod tokens;
 pub mod users;
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use r2d2_sqlite::SqliteConnectionManager;
@@ -86,13 +88,30 @@ impl Db {
     }
 }
 
+/// One lock per database file for this process's write transactions. SQLite
+/// allows one writer at a time anyway; waiting on this mutex instead of in
+/// SQLite's busy handler (which sleeps in growing steps) hands the lock over
+/// as soon as it is free. Other processes (the CLI) still meet busy_timeout.
+fn write_lock(conn: &Connection) -> Arc<Mutex<()>> {
+    static LOCKS: OnceLock<Mutex<HashMap<String, Arc<Mutex<()>>>>> = OnceLock::new();
+    let key = conn.path().unwrap_or("").to_string();
+    let mut map = LOCKS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    map.entry(key).or_default().clone()
+}
+
 /// Runs `f` in a write transaction opened with BEGIN IMMEDIATE (so it never
 /// fails half-way with SQLITE_BUSY when upgrading a read lock), committing on
-/// Ok and rolling back on Err.
+/// Ok and rolling back on Err. Never nest: `f` must use the transaction it is
+/// given, not another connection's write.
 pub fn write<T>(
     conn: &mut Connection,
     f: impl FnOnce(&Transaction) -> AppResult<T>,
 ) -> AppResult<T> {
+    let lock = write_lock(conn);
+    let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let out = f(&tx)?;
     tx.commit()?;

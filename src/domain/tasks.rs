@@ -263,14 +263,15 @@ pub fn backoff_secs(attempt: u32) -> i64 {
     5i64.saturating_mul(4i64.saturating_pow(attempt.saturating_sub(1).min(6)))
 }
 
-pub fn claim(conn: &Connection, config: &Config, worker: &str) -> AppResult<Option<Task>> {
-    db::tasks::claim(
-        conn,
-        worker,
+pub fn claim(conn: &mut Connection, config: &Config, worker: &str) -> AppResult<Option<Task>> {
+    let (now, lease, per_user) = (
         super::now(),
         lease_secs(config),
         config.queue.per_user_concurrency,
-    )
+    );
+    db::write(conn, |tx| {
+        db::tasks::claim(tx, worker, now, lease, per_user)
+    })
 }
 
 /// Records a success: stores the images and marks the task succeeded, in one

@@ -308,8 +308,8 @@ impl Engine {
     /// cancellation around the same steps). False when nothing was waiting.
     pub fn process_one(&self, worker: &str) -> AppResult<bool> {
         let claimed = {
-            let conn = self.db.get()?;
-            tasks::claim(&conn, &self.config, worker)?
+            let mut conn = self.db.get()?;
+            tasks::claim(&mut conn, &self.config, worker)?
         };
         let Some(task) = claimed else {
             return Ok(false);
@@ -338,8 +338,8 @@ impl Engine {
             let engine = self.clone();
             let wid = id.clone();
             let claimed = tokio::task::spawn_blocking(move || {
-                let conn = engine.db.get()?;
-                tasks::claim(&conn, &engine.config, &wid)
+                let mut conn = engine.db.get()?;
+                tasks::claim(&mut conn, &engine.config, &wid)
             })
             .await;
             match claimed {
