@@ -109,10 +109,8 @@ impl Provider for Automatic1111 {
         if ctl.canceled() {
             return Ok(Vec::new());
         }
-        let raw = || format!("{}: HTTP {} {}", self.id, answer.status, answer.excerpt());
-        if http::is_temporary(answer.status) {
-            return Err(ProviderError::Unavailable { raw: raw() });
-        }
+        answer.check_temporary(&self.id)?;
+        let raw = || answer.describe(&self.id);
         let json = answer.json();
         if answer.status != 200 {
             let detail = json

@@ -42,11 +42,7 @@ impl ComfyUi {
         r: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
     ) -> Result<http::Answer, ProviderError> {
         let a = http::read(&self.id, r.map_err(|e| http::transport(&self.id, e))?)?;
-        if http::is_temporary(a.status) {
-            return Err(ProviderError::Unavailable {
-                raw: format!("{}: HTTP {} {}", self.id, a.status, a.excerpt()),
-            });
-        }
+        a.check_temporary(&self.id)?;
         Ok(a)
     }
 
@@ -127,7 +123,7 @@ impl Provider for ComfyUi {
                 .post(format!("{}/prompt", self.base))
                 .send_json(json!({ "prompt": workflow, "client_id": client_id })),
         )?;
-        let raw = |a: &http::Answer| format!("{}: HTTP {} {}", self.id, a.status, a.excerpt());
+        let raw = |a: &http::Answer| a.describe(&self.id);
         let json = a.json();
         if a.status != 200 {
             let message = json

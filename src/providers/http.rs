@@ -41,6 +41,22 @@ impl Answer {
         serde_json::from_slice(&self.body).ok()
     }
 
+    /// "provider: HTTP 503 <start of the body>", the raw error kept for admins.
+    pub fn describe(&self, provider: &str) -> String {
+        format!("{provider}: HTTP {} {}", self.status, self.excerpt())
+    }
+
+    /// Fails with `Unavailable` when the status is the upstream's trouble.
+    pub fn check_temporary(&self, provider: &str) -> Result<(), ProviderError> {
+        if is_temporary(self.status) {
+            Err(ProviderError::Unavailable {
+                raw: self.describe(provider),
+            })
+        } else {
+            Ok(())
+        }
+    }
+
     /// The start of the body, for error messages kept for admins.
     pub fn excerpt(&self) -> String {
         let text = String::from_utf8_lossy(&self.body);

@@ -88,10 +88,8 @@ impl Provider for OpenAi {
         if ctl.canceled() {
             return Ok(Vec::new());
         }
-        let raw = || format!("{}: HTTP {} {}", self.id, answer.status, answer.excerpt());
-        if http::is_temporary(answer.status) {
-            return Err(ProviderError::Unavailable { raw: raw() });
-        }
+        answer.check_temporary(&self.id)?;
+        let raw = || answer.describe(&self.id);
         let json = answer.json();
         if answer.status != 200 {
             let err = json
