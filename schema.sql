@@ -153,3 +153,40 @@ CREATE TABLE task_references (
     position INTEGER NOT NULL,
     PRIMARY KEY (task_id, position)
 ) STRICT;
+
+-- migration 3: credits — wallets and the ledger
+-- Two buckets per user: `balance` (paid) and `bonus` (granted). Spending takes
+-- bonus first. Every change to a wallet is one immutable ledger row written in
+-- the same transaction; `idem_key` makes each logical change (a task's charge,
+-- its refund, a grant) happen at most once.
+CREATE TABLE wallets (
+    user_id INTEGER PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+    balance INTEGER NOT NULL DEFAULT 0 CHECK (balance >= 0),
+    bonus   INTEGER NOT NULL DEFAULT 0 CHECK (bonus >= 0)
+) STRICT;
+
+CREATE TABLE ledger (
+    id            INTEGER PRIMARY KEY,
+    user_id       INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    kind          TEXT NOT NULL CHECK (kind IN ('signup_bonus', 'redeem', 'referral_reward', 'task_charge',
+                                               'task_refund', 'admin_grant', 'admin_deduct')),
+    delta_balance INTEGER NOT NULL,
+    delta_bonus   INTEGER NOT NULL,
+    balance_after INTEGER NOT NULL CHECK (balance_after >= 0),
+    bonus_after   INTEGER NOT NULL CHECK (bonus_after >= 0),
+    task_id       INTEGER,            -- the task charged or refunded (kept for history)
+    idem_key      TEXT NOT NULL UNIQUE,
+    actor         TEXT NOT NULL,
+    reason        TEXT NOT NULL DEFAULT '',
+    created_at    INTEGER NOT NULL
+) STRICT;
+CREATE INDEX ledger_user ON ledger(user_id, id);
+CREATE INDEX ledger_task ON ledger(task_id);
+
+-- The ledger is append-only.
+CREATE TRIGGER ledger_no_update BEFORE UPDATE ON ledger BEGIN
+    SELECT RAISE(ABORT, 'ledger rows are immutable');
+END;
+CREATE TRIGGER ledger_no_delete BEFORE DELETE ON ledger WHEN (SELECT count(*) FROM users WHERE id = old.user_id) > 0 BEGIN
+    SELECT RAISE(ABORT, 'ledger rows are immutable');
+END;

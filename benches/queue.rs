@@ -44,6 +44,7 @@ fn main() {
         Synchronous::Full
     };
     config.queue.per_user_concurrency = 1000;
+    config.billing.signup_bonus = 1_000_000;
     config.providers = vec![ProviderConfig {
         concurrency: 1000,
         ..ProviderConfig::new("instant", ProviderKind::Builtin, "")

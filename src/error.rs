@@ -19,6 +19,9 @@ pub enum AppError {
     NotFound,
     #[error("{0}")]
     Conflict(String),
+    /// Not enough credits (402).
+    #[error("{0}")]
+    InsufficientBalance(String),
     /// The request or an upload is larger than allowed (413).
     #[error("{0}")]
     TooLarge(String),
@@ -45,6 +48,7 @@ impl AppError {
         match self {
             AppError::Invalid { .. } => 400,
             AppError::Unauthenticated => 401,
+            AppError::InsufficientBalance(_) => 402,
             AppError::Forbidden(_) => 403,
             AppError::NotFound => 404,
             AppError::Conflict(_) => 409,
@@ -59,6 +63,7 @@ impl AppError {
         match self {
             AppError::Invalid { .. } => ("invalid_request_error", "invalid_input"),
             AppError::Unauthenticated => ("authentication_error", "unauthenticated"),
+            AppError::InsufficientBalance(_) => ("insufficient_balance", "insufficient_balance"),
             AppError::Forbidden(_) => ("permission_error", "forbidden"),
             AppError::NotFound => ("invalid_request_error", "not_found"),
             AppError::Conflict(_) => ("invalid_request_error", "conflict"),

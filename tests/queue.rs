@@ -526,7 +526,10 @@ fn a_dead_workers_task_is_retried_then_failed() {
 
 #[test]
 fn many_threads_claim_each_task_exactly_once() {
-    let s = setup(|c| c.queue.per_user_concurrency = 1000);
+    let s = setup(|c| {
+        c.queue.per_user_concurrency = 1000;
+        c.billing.signup_bonus = 1000;
+    });
     let e = &s.app.engine;
     let users: Vec<UserId> = (0..4)
         .map(|i| user(&s.app, &format!("t{i}@example.com")))

@@ -27,6 +27,7 @@ pub struct Config {
     pub mail: MailConfig,
     pub legal: LegalConfig,
     pub queue: catalog::QueueConfig,
+    pub billing: BillingConfig,
     /// Upstream image services (`[[providers]]`).
     pub providers: Vec<catalog::ProviderConfig>,
     /// Models offered to creators (`[[models]]`); empty: the built-in renderer.
@@ -111,6 +112,19 @@ pub struct MailConfig {
     /// `smtps://user:pass@host:465` or `smtp://user:pass@host:587?tls=required`.
     pub smtp_url: String,
     pub from: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BillingConfig {
+    /// Bonus credits every new account starts with.
+    pub signup_bonus: u32,
+}
+
+impl Default for BillingConfig {
+    fn default() -> Self {
+        BillingConfig { signup_bonus: 20 }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

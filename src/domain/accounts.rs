@@ -153,7 +153,10 @@ pub fn register(
             },
         )?;
         match id {
-            Some(id) => Ok(db::users::by_id(tx, id)?),
+            Some(id) => {
+                super::wallet::signup_bonus(tx, id, config.billing.signup_bonus, now)?;
+                Ok(db::users::by_id(tx, id)?)
+            }
             None => Ok(None),
         }
     })?;
@@ -531,6 +534,7 @@ pub fn create_by_admin(
         .ok_or_else(|| {
             AppError::Conflict(format!("an account with e-mail {email} already exists"))
         })?;
+        super::wallet::signup_bonus(tx, id, config.billing.signup_bonus, now)?;
         db::users::by_id(tx, id)?.ok_or(AppError::NotFound)
     })
 }

@@ -11,6 +11,7 @@ pub mod secrets;
 pub mod sessions;
 pub mod tasks;
 pub mod uploads;
+pub mod wallet;
 
 /// The current time in unix seconds (UTC).
 pub fn now() -> i64 {

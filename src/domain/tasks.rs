@@ -152,6 +152,7 @@ pub fn submit(
         for (i, r) in references.iter().enumerate() {
             db::assets::attach_reference(tx, id, r.id, i as u32)?;
         }
+        super::wallet::charge_task(tx, user, id, cost, now)?;
         db::tasks::by_id(tx, id)?.ok_or(AppError::NotFound)
     })
 }
@@ -236,8 +237,13 @@ pub fn list(
 /// discarded). A finished task cannot be canceled.
 pub fn cancel(conn: &mut Connection, user: UserId, public_id: &str) -> AppResult<TaskView> {
     let task = db::tasks::by_public_id(conn, user, public_id)?.ok_or(AppError::NotFound)?;
+    let now = super::now();
     let changed = db::write(conn, |tx| {
-        db::tasks::mark_canceled(tx, task.id, super::now())
+        let changed = db::tasks::mark_canceled(tx, task.id, now)?;
+        if changed.is_some() {
+            super::wallet::refund_task(tx, task.user_id, task.id, task.n, task.n, "Canceled", now)?;
+        }
+        Ok(changed)
     })?;
     if changed.is_none() {
         let now = db::tasks::by_id(conn, task.id)?.ok_or(AppError::NotFound)?;
@@ -303,6 +309,11 @@ pub fn complete(
         for (p, w) in images.iter().zip(&written) {
             super::assets::record_result(tx, config, task.user_id, task.id, p, w, now)?;
         }
+        let missing = task.n.saturating_sub(images.len() as u32);
+        if missing > 0 {
+            let reason = format!("{missing} of {} images were not made", task.n);
+            super::wallet::refund_task(tx, task.user_id, task.id, missing, task.n, &reason, now)?;
+        }
         Ok(true)
     });
     if !matches!(result, Ok(true)) {
@@ -344,7 +355,17 @@ pub fn fail(
                 Ok(TaskStatus::Queued)
             }
             Failure::Temporary { message, raw } | Failure::Final { message, raw } => {
-                db::tasks::mark_failed(tx, task.id, TaskStatus::Running, message, raw, now)?;
+                if db::tasks::mark_failed(tx, task.id, TaskStatus::Running, message, raw, now)? {
+                    super::wallet::refund_task(
+                        tx,
+                        task.user_id,
+                        task.id,
+                        task.n,
+                        task.n,
+                        "Failed",
+                        now,
+                    )?;
+                }
                 Ok(TaskStatus::Failed)
             }
         }

@@ -1,0 +1,243 @@
+//! Credits. Two buckets per user — `balance` (paid) and `bonus` (granted) —
+//! spent bonus first. Every change is one ledger row written in the same
+//! BEGIN IMMEDIATE transaction as the wallet update and whatever caused it,
+//! keyed by an idempotency key (UNIQUE), so a change happens at most once and
+//! a wallet always equals the sum of its ledger. Balances never go negative.
+
+use rusqlite::Connection;
+
+use crate::db;
+use crate::db::ledger::{NewEntry, Wallet};
+use crate::error::{AppError, AppResult};
+use crate::model::{TaskId, UserId};
+
+pub const KINDS: &[&str] = &[
+    "signup_bonus",
+    "redeem",
+    "referral_reward",
+    "task_charge",
+    "task_refund",
+    "admin_grant",
+    "admin_deduct",
+];
+
+/// One change to a wallet.
+pub struct Change<'a> {
+    pub user: UserId,
+    pub kind: &'a str,
+    pub delta_balance: i64,
+    pub delta_bonus: i64,
+    pub task: Option<TaskId>,
+    pub idem_key: String,
+    pub actor: &'a str,
+    pub reason: &'a str,
+}
+
+/// Applies a change inside the caller's write transaction. Returns the new
+/// wallet, or None when the idempotency key was used before (nothing done).
+pub fn apply(tx: &Connection, c: &Change<'_>, now: i64) -> AppResult<Option<Wallet>> {
+    if db::ledger::idem_used(tx, &c.idem_key)? {
+        return Ok(None);
+    }
+    let w = db::ledger::wallet(tx, c.user)?;
+    let after = Wallet {
+        balance: w.balance + c.delta_balance,
+        bonus: w.bonus + c.delta_bonus,
+    };
+    if after.balance < 0 || after.bonus < 0 {
+        return Err(AppError::InsufficientBalance(format!(
+            "Not enough credits: this needs {}, and you have {}.",
+            -(c.delta_balance + c.delta_bonus),
+            w.total()
+        )));
+    }
+    db::ledger::set_wallet(tx, c.user, after)?;
+    db::ledger::insert(
+        tx,
+        &NewEntry {
+            user: c.user,
+            kind: c.kind,
+            delta_balance: c.delta_balance,
+            delta_bonus: c.delta_bonus,
+            after,
+            task: c.task,
+            idem_key: &c.idem_key,
+            actor: c.actor,
+            reason: c.reason,
+            now,
+        },
+    )?;
+    Ok(Some(after))
+}
+
+pub fn get(conn: &Connection, user: UserId) -> AppResult<Wallet> {
+    db::ledger::wallet(conn, user)
+}
+
+fn charge_key(task: TaskId) -> String {
+    format!("task_charge:{}", task.0)
+}
+
+/// Debits a task's cost, bonus first, inside the transaction that inserts
+/// the task.
+pub fn charge_task(
+    tx: &Connection,
+    user: UserId,
+    task: TaskId,
+    cost: i64,
+    now: i64,
+) -> AppResult<()> {
+    if cost <= 0 {
+        return Ok(());
+    }
+    let w = db::ledger::wallet(tx, user)?;
+    if w.total() < cost {
+        return Err(AppError::InsufficientBalance(format!(
+            "This task costs {cost} credit{}; your wallet has {}.",
+            if cost == 1 { "" } else { "s" },
+            w.total()
+        )));
+    }
+    let from_bonus = w.bonus.min(cost);
+    let change = Change {
+        user,
+        kind: "task_charge",
+        delta_balance: -(cost - from_bonus),
+        delta_bonus: -from_bonus,
+        task: Some(task),
+        idem_key: charge_key(task),
+        actor: "system",
+        reason: "",
+    };
+    apply(tx, &change, now)?;
+    Ok(())
+}
+
+/// Refunds `missing` of a task's `n` images, at most once per task, to the
+/// buckets the charge came from (paid credits first). Returns the credits
+/// given back (0 when nothing was charged or it was refunded before).
+pub fn refund_task(
+    tx: &Connection,
+    user: UserId,
+    task: TaskId,
+    missing: u32,
+    n: u32,
+    reason: &str,
+    now: i64,
+) -> AppResult<i64> {
+    let Some((paid_balance, paid_bonus)) = db::ledger::deltas(tx, &charge_key(task))? else {
+        return Ok(0);
+    };
+    let (paid_balance, paid_bonus) = (-paid_balance, -paid_bonus);
+    let cost = paid_balance + paid_bonus;
+    let amount = if missing >= n {
+        cost
+    } else {
+        cost * missing as i64 / n.max(1) as i64
+    };
+    if amount <= 0 {
+        return Ok(0);
+    }
+    let to_balance = amount.min(paid_balance);
+    let change = Change {
+        user,
+        kind: "task_refund",
+        delta_balance: to_balance,
+        delta_bonus: amount - to_balance,
+        task: Some(task),
+        idem_key: format!("task_refund:{}", task.0),
+        actor: "system",
+        reason,
+    };
+    Ok(if apply(tx, &change, now)?.is_some() {
+        amount
+    } else {
+        0
+    })
+}
+
+/// The signup bonus, once per account.
+pub fn signup_bonus(tx: &Connection, user: UserId, amount: u32, now: i64) -> AppResult<()> {
+    if amount == 0 {
+        return Ok(());
+    }
+    let change = Change {
+        user,
+        kind: "signup_bonus",
+        delta_balance: 0,
+        delta_bonus: amount as i64,
+        task: None,
+        idem_key: format!("signup_bonus:{}", user.0),
+        actor: "system",
+        reason: "Welcome credits",
+    };
+    apply(tx, &change, now)?;
+    Ok(())
+}
+
+/// An admin adds credits (paid balance, or bonus with `bonus`).
+pub fn grant(
+    conn: &mut Connection,
+    user: UserId,
+    amount: i64,
+    bonus: bool,
+    actor: &str,
+    reason: &str,
+) -> AppResult<Wallet> {
+    if amount <= 0 {
+        return Err(AppError::invalid(
+            "amount",
+            "The amount must be a positive whole number of credits.",
+        ));
+    }
+    let now = super::now();
+    let change = Change {
+        user,
+        kind: "admin_grant",
+        delta_balance: if bonus { 0 } else { amount },
+        delta_bonus: if bonus { amount } else { 0 },
+        task: None,
+        idem_key: format!("admin_grant:{}", super::secrets::random_token(12)),
+        actor,
+        reason,
+    };
+    db::write(conn, |tx| apply(tx, &change, now)).map(|w| w.unwrap_or_default())
+}
+
+/// An admin removes credits: paid balance first, then bonus; never below zero.
+pub fn deduct(
+    conn: &mut Connection,
+    user: UserId,
+    amount: i64,
+    actor: &str,
+    reason: &str,
+) -> AppResult<Wallet> {
+    if amount <= 0 {
+        return Err(AppError::invalid(
+            "amount",
+            "The amount must be a positive whole number of credits.",
+        ));
+    }
+    let now = super::now();
+    db::write(conn, |tx| {
+        let w = db::ledger::wallet(tx, user)?;
+        if w.total() < amount {
+            return Err(AppError::InsufficientBalance(format!(
+                "The wallet holds {} credits; {amount} cannot be deducted.",
+                w.total()
+            )));
+        }
+        let from_balance = w.balance.min(amount);
+        let change = Change {
+            user,
+            kind: "admin_deduct",
+            delta_balance: -from_balance,
+            delta_bonus: -(amount - from_balance),
+            task: None,
+            idem_key: format!("admin_deduct:{}", super::secrets::random_token(12)),
+            actor,
+            reason,
+        };
+        apply(tx, &change, now).map(|w| w.unwrap_or_default())
+    })
+}

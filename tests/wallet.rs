@@ -1,0 +1,270 @@
+//! Credits are exact: every wallet equals the sum of its ledger and never goes
+//! negative, charges happen with the task insert, refunds happen once.
+
+mod common;
+
+use std::sync::{Arc, Barrier};
+
+use novart::domain::tasks::{self, Failure, NewTaskInput};
+use novart::domain::wallet;
+use novart::model::{TaskStatus, UserId};
+use novart::{App, AppError};
+use proptest::prelude::*;
+
+fn app(bonus: u32) -> (tempfile::TempDir, App, UserId) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = novart::Config::for_data_dir(dir.path());
+    config.billing.signup_bonus = bonus;
+    let (app, user) = common::app_with_user(&config, "w@example.com");
+    (dir, app, user)
+}
+
+fn submit(app: &App, user: UserId, n: u32) -> Result<novart::model::Task, AppError> {
+    let input = NewTaskInput {
+        prompt: "coins".into(),
+        model: "novart-builtin".into(),
+        size: Some("512x512".into()),
+        n: Some(n),
+        ..Default::default()
+    };
+    tasks::submit(
+        &mut app.db.get().unwrap(),
+        &app.engine.catalog,
+        user,
+        &input,
+    )
+}
+
+/// The invariants: wallet = ledger sums, no bucket below zero, at most one
+/// refund per task and never more than its charge.
+fn check(app: &App) {
+    let conn = app.db.get().unwrap();
+    assert!(
+        novart::db::ledger::mismatches(&conn).unwrap().is_empty(),
+        "a wallet differs from its ledger"
+    );
+    let negative: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM wallets WHERE balance < 0 OR bonus < 0",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(negative, 0);
+    let over: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM tasks t WHERE
+                (SELECT count(*) FROM ledger l WHERE l.task_id = t.id AND l.kind = 'task_refund') > 1
+             OR (SELECT coalesce(sum(delta_balance + delta_bonus), 0) FROM ledger l WHERE l.task_id = t.id) > 0",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(over, 0, "a task was refunded twice or more than it cost");
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Grant(i64, bool),
+    Deduct(i64),
+    Submit(u32),
+    Cancel(usize),
+    Fail(usize),
+    Run,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (1i64..40, any::<bool>()).prop_map(|(a, b)| Op::Grant(a, b)),
+        (1i64..40).prop_map(Op::Deduct),
+        (1u32..5).prop_map(Op::Submit),
+        (0usize..8).prop_map(Op::Cancel),
+        (0usize..8).prop_map(Op::Fail),
+        Just(Op::Run),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    #[test]
+    fn balances_always_equal_the_ledger(ops in prop::collection::vec(op(), 1..25)) {
+        let (_dir, app, user) = app(5);
+        let mut ids: Vec<String> = Vec::new();
+        for op in ops {
+            let mut conn = app.db.get().unwrap();
+            let before = wallet::get(&conn, user).unwrap();
+            match op {
+                Op::Grant(a, bonus) => { wallet::grant(&mut conn, user, a, bonus, "admin", "test").unwrap(); }
+                Op::Deduct(a) => {
+                    let r = wallet::deduct(&mut conn, user, a, "admin", "test");
+                    prop_assert_eq!(r.is_err(), before.total() < a);
+                }
+                Op::Submit(n) => {
+                    drop(conn);
+                    match submit(&app, user, n) {
+                        Ok(t) => ids.push(t.public_id),
+                        Err(AppError::InsufficientBalance(_)) => prop_assert!(before.total() < n as i64),
+                        Err(e) => panic!("{e:?}"),
+                    }
+                }
+                Op::Cancel(i) => {
+                    if let Some(id) = ids.get(i % ids.len().max(1)) {
+                        let _ = tasks::cancel(&mut conn, user, id);
+                    }
+                }
+                Op::Fail(_) => {
+                    if let Some(t) = tasks::claim(&mut conn, &app.config, "w").unwrap() {
+                        tasks::fail(&mut conn, &app.config, &t, Failure::Final { message: "no", raw: "no" }).unwrap();
+                    }
+                }
+                Op::Run => { drop(conn); app.engine.process_one("w").unwrap(); }
+            }
+            check(&app);
+        }
+    }
+}
+
+#[test]
+fn charging_takes_bonus_first_and_refunds_go_back_where_they_came_from() {
+    let (_dir, app, user) = app(3);
+    let mut conn = app.db.get().unwrap();
+    wallet::grant(&mut conn, user, 10, false, "admin", "test").unwrap();
+    let t = submit(&app, user, 4).unwrap();
+    let w = wallet::get(&conn, user).unwrap();
+    assert_eq!((w.balance, w.bonus), (9, 0), "3 from bonus, 1 from paid");
+    tasks::cancel(&mut conn, user, &t.public_id).unwrap();
+    let w = wallet::get(&conn, user).unwrap();
+    assert_eq!((w.balance, w.bonus), (10, 3));
+    // Canceling again refunds nothing more.
+    tasks::cancel(&mut conn, user, &t.public_id).unwrap();
+    assert_eq!(wallet::get(&conn, user).unwrap().total(), 13);
+    check(&app);
+}
+
+#[test]
+fn concurrent_submissions_cannot_overspend() {
+    let (_dir, app, user) = app(20);
+    let app = Arc::new(app);
+    let barrier = Arc::new(Barrier::new(40));
+    let handles: Vec<_> = (0..40)
+        .map(|_| {
+            let (app, barrier) = (app.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                submit(&app, user, 1)
+            })
+        })
+        .collect();
+    let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(ok, 20, "exactly as many as the balance pays for");
+    for r in results.iter().filter(|r| r.is_err()) {
+        assert!(matches!(r, Err(AppError::InsufficientBalance(_))), "{r:?}");
+    }
+    assert_eq!(
+        wallet::get(&app.db.get().unwrap(), user).unwrap().total(),
+        0
+    );
+    check(&app);
+}
+
+#[test]
+fn fail_cancel_and_lease_recovery_racing_refund_once() {
+    for round in 0..10 {
+        let (_dir, app, user) = app(10);
+        let app = Arc::new(app);
+        let t = submit(&app, user, 2).unwrap();
+        let claimed = tasks::claim(&mut app.db.get().unwrap(), &app.config, "w")
+            .unwrap()
+            .unwrap();
+        app.db
+            .get()
+            .unwrap()
+            .execute("UPDATE tasks SET lease_until = 1", [])
+            .unwrap();
+        let barrier = Arc::new(Barrier::new(3));
+        let mut handles = Vec::new();
+        {
+            let (app, barrier, task) = (app.clone(), barrier.clone(), claimed.clone());
+            handles.push(std::thread::spawn(move || {
+                barrier.wait();
+                let _ = tasks::fail(
+                    &mut app.db.get().unwrap(),
+                    &app.config,
+                    &task,
+                    Failure::Final {
+                        message: "x",
+                        raw: "x",
+                    },
+                );
+            }));
+        }
+        {
+            let (app, barrier, id) = (app.clone(), barrier.clone(), t.public_id.clone());
+            handles.push(std::thread::spawn(move || {
+                barrier.wait();
+                let _ = tasks::cancel(&mut app.db.get().unwrap(), user, &id);
+            }));
+        }
+        {
+            let (app, barrier) = (app.clone(), barrier.clone());
+            handles.push(std::thread::spawn(move || {
+                barrier.wait();
+                let mut conn = app.db.get().unwrap();
+                let _ = tasks::recover_leases(&mut conn, &app.config, i64::MAX);
+            }));
+        }
+        for h in handles {
+            h.join().unwrap();
+        }
+        let conn = app.db.get().unwrap();
+        let refunds: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM ledger WHERE kind = 'task_refund'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let status = tasks::get(&conn, user, &t.public_id).unwrap().task.status;
+        match status {
+            TaskStatus::Failed | TaskStatus::Canceled => {
+                assert_eq!(refunds, 1, "round {round}: {status:?}");
+                assert_eq!(wallet::get(&conn, user).unwrap().total(), 10);
+            }
+            // Recovery put it back in the queue: still charged, no refund.
+            TaskStatus::Queued => assert_eq!(refunds, 0, "round {round}"),
+            other => panic!("round {round}: {other:?}"),
+        }
+        check(&app);
+    }
+}
+
+#[test]
+fn partial_success_refunds_the_missing_images() {
+    let (_dir, app, user) = app(10);
+    let t = submit(&app, user, 4).unwrap();
+    let claimed = tasks::claim(&mut app.db.get().unwrap(), &app.config, "w")
+        .unwrap()
+        .unwrap();
+    let mut png = Vec::new();
+    image::RgbImage::from_pixel(8, 8, image::Rgb([1, 2, 3]))
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    let two: Vec<_> = (0..2)
+        .map(|_| novart::domain::assets::prepare_result(&png).unwrap())
+        .collect();
+    app.engine
+        .finish(&claimed, "w", Ok(("builtin".into(), two)))
+        .unwrap();
+    let conn = app.db.get().unwrap();
+    assert_eq!(
+        tasks::get(&conn, user, &t.public_id).unwrap().outputs.len(),
+        2
+    );
+    assert_eq!(
+        wallet::get(&conn, user).unwrap().total(),
+        8,
+        "charged 4, refunded 2"
+    );
+    check(&app);
+}
