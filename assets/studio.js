@@ -24,6 +24,15 @@
     var m = current();
     var n = parseInt(el("n").value, 10) || 1;
     el("cost-total").textContent = plural(m.price * n, "credit");
+    var available = parseInt(el("available").textContent, 10);
+    el("cost").classList.toggle("short", !isNaN(available) && m.price * n > available);
+  }
+
+  // Credits change on submit and on refunds: ask the server, never guess.
+  function refreshBalance() {
+    fetch("/api/v1/account", { credentials: "same-origin", headers: { "x-csrf-token": csrf } })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (a) { if (a) { el("available").textContent = a.available; updateCost(); } });
   }
 
   function fillResolutions() {
@@ -186,6 +195,7 @@
     }
     var before = card ? card.getAttribute("data-status") : null;
     refreshCard(t.id);
+    if (before && before !== t.status && (t.status === "failed" || t.status === "canceled" || t.status === "succeeded")) refreshBalance();
     if (before && before !== t.status) {
       if (t.status === "succeeded") toast("Your images are ready.", "success");
       if (t.status === "failed") toast(t.error || "A task failed.", "error");
@@ -224,7 +234,9 @@
       btn.disabled = false; spin.remove();
       if (!res.ok) {
         var e = res.body.error || {};
-        toast(e.message || "The task could not be created.", "error");
+        var extra = e.code === "insufficient_balance" ? " See your wallet for your credits." : "";
+        toast((e.message || "The task could not be created.") + extra, "error");
+        refreshBalance();
         var field = e.param && document.getElementById(e.param);
         if (field) {
           field.closest(".field") && field.closest(".field").classList.add("has-error");
@@ -234,6 +246,7 @@
         return;
       }
       toast("Queued: " + plural(res.body.n, "image") + " on the way.", "success");
+      refreshBalance();
       refreshCard(res.body.id);
       watch();
     }).catch(function () {

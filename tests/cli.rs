@@ -408,3 +408,104 @@ fn tasks_list_cancel_and_cleanup() {
         stdout(&o)
     );
 }
+
+#[test]
+fn credits_grant_deduct_show() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    novart_with_stdin(
+        d,
+        &[
+            "user",
+            "create",
+            "--email",
+            "c@example.com",
+            "--password-stdin",
+        ],
+        Some(PASSWORD),
+    );
+    let o = novart(
+        d,
+        &[
+            "credits",
+            "grant",
+            "c@example.com",
+            "50",
+            "--reason",
+            "paid by bank transfer #12",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("balance 50 + bonus 20 = 70"),
+        "{}",
+        stdout(&o)
+    );
+    let o = novart(
+        d,
+        &[
+            "credits",
+            "grant",
+            "c@example.com",
+            "5",
+            "--bonus",
+            "--reason",
+            "sorry for the outage",
+        ],
+    );
+    assert!(
+        stdout(&o).contains("balance 50 + bonus 25 = 75"),
+        "{}",
+        stdout(&o)
+    );
+    let o = novart(
+        d,
+        &[
+            "credits",
+            "deduct",
+            "c@example.com",
+            "60",
+            "--reason",
+            "chargeback",
+        ],
+    );
+    assert!(
+        stdout(&o).contains("balance 0 + bonus 15 = 15"),
+        "paid first: {}",
+        stdout(&o)
+    );
+    let o = novart(
+        d,
+        &[
+            "credits",
+            "deduct",
+            "c@example.com",
+            "16",
+            "--reason",
+            "too much",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("holds 15 credits"), "{}", stderr(&o));
+    let o = novart(
+        d,
+        &["credits", "grant", "c@example.com", "0", "--reason", "x"],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let o = novart(d, &["credits", "grant", "c@example.com", "5"]);
+    assert_eq!(o.status.code(), Some(2), "--reason is required");
+    let o = novart(d, &["credits", "show", "c@example.com", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(
+        (v["balance"].as_i64(), v["bonus"].as_i64()),
+        (Some(0), Some(15))
+    );
+    let ledger = v["ledger"].as_array().unwrap();
+    assert_eq!(ledger.len(), 4);
+    assert_eq!(ledger[0]["kind"], "admin_deduct");
+    assert_eq!(ledger[0]["reason"], "chargeback");
+    assert!(ledger[0]["actor"]
+        .as_str()
+        .unwrap()
+        .starts_with("admin:cli:"));
+}

@@ -268,3 +268,112 @@ fn partial_success_refunds_the_missing_images() {
     );
     check(&app);
 }
+
+mod http {
+    use super::common::TestApp;
+    use rocket::http::{ContentType, Header, Status};
+    use serde_json::{json, Value};
+
+    fn api_post(app: &TestApp, body: Value) -> (Status, Value) {
+        let token = app.csrf("/");
+        let r = app
+            .client
+            .post("/api/v1/tasks")
+            .header(Header::new("x-csrf-token", token))
+            .header(ContentType::JSON)
+            .body(body.to_string())
+            .dispatch();
+        let status = r.status();
+        (
+            status,
+            serde_json::from_str(&r.into_string().unwrap()).unwrap(),
+        )
+    }
+
+    fn account(app: &TestApp) -> Value {
+        let token = app.csrf("/");
+        let r = app
+            .client
+            .get("/api/v1/account")
+            .header(Header::new("x-csrf-token", token))
+            .dispatch();
+        serde_json::from_str(&r.into_string().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn the_api_refuses_with_402_and_the_wallet_shows_every_change() {
+        let app = TestApp::with(|c| {
+            c.queue.workers = 0;
+            c.billing.signup_bonus = 5;
+        });
+        app.signed_in_user("pay@example.com");
+        assert_eq!(account(&app)["available"], 5);
+        let (status, v) = api_post(&app, json!({"prompt": "four", "n": 4}));
+        assert_eq!(status, Status::Created);
+        assert_eq!(v["cost"], 4);
+        assert_eq!(account(&app)["available"], 1);
+        let (status, v) = api_post(&app, json!({"prompt": "two more", "n": 2}));
+        assert_eq!(status, Status::PaymentRequired);
+        assert_eq!(v["error"]["code"], "insufficient_balance");
+        assert!(v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("costs 2 credits"));
+        let n: i64 = app
+            .db()
+            .query_row("SELECT count(*) FROM tasks", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 1, "the refused task was not created");
+
+        // The studio form without JavaScript says the same, with the way to the wallet.
+        let r = app.submit(
+            "/studio",
+            "/studio",
+            &[("prompt", "x"), ("model", "novart-builtin"), ("n", "2")],
+        );
+        assert_eq!(r.status(), Status::PaymentRequired);
+        let body = r.into_string().unwrap();
+        assert!(body.contains("costs 2 credits") && body.contains("href=\"/wallet\""));
+
+        // Cancel: refunded, and the wallet lists charge and refund.
+        let id: String = app
+            .db()
+            .query_row("SELECT public_id FROM tasks", [], |r| r.get(0))
+            .unwrap();
+        let token = app.csrf("/");
+        app.client
+            .post(format!("/api/v1/tasks/{id}/cancel"))
+            .header(Header::new("x-csrf-token", token))
+            .dispatch();
+        assert_eq!(account(&app)["available"], 5);
+        let page = app.page("/wallet");
+        assert!(
+            page.contains("Welcome credits") && page.contains("Images") && page.contains("Refund")
+        );
+        assert!(page.contains("id=\"wallet-total\">5<"));
+        assert!(
+            app.page("/wallet?kind=task_refund").matches("<tr>").count() == 2,
+            "header + one row"
+        );
+
+        let r = app.get("/wallet/ledger.csv");
+        assert_eq!(
+            r.content_type().unwrap().to_string(),
+            "text/csv; charset=utf-8"
+        );
+        let csv = r.into_string().unwrap();
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(
+            lines[0],
+            "time_utc,kind,delta_balance,delta_bonus,balance_after,bonus_after,task,reason"
+        );
+        assert_eq!(lines.len(), 4, "{csv}");
+        // Newest first: the refund, the charge, the welcome credits.
+        assert!(lines[1].contains(",task_refund,0,4,0,5,"), "{csv}");
+        assert!(lines[2].contains(",task_charge,0,-4,0,1,"), "{csv}");
+        assert!(
+            lines[3].ends_with(",signup_bonus,0,5,0,5,,Welcome credits"),
+            "{csv}"
+        );
+    }
+}

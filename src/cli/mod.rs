@@ -1,6 +1,7 @@
 //! The admin command line. Each command group lives in its own file and calls
 //! the same domain functions as the web.
 
+mod credits;
 mod setup;
 mod tasks;
 mod user;
@@ -47,6 +48,9 @@ pub enum Command {
     /// Manage accounts.
     #[command(subcommand)]
     User(user::UserCmd),
+    /// Grant, deduct and inspect credits.
+    #[command(subcommand)]
+    Credits(credits::CreditsCmd),
     /// Look at and cancel generation tasks.
     #[command(subcommand)]
     Tasks(tasks::TasksCmd),
@@ -108,6 +112,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 Command::Migrate => setup::migrate(&config),
                 Command::User(cmd) => user::run(&config, cmd),
                 Command::Tasks(cmd) => tasks::run(&config, cmd),
+                Command::Credits(cmd) => credits::run(&config, cmd),
                 Command::Cleanup => tasks::cleanup(&config),
                 Command::Init { .. } => unreachable!("handled above"),
             },

@@ -107,6 +107,28 @@ fn models(app: &State<App>, _caller: Caller) -> ApiJson {
     ApiJson::ok(json!({ "object": "list", "data": data }))
 }
 
+/// The caller's account: who, and the credits available.
+#[get("/api/v1/account")]
+async fn account(app: &State<App>, caller: Caller) -> AppResult<ApiJson> {
+    let user = caller.user;
+    let (u, w) = app
+        .db
+        .run(move |conn| {
+            Ok((
+                crate::domain::accounts::by_id(conn, user)?,
+                crate::domain::wallet::get(conn, user)?,
+            ))
+        })
+        .await?;
+    Ok(ApiJson::ok(json!({
+        "email": u.email,
+        "display_name": u.display_name,
+        "balance": w.balance,
+        "bonus": w.bonus,
+        "available": w.total(),
+    })))
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CreateTask {
@@ -305,6 +327,7 @@ async fn events(
 pub fn routes() -> Vec<Route> {
     routes![
         models,
+        account,
         create_task,
         list_tasks,
         get_task,

@@ -13,6 +13,7 @@ mod pages;
 pub mod render;
 mod settings;
 mod studio;
+mod wallet;
 
 use rocket::{Build, Rocket};
 
@@ -30,6 +31,7 @@ pub fn mount(rocket: Rocket<Build>, app: App) -> Rocket<Build> {
         .mount("/", settings::routes())
         .mount("/", api::routes())
         .mount("/", studio::routes())
+        .mount("/", wallet::routes())
         .mount("/", media::routes())
         .mount("/assets", assets::routes())
         .register("/", catchers::catchers())

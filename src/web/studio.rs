@@ -120,10 +120,15 @@ async fn studio_page(
     error: Option<Value>,
 ) -> AppResult<Page> {
     let user = me.0.user.id;
-    let (views, _) = page
+    let (views, available) = page
         .app
         .db
-        .run(move |conn| tasks::list(conn, user, None, None, 24))
+        .run(move |conn| {
+            Ok((
+                tasks::list(conn, user, None, None, 24)?.0,
+                crate::domain::wallet::get(conn, user)?.total(),
+            ))
+        })
         .await?;
     let cards: Vec<Value> = views
         .iter()
@@ -147,6 +152,7 @@ async fn studio_page(
             .replace('&', "\\u0026"),
         "tasks": cards,
         "form": form,
+        "available": available,
         "max_upload_mb": page.app.config.storage.max_upload_bytes / 1_048_576,
         "reference_hours": page.app.config.storage.reference_retention_hours,
         "result_hours": page.app.config.storage.result_retention_hours,
@@ -224,21 +230,25 @@ async fn submit(
                 "Your task is queued.",
             )))
         }
-        Err(AppError::Invalid { field, message }) => {
+        Err(e @ (AppError::Invalid { .. } | AppError::InsufficientBalance(_))) => {
+            let (field, message, wallet) = match e {
+                AppError::Invalid { field, message } => (field, message, false),
+                other => (None, other.to_string(), true),
+            };
             let form = json!({
                 "prompt": f.prompt, "negative_prompt": f.negative_prompt, "model": f.model,
                 "aspect_ratio": f.aspect_ratio, "resolution": f.resolution, "n": f.n, "seed": f.seed,
                 "webhook_url": f.webhook_url,
             });
-            let error = json!({ "field": field, "message": message });
-            Ok(Err(studio_page(
-                &page,
-                &me,
-                Status::BadRequest,
-                form,
-                Some(error),
-            )
-            .await?))
+            let error = json!({ "field": field, "message": message, "wallet": wallet });
+            let status = if wallet {
+                Status::PaymentRequired
+            } else {
+                Status::BadRequest
+            };
+            Ok(Err(
+                studio_page(&page, &me, status, form, Some(error)).await?
+            ))
         }
         Err(e) => Err(e),
     }

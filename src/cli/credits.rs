@@ -1,0 +1,132 @@
+//! `novart credits grant|deduct|show`. Every change is a ledger row that
+//! records the admin (the operating-system user running the command) and the
+//! reason.
+
+use clap::Subcommand;
+use serde_json::json;
+
+use super::{fail, CliResult};
+use crate::config::Config;
+use crate::domain::{accounts, wallet};
+use crate::templates::format_time;
+use crate::App;
+
+#[derive(Debug, Subcommand)]
+pub enum CreditsCmd {
+    /// Add credits to an account (paid balance, or bonus with --bonus).
+    Grant {
+        email: String,
+        amount: i64,
+        #[arg(long)]
+        bonus: bool,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Remove credits (paid balance first, then bonus; never below zero).
+    Deduct {
+        email: String,
+        amount: i64,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Show an account's wallet and its latest ledger entries.
+    Show {
+        email: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Who is acting, as written in the ledger.
+fn actor() -> String {
+    let who = std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    format!("admin:cli:{who}")
+}
+
+pub fn run(config: &Config, cmd: CreditsCmd) -> CliResult {
+    let app = App::new(config.clone())?;
+    let mut conn = app.db.get()?;
+    let user_of = |conn: &rusqlite::Connection, email: &str| {
+        accounts::find(conn, email).map_err(|_| fail(1, format!("no account with e-mail {email}")))
+    };
+    match cmd {
+        CreditsCmd::Grant {
+            email,
+            amount,
+            bonus,
+            reason,
+        } => {
+            if reason.trim().is_empty() {
+                return Err(fail(2, "--reason must say why"));
+            }
+            let user = user_of(&conn, &email)?;
+            let w = wallet::grant(&mut conn, user.id, amount, bonus, &actor(), reason.trim())?;
+            println!(
+                "{}: balance {} + bonus {} = {} credits",
+                user.email,
+                w.balance,
+                w.bonus,
+                w.total()
+            );
+        }
+        CreditsCmd::Deduct {
+            email,
+            amount,
+            reason,
+        } => {
+            if reason.trim().is_empty() {
+                return Err(fail(2, "--reason must say why"));
+            }
+            let user = user_of(&conn, &email)?;
+            let w = wallet::deduct(&mut conn, user.id, amount, &actor(), reason.trim()).map_err(
+                |e| match e {
+                    crate::AppError::InsufficientBalance(m) => fail(1, m),
+                    other => other.into(),
+                },
+            )?;
+            println!(
+                "{}: balance {} + bonus {} = {} credits",
+                user.email,
+                w.balance,
+                w.bonus,
+                w.total()
+            );
+        }
+        CreditsCmd::Show { email, json } => {
+            let user = user_of(&conn, &email)?;
+            let w = wallet::get(&conn, user.id)?;
+            let entries = crate::db::ledger::entries(&conn, user.id, None, None, 20)?;
+            if json {
+                println!(
+                    "{}",
+                    json!({ "email": user.email, "balance": w.balance, "bonus": w.bonus, "ledger": entries })
+                );
+            } else {
+                println!(
+                    "{}: balance {} + bonus {} = {} credits",
+                    user.email,
+                    w.balance,
+                    w.bonus,
+                    w.total()
+                );
+                for e in entries {
+                    println!(
+                        "  {}  {:<15} {:>+6} paid {:>+6} bonus  → {} + {}  {} {}",
+                        format_time(e.created_at),
+                        e.kind,
+                        e.delta_balance,
+                        e.delta_bonus,
+                        e.balance_after,
+                        e.bonus_after,
+                        e.actor,
+                        e.reason
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,166 @@
+//! The wallet page: balances, the ledger with filter and pagination, and a
+//! CSV export of the ledger.
+
+use rocket::http::uri::Origin;
+use rocket::http::{ContentType, Header};
+use rocket::response::{self, Responder, Response};
+use rocket::{get, routes, Request, Route};
+use serde_json::json;
+
+use super::guards::CurrentUser;
+use super::render::{Page, PageCtx};
+use crate::db::ledger::{self, Entry};
+use crate::domain::wallet;
+use crate::error::AppResult;
+use crate::templates::format_time;
+
+fn query_param(uri: &Origin<'_>, name: &str) -> Option<String> {
+    uri.query()?
+        .segments()
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
+pub fn kind_label(kind: &str) -> &'static str {
+    match kind {
+        "signup_bonus" => "Welcome credits",
+        "redeem" => "Code redeemed",
+        "referral_reward" => "Referral reward",
+        "task_charge" => "Images",
+        "task_refund" => "Refund",
+        "admin_grant" => "Added by the operator",
+        "admin_deduct" => "Removed by the operator",
+        _ => "Other",
+    }
+}
+
+const PAGE: u32 = 50;
+
+#[get("/wallet")]
+async fn wallet_page(page: PageCtx<'_>, me: CurrentUser, uri: &Origin<'_>) -> AppResult<Page> {
+    let kind = query_param(uri, "kind").filter(|k| wallet::KINDS.contains(&k.as_str()));
+    let before = query_param(uri, "before").and_then(|b| b.parse::<i64>().ok());
+    let (user, k) = (me.0.user.id, kind.clone());
+    let (w, entries) = page
+        .app
+        .db
+        .run(move |conn| {
+            Ok((
+                wallet::get(conn, user)?,
+                ledger::entries(conn, user, k.as_deref(), before, PAGE)?,
+            ))
+        })
+        .await?;
+    let next = (entries.len() == PAGE as usize)
+        .then(|| entries.last().map(|e| e.id))
+        .flatten();
+    let rows: Vec<_> = entries
+        .iter()
+        .map(|e| {
+            json!({
+                "when": format_time(e.created_at),
+                "label": kind_label(&e.kind),
+                "change": e.delta_balance + e.delta_bonus,
+                "delta_balance": e.delta_balance,
+                "delta_bonus": e.delta_bonus,
+                "after": e.balance_after + e.bonus_after,
+                "task": e.task,
+                "reason": e.reason,
+            })
+        })
+        .collect();
+    let kinds: Vec<_> = wallet::KINDS
+        .iter()
+        .map(|k| json!({ "id": k, "label": kind_label(k) }))
+        .collect();
+    page.render(
+        "wallet.html",
+        json!({ "wallet": { "balance": w.balance, "bonus": w.bonus, "total": w.total() },
+                "entries": rows, "kinds": kinds, "kind": kind, "next": next }),
+    )
+}
+
+/// The whole ledger as CSV.
+pub struct Csv {
+    body: String,
+}
+
+impl<'r> Responder<'r, 'static> for Csv {
+    fn respond_to(self, _: &'r Request<'_>) -> response::Result<'static> {
+        Response::build()
+            .header(ContentType::new("text", "csv").with_params(("charset", "utf-8")))
+            .header(Header::new(
+                "Content-Disposition",
+                "attachment; filename=\"novart-ledger.csv\"",
+            ))
+            .header(Header::new("Cache-Control", "no-store"))
+            .sized_body(self.body.len(), std::io::Cursor::new(self.body))
+            .ok()
+    }
+}
+
+/// One CSV field: quoted when needed, and text that a spreadsheet would run
+/// as a formula is prefixed with an apostrophe.
+fn field(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{s}")
+    } else {
+        s.to_string()
+    };
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s
+    }
+}
+
+pub fn to_csv(entries: &[Entry]) -> String {
+    let mut out = String::from(
+        "time_utc,kind,delta_balance,delta_bonus,balance_after,bonus_after,task,reason\n",
+    );
+    for e in entries {
+        out.push_str(&format!(
+            "{},{},{},{},{},{},{},{}\n",
+            field(&format_time(e.created_at)),
+            field(&e.kind),
+            e.delta_balance,
+            e.delta_bonus,
+            e.balance_after,
+            e.bonus_after,
+            field(e.task.as_deref().unwrap_or("")),
+            field(&e.reason)
+        ));
+    }
+    out
+}
+
+#[get("/wallet/ledger.csv")]
+async fn ledger_csv(page: PageCtx<'_>, me: CurrentUser) -> AppResult<Csv> {
+    let user = me.0.user.id;
+    let entries = page
+        .app
+        .db
+        .run(move |conn| ledger::entries(conn, user, None, None, 1_000_000))
+        .await?;
+    Ok(Csv {
+        body: to_csv(&entries),
+    })
+}
+
+pub fn routes() -> Vec<Route> {
+    routes![wallet_page, ledger_csv]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::field;
+
+    #[test]
+    fn csv_fields_are_quoted_and_defused() {
+        assert_eq!(field("plain"), "plain");
+        assert_eq!(field("a,b"), "\"a,b\"");
+        assert_eq!(field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        assert_eq!(field("+1"), "'+1");
+    }
+}
