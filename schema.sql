@@ -190,3 +190,32 @@ END;
 CREATE TRIGGER ledger_no_delete BEFORE DELETE ON ledger WHEN (SELECT count(*) FROM users WHERE id = old.user_id) > 0 BEGIN
     SELECT RAISE(ABORT, 'ledger rows are immutable');
 END;
+
+-- Redemption / recharge codes, stored only as SHA-256 of their normalized
+-- text. `uses` moves by compare-and-swap, so a single-use code is redeemed
+-- once whatever the concurrency; `redemptions` (UNIQUE per code and user) and
+-- the ledger's idempotency key are the backstops.
+CREATE TABLE codes (
+    id         INTEGER PRIMARY KEY,
+    code_hash  TEXT NOT NULL UNIQUE,
+    hint       TEXT NOT NULL,
+    amount     INTEGER NOT NULL CHECK (amount > 0),
+    bucket     TEXT NOT NULL CHECK (bucket IN ('balance', 'bonus')),
+    max_uses   INTEGER NOT NULL CHECK (max_uses >= 1),
+    uses       INTEGER NOT NULL DEFAULT 0,
+    batch      TEXT,
+    expires_at INTEGER,
+    revoked_at INTEGER,
+    created_at INTEGER NOT NULL,
+    created_by TEXT NOT NULL,
+    CHECK (uses >= 0 AND uses <= max_uses)
+) STRICT;
+CREATE INDEX codes_batch ON codes(batch);
+
+CREATE TABLE redemptions (
+    id         INTEGER PRIMARY KEY,
+    code_id    INTEGER NOT NULL REFERENCES codes(id),
+    user_id    INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    created_at INTEGER NOT NULL,
+    UNIQUE (code_id, user_id)
+) STRICT;

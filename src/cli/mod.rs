@@ -1,6 +1,7 @@
 //! The admin command line. Each command group lives in its own file and calls
 //! the same domain functions as the web.
 
+mod codes;
 mod credits;
 mod setup;
 mod tasks;
@@ -48,6 +49,9 @@ pub enum Command {
     /// Manage accounts.
     #[command(subcommand)]
     User(user::UserCmd),
+    /// Create, list and revoke redemption codes.
+    #[command(subcommand)]
+    Codes(codes::CodesCmd),
     /// Grant, deduct and inspect credits.
     #[command(subcommand)]
     Credits(credits::CreditsCmd),
@@ -113,6 +117,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 Command::User(cmd) => user::run(&config, cmd),
                 Command::Tasks(cmd) => tasks::run(&config, cmd),
                 Command::Credits(cmd) => credits::run(&config, cmd),
+                Command::Codes(cmd) => codes::run(&config, cmd),
                 Command::Cleanup => tasks::cleanup(&config),
                 Command::Init { .. } => unreachable!("handled above"),
             },

@@ -2,6 +2,7 @@
 //! functions per table. Nothing here knows about HTTP.
 
 pub mod assets;
+pub mod codes;
 pub mod ledger;
 pub mod meta;
 pub mod migrate;

@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod assets;
 pub mod catalog;
+pub mod codes;
 pub mod csrf;
 pub mod passwords;
 pub mod retention;

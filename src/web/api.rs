@@ -131,6 +131,26 @@ async fn account(app: &State<App>, caller: Caller) -> AppResult<ApiJson> {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RedeemBody {
+    code: String,
+}
+
+/// Redeems a code: `{code}` → `{credited, balance, bonus}`.
+#[post("/api/v1/redeem", data = "<data>")]
+async fn redeem(app: &State<App>, caller: Caller, data: Data<'_>) -> AppResult<ApiJson> {
+    let body: RedeemBody = read_json(data, 4096).await?;
+    let user = caller.user;
+    let r = app
+        .db
+        .run(move |conn| crate::domain::codes::redeem(conn, user, &body.code))
+        .await?;
+    Ok(ApiJson::ok(
+        json!({ "credited": r.credited, "balance": r.wallet.balance, "bonus": r.wallet.bonus }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct CreateTask {
     prompt: Option<String>,
     negative_prompt: Option<String>,
@@ -328,6 +348,7 @@ pub fn routes() -> Vec<Route> {
     routes![
         models,
         account,
+        redeem,
         create_task,
         list_tasks,
         get_task,

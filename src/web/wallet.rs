@@ -7,7 +7,12 @@ use rocket::response::{self, Responder, Response};
 use rocket::{get, routes, Request, Route};
 use serde_json::json;
 
-use super::guards::CurrentUser;
+use rocket::http::Status;
+use rocket::post;
+use rocket::response::{Flash, Redirect};
+
+use super::auth::csrf_form;
+use super::guards::{CsrfForm, CsrfProtected, CurrentUser};
 use super::render::{Page, PageCtx};
 use crate::db::ledger::{self, Entry};
 use crate::domain::wallet;
@@ -36,10 +41,67 @@ pub fn kind_label(kind: &str) -> &'static str {
 
 const PAGE: u32 = 50;
 
+csrf_form!(RedeemForm { code });
+
 #[get("/wallet")]
 async fn wallet_page(page: PageCtx<'_>, me: CurrentUser, uri: &Origin<'_>) -> AppResult<Page> {
-    let kind = query_param(uri, "kind").filter(|k| wallet::KINDS.contains(&k.as_str()));
-    let before = query_param(uri, "before").and_then(|b| b.parse::<i64>().ok());
+    render_wallet(
+        &page,
+        &me,
+        uri.query().is_some().then_some(uri),
+        Status::Ok,
+        serde_json::Value::Null,
+    )
+    .await
+}
+
+#[post("/wallet/redeem", data = "<form>")]
+async fn redeem(
+    page: PageCtx<'_>,
+    me: CurrentUser,
+    form: CsrfForm<RedeemForm>,
+) -> AppResult<Result<Flash<Redirect>, Page>> {
+    let (user, code) = (me.0.user.id, form.0.code);
+    let c = code.clone();
+    match page
+        .app
+        .db
+        .run(move |conn| crate::domain::codes::redeem(conn, user, &c))
+        .await
+    {
+        Ok(r) => Ok(Ok(Flash::success(
+            Redirect::to("/wallet"),
+            format!(
+                "Code redeemed: {} {}credits added.",
+                r.credited,
+                if r.bonus { "bonus " } else { "" }
+            ),
+        ))),
+        Err(crate::AppError::Invalid { field, message }) => {
+            let error = json!({ "field": field, "message": message, "code": code });
+            Ok(Err(render_wallet(
+                &page,
+                &me,
+                None,
+                Status::BadRequest,
+                error,
+            )
+            .await?))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn render_wallet(
+    page: &PageCtx<'_>,
+    me: &CurrentUser,
+    uri: Option<&Origin<'_>>,
+    status: Status,
+    error: serde_json::Value,
+) -> AppResult<Page> {
+    let uri_param = |name: &str| uri.and_then(|u| query_param(u, name));
+    let kind = uri_param("kind").filter(|k| wallet::KINDS.contains(&k.as_str()));
+    let before = uri_param("before").and_then(|b| b.parse::<i64>().ok());
     let (user, k) = (me.0.user.id, kind.clone());
     let (w, entries) = page
         .app
@@ -73,11 +135,13 @@ async fn wallet_page(page: PageCtx<'_>, me: CurrentUser, uri: &Origin<'_>) -> Ap
         .iter()
         .map(|k| json!({ "id": k, "label": kind_label(k) }))
         .collect();
-    page.render(
-        "wallet.html",
-        json!({ "wallet": { "balance": w.balance, "bonus": w.bonus, "total": w.total() },
-                "entries": rows, "kinds": kinds, "kind": kind, "next": next }),
-    )
+    let mut values = json!({ "wallet": { "balance": w.balance, "bonus": w.bonus, "total": w.total() },
+            "entries": rows, "kinds": kinds, "kind": kind, "next": next });
+    if !error.is_null() {
+        values["form"] = json!({ "code": error["code"] });
+        values["error"] = error;
+    }
+    page.render_status(status, "wallet.html", values)
 }
 
 /// The whole ledger as CSV.
@@ -148,7 +212,7 @@ async fn ledger_csv(page: PageCtx<'_>, me: CurrentUser) -> AppResult<Csv> {
 }
 
 pub fn routes() -> Vec<Route> {
-    routes![wallet_page, ledger_csv]
+    routes![wallet_page, redeem, ledger_csv]
 }
 
 #[cfg(test)]

@@ -1,0 +1,166 @@
+//! `novart codes create|list|revoke`. `create` prints one code per line on
+//! stdout and nothing else there, so scripts can read them.
+
+use clap::Subcommand;
+use serde_json::json;
+
+use super::{fail, CliResult};
+use crate::config::Config;
+use crate::domain::codes::{self, NewCodes};
+use crate::templates::format_time;
+use crate::App;
+
+#[derive(Debug, Subcommand)]
+pub enum CodesCmd {
+    /// Create codes worth AMOUNT credits each.
+    Create {
+        #[arg(long)]
+        amount: i64,
+        #[arg(long, default_value_t = 1)]
+        count: u32,
+        /// Credit the bonus bucket instead of the paid balance.
+        #[arg(long)]
+        bonus: bool,
+        /// How long the codes work, e.g. 30d, 12h, 45m (default: no expiry).
+        #[arg(long)]
+        expires: Option<String>,
+        /// How many accounts can redeem each code.
+        #[arg(long, default_value_t = 1)]
+        max_uses: i64,
+        /// A name to list or revoke the codes together.
+        #[arg(long)]
+        batch: Option<String>,
+    },
+    /// List codes (their last 4 characters; the codes themselves are not stored).
+    List {
+        #[arg(long)]
+        batch: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Withdraw a code, or every code of a batch.
+    Revoke {
+        code: Option<String>,
+        #[arg(long, conflicts_with = "code")]
+        batch: Option<String>,
+    },
+}
+
+/// "30d" / "12h" / "45m" / "90s" → seconds.
+pub fn parse_duration(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.len().checked_sub(1)?);
+    let n: i64 = num.parse().ok().filter(|n| *n > 0)?;
+    let mult = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+fn status(c: &crate::db::codes::Code) -> &'static str {
+    if c.revoked_at.is_some() {
+        "revoked"
+    } else if c.expires_at.is_some_and(|e| e <= crate::domain::now()) {
+        "expired"
+    } else if c.uses >= c.max_uses {
+        "used"
+    } else {
+        "active"
+    }
+}
+
+pub fn run(config: &Config, cmd: CodesCmd) -> CliResult {
+    let app = App::new(config.clone())?;
+    let mut conn = app.db.get()?;
+    match cmd {
+        CodesCmd::Create {
+            amount,
+            count,
+            bonus,
+            expires,
+            max_uses,
+            batch,
+        } => {
+            let expires_at = match expires {
+                None => None,
+                Some(e) => Some(
+                    crate::domain::now()
+                        + parse_duration(&e).ok_or_else(|| {
+                            fail(
+                                2,
+                                format!("--expires {e:?}: use a number and s, m, h or d, like 30d"),
+                            )
+                        })?,
+                ),
+            };
+            let actor = format!(
+                "admin:cli:{}",
+                std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+            );
+            let req = NewCodes {
+                amount,
+                count,
+                bonus,
+                max_uses,
+                expires_at,
+                batch: batch.as_deref(),
+                actor: &actor,
+            };
+            for code in codes::create(&mut conn, &req)? {
+                println!("{code}");
+            }
+        }
+        CodesCmd::List { batch, json } => {
+            let list = codes::list(&conn, batch.as_deref())?;
+            if json {
+                let v: Vec<_> = list
+                    .iter()
+                    .map(|c| {
+                        let mut v = json!(c);
+                        v["status"] = json!(status(c));
+                        v
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Array(v));
+            } else if list.is_empty() {
+                println!("no codes");
+            } else {
+                println!(
+                    "{:<10} {:>7} {:<8} {:>9} {:<8} {:<16} {:<21} CREATED",
+                    "CODE", "AMOUNT", "BUCKET", "USES", "STATUS", "BATCH", "EXPIRES"
+                );
+                for c in &list {
+                    println!(
+                        "…{:<9} {:>7} {:<8} {:>9} {:<8} {:<16} {:<21} {}",
+                        c.hint,
+                        c.amount,
+                        c.bucket,
+                        format!("{}/{}", c.uses, c.max_uses),
+                        status(c),
+                        c.batch.as_deref().unwrap_or("-"),
+                        c.expires_at
+                            .map(format_time)
+                            .unwrap_or_else(|| "never".into()),
+                        format_time(c.created_at)
+                    );
+                }
+            }
+        }
+        CodesCmd::Revoke { code, batch } => {
+            let n = match (code, batch) {
+                (Some(code), None) => codes::revoke_code(&mut conn, &code)?,
+                (None, Some(batch)) => codes::revoke_batch(&mut conn, &batch)?,
+                _ => return Err(fail(2, "give a CODE or --batch NAME")),
+            };
+            if n == 0 {
+                return Err(fail(1, "no active code matched"));
+            }
+            println!("revoked {n} code(s)");
+        }
+    }
+    Ok(())
+}

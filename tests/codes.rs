@@ -1,0 +1,266 @@
+//! Redemption codes: exactly once under concurrency, distinct answers, and
+//! the web, API and CLI ways in.
+
+mod common;
+
+use std::sync::{Arc, Barrier};
+
+use common::TestApp;
+use novart::domain::codes::{self, NewCodes};
+use novart::domain::wallet;
+use novart::model::{Role, UserId};
+use novart::{App, AppError};
+use rocket::http::{ContentType, Header, Status};
+
+fn setup() -> (tempfile::TempDir, App) {
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::new(novart::Config::for_data_dir(dir.path())).unwrap();
+    (dir, app)
+}
+
+/// Users made straight in the database (no bcrypt), for many-user tests.
+fn users(app: &App, n: usize) -> Vec<UserId> {
+    let conn = app.db.get().unwrap();
+    (0..n)
+        .map(|i| {
+            novart::db::users::insert(
+                &conn,
+                &novart::db::users::NewUser {
+                    email: &format!("r{i}@example.com"),
+                    display_name: "R",
+                    password_hash: "x",
+                    role: Role::User,
+                    verified_at: Some(1),
+                    referral_code: &format!("REF{i:05}"),
+                    referred_by: None,
+                    registration_ip: None,
+                    now: 1,
+                },
+            )
+            .unwrap()
+            .unwrap()
+        })
+        .collect()
+}
+
+fn make(app: &App, amount: i64, max_uses: i64, bonus: bool) -> String {
+    let req = NewCodes {
+        amount,
+        count: 1,
+        bonus,
+        max_uses,
+        expires_at: None,
+        batch: None,
+        actor: "test",
+    };
+    codes::create(&mut app.db.get().unwrap(), &req)
+        .unwrap()
+        .remove(0)
+}
+
+fn message(r: Result<codes::Redeemed, AppError>) -> String {
+    match r {
+        Err(AppError::Invalid {
+            field: Some("code"),
+            message,
+        }) => message,
+        other => panic!("expected a code error, got {other:?}"),
+    }
+}
+
+#[test]
+fn sixty_four_threads_one_single_use_code_one_success_per_round() {
+    let (_dir, app) = setup();
+    let app = Arc::new(app);
+    let people = users(&app, 64);
+    for round in 0..8 {
+        let code = make(&app, 10, 1, false);
+        let barrier = Arc::new(Barrier::new(64));
+        let handles: Vec<_> = people
+            .iter()
+            .map(|&u| {
+                let (app, barrier, code) = (app.clone(), barrier.clone(), code.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    // 64 threads share a pool of 16 connections: take one after the start.
+                    let mut conn = app.db.get().unwrap();
+                    codes::redeem(&mut conn, u, &code)
+                })
+            })
+            .collect();
+        let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        assert_eq!(
+            results.iter().filter(|r| r.is_ok()).count(),
+            1,
+            "round {round}"
+        );
+        for r in results.into_iter().filter(|r| r.is_err()) {
+            assert_eq!(
+                message(r),
+                "This code has already been used.",
+                "round {round}: no SQLITE_BUSY reaches a user"
+            );
+        }
+    }
+    let conn = app.db.get().unwrap();
+    let total: i64 = conn
+        .query_row("SELECT sum(balance) FROM wallets", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(total, 80, "8 rounds × 10 credits, once each");
+    assert!(novart::db::ledger::mismatches(&conn).unwrap().is_empty());
+}
+
+#[test]
+fn each_refusal_has_its_own_message() {
+    let (_dir, app) = setup();
+    let u = users(&app, 3);
+    let mut conn = app.db.get().unwrap();
+    assert!(message(codes::redeem(&mut conn, u[0], "hello")).contains("does not exist"));
+    assert!(
+        message(codes::redeem(&mut conn, u[0], "NVA-2222-3333-4444-5555"))
+            .contains("does not exist")
+    );
+
+    let code = make(&app, 7, 1, false);
+    let r = codes::redeem(&mut conn, u[0], &code.to_lowercase().replace('-', " ")).unwrap();
+    assert_eq!((r.credited, r.wallet.balance), (7, 7));
+    assert_eq!(
+        message(codes::redeem(&mut conn, u[0], &code)),
+        "You have already redeemed this code."
+    );
+    assert_eq!(
+        message(codes::redeem(&mut conn, u[1], &code)),
+        "This code has already been used."
+    );
+
+    let code = make(&app, 5, 1, false);
+    conn.execute(
+        "UPDATE codes SET expires_at = 1000 WHERE id = (SELECT max(id) FROM codes)",
+        [],
+    )
+    .unwrap();
+    assert!(message(codes::redeem(&mut conn, u[0], &code))
+        .starts_with("This code expired on 1970-01-01"));
+
+    let code = make(&app, 5, 1, false);
+    assert_eq!(codes::revoke_code(&mut conn, &code).unwrap(), 1);
+    assert!(message(codes::redeem(&mut conn, u[0], &code)).contains("withdrawn"));
+
+    // Multi-use codes: each account once, up to max_uses.
+    let code = make(&app, 3, 2, true);
+    let r = codes::redeem(&mut conn, u[0], &code).unwrap();
+    assert!(r.bonus);
+    assert_eq!(r.wallet.bonus, 3);
+    codes::redeem(&mut conn, u[1], &code).unwrap();
+    assert_eq!(
+        message(codes::redeem(&mut conn, u[2], &code)),
+        "This code has already been used."
+    );
+    assert!(novart::db::ledger::mismatches(&conn).unwrap().is_empty());
+    assert_eq!(wallet::get(&conn, u[2]).unwrap().total(), 0);
+
+    // Codes are stored only as digests.
+    let dump = std::fs::read(app.config.db_path()).unwrap();
+    let raw = code.replace("NVA-", "").replace('-', "");
+    assert!(!dump.windows(raw.len()).any(|w| w == raw.as_bytes()));
+}
+
+#[test]
+fn redeem_on_the_wallet_page_and_through_the_api() {
+    let app = TestApp::with(|c| c.billing.signup_bonus = 0);
+    app.signed_in_user("redeem@example.com");
+    let engine_app = app.client.rocket().state::<App>().unwrap();
+    let code = make(engine_app, 25, 1, false);
+    let r = app.submit("/wallet", "/wallet/redeem", &[("code", &code)]);
+    assert_eq!(r.status(), Status::SeeOther);
+    let page = app.page("/wallet");
+    assert!(page.contains("Code redeemed: 25 credits added."));
+    assert!(page.contains("id=\"wallet-total\">25<"));
+    let r = app.submit("/wallet", "/wallet/redeem", &[("code", &code)]);
+    assert_eq!(r.status(), Status::BadRequest);
+    assert!(r
+        .into_string()
+        .unwrap()
+        .contains("You have already redeemed this code."));
+
+    let code = make(engine_app, 4, 1, true);
+    let token = app.csrf("/");
+    let r = app
+        .client
+        .post("/api/v1/redeem")
+        .header(Header::new("x-csrf-token", token.clone()))
+        .header(ContentType::JSON)
+        .body(serde_json::json!({ "code": code }).to_string())
+        .dispatch();
+    assert_eq!(r.status(), Status::Ok);
+    let v: serde_json::Value = serde_json::from_str(&r.into_string().unwrap()).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({"credited": 4, "balance": 25, "bonus": 4})
+    );
+    let r = app
+        .client
+        .post("/api/v1/redeem")
+        .header(Header::new("x-csrf-token", token))
+        .header(ContentType::JSON)
+        .body(r#"{"code": "NVA-NOPE"}"#)
+        .dispatch();
+    assert_eq!(r.status(), Status::BadRequest);
+    let v: serde_json::Value = serde_json::from_str(&r.into_string().unwrap()).unwrap();
+    assert_eq!(v["error"]["param"], "code");
+}
+
+#[test]
+fn codes_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let o = common::novart(
+        d,
+        &[
+            "codes",
+            "create",
+            "--amount",
+            "10",
+            "--count",
+            "3",
+            "--batch",
+            "spring",
+            "--expires",
+            "30d",
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8(o.stdout).unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "one code per line and nothing else: {out}");
+    for l in &lines {
+        assert!(
+            codes::normalize(l).is_some() && l.starts_with("NVA-") && l.len() == 23,
+            "{l}"
+        );
+        assert!(
+            !l.contains(['0', 'O', '1', 'I', 'L']) || l.starts_with("NVA-"),
+            "{l}"
+        );
+        assert!(!l[4..].contains(['0', 'O', '1', 'I', 'L']), "{l}");
+    }
+    let o = common::novart(d, &["codes", "list", "--batch", "spring", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 3);
+    assert_eq!(v[0]["status"], "active");
+    assert!(v[0].get("code_hash").is_none());
+
+    let o = common::novart(d, &["codes", "revoke", lines[0]]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("revoked 1 code(s)"));
+    let o = common::novart(d, &["codes", "revoke", "--batch", "spring"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("revoked 2 code(s)"));
+    let o = common::novart(d, &["codes", "revoke", "--batch", "spring"]);
+    assert_eq!(o.status.code(), Some(1), "nothing left to revoke");
+    let o = common::novart(
+        d,
+        &["codes", "create", "--amount", "10", "--expires", "soon"],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let o = common::novart(d, &["codes", "create", "--amount", "0"]);
+    assert_eq!(o.status.code(), Some(2));
+}
