@@ -509,3 +509,51 @@ fn credits_grant_deduct_show() {
         .unwrap()
         .starts_with("admin:cli:"));
 }
+
+#[test]
+fn doctor_passes_a_healthy_database_and_names_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let config = novart::Config::for_data_dir(&d.join("data"));
+    let (app, user) = common::app_with_user(&config, "doc@example.com");
+    let input = novart::domain::tasks::NewTaskInput {
+        prompt: "checkup".into(),
+        model: "novart-builtin".into(),
+        ..Default::default()
+    };
+    novart::domain::tasks::submit(
+        &mut app.db.get().unwrap(),
+        &app.engine.catalog,
+        user,
+        &input,
+    )
+    .unwrap();
+    assert!(app.engine.process_one("w").unwrap());
+
+    let o = novart(d, &["doctor"]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("everything adds up"));
+
+    // A wallet changed behind the ledger's back, and a stored image lost.
+    let conn = app.db.get().unwrap();
+    conn.execute("UPDATE wallets SET balance = balance + 100", [])
+        .unwrap();
+    let path: String = conn
+        .query_row("SELECT path FROM assets LIMIT 1", [], |r| r.get(0))
+        .unwrap();
+    std::fs::remove_file(config.storage.data_dir.join(&path)).unwrap();
+    // The ledger itself cannot be edited.
+    assert!(conn
+        .execute("UPDATE ledger SET delta_bonus = 1000", [])
+        .is_err());
+
+    let o = novart(d, &["doctor"]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = stdout(&o);
+    assert!(out.contains("PROBLEM ledger reconciliation"), "{out}");
+    assert!(out.contains("wallet 100 paid"), "{out}");
+    assert!(out.contains("PROBLEM stored files"), "{out}");
+    let o = novart(d, &["doctor", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["ok"], false);
+}

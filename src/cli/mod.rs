@@ -60,6 +60,11 @@ pub enum Command {
     Tasks(tasks::TasksCmd),
     /// Run the retention sweep now (expired images, orphans, sessions).
     Cleanup,
+    /// Check the database, the ledger and the queue (exit 1 on a problem).
+    Doctor {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// A failed command: the message goes to stderr as one line.
@@ -119,6 +124,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 Command::Credits(cmd) => credits::run(&config, cmd),
                 Command::Codes(cmd) => codes::run(&config, cmd),
                 Command::Cleanup => tasks::cleanup(&config),
+                Command::Doctor { json } => setup::doctor(&config, json),
                 Command::Init { .. } => unreachable!("handled above"),
             },
         },

@@ -96,3 +96,33 @@ pub fn init(dir: Option<PathBuf>, force: bool) -> CliResult {
     );
     Ok(())
 }
+
+pub fn doctor(config: &Config, json: bool) -> CliResult {
+    let app = crate::App::new(config.clone())?;
+    let conn = app.db.get()?;
+    let checks = crate::domain::doctor::run(&conn, config)?;
+    let ok = checks.iter().all(|c| c.ok);
+    if json {
+        println!("{}", serde_json::json!({ "ok": ok, "checks": checks }));
+    } else {
+        for c in &checks {
+            println!("{} {}", if c.ok { "ok     " } else { "PROBLEM" }, c.name);
+            for d in &c.details {
+                println!("        {d}");
+            }
+        }
+        println!(
+            "{}",
+            if ok {
+                "everything adds up"
+            } else {
+                "problems found"
+            }
+        );
+    }
+    if ok {
+        Ok(())
+    } else {
+        Err(fail(1, "doctor found problems (see above)"))
+    }
+}

@@ -6,6 +6,7 @@ pub mod assets;
 pub mod catalog;
 pub mod codes;
 pub mod csrf;
+pub mod doctor;
 pub mod passwords;
 pub mod retention;
 pub mod secrets;
