@@ -84,7 +84,7 @@ fn sixty_four_threads_one_single_use_code_one_success_per_round() {
                     barrier.wait();
                     // 64 threads share a pool of 16 connections: take one after the start.
                     let mut conn = app.db.get().unwrap();
-                    codes::redeem(&mut conn, u, &code)
+                    codes::redeem(&mut conn, &app.config, u, &code)
                 })
             })
             .collect();
@@ -115,21 +115,32 @@ fn each_refusal_has_its_own_message() {
     let (_dir, app) = setup();
     let u = users(&app, 3);
     let mut conn = app.db.get().unwrap();
-    assert!(message(codes::redeem(&mut conn, u[0], "hello")).contains("does not exist"));
     assert!(
-        message(codes::redeem(&mut conn, u[0], "NVA-2222-3333-4444-5555"))
-            .contains("does not exist")
+        message(codes::redeem(&mut conn, &app.config, u[0], "hello")).contains("does not exist")
     );
+    assert!(message(codes::redeem(
+        &mut conn,
+        &app.config,
+        u[0],
+        "NVA-2222-3333-4444-5555"
+    ))
+    .contains("does not exist"));
 
     let code = make(&app, 7, 1, false);
-    let r = codes::redeem(&mut conn, u[0], &code.to_lowercase().replace('-', " ")).unwrap();
+    let r = codes::redeem(
+        &mut conn,
+        &app.config,
+        u[0],
+        &code.to_lowercase().replace('-', " "),
+    )
+    .unwrap();
     assert_eq!((r.credited, r.wallet.balance), (7, 7));
     assert_eq!(
-        message(codes::redeem(&mut conn, u[0], &code)),
+        message(codes::redeem(&mut conn, &app.config, u[0], &code)),
         "You have already redeemed this code."
     );
     assert_eq!(
-        message(codes::redeem(&mut conn, u[1], &code)),
+        message(codes::redeem(&mut conn, &app.config, u[1], &code)),
         "This code has already been used."
     );
 
@@ -139,21 +150,21 @@ fn each_refusal_has_its_own_message() {
         [],
     )
     .unwrap();
-    assert!(message(codes::redeem(&mut conn, u[0], &code))
+    assert!(message(codes::redeem(&mut conn, &app.config, u[0], &code))
         .starts_with("This code expired on 1970-01-01"));
 
     let code = make(&app, 5, 1, false);
     assert_eq!(codes::revoke_code(&mut conn, &code).unwrap(), 1);
-    assert!(message(codes::redeem(&mut conn, u[0], &code)).contains("withdrawn"));
+    assert!(message(codes::redeem(&mut conn, &app.config, u[0], &code)).contains("withdrawn"));
 
     // Multi-use codes: each account once, up to max_uses.
     let code = make(&app, 3, 2, true);
-    let r = codes::redeem(&mut conn, u[0], &code).unwrap();
+    let r = codes::redeem(&mut conn, &app.config, u[0], &code).unwrap();
     assert!(r.bonus);
     assert_eq!(r.wallet.bonus, 3);
-    codes::redeem(&mut conn, u[1], &code).unwrap();
+    codes::redeem(&mut conn, &app.config, u[1], &code).unwrap();
     assert_eq!(
-        message(codes::redeem(&mut conn, u[2], &code)),
+        message(codes::redeem(&mut conn, &app.config, u[2], &code)),
         "This code has already been used."
     );
     assert!(novart::db::ledger::mismatches(&conn).unwrap().is_empty());
@@ -263,4 +274,127 @@ fn codes_from_the_cli() {
     assert_eq!(o.status.code(), Some(2));
     let o = common::novart(d, &["codes", "create", "--amount", "0"]);
     assert_eq!(o.status.code(), Some(2));
+}
+
+fn invited_user(app: &App, i: usize, referrer: UserId, ip: &str) -> UserId {
+    let conn = app.db.get().unwrap();
+    novart::db::users::insert(
+        &conn,
+        &novart::db::users::NewUser {
+            email: &format!("invitee{i}@example.com"),
+            display_name: "I",
+            password_hash: "x",
+            role: Role::User,
+            verified_at: Some(1),
+            referral_code: &format!("INV{i:05}"),
+            referred_by: Some(referrer),
+            registration_ip: Some(ip),
+            now: 1,
+        },
+    )
+    .unwrap()
+    .unwrap()
+}
+
+#[test]
+fn referral_rewards_pay_once_and_resist_abuse() {
+    let (_dir, app) = setup();
+    let referrer = users(&app, 1)[0];
+    app.db
+        .get()
+        .unwrap()
+        .execute(
+            "UPDATE users SET registration_ip = '203.0.113.1' WHERE id = ?1",
+            [referrer],
+        )
+        .unwrap();
+    let reward = app.config.billing.referral_reward as i64;
+    let bonus = |u| wallet::get(&app.db.get().unwrap(), u).unwrap().bonus;
+
+    // A bonus code does not trigger it; the first paid code does, once.
+    let a = invited_user(&app, 1, referrer, "198.51.100.1");
+    let mut conn = app.db.get().unwrap();
+    codes::redeem(&mut conn, &app.config, a, &make(&app, 5, 1, true)).unwrap();
+    assert_eq!(bonus(referrer), 0);
+    codes::redeem(&mut conn, &app.config, a, &make(&app, 5, 1, false)).unwrap();
+    assert_eq!(bonus(referrer), reward);
+    codes::redeem(&mut conn, &app.config, a, &make(&app, 5, 1, false)).unwrap();
+    assert_eq!(
+        bonus(referrer),
+        reward,
+        "a second paid code pays nothing more"
+    );
+    // Even if the trigger fired again, the ledger key stops a second reward.
+    let tx = conn.transaction().unwrap();
+    let again = novart::domain::referrals::on_event(
+        &tx,
+        &app.config,
+        a,
+        novart::config::ReferralTrigger::FirstRedeem,
+        novart::domain::now(),
+    )
+    .unwrap();
+    tx.commit().unwrap();
+    assert_eq!(again, 0);
+
+    // Registered from the referrer's own IP: a self-referral, no reward.
+    let own = invited_user(&app, 2, referrer, "203.0.113.1");
+    codes::redeem(&mut conn, &app.config, own, &make(&app, 5, 1, false)).unwrap();
+    assert_eq!(bonus(referrer), reward);
+
+    // Per-IP daily cap: 3 rewarded invitees from one IP, the 4th is not.
+    for i in 0..4 {
+        let u = invited_user(&app, 10 + i, referrer, "192.0.2.77");
+        codes::redeem(&mut conn, &app.config, u, &make(&app, 5, 1, false)).unwrap();
+    }
+    assert_eq!(bonus(referrer), reward * 4, "1 + 3 capped");
+    let invitees = novart::domain::referrals::invitees(&conn, referrer).unwrap();
+    assert_eq!(invitees.len(), 6);
+    assert_eq!(invitees.iter().filter(|i| i.rewarded).count(), 4);
+    assert!(invitees
+        .iter()
+        .all(|i| i.email.starts_with('i') && i.email.contains("*@example.com")));
+    assert!(novart::db::ledger::mismatches(&conn).unwrap().is_empty());
+}
+
+#[test]
+fn referral_on_verification_through_the_web() {
+    let app = TestApp::with(|c| {
+        c.billing.referral_trigger = novart::config::ReferralTrigger::Verification;
+        c.billing.referral_reward = 7;
+    });
+    app.signed_in_user("host@example.com");
+    let code: String = app
+        .db()
+        .query_row("SELECT referral_code FROM users", [], |r| r.get(0))
+        .unwrap();
+    assert!(app
+        .page("/wallet")
+        .contains(&format!("register?ref={code}")));
+    app.submit("/", "/logout", &[]);
+    // Registered from another address than the referrer's (the test client has none: both NULL).
+    let r = app.submit(
+        "/register",
+        "/register",
+        &[
+            ("email", "friend@example.com"),
+            ("password", common::PASSWORD),
+            ("ref", &code),
+        ],
+    );
+    assert_eq!(r.status(), Status::Ok);
+    app.verify("friend@example.com");
+    app.login("host@example.com", common::PASSWORD);
+    let page = app.page("/wallet");
+    assert!(
+        page.contains("f*****@example.com"),
+        "the invitee is shown masked"
+    );
+    assert!(!page.contains("friend@example.com"));
+    assert!(page.contains("rewarded"));
+    assert!(page.contains("Referral reward"));
+    assert!(
+        page.contains("id=\"wallet-total\">27<"),
+        "20 welcome + 7 reward"
+    );
 }

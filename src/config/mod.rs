@@ -119,11 +119,30 @@ pub struct MailConfig {
 pub struct BillingConfig {
     /// Bonus credits every new account starts with.
     pub signup_bonus: u32,
+    /// Bonus credits paid to a referrer for each invited account (0: off).
+    pub referral_reward: u32,
+    /// When the reward is paid: on the invitee's first redeemed paid code, or
+    /// when the invitee confirms their e-mail address.
+    pub referral_trigger: ReferralTrigger,
+    /// Invitees registered from one IP address that can earn rewards per day.
+    pub referral_daily_ip_cap: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReferralTrigger {
+    FirstRedeem,
+    Verification,
 }
 
 impl Default for BillingConfig {
     fn default() -> Self {
-        BillingConfig { signup_bonus: 20 }
+        BillingConfig {
+            signup_bonus: 20,
+            referral_reward: 10,
+            referral_trigger: ReferralTrigger::FirstRedeem,
+            referral_daily_ip_cap: 3,
+        }
     }
 }
 

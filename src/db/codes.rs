@@ -113,10 +113,10 @@ pub fn revoke_batch(conn: &Connection, batch: &str, now: i64) -> AppResult<usize
     )?)
 }
 
-/// How many redemptions a user has made (for referral triggers).
-pub fn redemptions_of(conn: &Connection, user: UserId) -> AppResult<i64> {
+/// How many paid codes a user has redeemed (for the referral trigger).
+pub fn paid_redemptions_of(conn: &Connection, user: UserId) -> AppResult<i64> {
     Ok(conn.query_row(
-        "SELECT count(*) FROM redemptions WHERE user_id = ?1",
+        "SELECT count(*) FROM redemptions r JOIN codes c ON c.id = r.code_id WHERE r.user_id = ?1 AND c.bucket = 'balance'",
         [user],
         |r| r.get(0),
     )?)

@@ -282,12 +282,19 @@ pub fn link_is_valid(conn: &Connection, purpose: TokenPurpose, token: &str) -> A
 }
 
 /// Confirms an e-mail address with the token from the link (single use).
-pub fn verify_email(conn: &mut Connection, token: &str) -> AppResult<User> {
+pub fn verify_email(conn: &mut Connection, config: &Config, token: &str) -> AppResult<User> {
     let now = super::now();
     let user = db::write(conn, |tx| {
         let id = db::tokens::consume(tx, TokenPurpose::VerifyEmail, &sha256_hex(token), now)?
             .ok_or_else(|| AppError::invalid("token", BAD_LINK))?;
         db::users::set_verified(tx, id, now)?;
+        super::referrals::on_event(
+            tx,
+            config,
+            id,
+            crate::config::ReferralTrigger::Verification,
+            now,
+        )?;
         db::users::by_id(tx, id)?.ok_or(AppError::NotFound)
     })?;
     tracing::info!(user = %user.id, "e-mail verified");

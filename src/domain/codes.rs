@@ -103,7 +103,12 @@ pub struct Redeemed {
 /// Redeems a code for the user: exactly once per single-use code, whatever
 /// the concurrency. Unknown, used, expired and withdrawn codes each get
 /// their own answer.
-pub fn redeem(conn: &mut Connection, user: UserId, text: &str) -> AppResult<Redeemed> {
+pub fn redeem(
+    conn: &mut Connection,
+    config: &crate::config::Config,
+    user: UserId,
+    text: &str,
+) -> AppResult<Redeemed> {
     let unknown = || {
         AppError::invalid("code", "This code does not exist. Check it for typos: codes look like NVA-XXXX-XXXX-XXXX-XXXX.")
     };
@@ -155,6 +160,15 @@ pub fn redeem(conn: &mut Connection, user: UserId, text: &str) -> AppResult<Rede
         };
         let w = wallet::apply(tx, &change, now)?
             .ok_or_else(|| AppError::invalid("code", "You have already redeemed this code."))?;
+        if !bonus && db::codes::paid_redemptions_of(tx, user)? == 1 {
+            super::referrals::on_event(
+                tx,
+                config,
+                user,
+                crate::config::ReferralTrigger::FirstRedeem,
+                now,
+            )?;
+        }
         Ok(Redeemed {
             credited: code.amount,
             bonus,

@@ -8,6 +8,7 @@ pub mod codes;
 pub mod csrf;
 pub mod doctor;
 pub mod passwords;
+pub mod referrals;
 pub mod retention;
 pub mod secrets;
 pub mod sessions;

@@ -202,10 +202,11 @@ async fn verify(
 ) -> AppResult<Result<Page, Flash<Redirect>>> {
     let token = form.0.token;
     let signed_in = page.user.is_some();
+    let config = page.app.config.clone();
     match page
         .app
         .db
-        .run(move |conn| accounts::verify_email(conn, &token))
+        .run(move |conn| accounts::verify_email(conn, &config, &token))
         .await
     {
         Ok(user) => {

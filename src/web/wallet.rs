@@ -61,12 +61,12 @@ async fn redeem(
     me: CurrentUser,
     form: CsrfForm<RedeemForm>,
 ) -> AppResult<Result<Flash<Redirect>, Page>> {
-    let (user, code) = (me.0.user.id, form.0.code);
+    let (user, code, config) = (me.0.user.id, form.0.code, page.app.config.clone());
     let c = code.clone();
     match page
         .app
         .db
-        .run(move |conn| crate::domain::codes::redeem(conn, user, &c))
+        .run(move |conn| crate::domain::codes::redeem(conn, &config, user, &c))
         .await
     {
         Ok(r) => Ok(Ok(Flash::success(
@@ -103,13 +103,14 @@ async fn render_wallet(
     let kind = uri_param("kind").filter(|k| wallet::KINDS.contains(&k.as_str()));
     let before = uri_param("before").and_then(|b| b.parse::<i64>().ok());
     let (user, k) = (me.0.user.id, kind.clone());
-    let (w, entries) = page
+    let (w, entries, invitees) = page
         .app
         .db
         .run(move |conn| {
             Ok((
                 wallet::get(conn, user)?,
                 ledger::entries(conn, user, k.as_deref(), before, PAGE)?,
+                crate::domain::referrals::invitees(conn, user)?,
             ))
         })
         .await?;
@@ -135,8 +136,21 @@ async fn render_wallet(
         .iter()
         .map(|k| json!({ "id": k, "label": kind_label(k) }))
         .collect();
+    let billing = &page.app.config.billing;
+    let invited: Vec<_> = invitees
+        .iter()
+        .map(|i| json!({ "email": i.email, "joined": format_time(i.joined), "rewarded": i.rewarded }))
+        .collect();
+    let rewarded = invitees.iter().filter(|i| i.rewarded).count() as i64;
     let mut values = json!({ "wallet": { "balance": w.balance, "bonus": w.bonus, "total": w.total() },
-            "entries": rows, "kinds": kinds, "kind": kind, "next": next });
+            "entries": rows, "kinds": kinds, "kind": kind, "next": next,
+            "referral": {
+                "link": format!("{}/register?ref={}", page.app.config.public_url(), me.0.user.referral_code),
+                "reward": billing.referral_reward,
+                "on_redeem": billing.referral_trigger == crate::config::ReferralTrigger::FirstRedeem,
+                "invited": invited,
+                "earned": rewarded * billing.referral_reward as i64,
+            } });
     if !error.is_null() {
         values["form"] = json!({ "code": error["code"] });
         values["error"] = error;
