@@ -71,6 +71,7 @@ enum Op {
     Cancel(usize),
     Fail,
     Run,
+    Redeem(i64, bool),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -81,6 +82,7 @@ fn op() -> impl Strategy<Value = Op> {
         (0usize..8).prop_map(Op::Cancel),
         Just(Op::Fail),
         Just(Op::Run),
+        (1i64..30, any::<bool>()).prop_map(|(a, b)| Op::Redeem(a, b)),
     ]
 }
 
@@ -118,6 +120,13 @@ proptest! {
                     }
                 }
                 Op::Run => { drop(conn); app.engine.process_one("w").unwrap(); }
+                Op::Redeem(amount, bonus) => {
+                    let req = novart::domain::codes::NewCodes { amount, count: 1, bonus, max_uses: 1, expires_at: None, batch: None, actor: "t" };
+                    let code = novart::domain::codes::create(&mut conn, &req).unwrap().remove(0);
+                    let r = novart::domain::codes::redeem(&mut conn, &app.config, user, &code).unwrap();
+                    prop_assert_eq!(r.wallet.total(), before.total() + amount);
+                    prop_assert!(novart::domain::codes::redeem(&mut conn, &app.config, user, &code).is_err());
+                }
             }
             check(&app);
         }
