@@ -175,6 +175,8 @@ CREATE TABLE ledger (
     balance_after INTEGER NOT NULL CHECK (balance_after >= 0),
     bonus_after   INTEGER NOT NULL CHECK (bonus_after >= 0),
     task_id       INTEGER,            -- the task charged or refunded (kept for history)
+    code_id       INTEGER,            -- the code redeemed
+    related_user  INTEGER,            -- for a referral reward: the invited account
     idem_key      TEXT NOT NULL UNIQUE,
     actor         TEXT NOT NULL,
     reason        TEXT NOT NULL DEFAULT '',
@@ -211,6 +213,17 @@ CREATE TABLE codes (
     CHECK (uses >= 0 AND uses <= max_uses)
 ) STRICT;
 CREATE INDEX codes_batch ON codes(batch);
+
+-- Failed redemption attempts, for the brute-force limit (kept in the
+-- database so a restart does not reset it).
+CREATE TABLE redeem_failures (
+    id         INTEGER PRIMARY KEY,
+    user_id    INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    ip         TEXT,
+    created_at INTEGER NOT NULL
+) STRICT;
+CREATE INDEX redeem_failures_user ON redeem_failures(user_id, created_at);
+CREATE INDEX redeem_failures_ip ON redeem_failures(ip, created_at);
 
 CREATE TABLE redemptions (
     id         INTEGER PRIMARY KEY,

@@ -84,7 +84,7 @@ fn sixty_four_threads_one_single_use_code_one_success_per_round() {
                     barrier.wait();
                     // 64 threads share a pool of 16 connections: take one after the start.
                     let mut conn = app.db.get().unwrap();
-                    codes::redeem(&mut conn, &app.config, u, &code)
+                    codes::redeem(&mut conn, &app.config, u, None, &code)
                 })
             })
             .collect();
@@ -116,12 +116,14 @@ fn each_refusal_has_its_own_message() {
     let u = users(&app, 3);
     let mut conn = app.db.get().unwrap();
     assert!(
-        message(codes::redeem(&mut conn, &app.config, u[0], "hello")).contains("does not exist")
+        message(codes::redeem(&mut conn, &app.config, u[0], None, "hello"))
+            .contains("does not exist")
     );
     assert!(message(codes::redeem(
         &mut conn,
         &app.config,
         u[0],
+        None,
         "NVA-2222-3333-4444-5555"
     ))
     .contains("does not exist"));
@@ -131,16 +133,17 @@ fn each_refusal_has_its_own_message() {
         &mut conn,
         &app.config,
         u[0],
+        None,
         &code.to_lowercase().replace('-', " "),
     )
     .unwrap();
     assert_eq!((r.credited, r.wallet.balance), (7, 7));
     assert_eq!(
-        message(codes::redeem(&mut conn, &app.config, u[0], &code)),
+        message(codes::redeem(&mut conn, &app.config, u[0], None, &code)),
         "You have already redeemed this code."
     );
     assert_eq!(
-        message(codes::redeem(&mut conn, &app.config, u[1], &code)),
+        message(codes::redeem(&mut conn, &app.config, u[1], None, &code)),
         "This code has already been used."
     );
 
@@ -150,21 +153,25 @@ fn each_refusal_has_its_own_message() {
         [],
     )
     .unwrap();
-    assert!(message(codes::redeem(&mut conn, &app.config, u[0], &code))
-        .starts_with("This code expired on 1970-01-01"));
+    assert!(
+        message(codes::redeem(&mut conn, &app.config, u[0], None, &code))
+            .starts_with("This code expired on 1970-01-01")
+    );
 
     let code = make(&app, 5, 1, false);
     assert_eq!(codes::revoke_code(&mut conn, &code).unwrap(), 1);
-    assert!(message(codes::redeem(&mut conn, &app.config, u[0], &code)).contains("withdrawn"));
+    assert!(
+        message(codes::redeem(&mut conn, &app.config, u[0], None, &code)).contains("withdrawn")
+    );
 
     // Multi-use codes: each account once, up to max_uses.
     let code = make(&app, 3, 2, true);
-    let r = codes::redeem(&mut conn, &app.config, u[0], &code).unwrap();
+    let r = codes::redeem(&mut conn, &app.config, u[0], None, &code).unwrap();
     assert!(r.bonus);
     assert_eq!(r.wallet.bonus, 3);
-    codes::redeem(&mut conn, &app.config, u[1], &code).unwrap();
+    codes::redeem(&mut conn, &app.config, u[1], None, &code).unwrap();
     assert_eq!(
-        message(codes::redeem(&mut conn, &app.config, u[2], &code)),
+        message(codes::redeem(&mut conn, &app.config, u[2], None, &code)),
         "This code has already been used."
     );
     assert!(novart::db::ledger::mismatches(&conn).unwrap().is_empty());
@@ -314,16 +321,26 @@ fn referral_rewards_pay_once_and_resist_abuse() {
     // A bonus code does not trigger it; the first paid code does, once.
     let a = invited_user(&app, 1, referrer, "198.51.100.1");
     let mut conn = app.db.get().unwrap();
-    codes::redeem(&mut conn, &app.config, a, &make(&app, 5, 1, true)).unwrap();
+    codes::redeem(&mut conn, &app.config, a, None, &make(&app, 5, 1, true)).unwrap();
     assert_eq!(bonus(referrer), 0);
-    codes::redeem(&mut conn, &app.config, a, &make(&app, 5, 1, false)).unwrap();
+    codes::redeem(&mut conn, &app.config, a, None, &make(&app, 5, 1, false)).unwrap();
     assert_eq!(bonus(referrer), reward);
-    codes::redeem(&mut conn, &app.config, a, &make(&app, 5, 1, false)).unwrap();
+    codes::redeem(&mut conn, &app.config, a, None, &make(&app, 5, 1, false)).unwrap();
     assert_eq!(
         bonus(referrer),
         reward,
         "a second paid code pays nothing more"
     );
+    let (related, code_rows): (i64, i64) = conn
+        .query_row(
+            "SELECT (SELECT related_user FROM ledger WHERE kind = 'referral_reward'),
+                    (SELECT count(*) FROM ledger WHERE kind = 'redeem' AND code_id IS NOT NULL)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(related, a.0, "the reward row names the invited account");
+    assert_eq!(code_rows, 3, "each redeem row names its code");
     // Even if the trigger fired again, the ledger key stops a second reward.
     let tx = conn.transaction().unwrap();
     let again = novart::domain::referrals::on_event(
@@ -339,13 +356,13 @@ fn referral_rewards_pay_once_and_resist_abuse() {
 
     // Registered from the referrer's own IP: a self-referral, no reward.
     let own = invited_user(&app, 2, referrer, "203.0.113.1");
-    codes::redeem(&mut conn, &app.config, own, &make(&app, 5, 1, false)).unwrap();
+    codes::redeem(&mut conn, &app.config, own, None, &make(&app, 5, 1, false)).unwrap();
     assert_eq!(bonus(referrer), reward);
 
     // Per-IP daily cap: 3 rewarded invitees from one IP, the 4th is not.
     for i in 0..4 {
         let u = invited_user(&app, 10 + i, referrer, "192.0.2.77");
-        codes::redeem(&mut conn, &app.config, u, &make(&app, 5, 1, false)).unwrap();
+        codes::redeem(&mut conn, &app.config, u, None, &make(&app, 5, 1, false)).unwrap();
     }
     assert_eq!(bonus(referrer), reward * 4, "1 + 3 capped");
     let invitees = novart::domain::referrals::invitees(&conn, referrer).unwrap();
@@ -397,4 +414,87 @@ fn referral_on_verification_through_the_web() {
         page.contains("id=\"wallet-total\">27<"),
         "20 welcome + 7 reward"
     );
+}
+
+#[test]
+fn wrong_codes_pause_redeeming_per_account_and_per_ip() {
+    let (_dir, app) = setup();
+    let u = users(&app, 4);
+    let mut conn = app.db.get().unwrap();
+    let good = make(&app, 5, 1, false);
+    for i in 0..10 {
+        let r = codes::redeem(
+            &mut conn,
+            &app.config,
+            u[0],
+            Some("198.51.100.9"),
+            &format!("NVA-2222-3333-4444-{:04}", 5000 + i),
+        );
+        assert!(matches!(r, Err(AppError::Invalid { .. })), "attempt {i}");
+    }
+    // Paused now, even for a valid code; the answer says when to come back.
+    match codes::redeem(&mut conn, &app.config, u[0], Some("198.51.100.9"), &good) {
+        Err(AppError::RateLimited { retry_after_secs }) => {
+            assert!((3500..=3600).contains(&retry_after_secs))
+        }
+        other => panic!("{other:?}"),
+    }
+    // Another account elsewhere is not affected.
+    codes::redeem(&mut conn, &app.config, u[1], Some("192.0.2.1"), &good).unwrap();
+    // From one IP across accounts: 30 failures pause that IP.
+    for i in 0..30 {
+        let who = u[2 + i % 2];
+        let _ = codes::redeem(
+            &mut conn,
+            &app.config,
+            who,
+            Some("203.0.113.50"),
+            "NVA-ABCD-ABCD-ABCD-ABCD",
+        );
+    }
+    let other = make(&app, 5, 1, false);
+    assert!(matches!(
+        codes::redeem(&mut conn, &app.config, u[3], Some("203.0.113.50"), &other),
+        Err(AppError::RateLimited { .. })
+    ));
+    // The pause ends with the hour.
+    conn.execute(
+        "UPDATE redeem_failures SET created_at = created_at - 3601",
+        [],
+    )
+    .unwrap();
+    codes::redeem(&mut conn, &app.config, u[3], Some("203.0.113.50"), &other).unwrap();
+}
+
+#[test]
+fn the_api_answers_429_with_retry_after_when_paused() {
+    let app = TestApp::with(|c| c.limits.redeem_failures_per_account_hour = 2);
+    app.signed_in_user("brute@example.com");
+    let post = |code: &str| {
+        let token = app.csrf("/");
+        app.client
+            .post("/api/v1/redeem")
+            .header(Header::new("x-csrf-token", token))
+            .header(ContentType::JSON)
+            .body(serde_json::json!({ "code": code }).to_string())
+            .dispatch()
+    };
+    assert_eq!(post("NVA-2222-3333-4444-5555").status(), Status::BadRequest);
+    assert_eq!(post("NVA-2222-3333-4444-6666").status(), Status::BadRequest);
+    let r = post("NVA-2222-3333-4444-7777");
+    assert_eq!(r.status(), Status::TooManyRequests);
+    let retry: u64 = r.headers().get_one("Retry-After").unwrap().parse().unwrap();
+    assert!(retry > 3000);
+    let v: serde_json::Value = serde_json::from_str(&r.into_string().unwrap()).unwrap();
+    assert_eq!(v["error"]["code"], "rate_limited");
+    let r = app.submit(
+        "/wallet",
+        "/wallet/redeem",
+        &[("code", "NVA-2222-3333-4444-8888")],
+    );
+    assert_eq!(r.status(), Status::TooManyRequests);
+    assert!(r
+        .into_string()
+        .unwrap()
+        .contains("Too many wrong codes. Redeeming is paused; try again in 60 minutes."));
 }

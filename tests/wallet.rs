@@ -123,9 +123,9 @@ proptest! {
                 Op::Redeem(amount, bonus) => {
                     let req = novart::domain::codes::NewCodes { amount, count: 1, bonus, max_uses: 1, expires_at: None, batch: None, actor: "t" };
                     let code = novart::domain::codes::create(&mut conn, &req).unwrap().remove(0);
-                    let r = novart::domain::codes::redeem(&mut conn, &app.config, user, &code).unwrap();
+                    let r = novart::domain::codes::redeem(&mut conn, &app.config, user, None, &code).unwrap();
                     prop_assert_eq!(r.wallet.total(), before.total() + amount);
-                    prop_assert!(novart::domain::codes::redeem(&mut conn, &app.config, user, &code).is_err());
+                    prop_assert!(novart::domain::codes::redeem(&mut conn, &app.config, user, None, &code).is_err());
                 }
             }
             check(&app);

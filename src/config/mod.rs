@@ -28,6 +28,7 @@ pub struct Config {
     pub legal: LegalConfig,
     pub queue: catalog::QueueConfig,
     pub billing: BillingConfig,
+    pub limits: LimitsConfig,
     /// Upstream image services (`[[providers]]`).
     pub providers: Vec<catalog::ProviderConfig>,
     /// Models offered to creators (`[[models]]`); empty: the built-in renderer.
@@ -126,6 +127,24 @@ pub struct BillingConfig {
     pub referral_trigger: ReferralTrigger,
     /// Invitees registered from one IP address that can earn rewards per day.
     pub referral_daily_ip_cap: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Wrong codes one account may try per hour before redeeming is paused.
+    pub redeem_failures_per_account_hour: u32,
+    /// Wrong codes from one IP address per hour before redeeming is paused.
+    pub redeem_failures_per_ip_hour: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            redeem_failures_per_account_hour: 10,
+            redeem_failures_per_ip_hour: 30,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

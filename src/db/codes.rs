@@ -121,3 +121,46 @@ pub fn paid_redemptions_of(conn: &Connection, user: UserId) -> AppResult<i64> {
         |r| r.get(0),
     )?)
 }
+
+pub fn record_failure(
+    conn: &Connection,
+    user: UserId,
+    ip: Option<&str>,
+    now: i64,
+) -> AppResult<()> {
+    conn.execute(
+        "INSERT INTO redeem_failures (user_id, ip, created_at) VALUES (?1, ?2, ?3)",
+        params![user, ip, now],
+    )?;
+    Ok(())
+}
+
+/// Failed attempts in a window: how many, and when the oldest was.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Failures {
+    pub count: i64,
+    pub oldest: Option<i64>,
+}
+
+/// Failures since `since`, by account and by IP.
+pub fn failures_since(
+    conn: &Connection,
+    user: UserId,
+    ip: Option<&str>,
+    since: i64,
+) -> AppResult<(Failures, Failures)> {
+    let by_user = conn.query_row(
+        "SELECT count(*), min(created_at) FROM redeem_failures WHERE user_id = ?1 AND created_at > ?2",
+        params![user, since],
+        |r| Ok(Failures { count: r.get(0)?, oldest: r.get(1)? }),
+    )?;
+    let by_ip = match ip {
+        Some(ip) => conn.query_row(
+            "SELECT count(*), min(created_at) FROM redeem_failures WHERE ip = ?1 AND created_at > ?2",
+            params![ip, since],
+            |r| Ok(Failures { count: r.get(0)?, oldest: r.get(1)? }),
+        )?,
+        None => Failures::default(),
+    };
+    Ok((by_user, by_ip))
+}

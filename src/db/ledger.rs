@@ -75,6 +75,8 @@ pub struct NewEntry<'a> {
     pub delta_bonus: i64,
     pub after: Wallet,
     pub task: Option<TaskId>,
+    pub code: Option<i64>,
+    pub related_user: Option<UserId>,
     pub idem_key: &'a str,
     pub actor: &'a str,
     pub reason: &'a str,
@@ -84,11 +86,11 @@ pub struct NewEntry<'a> {
 pub fn insert(conn: &Connection, e: &NewEntry<'_>) -> AppResult<()> {
     conn.execute(
         "INSERT INTO ledger (user_id, kind, delta_balance, delta_bonus, balance_after, bonus_after, task_id,
-                             idem_key, actor, reason, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                             code_id, related_user, idem_key, actor, reason, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         params![
-            e.user, e.kind, e.delta_balance, e.delta_bonus, e.after.balance, e.after.bonus, e.task, e.idem_key,
-            e.actor, e.reason, e.now
+            e.user, e.kind, e.delta_balance, e.delta_bonus, e.after.balance, e.after.bonus, e.task, e.code,
+            e.related_user, e.idem_key, e.actor, e.reason, e.now
         ],
     )?;
     Ok(())

@@ -107,14 +107,48 @@ pub fn redeem(
     conn: &mut Connection,
     config: &crate::config::Config,
     user: UserId,
+    ip: Option<&str>,
     text: &str,
+) -> AppResult<Redeemed> {
+    let now = super::now();
+    let (by_user, by_ip) = db::codes::failures_since(conn, user, ip, now - 3600)?;
+    let limits = &config.limits;
+    let paused_until = [
+        (by_user.count >= limits.redeem_failures_per_account_hour as i64)
+            .then_some(by_user.oldest)
+            .flatten(),
+        (by_ip.count >= limits.redeem_failures_per_ip_hour as i64)
+            .then_some(by_ip.oldest)
+            .flatten(),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|oldest| oldest + 3600)
+    .max();
+    if let Some(until) = paused_until {
+        return Err(AppError::RateLimited {
+            retry_after_secs: (until - now).max(1) as u64,
+        });
+    }
+    let result = redeem_checked(conn, config, user, text, now);
+    if let Err(AppError::Invalid { .. }) = &result {
+        db::write(conn, |tx| db::codes::record_failure(tx, user, ip, now))?;
+    }
+    result
+}
+
+fn redeem_checked(
+    conn: &mut Connection,
+    config: &crate::config::Config,
+    user: UserId,
+    text: &str,
+    now: i64,
 ) -> AppResult<Redeemed> {
     let unknown = || {
         AppError::invalid("code", "This code does not exist. Check it for typos: codes look like NVA-XXXX-XXXX-XXXX-XXXX.")
     };
     let raw = normalize(text).ok_or_else(unknown)?;
     let hash = sha256_hex(&raw);
-    let now = super::now();
     db::write(conn, |tx| {
         let code: Code = db::codes::by_hash(tx, &hash)?.ok_or_else(unknown)?;
         if code.revoked_at.is_some() {
@@ -154,6 +188,8 @@ pub fn redeem(
             delta_balance: if bonus { 0 } else { code.amount },
             delta_bonus: if bonus { code.amount } else { 0 },
             task: None,
+            code: Some(code.id),
+            related_user: None,
             idem_key: format!("redeem:{}:{}", code.id, user.0),
             actor: "user",
             reason: &format!("Code …{}", code.hint),

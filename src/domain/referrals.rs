@@ -83,6 +83,8 @@ pub fn on_event(
         delta_balance: 0,
         delta_bonus: reward,
         task: None,
+        code: None,
+        related_user: Some(invitee),
         idem_key: key(invitee),
         actor: "system",
         reason: &reason,

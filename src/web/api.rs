@@ -137,12 +137,19 @@ struct RedeemBody {
 
 /// Redeems a code: `{code}` → `{credited, balance, bonus}`.
 #[post("/api/v1/redeem", data = "<data>")]
-async fn redeem(app: &State<App>, caller: Caller, data: Data<'_>) -> AppResult<ApiJson> {
+async fn redeem(
+    app: &State<App>,
+    caller: Caller,
+    client: super::guards::ClientInfo,
+    data: Data<'_>,
+) -> AppResult<ApiJson> {
     let body: RedeemBody = read_json(data, 4096).await?;
     let (user, config) = (caller.user, app.config.clone());
     let r = app
         .db
-        .run(move |conn| crate::domain::codes::redeem(conn, &config, user, &body.code))
+        .run(move |conn| {
+            crate::domain::codes::redeem(conn, &config, user, client.ip.as_deref(), &body.code)
+        })
         .await?;
     Ok(ApiJson::ok(
         json!({ "credited": r.credited, "balance": r.wallet.balance, "bonus": r.wallet.bonus }),

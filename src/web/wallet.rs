@@ -59,6 +59,7 @@ async fn wallet_page(page: PageCtx<'_>, me: CurrentUser, uri: &Origin<'_>) -> Ap
 async fn redeem(
     page: PageCtx<'_>,
     me: CurrentUser,
+    client: super::guards::ClientInfo,
     form: CsrfForm<RedeemForm>,
 ) -> AppResult<Result<Flash<Redirect>, Page>> {
     let (user, code, config) = (me.0.user.id, form.0.code, page.app.config.clone());
@@ -66,7 +67,9 @@ async fn redeem(
     match page
         .app
         .db
-        .run(move |conn| crate::domain::codes::redeem(conn, &config, user, &c))
+        .run(move |conn| {
+            crate::domain::codes::redeem(conn, &config, user, client.ip.as_deref(), &c)
+        })
         .await
     {
         Ok(r) => Ok(Ok(Flash::success(
@@ -84,6 +87,22 @@ async fn redeem(
                 &me,
                 None,
                 Status::BadRequest,
+                error,
+            )
+            .await?))
+        }
+        Err(crate::AppError::RateLimited { retry_after_secs }) => {
+            let minutes = retry_after_secs.div_ceil(60);
+            let plural = if minutes == 1 { "" } else { "s" };
+            let message = format!(
+                "Too many wrong codes. Redeeming is paused; try again in {minutes} minute{plural}."
+            );
+            let error = json!({ "field": "code", "message": message, "code": code });
+            Ok(Err(render_wallet(
+                &page,
+                &me,
+                None,
+                Status::TooManyRequests,
                 error,
             )
             .await?))
