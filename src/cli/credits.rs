@@ -52,6 +52,22 @@ pub fn run(config: &Config, cmd: CreditsCmd) -> CliResult {
     let user_of = |conn: &rusqlite::Connection, email: &str| {
         accounts::find(conn, email).map_err(|_| fail(1, format!("no account with e-mail {email}")))
     };
+    let print = |email: &str, w: crate::db::ledger::Wallet| {
+        println!(
+            "{email}: balance {} + bonus {} = {} credits",
+            w.balance,
+            w.bonus,
+            w.total()
+        )
+    };
+    let reason_of = |reason: &str| {
+        let r = reason.trim().to_string();
+        if r.is_empty() {
+            Err(fail(2, "--reason must say why"))
+        } else {
+            Ok(r)
+        }
+    };
     match cmd {
         CreditsCmd::Grant {
             email,
@@ -59,17 +75,11 @@ pub fn run(config: &Config, cmd: CreditsCmd) -> CliResult {
             bonus,
             reason,
         } => {
-            if reason.trim().is_empty() {
-                return Err(fail(2, "--reason must say why"));
-            }
+            let reason = reason_of(&reason)?;
             let user = user_of(&conn, &email)?;
-            let w = wallet::grant(&mut conn, user.id, amount, bonus, &actor(), reason.trim())?;
-            println!(
-                "{}: balance {} + bonus {} = {} credits",
-                user.email,
-                w.balance,
-                w.bonus,
-                w.total()
+            print(
+                &user.email,
+                wallet::grant(&mut conn, user.id, amount, bonus, &actor(), &reason)?,
             );
         }
         CreditsCmd::Deduct {
@@ -77,23 +87,16 @@ pub fn run(config: &Config, cmd: CreditsCmd) -> CliResult {
             amount,
             reason,
         } => {
-            if reason.trim().is_empty() {
-                return Err(fail(2, "--reason must say why"));
-            }
+            let reason = reason_of(&reason)?;
             let user = user_of(&conn, &email)?;
-            let w = wallet::deduct(&mut conn, user.id, amount, &actor(), reason.trim()).map_err(
-                |e| match e {
-                    crate::AppError::InsufficientBalance(m) => fail(1, m),
-                    other => other.into(),
-                },
-            )?;
-            println!(
-                "{}: balance {} + bonus {} = {} credits",
-                user.email,
-                w.balance,
-                w.bonus,
-                w.total()
-            );
+            let w =
+                wallet::deduct(&mut conn, user.id, amount, &actor(), &reason).map_err(
+                    |e| match e {
+                        crate::AppError::InsufficientBalance(m) => fail(1, m),
+                        other => other.into(),
+                    },
+                )?;
+            print(&user.email, w);
         }
         CreditsCmd::Show { email, json } => {
             let user = user_of(&conn, &email)?;

@@ -187,42 +187,14 @@ pub fn signup_bonus(tx: &Connection, user: UserId, amount: u32, now: i64) -> App
     Ok(())
 }
 
-/// An admin adds credits (paid balance, or bonus with `bonus`).
-pub fn grant(
+/// An admin's change of `amount` credits: `split` turns the current wallet
+/// into the (paid, bonus) deltas, or refuses.
+fn admin_change(
     conn: &mut Connection,
     user: UserId,
+    kind: &str,
     amount: i64,
-    bonus: bool,
-    actor: &str,
-    reason: &str,
-) -> AppResult<Wallet> {
-    if amount <= 0 {
-        return Err(AppError::invalid(
-            "amount",
-            "The amount must be a positive whole number of credits.",
-        ));
-    }
-    let now = super::now();
-    let change = Change {
-        user,
-        kind: "admin_grant",
-        delta_balance: if bonus { 0 } else { amount },
-        delta_bonus: if bonus { amount } else { 0 },
-        task: None,
-        code: None,
-        related_user: None,
-        idem_key: format!("admin_grant:{}", super::secrets::random_token(12)),
-        actor,
-        reason,
-    };
-    db::write(conn, |tx| apply(tx, &change, now)).map(|w| w.unwrap_or_default())
-}
-
-/// An admin removes credits: paid balance first, then bonus; never below zero.
-pub fn deduct(
-    conn: &mut Connection,
-    user: UserId,
-    amount: i64,
+    split: impl FnOnce(Wallet) -> AppResult<(i64, i64)>,
     actor: &str,
     reason: &str,
 ) -> AppResult<Wallet> {
@@ -234,7 +206,45 @@ pub fn deduct(
     }
     let now = super::now();
     db::write(conn, |tx| {
-        let w = db::ledger::wallet(tx, user)?;
+        let (delta_balance, delta_bonus) = split(db::ledger::wallet(tx, user)?)?;
+        let change = Change {
+            user,
+            kind,
+            delta_balance,
+            delta_bonus,
+            task: None,
+            code: None,
+            related_user: None,
+            idem_key: format!("{kind}:{}", super::secrets::random_token(12)),
+            actor,
+            reason,
+        };
+        apply(tx, &change, now).map(|w| w.unwrap_or_default())
+    })
+}
+
+/// An admin adds credits (paid balance, or bonus with `bonus`).
+pub fn grant(
+    conn: &mut Connection,
+    user: UserId,
+    amount: i64,
+    bonus: bool,
+    actor: &str,
+    reason: &str,
+) -> AppResult<Wallet> {
+    let split = |_| Ok(if bonus { (0, amount) } else { (amount, 0) });
+    admin_change(conn, user, "admin_grant", amount, split, actor, reason)
+}
+
+/// An admin removes credits: paid balance first, then bonus; never below zero.
+pub fn deduct(
+    conn: &mut Connection,
+    user: UserId,
+    amount: i64,
+    actor: &str,
+    reason: &str,
+) -> AppResult<Wallet> {
+    let split = |w: Wallet| {
         if w.total() < amount {
             return Err(AppError::InsufficientBalance(format!(
                 "The wallet holds {} credits; {amount} cannot be deducted.",
@@ -242,18 +252,7 @@ pub fn deduct(
             )));
         }
         let from_balance = w.balance.min(amount);
-        let change = Change {
-            user,
-            kind: "admin_deduct",
-            delta_balance: -from_balance,
-            delta_bonus: -(amount - from_balance),
-            task: None,
-            code: None,
-            related_user: None,
-            idem_key: format!("admin_deduct:{}", super::secrets::random_token(12)),
-            actor,
-            reason,
-        };
-        apply(tx, &change, now).map(|w| w.unwrap_or_default())
-    })
+        Ok((-from_balance, -(amount - from_balance)))
+    };
+    admin_change(conn, user, "admin_deduct", amount, split, actor, reason)
 }
