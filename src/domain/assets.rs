@@ -94,7 +94,8 @@ pub struct Written {
     pub preview_path: String,
 }
 
-fn rel(config: &Config, p: &Path) -> String {
+/// A stored file's path relative to the data directory (as kept in rows).
+pub fn rel(config: &Config, p: &Path) -> String {
     p.strip_prefix(&config.storage.data_dir)
         .unwrap_or(p)
         .to_string_lossy()

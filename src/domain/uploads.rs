@@ -82,12 +82,6 @@ pub fn ingest_reference(
     let preview_path = dir.join(format!("{public_id}.preview.jpg"));
     write_file(&path, &png)?;
     write_file(&preview_path, &preview)?;
-    let rel = |p: &std::path::Path| {
-        p.strip_prefix(&config.storage.data_dir)
-            .unwrap_or(p)
-            .to_string_lossy()
-            .into_owned()
-    };
     let now = super::now();
     db::assets::insert(
         conn,
@@ -96,8 +90,8 @@ pub fn ingest_reference(
             user_id: user,
             task_id: None,
             kind: AssetKind::Reference,
-            path: &rel(&path),
-            preview_path: Some(&rel(&preview_path)),
+            path: &super::assets::rel(config, &path),
+            preview_path: Some(&super::assets::rel(config, &preview_path)),
             mime: "image/png",
             width: img.width(),
             height: img.height(),

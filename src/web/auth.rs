@@ -8,7 +8,7 @@ use rocket::{get, post, routes, Route};
 use serde_json::json;
 
 use super::guards::{ClientInfo, CsrfForm, CsrfProtected, MaybeUser};
-use super::render::{Page, PageCtx};
+use super::render::{query_param, Page, PageCtx};
 use super::SESSION_COOKIE;
 use crate::domain::accounts::{self, Registered, Registration, SignInError};
 use crate::domain::sessions::NewSession;
@@ -72,13 +72,6 @@ pub fn safe_next(next: &str) -> String {
     } else {
         "/".to_string()
     }
-}
-
-fn query_param(uri: &Origin<'_>, name: &str) -> Option<String> {
-    uri.query()?
-        .segments()
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_string())
 }
 
 // ---- registration ----

@@ -145,6 +145,14 @@ impl PageCtx<'_> {
     }
 }
 
+/// A decoded query-string parameter.
+pub fn query_param(uri: &rocket::http::uri::Origin<'_>, name: &str) -> Option<String> {
+    uri.query()?
+        .segments()
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
 /// Whether the request is for the JSON API (errors answer with the envelope).
 pub fn wants_json(req: &Request<'_>) -> bool {
     let path = req.uri().path();

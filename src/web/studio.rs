@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::auth::{csrf_form, EmptyForm};
 use super::guards::{CsrfForm, CsrfProtected, CurrentUser};
-use super::render::{Page, PageCtx};
+use super::render::{query_param, Page, PageCtx};
 use crate::db;
 use crate::domain::tasks::{self, NewTaskInput, TaskView};
 use crate::domain::{assets, now};
@@ -28,13 +28,6 @@ csrf_form!(StudioForm {
     seed,
     webhook_url
 });
-
-fn query_param(uri: &Origin<'_>, name: &str) -> Option<String> {
-    uri.query()?
-        .segments()
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_string())
-}
 
 /// Hours and minutes left, for "expires in".
 fn time_left(expires_at: i64) -> String {

@@ -13,18 +13,11 @@ use rocket::response::{Flash, Redirect};
 
 use super::auth::csrf_form;
 use super::guards::{CsrfForm, CsrfProtected, CurrentUser};
-use super::render::{Page, PageCtx};
+use super::render::{query_param, Page, PageCtx};
 use crate::db::ledger::{self, Entry};
 use crate::domain::wallet;
 use crate::error::AppResult;
 use crate::templates::format_time;
-
-fn query_param(uri: &Origin<'_>, name: &str) -> Option<String> {
-    uri.query()?
-        .segments()
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_string())
-}
 
 pub fn kind_label(kind: &str) -> &'static str {
     match kind {
