@@ -232,3 +232,134 @@ CREATE TABLE redemptions (
     created_at INTEGER NOT NULL,
     UNIQUE (code_id, user_id)
 ) STRICT;
+
+-- migration 4: developer center — API keys, idempotency, webhooks, request logs, limit requests, messages
+-- API keys `nva_<prefix>_<secret>`: only the prefix (for lookup and display)
+-- and the SHA-256 of the whole key are stored. Limits are per key; the
+-- daily cap and concurrency are counted from `tasks.api_key_id` inside the
+-- submitting transaction, so they hold exactly under concurrency.
+CREATE TABLE api_keys (
+    id           INTEGER PRIMARY KEY,
+    user_id      INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    prefix       TEXT NOT NULL UNIQUE,
+    key_hash     TEXT NOT NULL,
+    name         TEXT NOT NULL,
+    permissions  TEXT NOT NULL,          -- space-separated: generate read_tasks read_account
+    models       TEXT,                   -- space-separated allowlist; NULL = every model
+    rpm          INTEGER NOT NULL CHECK (rpm >= 1),
+    concurrency  INTEGER NOT NULL CHECK (concurrency >= 1),
+    daily_cap    INTEGER NOT NULL CHECK (daily_cap >= 1),
+    expires_at   INTEGER,
+    created_at   INTEGER NOT NULL,
+    rotated_at   INTEGER,
+    last_used_at INTEGER,
+    revoked_at   INTEGER,
+    revoked_by   TEXT
+) STRICT;
+CREATE INDEX api_keys_user ON api_keys(user_id, id);
+
+ALTER TABLE tasks ADD COLUMN api_key_id INTEGER REFERENCES api_keys(id) ON DELETE SET NULL;
+CREATE INDEX tasks_key ON tasks(api_key_id, created_at) WHERE api_key_id IS NOT NULL;
+CREATE INDEX tasks_key_status ON tasks(api_key_id, status) WHERE api_key_id IS NOT NULL;
+
+-- `Idempotency-Key` of task submissions: the same key with the same body
+-- returns the same task; with another body it is a conflict.
+CREATE TABLE idempotency (
+    user_id    INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    key        TEXT NOT NULL,
+    body_hash  TEXT NOT NULL,
+    task_id    INTEGER NOT NULL REFERENCES tasks(id) ON DELETE CASCADE,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (user_id, key)
+) STRICT;
+CREATE INDEX idempotency_age ON idempotency(created_at);
+
+-- Per-account webhook signing secret (`whsec_...`).
+CREATE TABLE webhook_secrets (
+    user_id    INTEGER PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+    secret     TEXT NOT NULL,
+    rotated_at INTEGER NOT NULL
+) STRICT;
+
+-- The webhook outbox: a row is written in the same transaction as the task's
+-- final state change; the delivery job sends it (signed), retrying with
+-- backoff. `payload` is frozen at the first attempt so every retry sends the
+-- same bytes under the same `webhook-id`.
+CREATE TABLE webhook_deliveries (
+    id              INTEGER PRIMARY KEY,
+    public_id       TEXT NOT NULL UNIQUE,    -- msg_...: the webhook-id header
+    user_id         INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    task_id         INTEGER REFERENCES tasks(id) ON DELETE SET NULL,
+    event           TEXT NOT NULL CHECK (event IN ('task.succeeded', 'task.failed', 'task.canceled')),
+    url             TEXT NOT NULL,
+    payload         TEXT,
+    state           TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'failed', 'gone')),
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    last_status     INTEGER,
+    last_error      TEXT,
+    created_at      INTEGER NOT NULL,
+    finished_at     INTEGER,
+    UNIQUE (task_id, event)
+) STRICT;
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries(next_attempt_at) WHERE state = 'pending';
+CREATE INDEX webhook_deliveries_user ON webhook_deliveries(user_id, id);
+
+CREATE TABLE webhook_attempts (
+    id           INTEGER PRIMARY KEY,
+    delivery_id  INTEGER NOT NULL REFERENCES webhook_deliveries(id) ON DELETE CASCADE,
+    attempted_at INTEGER NOT NULL,
+    status       INTEGER,                -- HTTP status, NULL when no answer
+    latency_ms   INTEGER NOT NULL,
+    error        TEXT,
+    response     TEXT                    -- the first bytes of the answer
+) STRICT;
+CREATE INDEX webhook_attempts_delivery ON webhook_attempts(delivery_id, id);
+
+-- Every API request: who (key prefix or the studio session), what, and how
+-- it ended. Kept for [api] request_log_retention_days.
+CREATE TABLE api_requests (
+    id          INTEGER PRIMARY KEY,
+    user_id     INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    key_prefix  TEXT,                    -- NULL: the studio (session)
+    method      TEXT NOT NULL,
+    path        TEXT NOT NULL,
+    status      INTEGER NOT NULL,
+    latency_ms  INTEGER NOT NULL,
+    ip          TEXT,
+    summary     TEXT NOT NULL DEFAULT '',
+    task_id     TEXT,
+    error_code  TEXT,
+    created_at  INTEGER NOT NULL
+) STRICT;
+CREATE INDEX api_requests_user ON api_requests(user_id, id);
+CREATE INDEX api_requests_age ON api_requests(created_at);
+
+-- Requests for higher per-key limits, decided by an admin.
+CREATE TABLE limit_requests (
+    id          INTEGER PRIMARY KEY,
+    user_id     INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    key_id      INTEGER NOT NULL REFERENCES api_keys(id) ON DELETE CASCADE,
+    rpm         INTEGER,
+    concurrency INTEGER,
+    daily_cap   INTEGER,
+    reason      TEXT NOT NULL,
+    status      TEXT NOT NULL CHECK (status IN ('pending', 'approved', 'denied')),
+    decision    TEXT,
+    decided_by  TEXT,
+    decided_at  INTEGER,
+    created_at  INTEGER NOT NULL
+) STRICT;
+CREATE INDEX limit_requests_status ON limit_requests(status, id);
+
+-- Messages to a user (limit decisions today; the inbox shows them).
+CREATE TABLE messages (
+    id         INTEGER PRIMARY KEY,
+    user_id    INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    kind       TEXT NOT NULL,
+    title      TEXT NOT NULL,
+    body       TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    read_at    INTEGER
+) STRICT;
+CREATE INDEX messages_user ON messages(user_id, id);

@@ -13,6 +13,9 @@ pub enum AppError {
     },
     #[error("authentication required")]
     Unauthenticated,
+    /// A credential was presented and refused (401), with the reason.
+    #[error("{0}")]
+    Unauthorized(String),
     #[error("{0}")]
     Forbidden(String),
     #[error("not found")]
@@ -27,6 +30,14 @@ pub enum AppError {
     TooLarge(String),
     #[error("too many requests; try again in {retry_after_secs} seconds")]
     RateLimited { retry_after_secs: u64 },
+    /// A per-key quota (daily cap, concurrency) is used up (429).
+    #[error("{message}")]
+    Quota {
+        message: String,
+        code: &'static str,
+        limit: u64,
+        reset_secs: u64,
+    },
     /// A failure the user cannot fix. The message is logged, not shown.
     #[error("internal error: {0}")]
     Internal(String),
@@ -47,13 +58,13 @@ impl AppError {
     pub fn status(&self) -> u16 {
         match self {
             AppError::Invalid { .. } => 400,
-            AppError::Unauthenticated => 401,
+            AppError::Unauthenticated | AppError::Unauthorized(_) => 401,
             AppError::InsufficientBalance(_) => 402,
             AppError::Forbidden(_) => 403,
             AppError::NotFound => 404,
             AppError::Conflict(_) => 409,
             AppError::TooLarge(_) => 413,
-            AppError::RateLimited { .. } => 429,
+            AppError::RateLimited { .. } | AppError::Quota { .. } => 429,
             AppError::Internal(_) => 500,
         }
     }
@@ -63,12 +74,14 @@ impl AppError {
         match self {
             AppError::Invalid { .. } => ("invalid_request_error", "invalid_input"),
             AppError::Unauthenticated => ("authentication_error", "unauthenticated"),
+            AppError::Unauthorized(_) => ("authentication_error", "invalid_api_key"),
             AppError::InsufficientBalance(_) => ("insufficient_balance", "insufficient_balance"),
             AppError::Forbidden(_) => ("permission_error", "forbidden"),
             AppError::NotFound => ("invalid_request_error", "not_found"),
             AppError::Conflict(_) => ("invalid_request_error", "conflict"),
             AppError::TooLarge(_) => ("invalid_request_error", "too_large"),
             AppError::RateLimited { .. } => ("rate_limit_error", "rate_limited"),
+            AppError::Quota { code, .. } => ("rate_limit_error", code),
             AppError::Internal(_) => ("server_error", "internal_error"),
         }
     }

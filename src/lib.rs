@@ -33,6 +33,10 @@ pub struct App {
     pub secret: Vec<u8>,
     /// The task queue: catalogue, providers, workers' shared state.
     pub engine: jobs::queue::Engine,
+    /// Requests per minute per API key.
+    pub key_rates: domain::apikeys::RateLimiter,
+    /// Writes the API request log in batches.
+    pub request_log: domain::reqlog::RequestLog,
 }
 
 impl App {
@@ -50,6 +54,7 @@ impl App {
         )?;
         let secret = hex::decode(secret).map_err(AppError::internal)?;
         let engine = jobs::queue::Engine::new(db.clone(), &config);
+        let request_log = domain::reqlog::RequestLog::start(db.clone());
         Ok(App {
             config,
             db,
@@ -57,6 +62,8 @@ impl App {
             templates,
             secret,
             engine,
+            key_rates: Default::default(),
+            request_log,
         })
     }
 }
@@ -82,12 +89,14 @@ pub fn build_rocket(config: Config) -> AppResult<Rocket<Build>> {
         .merge(("shutdown.grace", 5))
         .merge(("shutdown.mercy", 5));
     let (db, config, engine) = (app.db.clone(), app.config.clone(), app.engine.clone());
+    let deliverer = jobs::webhooks::Deliverer::new(db.clone(), config.clone(), app.secret.clone());
     let rocket = rocket::custom(figment).attach(rocket::fairing::AdHoc::on_liftoff(
         "queue and scheduler",
         |_| {
             Box::pin(async move {
                 jobs::start_queue(engine);
                 jobs::spawn_scheduler(db, config);
+                jobs::webhooks::spawn(deliverer);
             })
         },
     ));

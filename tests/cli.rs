@@ -557,3 +557,95 @@ fn doctor_passes_a_healthy_database_and_names_what_is_wrong() {
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v["ok"], false);
 }
+
+#[test]
+fn keys_create_list_revoke() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    novart_with_stdin(
+        d,
+        &[
+            "user",
+            "create",
+            "--email",
+            "k@example.com",
+            "--password-stdin",
+            "--verified",
+        ],
+        Some(PASSWORD),
+    );
+    let o = novart(
+        d,
+        &[
+            "keys",
+            "create",
+            "k@example.com",
+            "--name",
+            "ci bot",
+            "--rpm",
+            "120",
+            "--concurrency",
+            "2",
+            "--daily-cap",
+            "9",
+            "--models",
+            "novart-builtin",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let secret = out.lines().last().unwrap().to_string();
+    assert!(novart::domain::apikeys::parse(&secret).is_some(), "{out}");
+    let prefix = novart::domain::apikeys::parse(&secret).unwrap().to_string();
+
+    // The key works against the server.
+    let (client, _) = TestApp::at(&d.join("data"));
+    let r = client
+        .get("/api/v1/account")
+        .header(rocket::http::Header::new(
+            "Authorization",
+            format!("Bearer {secret}"),
+        ))
+        .dispatch();
+    assert_eq!(r.status(), Status::Ok);
+    let v: serde_json::Value = serde_json::from_str(&r.into_string().unwrap()).unwrap();
+    assert_eq!(v["limits"]["rpm"], 120);
+    assert_eq!(v["limits"]["daily_cap"], 9);
+
+    let o = novart(d, &["keys", "list", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v[0]["prefix"], prefix.as_str());
+    assert_eq!(v[0]["email"], "k@example.com");
+    assert_eq!(v[0]["status"], "active");
+    assert!(!stdout(&o).contains(secret.rsplit('_').next().unwrap()));
+    let o = novart(d, &["keys", "list", "k@example.com"]);
+    assert!(stdout(&o).contains("ci bot"), "{}", stdout(&o));
+
+    let o = novart(d, &["keys", "revoke", &prefix]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = client
+        .get("/api/v1/account")
+        .header(rocket::http::Header::new(
+            "Authorization",
+            format!("Bearer {secret}"),
+        ))
+        .dispatch();
+    assert_eq!(r.status(), Status::Unauthorized);
+    let o = novart(d, &["keys", "revoke", &prefix]);
+    assert_eq!(o.status.code(), Some(1));
+    let o = novart(d, &["keys", "create", "nobody@example.com", "--name", "x"]);
+    assert_eq!(o.status.code(), Some(1));
+    let o = novart(
+        d,
+        &[
+            "keys",
+            "create",
+            "k@example.com",
+            "--name",
+            "x",
+            "--rpm",
+            "0",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}

@@ -3,6 +3,8 @@
 
 mod codes;
 mod credits;
+mod keys;
+mod limits;
 mod setup;
 mod tasks;
 mod user;
@@ -55,6 +57,12 @@ pub enum Command {
     /// Grant, deduct and inspect credits.
     #[command(subcommand)]
     Credits(credits::CreditsCmd),
+    /// Create, list and revoke API keys.
+    #[command(subcommand)]
+    Keys(keys::KeysCmd),
+    /// Decide creators' requests for higher API key limits.
+    #[command(subcommand)]
+    Limits(limits::LimitsCmd),
     /// Look at and cancel generation tasks.
     #[command(subcommand)]
     Tasks(tasks::TasksCmd),
@@ -123,6 +131,8 @@ pub fn run(cli: Cli) -> ExitCode {
                 Command::Tasks(cmd) => tasks::run(&config, cmd),
                 Command::Credits(cmd) => credits::run(&config, cmd),
                 Command::Codes(cmd) => codes::run(&config, cmd),
+                Command::Keys(cmd) => keys::run(&config, cmd),
+                Command::Limits(cmd) => limits::run(&config, cmd),
                 Command::Cleanup => tasks::cleanup(&config),
                 Command::Doctor { json } => setup::doctor(&config, json),
                 Command::Init { .. } => unreachable!("handled above"),

@@ -1,15 +1,19 @@
 //! Storage: an r2d2 pool of SQLite connections, the migrations, and plain SQL
 //! functions per table. Nothing here knows about HTTP.
 
+pub mod api_keys;
+pub mod api_requests;
 pub mod assets;
 pub mod codes;
 pub mod ledger;
+pub mod limits;
 pub mod meta;
 pub mod migrate;
 pub mod sessions;
 pub mod tasks;
 pub mod tokens;
 pub mod users;
+pub mod webhooks;
 
 use std::collections::HashMap;
 use std::path::Path;

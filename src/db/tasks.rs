@@ -52,17 +52,18 @@ pub struct NewTask<'a> {
     pub seed: i64,
     pub webhook_url: Option<&'a str>,
     pub cost: i64,
+    pub api_key_id: Option<i64>,
     pub now: i64,
 }
 
 pub fn insert(conn: &Connection, t: &NewTask<'_>) -> AppResult<TaskId> {
     conn.execute(
         "INSERT INTO tasks (public_id, user_id, status, model, prompt, negative_prompt, width, height, n, seed,
-                            webhook_url, cost, not_before, created_at)
-         VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)",
+                            webhook_url, cost, not_before, created_at, api_key_id)
+         VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13)",
         params![
             t.public_id, t.user_id, t.model, t.prompt, t.negative_prompt, t.width, t.height, t.n, t.seed,
-            t.webhook_url, t.cost, t.now
+            t.webhook_url, t.cost, t.now, t.api_key_id
         ],
     )?;
     Ok(TaskId(conn.last_insert_rowid()))
@@ -249,4 +250,38 @@ pub fn count_by_status(conn: &Connection, status: TaskStatus) -> AppResult<i64> 
         [status.as_str()],
         |r| r.get(0),
     )?)
+}
+
+/// The task and body digest remembered for an `Idempotency-Key`.
+pub fn idempotency_get(
+    conn: &Connection,
+    user: UserId,
+    key: &str,
+) -> AppResult<Option<(String, TaskId)>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT body_hash, task_id FROM idempotency WHERE user_id = ?1 AND key = ?2",
+        )?
+        .query_row(params![user, key], |r| Ok((r.get(0)?, TaskId(r.get(1)?))))
+        .optional()?)
+}
+
+pub fn idempotency_put(
+    conn: &Connection,
+    user: UserId,
+    key: &str,
+    body_hash: &str,
+    task: TaskId,
+    now: i64,
+) -> AppResult<()> {
+    conn.prepare_cached(
+        "INSERT INTO idempotency (user_id, key, body_hash, task_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![user, key, body_hash, task.0, now])?;
+    Ok(())
+}
+
+/// Forgets idempotency keys older than `before`.
+pub fn idempotency_sweep(conn: &Connection, before: i64) -> AppResult<usize> {
+    Ok(conn.execute("DELETE FROM idempotency WHERE created_at < ?1", [before])?)
 }

@@ -39,6 +39,9 @@ pub struct Model {
 pub struct Catalog {
     pub models: Vec<Model>,
     pub providers: Vec<ProviderConfig>,
+    /// `webhooks.allow_private_targets`: task webhook URLs are checked
+    /// against it when a task is submitted.
+    pub allow_private_webhooks: bool,
 }
 
 fn gcd(a: u32, b: u32) -> u32 {
@@ -108,7 +111,11 @@ impl Catalog {
                 upstream_model: m.upstream_model.clone(),
             })
             .collect();
-        Catalog { models, providers }
+        Catalog {
+            models,
+            providers,
+            allow_private_webhooks: config.webhooks.allow_private_targets,
+        }
     }
 
     pub fn model(&self, id: &str) -> AppResult<&Model> {

@@ -2,19 +2,25 @@
 //! the CLI and the background jobs all call these same functions.
 
 pub mod accounts;
+pub mod apikeys;
 pub mod assets;
 pub mod catalog;
 pub mod codes;
 pub mod csrf;
 pub mod doctor;
+pub mod limits;
+pub mod links;
 pub mod passwords;
 pub mod referrals;
+pub mod reqlog;
 pub mod retention;
 pub mod secrets;
 pub mod sessions;
+pub mod ssrf;
 pub mod tasks;
 pub mod uploads;
 pub mod wallet;
+pub mod webhooks;
 
 /// The current time in unix seconds (UTC).
 pub fn now() -> i64 {

@@ -25,6 +25,8 @@ pub struct SweepReport {
     pub references_deleted: usize,
     pub dangling_rows_deleted: usize,
     pub orphan_files_deleted: usize,
+    pub request_logs_deleted: usize,
+    pub idempotency_keys_deleted: usize,
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -87,6 +89,12 @@ pub fn sweep(conn: &Connection, config: &Config, now: i64) -> AppResult<SweepRep
             report.orphan_files_deleted += 1;
         }
     }
+    report.request_logs_deleted = db::api_requests::sweep(
+        conn,
+        now - config.api.request_log_retention_days as i64 * 86_400,
+    )?;
+    report.idempotency_keys_deleted =
+        db::tasks::idempotency_sweep(conn, now - config.api.idempotency_hours as i64 * 3600)?;
     if report != SweepReport::default() {
         tracing::info!(?report, "retention sweep");
     }

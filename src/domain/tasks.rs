@@ -31,23 +31,43 @@ pub struct NewTaskInput {
     pub webhook_url: Option<String>,
     /// Public ids of the user's uploaded reference images.
     pub references: Vec<String>,
+    /// Set when an API key submits: its limits are checked in the same
+    /// transaction as the insert.
+    pub api_key: Option<super::apikeys::KeyQuota>,
+    /// `Idempotency-Key` and the SHA-256 of the request body.
+    pub idempotency: Option<(String, String)>,
 }
 
-fn validate_webhook(url: &str) -> AppResult<()> {
-    let ok = url.len() <= 2000
-        && (url.starts_with("https://") || url.starts_with("http://"))
-        && rocket::http::uri::Absolute::parse(url)
-            .ok()
-            .and_then(|u| u.authority().map(|a| !a.host().is_empty()))
-            .unwrap_or(false);
-    if ok {
-        Ok(())
-    } else {
-        Err(AppError::invalid(
-            "webhook_url",
-            "The webhook URL must be an http:// or https:// address.",
-        ))
+pub const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+/// The task an earlier request with the same `Idempotency-Key` made: Ok(None)
+/// if the key is new, 409 if it came with a different body.
+pub fn replay(
+    conn: &Connection,
+    user: UserId,
+    key: &str,
+    body_hash: &str,
+) -> AppResult<Option<Task>> {
+    match db::tasks::idempotency_get(conn, user, key)? {
+        None => Ok(None),
+        Some((hash, task)) if hash == body_hash => db::tasks::by_id(conn, task),
+        Some(_) => Err(AppError::Conflict(
+            "This Idempotency-Key was already used with a different request body.".into(),
+        )),
     }
+}
+
+/// Webhook URLs are checked by the SSRF guard when saved (and again when
+/// called).
+fn validate_webhook(url: &str, allow_private: bool) -> AppResult<()> {
+    super::ssrf::check(url, &super::ssrf::SystemResolver, allow_private)
+        .map(|_| ())
+        .map_err(|e| {
+            AppError::invalid(
+                "webhook_url",
+                format!("The webhook URL cannot be used: {e}"),
+            )
+        })
 }
 
 /// Checks a request against the catalogue and queues it.
@@ -57,6 +77,25 @@ pub fn submit(
     user: UserId,
     input: &NewTaskInput,
 ) -> AppResult<Task> {
+    submit_replayable(conn, catalog, user, input).map(|(t, _)| t)
+}
+
+/// As `submit`; the flag is true when an earlier request with the same
+/// `Idempotency-Key` made the task.
+pub fn submit_replayable(
+    conn: &mut Connection,
+    catalog: &Catalog,
+    user: UserId,
+    input: &NewTaskInput,
+) -> AppResult<(Task, bool)> {
+    if let Some((key, _)) = &input.idempotency {
+        if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY || !key.is_ascii() {
+            return Err(AppError::invalid(
+                "Idempotency-Key",
+                format!("The Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} ASCII characters."),
+            ));
+        }
+    }
     let prompt = input.prompt.trim();
     if prompt.is_empty() {
         return Err(AppError::invalid(
@@ -106,7 +145,7 @@ pub fn submit(
         .map(str::trim)
         .filter(|u| !u.is_empty());
     if let Some(url) = webhook {
-        validate_webhook(url)?;
+        validate_webhook(url, catalog.allow_private_webhooks)?;
     }
     if input.references.len() > super::uploads::MAX_REFERENCES {
         return Err(AppError::invalid(
@@ -132,6 +171,14 @@ pub fn submit(
     let public_id = new_public_id("tsk");
     let now = super::now();
     db::write(conn, |tx| {
+        if let Some((key, hash)) = &input.idempotency {
+            if let Some(task) = replay(tx, user, key, hash)? {
+                return Ok((task, true));
+            }
+        }
+        if let Some(q) = &input.api_key {
+            super::apikeys::check_quota(tx, q, &model.id)?;
+        }
         let id = db::tasks::insert(
             tx,
             &db::tasks::NewTask {
@@ -146,6 +193,7 @@ pub fn submit(
                 seed,
                 webhook_url: webhook,
                 cost,
+                api_key_id: input.api_key.as_ref().map(|q| q.key_id),
                 now,
             },
         )?;
@@ -153,7 +201,10 @@ pub fn submit(
             db::assets::attach_reference(tx, id, r.id, i as u32)?;
         }
         super::wallet::charge_task(tx, user, id, cost, now)?;
-        db::tasks::by_id(tx, id)?.ok_or(AppError::NotFound)
+        if let Some((key, hash)) = &input.idempotency {
+            db::tasks::idempotency_put(tx, user, key, hash, id, now)?;
+        }
+        Ok((db::tasks::by_id(tx, id)?.ok_or(AppError::NotFound)?, false))
     })
 }
 
@@ -184,6 +235,23 @@ pub fn output_view(a: &Asset) -> OutputView {
         height: a.height,
         expires_at: a.expires_at,
     }
+}
+
+/// A task as the API and webhooks show it: image URLs are signed, expiring,
+/// absolute links (the receiver has no session cookie).
+pub fn present(config: &Config, secret: &[u8], view: &TaskView) -> serde_json::Value {
+    let now = super::now();
+    let mut v = serde_json::json!(view);
+    if let Some(outputs) = v.get_mut("outputs").and_then(|o| o.as_array_mut()) {
+        for (o, out) in outputs.iter_mut().zip(&view.outputs) {
+            let asset = (out.id.as_str(), out.expires_at);
+            o["url"] = super::links::media_url(config, secret, asset, "", now).into();
+            o["preview_url"] =
+                super::links::media_url(config, secret, asset, "/preview", now).into();
+            o["url_expires_at"] = super::links::expiry(config, out.expires_at, now).into();
+        }
+    }
+    v
 }
 
 pub fn view(conn: &Connection, task: Task) -> AppResult<TaskView> {
@@ -242,6 +310,7 @@ pub fn cancel(conn: &mut Connection, user: UserId, public_id: &str) -> AppResult
         let changed = db::tasks::mark_canceled(tx, task.id, now)?;
         if changed.is_some() {
             super::wallet::refund_task(tx, task.user_id, task.id, task.n, task.n, "Canceled", now)?;
+            super::webhooks::enqueue(tx, &task, TaskStatus::Canceled, now)?;
         }
         Ok(changed)
     })?;
@@ -314,6 +383,7 @@ pub fn complete(
             let reason = format!("{missing} of {} images were not made", task.n);
             super::wallet::refund_task(tx, task.user_id, task.id, missing, task.n, &reason, now)?;
         }
+        super::webhooks::enqueue(tx, task, TaskStatus::Succeeded, now)?;
         Ok(true)
     });
     if !matches!(result, Ok(true)) {
@@ -365,6 +435,7 @@ pub fn fail(
                         "Failed",
                         now,
                     )?;
+                    super::webhooks::enqueue(tx, &current, TaskStatus::Failed, now)?;
                 }
                 Ok(TaskStatus::Failed)
             }

@@ -2,6 +2,7 @@
 //! and the scheduler's periodic sweeps.
 
 pub mod queue;
+pub mod webhooks;
 
 use std::time::Duration;
 

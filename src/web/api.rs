@@ -13,30 +13,199 @@ use serde_json::{json, Value};
 
 use super::guards::{same_origin, Csrf, MaybeUser};
 use super::render::json_response;
-use crate::domain::tasks::{self, NewTaskInput};
+use crate::db::api_keys::ApiKey;
+use crate::domain::apikeys::{self, KeyQuota, RateState};
+use crate::domain::tasks::{self, NewTaskInput, TaskView};
 use crate::domain::{secrets, uploads};
 use crate::error::{AppError, AppResult};
 use crate::model::{TaskStatus, UserId};
 use crate::App;
 
-/// Who is calling the API. Today: a signed-in browser that sent its CSRF
-/// token in `x-csrf-token` (a form-less request from another site cannot).
+/// Who is calling the API: an API key (`Authorization: Bearer nva_...`), or
+/// a signed-in browser that sent its CSRF token in `x-csrf-token` (a
+/// form-less request from another site cannot).
 pub struct Caller {
     pub user: UserId,
+    /// None: the studio, with a session (every permission, no key limits).
+    pub key: Option<ApiKey>,
+}
+
+impl Caller {
+    /// 403 unless the key has `permission` (sessions have all).
+    pub fn require(&self, permission: &str) -> AppResult<()> {
+        match &self.key {
+            Some(k) if !k.permissions.iter().any(|p| p == permission) => Err(AppError::Forbidden(
+                format!("This API key does not have the {permission} permission."),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn quota(&self) -> Option<KeyQuota> {
+        self.key.as_ref().map(KeyQuota::from)
+    }
+}
+
+/// Why an API guard refused the request; the catcher answers with it.
+#[derive(Default)]
+pub struct GuardFailure(pub std::sync::Mutex<Option<AppError>>);
+
+/// The key's request-rate state, for the x-ratelimit-* headers.
+pub struct KeyRate(pub Option<RateState>);
+
+/// Who made an API request, for the request log.
+#[derive(Clone, Default)]
+pub struct ApiIdentity(pub Option<(UserId, Option<String>)>);
+
+/// What the request log says about a request beyond method, path and status.
+#[derive(Default, Clone)]
+pub struct Note {
+    pub summary: String,
+    pub task: Option<String>,
+    pub error_code: Option<String>,
+}
+
+#[derive(Default)]
+pub struct NoteCell(pub std::sync::Mutex<Note>);
+
+impl NoteCell {
+    pub fn of<'r>(req: &'r Request<'_>) -> &'r NoteCell {
+        req.local_cache(NoteCell::default)
+    }
+
+    fn with(&self, f: impl FnOnce(&mut Note)) {
+        f(&mut self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    pub fn summary(&self, s: String) {
+        self.with(|n| n.summary = crate::domain::reqlog::clip(&s));
+    }
+
+    pub fn task(&self, id: &str) {
+        self.with(|n| n.task = Some(id.to_string()));
+    }
+
+    pub fn error(&self, code: &str) {
+        self.with(|n| n.error_code = Some(code.to_string()));
+    }
+
+    pub fn take(&self) -> Note {
+        std::mem::take(&mut self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// Handlers add to the request log through this guard.
+pub struct ReqNote<'r>(pub &'r NoteCell);
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for ReqNote<'r> {
+    type Error = ();
+    async fn from_request(req: &'r Request<'_>) -> request::Outcome<Self, ()> {
+        Outcome::Success(ReqNote(NoteCell::of(req)))
+    }
+}
+
+/// Summary of a generation request for the log.
+pub fn task_summary(model: &str, size: &str, n: u32, prompt: &str) -> String {
+    format!(
+        "model={model} size={size} n={n} prompt={:?}",
+        crate::domain::reqlog::clip(prompt)
+    )
+}
+
+fn fail(req: &Request<'_>, err: AppError) -> request::Outcome<Caller, ()> {
+    let status = Status::from_code(err.status()).unwrap_or(Status::Unauthorized);
+    *req.local_cache(GuardFailure::default)
+        .0
+        .lock()
+        .unwrap_or_else(|e| e.into_inner()) = Some(err);
+    Outcome::Error((status, ()))
+}
+
+/// Query parameters under which clients put credentials by mistake.
+const KEY_PARAMS: [&str; 5] = ["api_key", "apikey", "key", "access_token", "token"];
+
+fn key_in_query(req: &Request<'_>) -> bool {
+    req.uri().query().is_some_and(|q| {
+        q.segments().any(|(k, v)| {
+            KEY_PARAMS.contains(&k.to_ascii_lowercase().as_str()) || v.contains("nva_")
+        })
+    })
 }
 
 #[rocket::async_trait]
 impl<'r> FromRequest<'r> for Caller {
     type Error = ();
     async fn from_request(req: &'r Request<'_>) -> request::Outcome<Self, ()> {
-        if req.headers().get_one("Authorization").is_some() {
-            // API keys arrive with the developer center; until then no key is valid.
-            return Outcome::Error((Status::Unauthorized, ()));
+        let app = req.rocket().state::<App>().expect("App is managed");
+        if key_in_query(req) {
+            return fail(
+                req,
+                AppError::Unauthorized(
+                    "API keys are not accepted in the URL (they end up in logs); send \
+                     Authorization: Bearer <key>. Consider this key exposed and rotate it."
+                        .into(),
+                ),
+            );
+        }
+        if let Some(auth) = req.headers().get_one("Authorization") {
+            let presented = match auth.split_once(' ') {
+                Some((scheme, key)) if scheme.eq_ignore_ascii_case("bearer") => {
+                    key.trim().to_string()
+                }
+                _ => {
+                    return fail(
+                        req,
+                        AppError::Unauthorized(
+                            "Send the API key as Authorization: Bearer <key>.".into(),
+                        ),
+                    )
+                }
+            };
+            let found = app
+                .db
+                .run(move |conn| {
+                    let key = apikeys::authenticate(conn, &presented)?;
+                    apikeys::touch(conn, &key)?;
+                    Ok(key)
+                })
+                .await;
+            let key = match found {
+                Ok(k) => k,
+                Err(e) => return fail(req, e),
+            };
+            req.local_cache(|| ApiIdentity(Some((key.user_id, Some(key.prefix.clone())))));
+            let state = app
+                .key_rates
+                .check(key.id, key.rpm, std::time::Instant::now());
+            req.local_cache(|| KeyRate(Some(state)));
+            if !state.allowed {
+                return fail(
+                    req,
+                    AppError::Quota {
+                        message: format!(
+                            "This API key allows {} requests per minute; try again in {} seconds.",
+                            state.limit, state.reset_secs
+                        ),
+                        code: "rate_limited",
+                        limit: state.limit as u64,
+                        reset_secs: state.reset_secs,
+                    },
+                );
+            }
+            return Outcome::Success(Caller {
+                user: key.user_id,
+                key: Some(key),
+            });
         }
         let Some(signed_in) = req.guard::<MaybeUser>().await.succeeded().and_then(|m| m.0) else {
-            return Outcome::Error((Status::Unauthorized, ()));
+            return fail(
+                req,
+                AppError::Unauthorized(
+                    "Authentication required: send Authorization: Bearer <API key>.".into(),
+                ),
+            );
         };
-        let app = req.rocket().state::<App>().expect("App is managed");
         let expected = match req.guard::<Csrf>().await {
             Outcome::Success(c) => c.token,
             _ => return Outcome::Error((Status::Forbidden, ())),
@@ -48,8 +217,10 @@ impl<'r> FromRequest<'r> for Caller {
         {
             return Outcome::Error((Status::Forbidden, ()));
         }
+        req.local_cache(|| ApiIdentity(Some((signed_in.user.id, None))));
         Outcome::Success(Caller {
             user: signed_in.user.id,
+            key: None,
         })
     }
 }
@@ -82,8 +253,8 @@ impl<'r> Responder<'r, 'static> for ApiJson {
     }
 }
 
-/// Reads a JSON body up to `limit`, with errors a client can act on.
-async fn read_json<T: for<'de> Deserialize<'de>>(data: Data<'_>, limit: u64) -> AppResult<T> {
+/// Reads a request body up to `limit` bytes (413 beyond).
+pub async fn read_body(data: Data<'_>, limit: u64) -> AppResult<String> {
     let body = data.open(limit.bytes()).into_string().await.map_err(|e| {
         AppError::invalid("body", format!("The request body could not be read: {e}"))
     })?;
@@ -93,7 +264,11 @@ async fn read_json<T: for<'de> Deserialize<'de>>(data: Data<'_>, limit: u64) -> 
             limit
         )));
     }
-    serde_json::from_str(&body).map_err(|e| {
+    Ok(body.into_inner())
+}
+
+pub fn parse_json<T: for<'de> Deserialize<'de>>(body: &str) -> AppResult<T> {
+    serde_json::from_str(body).map_err(|e| {
         AppError::invalid(
             "body",
             format!("The request body is not valid JSON for this call: {e}"),
@@ -101,32 +276,77 @@ async fn read_json<T: for<'de> Deserialize<'de>>(data: Data<'_>, limit: u64) -> 
     })
 }
 
-#[get("/api/v1/models")]
-fn models(app: &State<App>, _caller: Caller) -> ApiJson {
-    let data: Vec<Value> = app.engine.catalog.models.iter().map(|m| json!(m)).collect();
-    ApiJson::ok(json!({ "object": "list", "data": data }))
+/// Reads a JSON body up to `limit`, with errors a client can act on.
+async fn read_json<T: for<'de> Deserialize<'de>>(data: Data<'_>, limit: u64) -> AppResult<T> {
+    parse_json(&read_body(data, limit).await?)
 }
 
-/// The caller's account: who, and the credits available.
+/// A task as the API shows it (signed image links).
+pub fn present(app: &App, view: &TaskView) -> Value {
+    tasks::present(&app.config, &app.secret, view)
+}
+
+fn models_json(app: &App, caller: &Caller) -> Vec<Value> {
+    app.engine
+        .catalog
+        .models
+        .iter()
+        .filter(
+            |m| match caller.key.as_ref().and_then(|k| k.models.as_ref()) {
+                Some(allowed) => allowed.contains(&m.id),
+                None => true,
+            },
+        )
+        .map(|m| json!(m))
+        .collect()
+}
+
+#[get("/api/v1/models")]
+fn models(app: &State<App>, caller: Caller) -> ApiJson {
+    ApiJson::ok(json!({ "object": "list", "data": models_json(app, &caller) }))
+}
+
+/// The caller's account: who, the credits available, and (for a key) its
+/// limits and today's usage.
 #[get("/api/v1/account")]
 async fn account(app: &State<App>, caller: Caller) -> AppResult<ApiJson> {
+    caller.require(apikeys::READ_ACCOUNT)?;
     let user = caller.user;
-    let (u, w) = app
+    let key = caller.key.clone();
+    let (u, w, usage) = app
         .db
         .run(move |conn| {
+            let usage = match &key {
+                Some(k) => {
+                    let (day, _) = apikeys::utc_day(crate::domain::now());
+                    Some((
+                        crate::db::api_keys::tasks_since(conn, k.id, day)?,
+                        crate::db::api_keys::active_tasks(conn, k.id)?,
+                    ))
+                }
+                None => None,
+            };
             Ok((
                 crate::domain::accounts::by_id(conn, user)?,
                 crate::domain::wallet::get(conn, user)?,
+                usage,
             ))
         })
         .await?;
-    Ok(ApiJson::ok(json!({
+    let mut body = json!({
         "email": u.email,
         "display_name": u.display_name,
         "balance": w.balance,
         "bonus": w.bonus,
         "available": w.total(),
-    })))
+    });
+    if let (Some(k), Some((today, active))) = (&caller.key, usage) {
+        body["key"] = json!({ "prefix": k.prefix, "name": k.name, "permissions": k.permissions, "models": k.models });
+        body["limits"] =
+            json!({ "rpm": k.rpm, "concurrency": k.concurrency, "daily_cap": k.daily_cap });
+        body["usage"] = json!({ "tasks_today": today, "active_tasks": active });
+    }
+    Ok(ApiJson::ok(body))
 }
 
 #[derive(Deserialize)]
@@ -143,6 +363,7 @@ async fn redeem(
     client: super::guards::ClientInfo,
     data: Data<'_>,
 ) -> AppResult<ApiJson> {
+    caller.require(apikeys::READ_ACCOUNT)?;
     let body: RedeemBody = read_json(data, 4096).await?;
     let (user, config) = (caller.user, app.config.clone());
     let r = app
@@ -172,34 +393,94 @@ struct CreateTask {
     webhook_url: Option<String>,
 }
 
+/// The `Idempotency-Key` request header.
+pub struct IdempotencyKey(pub Option<String>);
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for IdempotencyKey {
+    type Error = ();
+    async fn from_request(req: &'r Request<'_>) -> request::Outcome<Self, ()> {
+        Outcome::Success(IdempotencyKey(
+            req.headers()
+                .get_one("Idempotency-Key")
+                .map(|k| k.trim().to_string()),
+        ))
+    }
+}
+
+/// Decodes `reference_images`: uploaded ids are kept, base64 images stored.
+fn references(
+    conn: &mut rusqlite::Connection,
+    app_config: &crate::Config,
+    user: UserId,
+    refs: Vec<String>,
+) -> AppResult<Vec<String>> {
+    let mut out = Vec::new();
+    for r in refs {
+        if r.starts_with("ref_") {
+            out.push(r);
+        } else {
+            use base64::Engine;
+            let b64 = r.split_once("base64,").map(|(_, b)| b).unwrap_or(&r);
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(b64.trim())
+                .map_err(|_| {
+                    AppError::invalid(
+                        "reference_images",
+                        "Each reference image is an uploaded image id (ref_...) or base64 image data.",
+                    )
+                })?;
+            out.push(uploads::ingest_reference(conn, app_config, user, &bytes)?.public_id);
+        }
+    }
+    Ok(out)
+}
+
 #[post("/api/v1/tasks", data = "<data>")]
-async fn create_task(app: &State<App>, caller: Caller, data: Data<'_>) -> AppResult<ApiJson> {
+async fn create_task(
+    app: &State<App>,
+    caller: Caller,
+    idempotency: IdempotencyKey,
+    note: ReqNote<'_>,
+    data: Data<'_>,
+) -> AppResult<ApiJson> {
+    caller.require(apikeys::GENERATE)?;
     let limit =
         app.config.storage.max_upload_bytes * 4 / 3 * uploads::MAX_REFERENCES as u64 + 64 * 1024;
-    let body: CreateTask = read_json(data, limit).await?;
+    let raw = read_body(data, limit).await?;
+    let idempotency = idempotency.0.map(|k| (k, secrets::sha256_hex(&raw)));
+    let body: CreateTask = parse_json(&raw)?;
+    note.0.summary(task_summary(
+        body.model.as_deref().unwrap_or("-"),
+        body.size
+            .as_deref()
+            .or(body.aspect_ratio.as_deref())
+            .unwrap_or("-"),
+        body.n.unwrap_or(1),
+        body.prompt.as_deref().unwrap_or(""),
+    ));
     let engine = app.engine.clone();
     let config = app.config.clone();
     let user = caller.user;
-    let view = app
+    let quota = caller.quota();
+    let (view, replayed) = app
         .db
         .run(move |conn| {
+            if let Some((key, hash)) = &idempotency {
+                if let Some(task) = tasks::replay(conn, user, key, hash)? {
+                    return Ok((tasks::view(conn, task)?, true));
+                }
+            }
             let model = body
                 .model
                 .filter(|m| !m.trim().is_empty())
                 .unwrap_or_else(|| engine.catalog.models[0].id.clone());
-            let mut references = Vec::new();
-            for r in body.reference_images.unwrap_or_default() {
-                if r.starts_with("ref_") {
-                    references.push(r);
-                } else {
-                    use base64::Engine;
-                    let b64 = r.split_once("base64,").map(|(_, b)| b).unwrap_or(&r);
-                    let bytes = base64::engine::general_purpose::STANDARD.decode(b64.trim()).map_err(|_| {
-                        AppError::invalid("reference_images", "Each reference image is an uploaded image id (ref_...) or base64 image data.")
-                    })?;
-                    references.push(uploads::ingest_reference(conn, &config, user, &bytes)?.public_id);
-                }
-            }
+            let references = references(
+                conn,
+                &config,
+                user,
+                body.reference_images.unwrap_or_default(),
+            )?;
             let input = NewTaskInput {
                 prompt: body.prompt.unwrap_or_default(),
                 negative_prompt: body.negative_prompt,
@@ -211,17 +492,26 @@ async fn create_task(app: &State<App>, caller: Caller, data: Data<'_>) -> AppRes
                 seed: body.seed,
                 webhook_url: body.webhook_url,
                 references,
+                api_key: quota,
+                idempotency,
             };
-            let task = tasks::submit(conn, &engine.catalog, user, &input)?;
-            tasks::view(conn, task)
+            let (task, replayed) = tasks::submit_replayable(conn, &engine.catalog, user, &input)?;
+            Ok((tasks::view(conn, task)?, replayed))
         })
         .await?;
-    app.engine.hub.wake();
-    app.engine.hub.publish(user, &view.task.public_id);
+    note.0.task(&view.task.public_id);
+    if !replayed {
+        app.engine.hub.wake();
+        app.engine.hub.publish(user, &view.task.public_id);
+    }
     let location = format!("/api/v1/tasks/{}", view.task.public_id);
     Ok(ApiJson {
-        status: Status::Created,
-        body: json!(view),
+        status: if replayed {
+            Status::Ok
+        } else {
+            Status::Created
+        },
+        body: present(app, &view),
         location: Some(location),
     })
 }
@@ -234,6 +524,7 @@ async fn list_tasks(
     limit: Option<u32>,
     cursor: Option<String>,
 ) -> AppResult<ApiJson> {
+    caller.require(apikeys::READ_TASKS)?;
     let status = match status.as_deref().filter(|s| !s.is_empty()) {
         None => None,
         Some(s) => Some(TaskStatus::parse(s).ok_or_else(|| {
@@ -248,33 +539,49 @@ async fn list_tasks(
         .db
         .run(move |conn| tasks::list(conn, user, status, cursor.as_deref(), limit.unwrap_or(20)))
         .await?;
+    let data: Vec<Value> = data.iter().map(|v| present(app, v)).collect();
     Ok(ApiJson::ok(
         json!({ "object": "list", "data": data, "next_cursor": next }),
     ))
 }
 
 #[get("/api/v1/tasks/<id>")]
-async fn get_task(app: &State<App>, caller: Caller, id: &str) -> AppResult<ApiJson> {
+async fn get_task(
+    app: &State<App>,
+    caller: Caller,
+    note: ReqNote<'_>,
+    id: &str,
+) -> AppResult<ApiJson> {
+    caller.require(apikeys::READ_TASKS)?;
+    note.0.task(id);
     let (user, id) = (caller.user, id.to_string());
     let view = app.db.run(move |conn| tasks::get(conn, user, &id)).await?;
-    Ok(ApiJson::ok(json!(view)))
+    Ok(ApiJson::ok(present(app, &view)))
 }
 
 #[post("/api/v1/tasks/<id>/cancel")]
-async fn cancel_task(app: &State<App>, caller: Caller, id: &str) -> AppResult<ApiJson> {
+async fn cancel_task(
+    app: &State<App>,
+    caller: Caller,
+    note: ReqNote<'_>,
+    id: &str,
+) -> AppResult<ApiJson> {
+    caller.require(apikeys::GENERATE)?;
+    note.0.task(id);
     let (user, id) = (caller.user, id.to_string());
     let view = app
         .db
         .run(move |conn| tasks::cancel(conn, user, &id))
         .await?;
     app.engine.hub.publish(user, &view.task.public_id);
-    Ok(ApiJson::ok(json!(view)))
+    Ok(ApiJson::ok(present(app, &view)))
 }
 
 /// Uploads one reference image as the raw request body (`Content-Type:
 /// image/png|jpeg|webp`). The body is read only up to the configured limit.
 #[post("/api/v1/uploads", data = "<data>")]
 async fn upload(app: &State<App>, caller: Caller, data: Data<'_>) -> AppResult<ApiJson> {
+    caller.require(apikeys::GENERATE)?;
     let max = app.config.storage.max_upload_bytes;
     let bytes = data
         .open((max + 1).bytes())

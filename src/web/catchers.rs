@@ -39,8 +39,19 @@ fn code_for(status: Status) -> (&'static str, &'static str) {
 
 #[catch(default)]
 fn default(status: Status, req: &Request<'_>) -> CatcherResponse {
+    // An API guard that refused with a reason (bad key, rate limit).
+    let failure = req
+        .local_cache(super::api::GuardFailure::default)
+        .0
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
+    if let Some(err) = failure {
+        return CatcherResponse::Error(err);
+    }
     if wants_json(req) {
         let (kind, code) = code_for(status);
+        super::api::NoteCell::of(req).error(code);
         return CatcherResponse::Json(
             status,
             error_envelope(message_for(status), kind, code, None),
@@ -58,6 +69,7 @@ pub enum CatcherResponse {
     Json(Status, serde_json::Value),
     Redirect(Box<Redirect>),
     Page(super::render::Page),
+    Error(crate::error::AppError),
 }
 
 impl<'r> Responder<'r, 'static> for CatcherResponse {
@@ -66,6 +78,7 @@ impl<'r> Responder<'r, 'static> for CatcherResponse {
             CatcherResponse::Json(status, body) => Ok(json_response(status, &body)),
             CatcherResponse::Redirect(r) => (*r).respond_to(req),
             CatcherResponse::Page(p) => p.respond_to(req),
+            CatcherResponse::Error(e) => e.respond_to(req),
         }
     }
 }

@@ -69,7 +69,38 @@ impl Fairing for Http {
         if https {
             res.set_header(Header::new("Strict-Transport-Security", "max-age=31536000"));
         }
+        if let Some(rate) = req.local_cache(|| super::api::KeyRate(None)).0 {
+            if !res.headers().contains("x-ratelimit-limit") {
+                res.set_raw_header("x-ratelimit-limit", rate.limit.to_string());
+                res.set_raw_header("x-ratelimit-remaining", rate.remaining.to_string());
+                res.set_raw_header("x-ratelimit-reset", rate.reset_secs.to_string());
+            }
+        }
         let status = res.status().code;
+        if let Some((user, key_prefix)) =
+            req.local_cache(|| super::api::ApiIdentity(None)).0.clone()
+        {
+            if let Some(app) = req.rocket().state::<App>() {
+                let note = super::api::NoteCell::of(req).take();
+                let ip = req
+                    .local_cache(|| super::guards::ClientIp(super::guards::client_ip(req, app)))
+                    .0;
+                app.request_log.record(crate::db::api_requests::RequestRow {
+                    id: 0,
+                    user_id: user,
+                    key_prefix,
+                    method: req.method().as_str().to_string(),
+                    path: req.uri().path().to_string(),
+                    status,
+                    latency_ms: elapsed.as_millis() as i64,
+                    ip: ip.map(|i| i.to_string()),
+                    summary: note.summary,
+                    task_id: note.task,
+                    error_code: note.error_code,
+                    created_at: crate::domain::now(),
+                });
+            }
+        }
         // The path only: query strings may carry one-time tokens.
         let path = req.uri().path();
         if status >= 500 {

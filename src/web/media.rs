@@ -7,7 +7,7 @@ use rocket::request::Request;
 use rocket::response::{self, Responder, Response};
 use rocket::{get, routes, Route, State};
 
-use super::guards::CurrentUser;
+use super::guards::MaybeUser;
 use crate::domain::assets;
 use crate::error::{AppError, AppResult};
 use crate::App;
@@ -79,12 +79,46 @@ enum Variant {
     Download,
 }
 
-async fn serve(app: &App, me: &CurrentUser, id: &str, variant: Variant) -> AppResult<MediaFile> {
-    let (user, id_owned, config) = (me.0.user.id, id.to_string(), app.config.clone());
+/// `?expires=&signature=` of a signed link (API answers, webhooks).
+#[derive(rocket::FromForm)]
+pub struct Signed {
+    expires: Option<i64>,
+    signature: Option<String>,
+}
+
+/// The owner's session, or a valid signed link, gives access.
+async fn serve(
+    app: &App,
+    me: MaybeUser,
+    signed: Signed,
+    id: &str,
+    variant: Variant,
+) -> AppResult<MediaFile> {
+    let by_link = match (signed.expires, signed.signature.as_deref()) {
+        (Some(exp), Some(sig)) => {
+            if !crate::domain::links::verify(&app.secret, id, exp, sig, crate::domain::now()) {
+                return Err(AppError::Forbidden(
+                    "This image link has expired or is not valid.".into(),
+                ));
+            }
+            true
+        }
+        _ => false,
+    };
+    let owner = me.0.map(|s| s.user.id);
+    if owner.is_none() && !by_link {
+        return Err(AppError::Unauthenticated);
+    }
+    let (id_owned, config) = (id.to_string(), app.config.clone());
     let asset = app
         .db
         .run(move |conn| {
-            let a = assets::for_owner(conn, user, &id_owned)?;
+            let a = match owner {
+                Some(user) if !by_link => assets::for_owner(conn, user, &id_owned)?,
+                _ => crate::db::assets::by_public_id(conn, &id_owned)?
+                    .filter(|a| a.expires_at > crate::domain::now())
+                    .ok_or(AppError::NotFound)?,
+            };
             if variant == Variant::Download {
                 assets::record_download(conn, &a)?;
             }
@@ -124,19 +158,29 @@ async fn serve(app: &App, me: &CurrentUser, id: &str, variant: Variant) -> AppRe
     })
 }
 
-#[get("/media/<id>")]
-async fn full(app: &State<App>, me: CurrentUser, id: &str) -> AppResult<MediaFile> {
-    serve(app, &me, id, Variant::Full).await
+#[get("/media/<id>?<signed..>")]
+async fn full(app: &State<App>, me: MaybeUser, signed: Signed, id: &str) -> AppResult<MediaFile> {
+    serve(app, me, signed, id, Variant::Full).await
 }
 
-#[get("/media/<id>/preview")]
-async fn preview(app: &State<App>, me: CurrentUser, id: &str) -> AppResult<MediaFile> {
-    serve(app, &me, id, Variant::Preview).await
+#[get("/media/<id>/preview?<signed..>")]
+async fn preview(
+    app: &State<App>,
+    me: MaybeUser,
+    signed: Signed,
+    id: &str,
+) -> AppResult<MediaFile> {
+    serve(app, me, signed, id, Variant::Preview).await
 }
 
-#[get("/media/<id>/download")]
-async fn download(app: &State<App>, me: CurrentUser, id: &str) -> AppResult<MediaFile> {
-    serve(app, &me, id, Variant::Download).await
+#[get("/media/<id>/download?<signed..>")]
+async fn download(
+    app: &State<App>,
+    me: MaybeUser,
+    signed: Signed,
+    id: &str,
+) -> AppResult<MediaFile> {
+    serve(app, me, signed, id, Variant::Download).await
 }
 
 pub fn routes() -> Vec<Route> {

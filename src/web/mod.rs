@@ -6,6 +6,7 @@ mod api;
 mod assets;
 mod auth;
 mod catchers;
+mod developer;
 mod fairings;
 pub mod guards;
 mod media;
@@ -32,6 +33,7 @@ pub fn mount(rocket: Rocket<Build>, app: App) -> Rocket<Build> {
         .mount("/", api::routes())
         .mount("/", studio::routes())
         .mount("/", wallet::routes())
+        .mount("/", developer::routes())
         .mount("/", media::routes())
         .mount("/assets", assets::routes())
         .register("/", catchers::catchers())

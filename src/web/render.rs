@@ -215,6 +215,7 @@ impl<'r> Responder<'r, 'static> for AppError {
             tracing::error!(path = %req.uri().path(), "{detail}");
         }
         let message = self.public_message();
+        super::api::NoteCell::of(req).error(self.kind().1);
         let mut response = if wants_json(req) {
             let (kind, code) = self.kind();
             let param = match &self {
@@ -225,8 +226,19 @@ impl<'r> Responder<'r, 'static> for AppError {
         } else {
             error_page(req, status, &message).respond_to(req)?
         };
-        if let AppError::RateLimited { retry_after_secs } = self {
-            response.set_raw_header("Retry-After", retry_after_secs.to_string());
+        match self {
+            AppError::RateLimited { retry_after_secs } => {
+                response.set_raw_header("Retry-After", retry_after_secs.to_string());
+            }
+            AppError::Quota {
+                limit, reset_secs, ..
+            } => {
+                response.set_raw_header("Retry-After", reset_secs.to_string());
+                response.set_raw_header("x-ratelimit-limit", limit.to_string());
+                response.set_raw_header("x-ratelimit-remaining", "0");
+                response.set_raw_header("x-ratelimit-reset", reset_secs.to_string());
+            }
+            _ => {}
         }
         Ok(response)
     }

@@ -207,6 +207,8 @@ async fn submit(
         },
         webhook_url: Some(f.webhook_url.clone()),
         references: Vec::new(),
+        api_key: None,
+        idempotency: None,
     };
     let (engine, user) = (page.app.engine.clone(), me.0.user.id);
     let result = page

@@ -191,7 +191,7 @@ impl<'r> Responder<'r, 'static> for Csv {
 
 /// One CSV field: quoted when needed, and text that a spreadsheet would run
 /// as a formula is prefixed with an apostrophe.
-fn field(s: &str) -> String {
+pub(crate) fn field(s: &str) -> String {
     let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{s}")
     } else {

@@ -35,6 +35,7 @@ pub struct Resp {
     pub content_type: &'static str,
     pub body: Vec<u8>,
     pub delay: Duration,
+    pub headers: Vec<(String, String)>,
 }
 
 impl Resp {
@@ -44,6 +45,7 @@ impl Resp {
             content_type: "application/json",
             body: v.to_string().into_bytes(),
             delay: Duration::ZERO,
+            headers: Vec::new(),
         }
     }
     pub fn bytes(status: u16, content_type: &'static str, body: Vec<u8>) -> Resp {
@@ -52,7 +54,13 @@ impl Resp {
             content_type,
             body,
             delay: Duration::ZERO,
+            headers: Vec::new(),
         }
+    }
+    #[allow(dead_code)]
+    pub fn header(mut self, name: &str, value: &str) -> Resp {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
     }
     pub fn slow(mut self, d: Duration) -> Resp {
         self.delay = d;
@@ -128,8 +136,13 @@ pub fn serve(handler: impl Fn(&Req) -> Resp + Send + Sync + 'static) -> Fake {
                 reqs.lock().unwrap().push(req.clone());
                 let resp = handler(&req);
                 std::thread::sleep(resp.delay);
+                let extra: String = resp
+                    .headers
+                    .iter()
+                    .map(|(k, v)| format!("{k}: {v}\r\n"))
+                    .collect();
                 let head = format!(
-                    "HTTP/1.1 {} X\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    "HTTP/1.1 {} X\r\nContent-Type: {}\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n",
                     resp.status,
                     resp.content_type,
                     resp.body.len()

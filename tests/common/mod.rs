@@ -363,3 +363,72 @@ pub fn novart_with_stdin(dir: &Path, args: &[&str], stdin: Option<&str>) -> std:
     child.wait_with_output().unwrap()
 }
 pub mod fake_http;
+
+/// The real server (build_rocket) on a free loopback port, for tests that
+/// need many clients at once. Stops when dropped.
+#[allow(dead_code)]
+pub struct Live {
+    pub base: String,
+    pub config: Config,
+    pub dir: tempfile::TempDir,
+    shutdown: Option<rocket::Shutdown>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+#[allow(dead_code)]
+pub fn live(f: impl FnOnce(&mut Config)) -> Live {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = Config::for_data_dir(dir.path());
+    config.server.port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    f(&mut config);
+    config.validate().expect("test config is valid");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let c = config.clone();
+    let thread = std::thread::spawn(move || {
+        rocket::execute(async move {
+            let rocket = novart::build_rocket(c).unwrap().ignite().await.unwrap();
+            tx.send(rocket.shutdown()).unwrap();
+            let _ = rocket.launch().await;
+        })
+    });
+    let shutdown = rx.recv().expect("server starts");
+    let addr = format!("127.0.0.1:{}", config.server.port);
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(&addr).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Live {
+        base: format!("http://{addr}"),
+        config,
+        dir,
+        shutdown: Some(shutdown),
+        thread: Some(thread),
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        if let Some(s) = self.shutdown.take() {
+            s.notify();
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// An HTTP client that returns 4xx/5xx answers instead of errors.
+#[allow(dead_code)]
+pub fn http() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .new_agent()
+}
