@@ -262,6 +262,10 @@ ALTER TABLE tasks ADD COLUMN api_key_id INTEGER REFERENCES api_keys(id) ON DELET
 CREATE INDEX tasks_key ON tasks(api_key_id, created_at) WHERE api_key_id IS NOT NULL;
 CREATE INDEX tasks_key_status ON tasks(api_key_id, status) WHERE api_key_id IS NOT NULL;
 
+-- An edit's mask (transparent where the image may change) is stored like a
+-- reference image, with its own role.
+ALTER TABLE task_references ADD COLUMN role TEXT NOT NULL DEFAULT 'image' CHECK (role IN ('image', 'mask'));
+
 -- `Idempotency-Key` of task submissions: the same key with the same body
 -- returns the same task; with another body it is a conflict.
 CREATE TABLE idempotency (

@@ -77,11 +77,28 @@ pub fn results_of_task(conn: &Connection, task: TaskId) -> AppResult<Vec<Asset>>
 pub fn references_of_task(conn: &Connection, task: TaskId) -> AppResult<Vec<Asset>> {
     let sql = format!(
         "SELECT {COLUMNS} FROM task_references tr JOIN assets a ON a.id = tr.asset_id
-         WHERE tr.task_id = ?1 ORDER BY tr.position"
+         WHERE tr.task_id = ?1 AND tr.role = 'image' ORDER BY tr.position"
     );
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map([task], from_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The mask given with an edit, if any.
+pub fn mask_of_task(conn: &Connection, task: TaskId) -> AppResult<Option<Asset>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM task_references tr JOIN assets a ON a.id = tr.asset_id
+         WHERE tr.task_id = ?1 AND tr.role = 'mask'"
+    );
+    Ok(conn.query_row(&sql, [task], from_row).optional()?)
+}
+
+pub fn attach_mask(conn: &Connection, task: TaskId, asset: AssetId) -> AppResult<()> {
+    conn.execute(
+        "INSERT INTO task_references (task_id, asset_id, position, role) VALUES (?1, ?2, 1000, 'mask')",
+        params![task, asset],
+    )?;
+    Ok(())
 }
 
 pub fn attach_reference(

@@ -285,3 +285,11 @@ pub fn idempotency_put(
 pub fn idempotency_sweep(conn: &Connection, before: i64) -> AppResult<usize> {
     Ok(conn.execute("DELETE FROM idempotency WHERE created_at < ?1", [before])?)
 }
+
+pub fn idempotency_delete(conn: &Connection, user: UserId, key: &str) -> AppResult<()> {
+    conn.execute(
+        "DELETE FROM idempotency WHERE user_id = ?1 AND key = ?2",
+        params![user, key],
+    )?;
+    Ok(())
+}

@@ -31,6 +31,9 @@ pub struct NewTaskInput {
     pub webhook_url: Option<String>,
     /// Public ids of the user's uploaded reference images.
     pub references: Vec<String>,
+    /// For an edit: an uploaded mask, transparent where the first reference
+    /// may change.
+    pub mask: Option<String>,
     /// Set when an API key submits: its limits are checked in the same
     /// transaction as the insert.
     pub api_key: Option<super::apikeys::KeyQuota>,
@@ -167,6 +170,25 @@ pub fn submit_replayable(
         .iter()
         .map(|r| super::uploads::own_reference(conn, user, r.trim()))
         .collect::<AppResult<Vec<_>>>()?;
+    let mask = match input
+        .mask
+        .as_deref()
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+    {
+        None => None,
+        Some(m) => {
+            if references.is_empty() {
+                return Err(AppError::invalid("mask", "A mask needs an image to edit."));
+            }
+            Some(
+                super::uploads::own_reference(conn, user, m).map_err(|e| match e {
+                    AppError::Invalid { message, .. } => AppError::invalid("mask", message),
+                    other => other,
+                })?,
+            )
+        }
+    };
     let cost = (model.price as i64).saturating_mul(n as i64);
     let public_id = new_public_id("tsk");
     let now = super::now();
@@ -199,6 +221,9 @@ pub fn submit_replayable(
         )?;
         for (i, r) in references.iter().enumerate() {
             db::assets::attach_reference(tx, id, r.id, i as u32)?;
+        }
+        if let Some(m) = &mask {
+            db::assets::attach_mask(tx, id, m.id)?;
         }
         super::wallet::charge_task(tx, user, id, cost, now)?;
         if let Some((key, hash)) = &input.idempotency {

@@ -222,6 +222,10 @@ impl Engine {
                 message: "A reference image of this task is no longer available.".into(),
                 raw: e.to_string(),
             })?;
+        let mask = self.load_mask(task).map_err(|e| ProviderError::Failed {
+            message: "The mask of this task is no longer available.".into(),
+            raw: e.to_string(),
+        })?;
         let req = GenRequest {
             prompt: task.prompt.clone(),
             negative_prompt: task.negative_prompt.clone(),
@@ -231,6 +235,7 @@ impl Engine {
             seed: task.seed as u64,
             upstream_model: model.upstream_model.clone(),
             references,
+            mask,
         };
         let mut last = ProviderError::Unavailable {
             raw: "the model has no usable provider".into(),
@@ -268,6 +273,16 @@ impl Engine {
                     .map_err(|e| AppError::internal(format!("reference {}: {e}", a.public_id)))
             })
             .collect()
+    }
+
+    fn load_mask(&self, task: &Task) -> AppResult<Option<Vec<u8>>> {
+        let conn = self.db.get()?;
+        match crate::db::assets::mask_of_task(&conn, task.id)? {
+            None => Ok(None),
+            Some(a) => std::fs::read(crate::domain::assets::file_path(&self.config, &a.path))
+                .map(Some)
+                .map_err(|e| AppError::internal(format!("mask {}: {e}", a.public_id))),
+        }
     }
 
     /// Records an attempt's outcome; returns the task's new status.

@@ -69,6 +69,30 @@ impl Automatic1111 {
     }
 }
 
+/// AUTOMATIC1111 paints where its mask is white; an OpenAI-style mask marks
+/// that area as transparent. Converts the one into the other.
+fn inpaint_mask(mask: &[u8]) -> Result<Vec<u8>, ProviderError> {
+    let img = image::load_from_memory(mask).map_err(|e| ProviderError::Failed {
+        message: "The mask could not be read.".into(),
+        raw: e.to_string(),
+    })?;
+    let rgba = img.to_rgba8();
+    let bw = image::GrayImage::from_fn(rgba.width(), rgba.height(), |x, y| {
+        image::Luma([if rgba.get_pixel(x, y)[3] < 128 {
+            255
+        } else {
+            0
+        }])
+    });
+    let mut out = Vec::new();
+    bw.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+        .map_err(|e| ProviderError::Failed {
+            message: "The mask could not be converted.".into(),
+            raw: e.to_string(),
+        })?;
+    Ok(out)
+}
+
 impl Provider for Automatic1111 {
     fn generate(&self, req: &GenRequest, ctl: &dyn Control) -> Result<Vec<Vec<u8>>, ProviderError> {
         let mut body = json!({
@@ -92,6 +116,9 @@ impl Provider for Automatic1111 {
             body["init_images"] =
                 Value::Array(req.references.iter().map(|r| json!(http::b64(r))).collect());
             body["denoising_strength"] = json!(0.75);
+            if let Some(mask) = &req.mask {
+                body["mask"] = json!(http::b64(&inpaint_mask(mask)?));
+            }
             "img2img"
         };
         let url = format!("{}/sdapi/v1/{endpoint}", self.base);

@@ -11,6 +11,24 @@ use super::{Control, GenRequest, Provider, ProviderError};
 
 pub struct Builtin;
 
+/// An edit with a mask: where the mask is opaque the original (the first
+/// reference) is kept; only its transparent area is painted anew.
+fn keep_unmasked(
+    img: &mut image::RgbImage,
+    reference: &image::DynamicImage,
+    mask: &image::DynamicImage,
+) {
+    use image::imageops::FilterType;
+    let (w, h) = img.dimensions();
+    let original = reference.resize_exact(w, h, FilterType::Triangle).to_rgb8();
+    let mask = mask.resize_exact(w, h, FilterType::Nearest).to_rgba8();
+    for (x, y, px) in img.enumerate_pixels_mut() {
+        if mask.get_pixel(x, y)[3] >= 128 {
+            *px = *original.get_pixel(x, y);
+        }
+    }
+}
+
 impl Provider for Builtin {
     fn generate(&self, req: &GenRequest, ctl: &dyn Control) -> Result<Vec<Vec<u8>>, ProviderError> {
         let reference = match req.references.first() {
@@ -24,19 +42,33 @@ impl Provider for Builtin {
             }
             None => None,
         };
+        let mask = match &req.mask {
+            Some(bytes) => {
+                Some(
+                    image::load_from_memory(bytes).map_err(|e| ProviderError::Failed {
+                        message: "The mask could not be read.".into(),
+                        raw: e.to_string(),
+                    })?,
+                )
+            }
+            None => None,
+        };
         let mut out = Vec::with_capacity(req.n as usize);
         let n = req.n.max(1);
         for i in 0..n {
             if ctl.canceled() {
                 break;
             }
-            let img = render(
+            let mut img = render(
                 &req.prompt,
                 req.seed.wrapping_add(i as u64),
                 req.width,
                 req.height,
                 reference.as_ref(),
             );
+            if let (Some(mask), Some(reference)) = (&mask, &reference) {
+                keep_unmasked(&mut img, reference, mask);
+            }
             let mut png = Vec::new();
             img.write_to(&mut std::io::Cursor::new(&mut png), ImageFormat::Png)
                 .map_err(|e| ProviderError::Failed {
@@ -412,6 +444,7 @@ mod tests {
             seed,
             upstream_model: String::new(),
             references: vec![],
+            mask: None,
         }
     }
 

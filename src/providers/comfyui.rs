@@ -107,6 +107,11 @@ impl Provider for ComfyUi {
         for (i, r) in req.references.iter().enumerate().take(1) {
             image = Value::String(self.upload(r, i)?);
         }
+        // An edit's mask goes to a LoadImage node whose image is {{mask}}.
+        let mut mask = Value::String(String::new());
+        if let Some(m) = &req.mask {
+            mask = Value::String(self.upload(m, 99)?);
+        }
         let vars = [
             ("prompt", json!(req.prompt)),
             ("negative_prompt", json!(req.negative_prompt)),
@@ -115,6 +120,7 @@ impl Provider for ComfyUi {
             ("seed", json!(req.seed)),
             ("batch_size", json!(req.n)),
             ("image", image),
+            ("mask", mask),
         ];
         let workflow = fill(&self.workflow, &vars);
         let client_id = format!("novart-{}", crate::domain::secrets::random_token(12));

@@ -22,6 +22,9 @@ pub struct GenRequest {
     pub upstream_model: String,
     /// Reference images, already re-encoded as PNG.
     pub references: Vec<Vec<u8>>,
+    /// For an edit: where the first reference may change (transparent
+    /// pixels), as PNG.
+    pub mask: Option<Vec<u8>>,
 }
 
 /// Why a provider call did not produce images.

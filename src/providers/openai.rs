@@ -78,6 +78,9 @@ impl Provider for OpenAi {
             for (i, r) in req.references.iter().enumerate() {
                 form = form.file("image[]", &format!("reference-{i}.png"), "image/png", r);
             }
+            if let Some(mask) = &req.mask {
+                form = form.file("mask", "mask.png", "image/png", mask);
+            }
             let (content_type, body) = form.finish();
             let url = format!("{}/images/edits", self.base);
             self.auth(self.agent.post(&url))

@@ -390,6 +390,9 @@ struct CreateTask {
     seed: Option<i64>,
     /// Ids of uploaded references, or base64-encoded images.
     reference_images: Option<Vec<String>>,
+    /// For an edit: an uploaded mask id or base64 PNG, transparent where the
+    /// first reference image may change.
+    mask: Option<String>,
     webhook_url: Option<String>,
 }
 
@@ -409,7 +412,7 @@ impl<'r> FromRequest<'r> for IdempotencyKey {
 }
 
 /// Decodes `reference_images`: uploaded ids are kept, base64 images stored.
-fn references(
+pub fn references(
     conn: &mut rusqlite::Connection,
     app_config: &crate::Config,
     user: UserId,
@@ -475,12 +478,16 @@ async fn create_task(
                 .model
                 .filter(|m| !m.trim().is_empty())
                 .unwrap_or_else(|| engine.catalog.models[0].id.clone());
-            let references = references(
+            let refs = references(
                 conn,
                 &config,
                 user,
                 body.reference_images.unwrap_or_default(),
             )?;
+            let mask = match body.mask {
+                Some(m) => references(conn, &config, user, vec![m])?.pop(),
+                None => None,
+            };
             let input = NewTaskInput {
                 prompt: body.prompt.unwrap_or_default(),
                 negative_prompt: body.negative_prompt,
@@ -491,7 +498,8 @@ async fn create_task(
                 n: body.n,
                 seed: body.seed,
                 webhook_url: body.webhook_url,
-                references,
+                references: refs,
+                mask,
                 api_key: quota,
                 idempotency,
             };

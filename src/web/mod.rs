@@ -10,6 +10,7 @@ mod developer;
 mod fairings;
 pub mod guards;
 mod media;
+mod openai;
 mod pages;
 pub mod render;
 mod settings;
@@ -35,6 +36,7 @@ pub fn mount(rocket: Rocket<Build>, app: App) -> Rocket<Build> {
         .mount("/", wallet::routes())
         .mount("/", developer::routes())
         .mount("/", media::routes())
+        .mount("/", openai::routes())
         .mount("/assets", assets::routes())
         .register("/", catchers::catchers())
         .attach(fairings::Http)

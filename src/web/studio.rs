@@ -207,6 +207,7 @@ async fn submit(
         },
         webhook_url: Some(f.webhook_url.clone()),
         references: Vec::new(),
+        mask: None,
         api_key: None,
         idempotency: None,
     };
