@@ -3,6 +3,8 @@
 //! Layers: `web` (routes, guards, templates) → `domain` (rules, no HTTP) →
 //! `db` (SQL only). The CLI is another caller of `domain`.
 
+#![recursion_limit = "512"]
+
 pub mod cli;
 pub mod config;
 pub mod db;

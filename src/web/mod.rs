@@ -7,6 +7,7 @@ mod assets;
 mod auth;
 mod catchers;
 mod developer;
+mod docs;
 mod fairings;
 pub mod guards;
 mod media;
@@ -37,6 +38,7 @@ pub fn mount(rocket: Rocket<Build>, app: App) -> Rocket<Build> {
         .mount("/", developer::routes())
         .mount("/", media::routes())
         .mount("/", openai::routes())
+        .mount("/", docs::routes())
         .mount("/assets", assets::routes())
         .register("/", catchers::catchers())
         .attach(fairings::Http)
