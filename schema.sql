@@ -236,7 +236,7 @@ CREATE TABLE redemptions (
 -- migration 4: developer center — API keys, idempotency, webhooks, request logs, limit requests, messages
 -- API keys `nva_<prefix>_<secret>`: only the prefix (for lookup and display)
 -- and the SHA-256 of the whole key are stored. Limits are per key; the
--- daily cap and concurrency are counted from `tasks.api_key_id` inside the
+-- daily cap and concurrency are checked against `key_usage` inside the
 -- submitting transaction, so they hold exactly under concurrency.
 CREATE TABLE api_keys (
     id           INTEGER PRIMARY KEY,
@@ -259,8 +259,36 @@ CREATE TABLE api_keys (
 CREATE INDEX api_keys_user ON api_keys(user_id, id);
 
 ALTER TABLE tasks ADD COLUMN api_key_id INTEGER REFERENCES api_keys(id) ON DELETE SET NULL;
-CREATE INDEX tasks_key ON tasks(api_key_id, created_at) WHERE api_key_id IS NOT NULL;
-CREATE INDEX tasks_key_status ON tasks(api_key_id, status) WHERE api_key_id IS NOT NULL;
+
+-- Per key: tasks queued or running, and tasks made on the current UTC day.
+-- Kept exact by the triggers below in the same transaction as the task
+-- change, so the limit checks read one row instead of counting tasks.
+CREATE TABLE key_usage (
+    key_id    INTEGER PRIMARY KEY REFERENCES api_keys(id) ON DELETE CASCADE,
+    active    INTEGER NOT NULL DEFAULT 0,
+    day       INTEGER NOT NULL DEFAULT 0,
+    day_tasks INTEGER NOT NULL DEFAULT 0
+) STRICT;
+
+CREATE TRIGGER tasks_key_insert AFTER INSERT ON tasks WHEN new.api_key_id IS NOT NULL BEGIN
+    INSERT INTO key_usage (key_id, active, day, day_tasks)
+    VALUES (new.api_key_id, new.status IN ('queued', 'running'), new.created_at - new.created_at % 86400, 1)
+    ON CONFLICT(key_id) DO UPDATE SET
+        active = active + (new.status IN ('queued', 'running')),
+        day_tasks = CASE WHEN day = excluded.day THEN day_tasks + 1 ELSE 1 END,
+        day = excluded.day;
+END;
+
+CREATE TRIGGER tasks_key_status AFTER UPDATE OF status ON tasks
+WHEN new.api_key_id IS NOT NULL AND old.status <> new.status BEGIN
+    UPDATE key_usage
+    SET active = active - (old.status IN ('queued', 'running')) + (new.status IN ('queued', 'running'))
+    WHERE key_id = new.api_key_id;
+END;
+
+CREATE TRIGGER tasks_key_delete AFTER DELETE ON tasks WHEN old.api_key_id IS NOT NULL BEGIN
+    UPDATE key_usage SET active = active - (old.status IN ('queued', 'running')) WHERE key_id = old.api_key_id;
+END;
 
 -- An edit's mask (transparent where the image may change) is stored like a
 -- reference image, with its own role.

@@ -171,18 +171,22 @@ pub fn set_limits(
     Ok(())
 }
 
-/// Tasks the key created since `since` (unix seconds).
-pub fn tasks_since(conn: &Connection, key: i64, since: i64) -> AppResult<u32> {
+/// Tasks the key created on the UTC day starting at `day` (unix seconds).
+pub fn tasks_since(conn: &Connection, key: i64, day: i64) -> AppResult<u32> {
     Ok(conn
-        .prepare_cached("SELECT count(*) FROM tasks WHERE api_key_id = ?1 AND created_at >= ?2")?
-        .query_row(params![key, since], |r| r.get(0))?)
+        .prepare_cached(
+            "SELECT CASE WHEN day = ?2 THEN day_tasks ELSE 0 END FROM key_usage WHERE key_id = ?1",
+        )?
+        .query_row(params![key, day], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0))
 }
 
 /// The key's tasks that are queued or running.
 pub fn active_tasks(conn: &Connection, key: i64) -> AppResult<u32> {
     Ok(conn
-        .prepare_cached(
-            "SELECT count(*) FROM tasks WHERE api_key_id = ?1 AND status IN ('queued', 'running')",
-        )?
-        .query_row([key], |r| r.get(0))?)
+        .prepare_cached("SELECT active FROM key_usage WHERE key_id = ?1")?
+        .query_row([key], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0))
 }

@@ -34,36 +34,30 @@ pub struct Entry {
 
 pub fn wallet(conn: &Connection, user: UserId) -> AppResult<Wallet> {
     Ok(conn
-        .query_row(
-            "SELECT balance, bonus FROM wallets WHERE user_id = ?1",
-            [user],
-            |r| {
-                Ok(Wallet {
-                    balance: r.get(0)?,
-                    bonus: r.get(1)?,
-                })
-            },
-        )
+        .prepare_cached("SELECT balance, bonus FROM wallets WHERE user_id = ?1")?
+        .query_row([user], |r| {
+            Ok(Wallet {
+                balance: r.get(0)?,
+                bonus: r.get(1)?,
+            })
+        })
         .optional()?
         .unwrap_or_default())
 }
 
 pub fn set_wallet(conn: &Connection, user: UserId, w: Wallet) -> AppResult<()> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO wallets (user_id, balance, bonus) VALUES (?1, ?2, ?3)
          ON CONFLICT(user_id) DO UPDATE SET balance = excluded.balance, bonus = excluded.bonus",
-        params![user, w.balance, w.bonus],
-    )?;
+    )?
+    .execute(params![user, w.balance, w.bonus])?;
     Ok(())
 }
 
 pub fn idem_used(conn: &Connection, key: &str) -> AppResult<bool> {
     Ok(conn
-        .query_row(
-            "SELECT 1 FROM ledger WHERE idem_key = ?1",
-            [key],
-            |_| Ok(()),
-        )
+        .prepare_cached("SELECT 1 FROM ledger WHERE idem_key = ?1")?
+        .query_row([key], |_| Ok(()))
         .optional()?
         .is_some())
 }
@@ -84,15 +78,15 @@ pub struct NewEntry<'a> {
 }
 
 pub fn insert(conn: &Connection, e: &NewEntry<'_>) -> AppResult<()> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO ledger (user_id, kind, delta_balance, delta_bonus, balance_after, bonus_after, task_id,
                              code_id, related_user, idem_key, actor, reason, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-        params![
+    )?
+    .execute(params![
             e.user, e.kind, e.delta_balance, e.delta_bonus, e.after.balance, e.after.bonus, e.task, e.code,
             e.related_user, e.idem_key, e.actor, e.reason, e.now
-        ],
-    )?;
+        ])?;
     Ok(())
 }
 

@@ -61,6 +61,7 @@ impl Db {
         };
         let manager = SqliteConnectionManager::file(path).with_init(move |c| {
             c.busy_timeout(BUSY_TIMEOUT)?;
+            c.set_prepared_statement_cache_capacity(128);
             c.execute_batch(&format!(
                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON;"
             ))
@@ -94,32 +95,191 @@ impl Db {
     }
 }
 
-/// One lock per database file for this process's write transactions. SQLite
-/// allows one writer at a time anyway; waiting on this mutex instead of in
-/// SQLite's busy handler (which sleeps in growing steps) hands the lock over
-/// as soon as it is free. Other processes (the CLI) still meet busy_timeout.
-fn write_lock(conn: &Connection) -> Arc<Mutex<()>> {
-    static LOCKS: OnceLock<Mutex<HashMap<String, Arc<Mutex<()>>>>> = OnceLock::new();
-    let key = conn.path().unwrap_or("").to_string();
-    let mut map = LOCKS
+/// The writer of one database file in this process: a lock, and a dedicated
+/// connection that every write transaction uses. SQLite allows one writer at
+/// a time anyway; waiting on this mutex instead of in SQLite's busy handler
+/// (which sleeps in growing steps) hands the lock over as soon as it is free,
+/// and a connection that made the last change keeps its page cache (a pooled
+/// connection would re-read every page another one wrote). Other processes
+/// (the CLI) still meet busy_timeout.
+#[derive(Default)]
+struct Writer {
+    conn: Option<Connection>,
+    /// The file the connection was opened on (device, inode): a file replaced
+    /// on disk (a restore) gets a fresh connection.
+    file: Option<(u64, u64)>,
+}
+
+fn file_id(path: &str) -> Option<(u64, u64)> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
+    }
+}
+
+fn writer_for(path: &str) -> Arc<Mutex<Writer>> {
+    static WRITERS: OnceLock<Mutex<HashMap<String, Arc<Mutex<Writer>>>>> = OnceLock::new();
+    let mut map = WRITERS
         .get_or_init(Default::default)
         .lock()
         .unwrap_or_else(|e| e.into_inner());
-    map.entry(key).or_default().clone()
+    if map.len() > 16 && !map.contains_key(path) {
+        // Close writers nobody is using (tests open many short-lived databases).
+        map.retain(|_, w| Arc::strong_count(w) > 1);
+    }
+    map.entry(path.to_string()).or_default().clone()
+}
+
+/// Opens the dedicated write connection like the pool's, taking the
+/// synchronous setting from the caller's connection.
+fn open_writer(path: &str, like: &Connection) -> AppResult<Connection> {
+    let sync: i64 = like.pragma_query_value(None, "synchronous", |r| r.get(0))?;
+    let c = Connection::open(path)?;
+    c.busy_timeout(BUSY_TIMEOUT)?;
+    c.set_prepared_statement_cache_capacity(128);
+    c.execute_batch(&format!(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON;"
+    ))?;
+    Ok(c)
 }
 
 /// Runs `f` in a write transaction opened with BEGIN IMMEDIATE (so it never
 /// fails half-way with SQLITE_BUSY when upgrading a read lock), committing on
-/// Ok and rolling back on Err. Never nest: `f` must use the transaction it is
-/// given, not another connection's write.
+/// Ok and rolling back on Err. The transaction runs on the file's dedicated
+/// writer connection (see `Writer`), not on `conn`. Never nest: `f` must use
+/// the transaction it is given.
 pub fn write<T>(
     conn: &mut Connection,
     f: impl FnOnce(&Transaction) -> AppResult<T>,
 ) -> AppResult<T> {
-    let lock = write_lock(conn);
-    let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let path = conn.path().unwrap_or("").to_string();
+    if path.is_empty() {
+        // An in-memory database has no second connection to the same data.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        return Ok(out);
+    }
+    let writer = writer_for(&path);
+    let mut w = writer.lock().unwrap_or_else(|e| e.into_inner());
+    let file = file_id(&path);
+    if w.conn.is_none() || w.file != file {
+        w.conn = Some(open_writer(&path, conn)?);
+        w.file = file;
+    }
+    let wconn = w.conn.as_mut().expect("opened above");
+    let tx = wconn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let out = f(&tx)?;
     tx.commit()?;
     Ok(out)
+}
+
+/// Group commit for a hot kind of write: callers hand in an item; whoever
+/// gets the file's writer next runs every item waiting at that moment in one
+/// transaction, each inside its own SAVEPOINT (an item that fails is rolled
+/// back alone and gets its error), and commits once. Under load many items
+/// share one commit; alone, an item is its own batch. Items see the effects
+/// of the items before them (limits stay exact).
+pub struct Batcher<I, O> {
+    queues: Mutex<HashMap<String, Vec<Pending<I, O>>>>,
+}
+
+type Pending<I, O> = (I, std::sync::mpsc::Sender<AppResult<O>>);
+
+impl<I, O> Default for Batcher<I, O> {
+    fn default() -> Self {
+        Batcher {
+            queues: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<I, O> Batcher<I, O> {
+    pub fn run(
+        &self,
+        conn: &mut Connection,
+        item: I,
+        f: impl Fn(&Transaction, &I) -> AppResult<O>,
+    ) -> AppResult<O> {
+        let path = conn.path().unwrap_or("").to_string();
+        if path.is_empty() {
+            return write(conn, |tx| f(tx, &item));
+        }
+        let (tx_result, rx_result) = std::sync::mpsc::channel();
+        self.queues
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(path.clone())
+            .or_default()
+            .push((item, tx_result));
+        let writer = writer_for(&path);
+        let mut w = writer.lock().unwrap_or_else(|e| e.into_inner());
+        // A leader before us may have run our item already.
+        if let Ok(done) = rx_result.try_recv() {
+            return done;
+        }
+        let batch = std::mem::take(
+            self.queues
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(path.clone())
+                .or_default(),
+        );
+        let file = file_id(&path);
+        if w.conn.is_none() || w.file != file {
+            match open_writer(&path, conn) {
+                Ok(c) => {
+                    w.conn = Some(c);
+                    w.file = file;
+                }
+                Err(e) => {
+                    for (_, reply) in batch {
+                        let _ = reply.send(Err(AppError::Internal(e.to_string())));
+                    }
+                    return rx_result
+                        .recv()
+                        .unwrap_or_else(|_| Err(AppError::internal("write batch lost")));
+                }
+            }
+        }
+        let wconn = w.conn.as_mut().expect("opened above");
+        let outcome = (|| -> AppResult<Vec<AppResult<O>>> {
+            let tx = wconn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut results = Vec::with_capacity(batch.len());
+            for (item, _) in &batch {
+                tx.execute_batch("SAVEPOINT item")?;
+                let r = f(&tx, item);
+                if r.is_err() {
+                    tx.execute_batch("ROLLBACK TO item")?;
+                }
+                tx.execute_batch("RELEASE item")?;
+                results.push(r);
+            }
+            tx.commit()?;
+            Ok(results)
+        })();
+        match outcome {
+            Ok(results) => {
+                for ((_, reply), r) in batch.into_iter().zip(results) {
+                    let _ = reply.send(r);
+                }
+            }
+            Err(e) => {
+                let message = e.to_string();
+                for (_, reply) in batch {
+                    let _ = reply.send(Err(AppError::Internal(message.clone())));
+                }
+            }
+        }
+        drop(w);
+        rx_result
+            .recv()
+            .unwrap_or_else(|_| Err(AppError::internal("write batch lost")))
+    }
 }

@@ -57,21 +57,24 @@ pub struct NewTask<'a> {
 }
 
 pub fn insert(conn: &Connection, t: &NewTask<'_>) -> AppResult<TaskId> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO tasks (public_id, user_id, status, model, prompt, negative_prompt, width, height, n, seed,
                             webhook_url, cost, not_before, created_at, api_key_id)
          VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13)",
-        params![
+    )?
+    .execute(params![
             t.public_id, t.user_id, t.model, t.prompt, t.negative_prompt, t.width, t.height, t.n, t.seed,
             t.webhook_url, t.cost, t.now, t.api_key_id
-        ],
-    )?;
+        ])?;
     Ok(TaskId(conn.last_insert_rowid()))
 }
 
 pub fn by_id(conn: &Connection, id: TaskId) -> AppResult<Option<Task>> {
     let sql = format!("SELECT {COLUMNS} FROM tasks WHERE id = ?1");
-    Ok(conn.query_row(&sql, [id], from_row).optional()?)
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([id], from_row)
+        .optional()?)
 }
 
 pub fn by_public_id(conn: &Connection, user: UserId, public_id: &str) -> AppResult<Option<Task>> {

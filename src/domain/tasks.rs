@@ -190,47 +190,92 @@ pub fn submit_replayable(
         }
     };
     let cost = (model.price as i64).saturating_mul(n as i64);
-    let public_id = new_public_id("tsk");
-    let now = super::now();
-    db::write(conn, |tx| {
-        if let Some((key, hash)) = &input.idempotency {
-            if let Some(task) = replay(tx, user, key, hash)? {
-                return Ok((task, true));
-            }
+    let item = Prepared {
+        public_id: new_public_id("tsk"),
+        user,
+        model: model.id.clone(),
+        prompt: prompt.to_string(),
+        negative: negative.to_string(),
+        width,
+        height,
+        n,
+        seed,
+        webhook: webhook.map(str::to_string),
+        cost,
+        references: references.iter().map(|r| r.id).collect(),
+        mask: mask.as_ref().map(|m| m.id),
+        api_key: input.api_key.clone(),
+        idempotency: input.idempotency.clone(),
+        now: super::now(),
+    };
+    static SUBMITS: std::sync::OnceLock<db::Batcher<Prepared, (Task, bool)>> =
+        std::sync::OnceLock::new();
+    SUBMITS
+        .get_or_init(Default::default)
+        .run(conn, item, insert_prepared)
+}
+
+/// A checked submission, ready to be written.
+struct Prepared {
+    public_id: String,
+    user: UserId,
+    model: String,
+    prompt: String,
+    negative: String,
+    width: u32,
+    height: u32,
+    n: u32,
+    seed: i64,
+    webhook: Option<String>,
+    cost: i64,
+    references: Vec<crate::model::AssetId>,
+    mask: Option<crate::model::AssetId>,
+    api_key: Option<super::apikeys::KeyQuota>,
+    idempotency: Option<(String, String)>,
+    now: i64,
+}
+
+/// The write half of a submission: the key's limits, the task, its images,
+/// the charge and the idempotency record, all in the caller's transaction
+/// (submissions are group-committed; see `db::Batcher`).
+fn insert_prepared(tx: &rusqlite::Transaction, p: &Prepared) -> AppResult<(Task, bool)> {
+    if let Some((key, hash)) = &p.idempotency {
+        if let Some(task) = replay(tx, p.user, key, hash)? {
+            return Ok((task, true));
         }
-        if let Some(q) = &input.api_key {
-            super::apikeys::check_quota(tx, q, &model.id)?;
-        }
-        let id = db::tasks::insert(
-            tx,
-            &db::tasks::NewTask {
-                public_id: &public_id,
-                user_id: user,
-                model: &model.id,
-                prompt,
-                negative_prompt: negative,
-                width,
-                height,
-                n,
-                seed,
-                webhook_url: webhook,
-                cost,
-                api_key_id: input.api_key.as_ref().map(|q| q.key_id),
-                now,
-            },
-        )?;
-        for (i, r) in references.iter().enumerate() {
-            db::assets::attach_reference(tx, id, r.id, i as u32)?;
-        }
-        if let Some(m) = &mask {
-            db::assets::attach_mask(tx, id, m.id)?;
-        }
-        super::wallet::charge_task(tx, user, id, cost, now)?;
-        if let Some((key, hash)) = &input.idempotency {
-            db::tasks::idempotency_put(tx, user, key, hash, id, now)?;
-        }
-        Ok((db::tasks::by_id(tx, id)?.ok_or(AppError::NotFound)?, false))
-    })
+    }
+    if let Some(q) = &p.api_key {
+        super::apikeys::check_quota(tx, q, &p.model)?;
+    }
+    let id = db::tasks::insert(
+        tx,
+        &db::tasks::NewTask {
+            public_id: &p.public_id,
+            user_id: p.user,
+            model: &p.model,
+            prompt: &p.prompt,
+            negative_prompt: &p.negative,
+            width: p.width,
+            height: p.height,
+            n: p.n,
+            seed: p.seed,
+            webhook_url: p.webhook.as_deref(),
+            cost: p.cost,
+            api_key_id: p.api_key.as_ref().map(|q| q.key_id),
+            now: p.now,
+        },
+    )?;
+    for (i, r) in p.references.iter().enumerate() {
+        db::assets::attach_reference(tx, id, *r, i as u32)?;
+    }
+    if let Some(m) = p.mask {
+        db::assets::attach_mask(tx, id, m)?;
+    }
+    super::wallet::charge_task(tx, p.user, id, p.cost, p.now)?;
+    if let Some((key, hash)) = &p.idempotency {
+        db::tasks::idempotency_put(tx, p.user, key, hash, id, p.now)?;
+    }
+    Ok((db::tasks::by_id(tx, id)?.ok_or(AppError::NotFound)?, false))
 }
 
 /// A task as its owner sees it, with its images.
