@@ -92,6 +92,13 @@
       });
     }
 
+    // Forms that ask first: data-confirm="question".
+    document.querySelectorAll("form[data-confirm]").forEach(function (form) {
+      form.addEventListener("submit", function (ev) {
+        if (!window.confirm(form.getAttribute("data-confirm"))) ev.preventDefault();
+      });
+    });
+
     // Copy buttons: data-copy="#selector".
     document.querySelectorAll("[data-copy]").forEach(function (btn) {
       btn.addEventListener("click", function () {

@@ -395,21 +395,17 @@ fn account_journey_in_chromium() {
     b.wait_text("Hello, Browser Artist.");
 }
 
-#[test]
-fn studio_journey_in_chromium() {
-    let Some(s) = start("studio_journey_in_chromium") else {
-        return;
-    };
-    let (b, app_url) = (&s.b, &s.app_url);
+/// Creates a verified account with the CLI and signs in, landing on `next`.
+fn sign_in_new_user(s: &Session, email: &str, name: &str, next: &str) {
     let data = s.dir.path().join("data");
     let out = Command::new(env!("CARGO_BIN_EXE_novart"))
         .args([
             "user",
             "create",
             "--email",
-            "maker@example.com",
+            email,
             "--name",
-            "Maker",
+            name,
             "--verified",
             "--password-stdin",
         ])
@@ -425,11 +421,59 @@ fn studio_journey_in_chromium() {
         })
         .unwrap();
     assert!(out.success());
+    s.b.goto(&format!(
+        "{}/login?next={}",
+        s.app_url,
+        next.replace('/', "%2F")
+    ));
+    s.b.fill("E-mail address", email);
+    s.b.fill("Password", "maker passphrase 1");
+    s.b.click_button("Sign in");
+}
 
-    b.goto(&format!("{app_url}/login?next=%2Fstudio"));
-    b.fill("E-mail address", "maker@example.com");
-    b.fill("Password", "maker passphrase 1");
-    b.click_button("Sign in");
+#[test]
+fn developer_center_in_chromium() {
+    let Some(s) = start("developer_center_in_chromium") else {
+        return;
+    };
+    let (b, app_url) = (&s.b, &s.app_url);
+    sign_in_new_user(&s, "dev@example.com", "Dev", "/developer");
+    b.wait_text("No keys yet");
+    b.screenshot("20-developer-empty");
+    b.fill("Name", "shop backend");
+    b.click_button("Create key");
+    b.wait_text("shown only this once");
+    let secret = b.script("return document.getElementById('new-key-secret').textContent");
+    let secret = secret.as_str().unwrap().to_string();
+    assert!(secret.starts_with("nva_"), "{secret}");
+    assert!(b.no_horizontal_scroll());
+    b.screenshot("21-developer-new-key");
+    // The key works from outside the browser.
+    let mut r = ureq::get(&format!("{app_url}/api/v1/account"))
+        .header("Authorization", &format!("Bearer {secret}"))
+        .call()
+        .unwrap();
+    let v: Value = r.body_mut().read_json().unwrap();
+    assert_eq!(v["email"], "dev@example.com");
+    b.resize(390, 844);
+    b.goto(&format!("{app_url}/developer"));
+    assert!(!b.source().contains(&secret), "shown once");
+    let wide = b.script("return Array.from(document.querySelectorAll('body *')).filter(e => e.getBoundingClientRect().right > window.innerWidth + 1 && e.children.length < 50).map(e => e.tagName + '.' + e.className + ':' + Math.round(e.getBoundingClientRect().right)).slice(0, 8).join(' ');");
+    assert!(b.no_horizontal_scroll(), "too wide: {wide}");
+    b.screenshot("22-developer-phone");
+    b.resize(1280, 900);
+    b.goto(&format!("{app_url}/docs/api"));
+    b.wait_text("Standard Webhooks");
+    b.screenshot("23-docs-api");
+}
+
+#[test]
+fn studio_journey_in_chromium() {
+    let Some(s) = start("studio_journey_in_chromium") else {
+        return;
+    };
+    let (b, app_url) = (&s.b, &s.app_url);
+    sign_in_new_user(&s, "maker@example.com", "Maker", "/studio");
     b.wait_text("Nothing here yet");
     assert!(b.source().contains("built-in renderer, no AI model"));
     b.screenshot("10-studio-empty");
