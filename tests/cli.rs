@@ -649,3 +649,105 @@ fn keys_create_list_revoke() {
     );
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 }
+
+#[test]
+fn limits_list_approve_deny() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    novart_with_stdin(
+        d,
+        &[
+            "user",
+            "create",
+            "--email",
+            "l@example.com",
+            "--password-stdin",
+            "--verified",
+        ],
+        Some(PASSWORD),
+    );
+    let o = novart(d, &["keys", "create", "l@example.com", "--name", "a"]);
+    let prefix_a = novart::domain::apikeys::parse(stdout(&o).lines().last().unwrap())
+        .unwrap()
+        .to_string();
+    let o = novart(d, &["keys", "create", "l@example.com", "--name", "b"]);
+    let prefix_b = novart::domain::apikeys::parse(stdout(&o).lines().last().unwrap())
+        .unwrap()
+        .to_string();
+    // The creator asks (as the web form does).
+    let (app, _) = TestApp::at(&d.join("data"));
+    let a = app.rocket().state::<novart::App>().unwrap();
+    let user = novart::domain::accounts::find(&a.db.get().unwrap(), "l@example.com")
+        .unwrap()
+        .id;
+    for p in [&prefix_a, &prefix_b] {
+        let ask = novart::domain::limits::Ask {
+            rpm: Some(500),
+            concurrency: None,
+            daily_cap: Some(5000),
+            reason: "nightly catalogue renders".into(),
+        };
+        novart::domain::limits::request(&mut a.db.get().unwrap(), user, p, &ask).unwrap();
+    }
+    let o = novart(d, &["limits", "list", "--pending", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 2);
+    let (id_b, id_a) = (v[0]["id"].as_i64().unwrap(), v[1]["id"].as_i64().unwrap());
+    let o = novart(d, &["limits", "list"]);
+    assert!(stdout(&o).contains("60→500"), "{}", stdout(&o));
+
+    let o = novart(
+        d,
+        &[
+            "limits",
+            "approve",
+            &id_a.to_string(),
+            "--rpm",
+            "300",
+            "--reason",
+            "300 is plenty",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("300 rpm"));
+    let o = novart(
+        d,
+        &[
+            "limits",
+            "deny",
+            &id_b.to_string(),
+            "--reason",
+            "not this month",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = novart(
+        d,
+        &["limits", "deny", &id_b.to_string(), "--reason", "again"],
+    );
+    assert_eq!(o.status.code(), Some(1), "already decided");
+    let o = novart(d, &["limits", "list", "--pending", "--json"]);
+    assert_eq!(stdout(&o).trim(), "[]");
+
+    let o = novart(d, &["keys", "list", "--json"]);
+    let keys: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let key_a = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["prefix"] == prefix_a.as_str())
+        .unwrap();
+    assert_eq!(key_a["rpm"], 300);
+    assert_eq!(key_a["daily_cap"], 5000);
+    let key_b = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["prefix"] == prefix_b.as_str())
+        .unwrap();
+    assert_eq!(key_b["rpm"], 60);
+    let msgs = novart::db::limits::messages(&a.db.get().unwrap(), user, 10).unwrap();
+    assert_eq!(msgs.len(), 2);
+    assert!(msgs.iter().any(|m| m.body.contains("not this month")));
+    assert!(msgs.iter().any(|m| m.body.contains("300 is plenty")));
+}

@@ -835,3 +835,44 @@ fn openapi_describes_every_api_route_and_the_real_shapes() {
     assert!(html.contains("base_url="));
     assert!(html.contains("Idempotency-Key"));
 }
+
+#[test]
+fn request_logs_and_idempotency_keys_expire_with_the_retention_sweep() {
+    let t = TestApp::with(|c| {
+        c.queue.workers = 0;
+        c.api.request_log_retention_days = 7;
+        c.api.idempotency_hours = 24;
+    });
+    let a = state(&t);
+    let u = user(a, "old@example.com");
+    let k = key(a, u, |_| {});
+    let r = t
+        .client
+        .post("/api/v1/tasks")
+        .header(Header::new("Authorization", format!("Bearer {k}")))
+        .header(Header::new("Idempotency-Key", "k1"))
+        .header(ContentType::JSON)
+        .body(json!({"prompt": "old"}).to_string())
+        .dispatch();
+    assert_eq!(r.status(), Status::Created);
+    a.request_log.flush();
+    let conn = t.db();
+    let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+    assert_eq!(count("SELECT count(*) FROM api_requests"), 1);
+    assert_eq!(count("SELECT count(*) FROM idempotency"), 1);
+    let now = novart::domain::now();
+    // Six days later both are kept; eight days later both are gone.
+    novart::domain::retention::sweep(&conn, &t.config, now + 6 * 3600).unwrap();
+    assert_eq!(count("SELECT count(*) FROM api_requests"), 1);
+    assert_eq!(count("SELECT count(*) FROM idempotency"), 1);
+    let report = novart::domain::retention::sweep(&conn, &t.config, now + 8 * 86_400).unwrap();
+    assert_eq!(report.request_logs_deleted, 1);
+    assert_eq!(report.idempotency_keys_deleted, 1);
+    assert_eq!(count("SELECT count(*) FROM api_requests"), 0);
+    assert_eq!(count("SELECT count(*) FROM idempotency"), 0);
+    assert_eq!(
+        count("SELECT count(*) FROM tasks"),
+        1,
+        "the task itself stays"
+    );
+}
