@@ -9,6 +9,11 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 pub mod catalog;
+mod developer;
+mod net;
+
+pub use developer::{ApiConfig, WebhooksConfig};
+pub use net::{canonical_ip, IpNet};
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
@@ -159,58 +164,6 @@ impl Default for LimitsConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ApiConfig {
-    /// How long `POST /v1/images/*` waits for the images before answering
-    /// with the task id instead.
-    pub sync_wait_secs: u32,
-    /// How long the signed image URLs in API answers work (never past the
-    /// image's own retention).
-    pub signed_url_ttl_secs: u32,
-    /// API request log rows are deleted after this many days.
-    pub request_log_retention_days: u32,
-    /// How long an `Idempotency-Key` is remembered.
-    pub idempotency_hours: u32,
-}
-
-impl Default for ApiConfig {
-    fn default() -> Self {
-        ApiConfig {
-            sync_wait_secs: 300,
-            signed_url_ttl_secs: 3600,
-            request_log_retention_days: 30,
-            idempotency_hours: 24,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct WebhooksConfig {
-    /// Seconds to wait for the receiver's answer (at most 30).
-    pub timeout_secs: u32,
-    /// Attempts per event before the delivery is marked failed.
-    pub attempts: u32,
-    /// Waits before the 2nd, 3rd, ... attempt (the last one repeats); each
-    /// gets up to 10% random jitter.
-    pub retry_schedule_secs: Vec<u32>,
-    /// Allow webhook URLs on loopback and private networks. For local
-    /// development only: it lets any user make the server call internal hosts.
-    pub allow_private_targets: bool,
-}
-
-impl Default for WebhooksConfig {
-    fn default() -> Self {
-        WebhooksConfig {
-            timeout_secs: 15,
-            attempts: 8,
-            retry_schedule_secs: vec![5, 300, 1800, 7200, 18000, 36000, 50400, 72000],
-            allow_private_targets: false,
-        }
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReferralTrigger {
@@ -321,51 +274,6 @@ pub(crate) fn err(key: &str, message: impl Into<String>) -> ConfigError {
     ConfigError {
         key: key.to_string(),
         message: message.into(),
-    }
-}
-
-/// A trusted proxy entry: one address or a CIDR block.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IpNet {
-    addr: IpAddr,
-    prefix: u8,
-}
-
-impl IpNet {
-    pub fn parse(s: &str) -> Option<IpNet> {
-        let (addr, prefix) = match s.split_once('/') {
-            Some((a, p)) => (
-                a.trim().parse::<IpAddr>().ok()?,
-                Some(p.trim().parse::<u8>().ok()?),
-            ),
-            None => (s.trim().parse::<IpAddr>().ok()?, None),
-        };
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = prefix.unwrap_or(max);
-        (prefix <= max).then_some(IpNet { addr, prefix })
-    }
-
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = canonical_ip(ip);
-        match (self.addr, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX.checked_shl(32 - self.prefix as u32).unwrap_or(0);
-                u32::from(net) & mask == u32::from(ip) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX.checked_shl(128 - self.prefix as u32).unwrap_or(0);
-                u128::from(net) & mask == u128::from(ip) & mask
-            }
-            _ => false,
-        }
-    }
-}
-
-/// IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`) are treated as IPv4.
-pub fn canonical_ip(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-        v4 => v4,
     }
 }
 
@@ -524,36 +432,8 @@ impl Config {
                 return Err(err(key, "must be between 1 and 1000000"));
             }
         }
-        let api = &self.api;
-        if !(1..=3600).contains(&api.sync_wait_secs) {
-            return Err(err("api.sync_wait_secs", "must be between 1 and 3600"));
-        }
-        if !(60..=7 * 86400).contains(&api.signed_url_ttl_secs) {
-            return Err(err(
-                "api.signed_url_ttl_secs",
-                "must be between 60 and 604800",
-            ));
-        }
-        if api.request_log_retention_days == 0 {
-            return Err(err("api.request_log_retention_days", "must be at least 1"));
-        }
-        if api.idempotency_hours == 0 {
-            return Err(err("api.idempotency_hours", "must be at least 1"));
-        }
-        let w = &self.webhooks;
-        if !(1..=30).contains(&w.timeout_secs) {
-            return Err(err("webhooks.timeout_secs", "must be between 1 and 30"));
-        }
-        if !(1..=50).contains(&w.attempts) {
-            return Err(err("webhooks.attempts", "must be between 1 and 50"));
-        }
-        if w.retry_schedule_secs.is_empty() || w.retry_schedule_secs.iter().any(|&s| s > 7 * 86400)
-        {
-            return Err(err(
-                "webhooks.retry_schedule_secs",
-                "must list at least one wait, each at most 604800 seconds",
-            ));
-        }
+        self.api.validate()?;
+        self.webhooks.validate()?;
         Ok(())
     }
 

@@ -41,7 +41,7 @@ fn code_for(status: Status) -> (&'static str, &'static str) {
 fn default(status: Status, req: &Request<'_>) -> CatcherResponse {
     // An API guard that refused with a reason (bad key, rate limit).
     let failure = req
-        .local_cache(super::api::GuardFailure::default)
+        .local_cache(super::caller::GuardFailure::default)
         .0
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -51,7 +51,7 @@ fn default(status: Status, req: &Request<'_>) -> CatcherResponse {
     }
     if wants_json(req) {
         let (kind, code) = code_for(status);
-        super::api::NoteCell::of(req).error(code);
+        super::caller::NoteCell::of(req).error(code);
         return CatcherResponse::Json(
             status,
             error_envelope(message_for(status), kind, code, None),

@@ -69,7 +69,7 @@ impl Fairing for Http {
         if https {
             res.set_header(Header::new("Strict-Transport-Security", "max-age=31536000"));
         }
-        if let Some(rate) = req.local_cache(|| super::api::KeyRate(None)).0 {
+        if let Some(rate) = req.local_cache(|| super::caller::KeyRate(None)).0 {
             if !res.headers().contains("x-ratelimit-limit") {
                 res.set_raw_header("x-ratelimit-limit", rate.limit.to_string());
                 res.set_raw_header("x-ratelimit-remaining", rate.remaining.to_string());
@@ -77,11 +77,13 @@ impl Fairing for Http {
             }
         }
         let status = res.status().code;
-        if let Some((user, key_prefix)) =
-            req.local_cache(|| super::api::ApiIdentity(None)).0.clone()
+        if let Some((user, key_prefix)) = req
+            .local_cache(|| super::caller::ApiIdentity(None))
+            .0
+            .clone()
         {
             if let Some(app) = req.rocket().state::<App>() {
-                let note = super::api::NoteCell::of(req).take();
+                let note = super::caller::NoteCell::of(req).take();
                 let ip = req
                     .local_cache(|| super::guards::ClientIp(super::guards::client_ip(req, app)))
                     .0;

@@ -5,6 +5,7 @@
 mod api;
 mod assets;
 mod auth;
+mod caller;
 mod catchers;
 mod developer;
 mod docs;

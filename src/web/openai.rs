@@ -17,7 +17,8 @@ use rocket::{get, post, routes, Route, State};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::api::{parse_json, read_body, task_summary, Caller, ReqNote};
+use super::api::{parse_json, read_body};
+use super::caller::{task_summary, Caller, ReqNote};
 use super::render::{error_envelope, json_response};
 use crate::domain::apikeys;
 use crate::domain::tasks::{self, NewTaskInput, TaskView};
@@ -41,7 +42,7 @@ impl<'r> Responder<'r, 'static> for OpenAiReply {
             r.set_header(Header::new("x-should-retry", "false"));
         }
         if let Some(code) = self.body["error"]["code"].as_str() {
-            super::api::NoteCell::of(req).error(code);
+            super::caller::NoteCell::of(req).error(code);
         }
         Ok(r)
     }

@@ -215,7 +215,7 @@ impl<'r> Responder<'r, 'static> for AppError {
             tracing::error!(path = %req.uri().path(), "{detail}");
         }
         let message = self.public_message();
-        super::api::NoteCell::of(req).error(self.kind().1);
+        super::caller::NoteCell::of(req).error(self.kind().1);
         let mut response = if wants_json(req) {
             let (kind, code) = self.kind();
             let param = match &self {
