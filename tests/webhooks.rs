@@ -149,6 +149,14 @@ fn a_finished_task_is_delivered_signed_and_verifiable() {
     let attempts = db::webhooks::attempts(&app.db.get().unwrap(), d.id).unwrap();
     assert_eq!(attempts.len(), 2);
     assert!(attempts.iter().all(|a| a.status == Some(204)));
+
+    // Finished deliveries go with the request log's retention.
+    let conn = app.db.get().unwrap();
+    let later = novart::domain::now() + 31 * 86_400;
+    let report = novart::domain::retention::sweep(&conn, &app.config, later).unwrap();
+    assert_eq!(report.webhook_deliveries_deleted, 1);
+    assert!(deliveries(&app).is_empty());
+    assert!(db::webhooks::attempts(&conn, d.id).unwrap().is_empty());
 }
 
 #[test]

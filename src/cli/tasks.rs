@@ -97,9 +97,9 @@ pub fn cleanup(config: &Config) -> CliResult {
     let report = crate::jobs::cleanup(&app.db, config)?;
     let sessions = crate::jobs::sweep(&app.db, config)?;
     println!(
-        "deleted {} result image(s), {} reference image(s), {} row(s) without a file, {} file(s) without a row, {} expired session(s), {} API request log row(s), {} idempotency key(s)",
+        "deleted {} result image(s), {} reference image(s), {} row(s) without a file, {} file(s) without a row, {} expired session(s), {} API request log row(s), {} idempotency key(s), {} webhook delivery(ies)",
         report.results_deleted, report.references_deleted, report.dangling_rows_deleted, report.orphan_files_deleted, sessions,
-        report.request_logs_deleted, report.idempotency_keys_deleted
+        report.request_logs_deleted, report.idempotency_keys_deleted, report.webhook_deliveries_deleted
     );
     Ok(())
 }

@@ -14,7 +14,8 @@ pub struct ApiConfig {
     /// How long the signed image URLs in API answers work (never past the
     /// image's own retention).
     pub signed_url_ttl_secs: u32,
-    /// API request log rows are deleted after this many days.
+    /// API request log rows, and finished webhook deliveries, are deleted
+    /// after this many days.
     pub request_log_retention_days: u32,
     /// How long an `Idempotency-Key` is remembered.
     pub idempotency_hours: u32,

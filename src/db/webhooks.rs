@@ -223,3 +223,11 @@ pub fn backlog(conn: &Connection) -> AppResult<i64> {
         |r| r.get(0),
     )?)
 }
+
+/// Deletes finished deliveries (and their attempts) created before `before`.
+pub fn sweep(conn: &Connection, before: i64) -> AppResult<usize> {
+    Ok(conn.execute(
+        "DELETE FROM webhook_deliveries WHERE state <> 'pending' AND created_at < ?1",
+        [before],
+    )?)
+}

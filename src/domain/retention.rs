@@ -27,6 +27,7 @@ pub struct SweepReport {
     pub orphan_files_deleted: usize,
     pub request_logs_deleted: usize,
     pub idempotency_keys_deleted: usize,
+    pub webhook_deliveries_deleted: usize,
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -95,6 +96,12 @@ pub fn sweep(conn: &Connection, config: &Config, now: i64) -> AppResult<SweepRep
     )?;
     report.idempotency_keys_deleted =
         db::tasks::idempotency_sweep(conn, now - config.api.idempotency_hours as i64 * 3600)?;
+    // Finished webhook deliveries (their payloads hold prompts) go with the
+    // request log.
+    report.webhook_deliveries_deleted = db::webhooks::sweep(
+        conn,
+        now - config.api.request_log_retention_days as i64 * 86_400,
+    )?;
     if report != SweepReport::default() {
         tracing::info!(?report, "retention sweep");
     }
