@@ -28,7 +28,7 @@ pub enum AppError {
     /// The request or an upload is larger than allowed (413).
     #[error("{0}")]
     TooLarge(String),
-    #[error("too many requests; try again in {retry_after_secs} seconds")]
+    #[error("{}", wait_message(*retry_after_secs))]
     RateLimited { retry_after_secs: u64 },
     /// A per-key quota (daily cap, concurrency) is used up (429).
     #[error("{message}")]
@@ -41,6 +41,17 @@ pub enum AppError {
     /// A failure the user cannot fix. The message is logged, not shown.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// "Too many attempts. Please wait 3 minutes and try again."
+pub fn wait_message(secs: u64) -> String {
+    let wait = if secs < 90 {
+        format!("{secs} second{}", if secs == 1 { "" } else { "s" })
+    } else {
+        let m = secs.div_ceil(60);
+        format!("{m} minutes")
+    };
+    format!("Too many attempts. Please wait {wait} and try again.")
 }
 
 impl AppError {

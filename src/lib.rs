@@ -37,6 +37,9 @@ pub struct App {
     pub engine: jobs::queue::Engine,
     /// Requests per minute per API key.
     pub key_rates: domain::apikeys::RateLimiter,
+    /// Per-IP and per-account limits on sign-in, registration, resets,
+    /// resends and redemption.
+    pub auth_limits: domain::ratelimit::AuthLimits,
     /// Writes the API request log in batches.
     pub request_log: domain::reqlog::RequestLog,
 }
@@ -65,6 +68,7 @@ impl App {
             secret,
             engine,
             key_rates: Default::default(),
+            auth_limits: Default::default(),
             request_log,
         })
     }

@@ -496,5 +496,5 @@ fn the_api_answers_429_with_retry_after_when_paused() {
     assert!(r
         .into_string()
         .unwrap()
-        .contains("Too many wrong codes. Redeeming is paused; try again in 60 minutes."));
+        .contains("Too many attempts. Redeeming is paused; try again in 60 minutes."));
 }

@@ -143,6 +143,24 @@ pub struct LimitsConfig {
     pub redeem_failures_per_account_hour: u32,
     /// Wrong codes from one IP address per hour before redeeming is paused.
     pub redeem_failures_per_ip_hour: u32,
+    /// Sign-in attempts from one IP address per 15 minutes.
+    pub sign_in_per_ip_15min: u32,
+    /// Failed sign-ins for one account per 15 minutes.
+    pub sign_in_failures_per_account_15min: u32,
+    /// Registrations from one IP address per hour.
+    pub register_per_ip_hour: u32,
+    /// Password-reset requests from one IP address per hour.
+    pub reset_per_ip_hour: u32,
+    /// Password-reset requests for one e-mail address per hour.
+    pub reset_per_account_hour: u32,
+    /// Verification e-mails asked for from one IP address per hour.
+    pub resend_per_ip_hour: u32,
+    /// Verification e-mails asked for one e-mail address per hour.
+    pub resend_per_account_hour: u32,
+    /// Redemption attempts from one IP address per minute.
+    pub redeem_per_ip_minute: u32,
+    /// Redemption attempts by one account per minute.
+    pub redeem_per_account_minute: u32,
     /// Default requests per minute of a new API key.
     pub key_rpm: u32,
     /// Default number of a new API key's tasks that may be queued or running
@@ -157,6 +175,15 @@ impl Default for LimitsConfig {
         LimitsConfig {
             redeem_failures_per_account_hour: 10,
             redeem_failures_per_ip_hour: 30,
+            sign_in_per_ip_15min: 30,
+            sign_in_failures_per_account_15min: 10,
+            register_per_ip_hour: 10,
+            reset_per_ip_hour: 10,
+            reset_per_account_hour: 5,
+            resend_per_ip_hour: 10,
+            resend_per_account_hour: 5,
+            redeem_per_ip_minute: 30,
+            redeem_per_account_minute: 10,
             key_rpm: 60,
             key_concurrency: 4,
             key_daily_cap: 500,
@@ -423,6 +450,27 @@ impl Config {
             return Err(err("legal.operator_name", "must not be empty"));
         }
         let l = &self.limits;
+        for (key, v) in [
+            ("limits.sign_in_per_ip_15min", l.sign_in_per_ip_15min),
+            (
+                "limits.sign_in_failures_per_account_15min",
+                l.sign_in_failures_per_account_15min,
+            ),
+            ("limits.register_per_ip_hour", l.register_per_ip_hour),
+            ("limits.reset_per_ip_hour", l.reset_per_ip_hour),
+            ("limits.reset_per_account_hour", l.reset_per_account_hour),
+            ("limits.resend_per_ip_hour", l.resend_per_ip_hour),
+            ("limits.resend_per_account_hour", l.resend_per_account_hour),
+            ("limits.redeem_per_ip_minute", l.redeem_per_ip_minute),
+            (
+                "limits.redeem_per_account_minute",
+                l.redeem_per_account_minute,
+            ),
+        ] {
+            if v == 0 {
+                return Err(err(key, "must be at least 1"));
+            }
+        }
         for (key, v) in [
             ("limits.key_rpm", l.key_rpm),
             ("limits.key_concurrency", l.key_concurrency),

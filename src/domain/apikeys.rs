@@ -3,8 +3,6 @@
 //! in memory; the daily cap and concurrency are counted in the database by
 //! `tasks::submit`).
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use rand::rngs::OsRng;
@@ -365,61 +363,19 @@ pub fn check_quota(conn: &Connection, q: &KeyQuota, model: &str) -> AppResult<()
     Ok(())
 }
 
-/// The outcome of a rate check, for the x-ratelimit-* headers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RateState {
-    pub allowed: bool,
-    pub limit: u32,
-    pub remaining: u32,
-    /// Seconds until a request is allowed again (allowed = false) or until
-    /// the window is full again.
-    pub reset_secs: u64,
-}
+pub use super::ratelimit::RateState;
 
 /// Requests per minute per key: a sliding 60-second log, exact within this
 /// process (one Novart process serves one database).
 #[derive(Default)]
 pub struct RateLimiter {
-    windows: Mutex<HashMap<i64, VecDeque<Instant>>>,
+    windows: super::ratelimit::SlidingWindows<i64>,
 }
-
-const WINDOW: Duration = Duration::from_secs(60);
 
 impl RateLimiter {
     pub fn check(&self, key: i64, rpm: u32, now: Instant) -> RateState {
-        let mut map = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-        if map.len() > 10_000 {
-            map.retain(|_, w| w.back().is_some_and(|t| now.duration_since(*t) < WINDOW));
-        }
-        let w = map.entry(key).or_default();
-        while w.front().is_some_and(|t| now.duration_since(*t) >= WINDOW) {
-            w.pop_front();
-        }
-        let limit = rpm.max(1);
-        while w.len() > limit as usize {
-            w.pop_front(); // the key's rpm was lowered
-        }
-        let reset = |w: &VecDeque<Instant>| {
-            w.front()
-                .map(|t| (WINDOW - now.duration_since(*t)).as_secs_f64().ceil() as u64)
-                .unwrap_or(0)
-                .max(1)
-        };
-        if w.len() >= limit as usize {
-            return RateState {
-                allowed: false,
-                limit,
-                remaining: 0,
-                reset_secs: reset(w),
-            };
-        }
-        w.push_back(now);
-        RateState {
-            allowed: true,
-            limit,
-            remaining: limit - w.len() as u32,
-            reset_secs: reset(w),
-        }
+        self.windows
+            .check(&key, rpm, Duration::from_secs(60), now, true)
     }
 }
 
@@ -437,25 +393,6 @@ mod tests {
         assert_eq!(parse("nva_short_x"), None);
         assert_eq!(parse(&key.replace("nva_", "sk_")), None);
         assert_ne!(generate().1, generate().1);
-    }
-
-    #[test]
-    fn rate_window_slides() {
-        let rl = RateLimiter::default();
-        let t0 = Instant::now();
-        for i in 0..3 {
-            let s = rl.check(1, 3, t0 + Duration::from_secs(i));
-            assert!(s.allowed);
-            assert_eq!(s.remaining, 2 - i as u32);
-        }
-        let s = rl.check(1, 3, t0 + Duration::from_secs(10));
-        assert!(!s.allowed);
-        assert_eq!(s.reset_secs, 50);
-        // Another key has its own window.
-        assert!(rl.check(2, 3, t0 + Duration::from_secs(10)).allowed);
-        // 60 s after the first request one slot frees up.
-        assert!(rl.check(1, 3, t0 + Duration::from_secs(60)).allowed);
-        assert!(!rl.check(1, 3, t0 + Duration::from_secs(60)).allowed);
     }
 
     #[test]

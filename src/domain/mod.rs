@@ -11,6 +11,7 @@ pub mod doctor;
 pub mod limits;
 pub mod links;
 pub mod passwords;
+pub mod ratelimit;
 pub mod referrals;
 pub mod reqlog;
 pub mod retention;

@@ -162,6 +162,12 @@ async fn redeem(
     caller.require(apikeys::READ_ACCOUNT)?;
     let body: RedeemBody = read_json(data, 4096).await?;
     let (user, config) = (caller.user, app.config.clone());
+    app.auth_limits.attempt(
+        &config,
+        crate::domain::ratelimit::Action::Redeem,
+        client.ip.as_deref(),
+        Some(&user.0.to_string()),
+    )?;
     let r = app
         .db
         .run(move |conn| {

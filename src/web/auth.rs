@@ -11,6 +11,7 @@ use super::guards::{ClientInfo, CsrfForm, CsrfProtected, MaybeUser};
 use super::render::{query_param, Page, PageCtx};
 use super::SESSION_COOKIE;
 use crate::domain::accounts::{self, Registered, Registration, SignInError};
+use crate::domain::ratelimit::Action;
 use crate::domain::sessions::NewSession;
 use crate::error::{AppError, AppResult};
 use crate::model::TokenPurpose;
@@ -97,6 +98,13 @@ async fn register(
 ) -> AppResult<Result<Page, Flash<Redirect>>> {
     let f = form.0;
     let app = page.app;
+    if let Err(e) =
+        app.auth_limits
+            .attempt(&app.config, Action::Register, client.ip.as_deref(), None)
+    {
+        let values = json!({ "form": { "email": f.email, "display_name": f.display_name, "ref": f.referral } });
+        return Ok(Ok(limited_form(&page, "register.html", values, e)?));
+    }
     let (config, mailer) = (app.config.clone(), app.mailer.clone());
     let (email, password, name, referral) = (
         f.email.clone(),
@@ -223,8 +231,21 @@ async fn verify(
 }
 
 #[post("/verify/resend", data = "<form>")]
-async fn resend(page: PageCtx<'_>, form: CsrfForm<EmailForm>) -> AppResult<Page> {
+async fn resend(
+    page: PageCtx<'_>,
+    client: ClientInfo,
+    form: CsrfForm<EmailForm>,
+) -> AppResult<Page> {
     let email = form.0.email;
+    if let Err(e) = page.app.auth_limits.attempt(
+        &page.app.config,
+        Action::ResendVerification,
+        client.ip.as_deref(),
+        Some(&email),
+    ) {
+        let values = json!({ "mode": "resend", "form": { "email": email } });
+        return limited_form(&page, "verify.html", values, e);
+    }
     let (config, mailer) = (page.app.config.clone(), page.app.mailer.clone());
     let e = email.clone();
     match page
@@ -269,6 +290,15 @@ async fn login(
 ) -> AppResult<Result<Page, Flash<Redirect>>> {
     let f = form.0;
     let app = page.app;
+    let values = json!({ "form": { "email": f.email, "next": f.next } });
+    if let Err(e) = app.auth_limits.attempt(
+        &app.config,
+        Action::SignIn,
+        client.ip.as_deref(),
+        Some(&f.email),
+    ) {
+        return Ok(Ok(limited_form(&page, "login.html", values, e)?));
+    }
     let config = app.config.clone();
     let (email, password) = (f.email.clone(), f.password);
     let (ip, ua) = (client.ip.clone(), client.user_agent.clone());
@@ -282,7 +312,6 @@ async fn login(
             Ok(accounts::sign_in(conn, &config, &email, &password, &client))
         })
         .await?;
-    let values = json!({ "form": { "email": f.email, "next": f.next } });
     match result {
         Ok((_, session)) => {
             cookies.add(session_cookie(app, &session));
@@ -292,6 +321,7 @@ async fn login(
             )))
         }
         Err(SignInError::BadCredentials) => {
+            app.auth_limits.failed_sign_in(&f.email);
             let mut v = values;
             v["error"] = json!({ "field": null, "message": accounts::BAD_CREDENTIALS });
             Ok(Ok(page.render_status(
@@ -339,8 +369,25 @@ fn forgot_page(page: PageCtx<'_>) -> AppResult<Page> {
 }
 
 #[post("/forgot", data = "<form>")]
-async fn forgot(page: PageCtx<'_>, form: CsrfForm<EmailForm>) -> AppResult<Page> {
+async fn forgot(
+    page: PageCtx<'_>,
+    client: ClientInfo,
+    form: CsrfForm<EmailForm>,
+) -> AppResult<Page> {
     let email = form.0.email;
+    if let Err(e) = page.app.auth_limits.attempt(
+        &page.app.config,
+        Action::PasswordReset,
+        client.ip.as_deref(),
+        Some(&email),
+    ) {
+        return limited_form(
+            &page,
+            "forgot.html",
+            json!({ "form": { "email": email } }),
+            e,
+        );
+    }
     let (config, mailer) = (page.app.config.clone(), page.app.mailer.clone());
     let e = email.clone();
     match page
@@ -410,6 +457,23 @@ async fn reset(
             json!({ "token": f.token }),
         )?)),
     }
+}
+
+/// A form shown again with the rate-limit message (status 429 and
+/// Retry-After come from the error's responder).
+fn limited_form(
+    page: &PageCtx<'_>,
+    template: &str,
+    mut values: serde_json::Value,
+    e: AppError,
+) -> AppResult<Page> {
+    let AppError::RateLimited { retry_after_secs } = e else {
+        return Err(e);
+    };
+    values["error"] = json!({ "field": null, "message": e.to_string() });
+    let mut p = page.render_status(Status::TooManyRequests, template, values)?;
+    p.retry_after = Some(retry_after_secs);
+    Ok(p)
 }
 
 pub fn routes() -> Vec<Route> {

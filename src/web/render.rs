@@ -52,15 +52,20 @@ impl<'r> FromRequest<'r> for PageCtx<'r> {
 pub struct Page {
     pub status: Status,
     pub html: String,
+    /// Sent as Retry-After (a rate-limited form shown again).
+    pub retry_after: Option<u64>,
 }
 
 impl<'r> Responder<'r, 'static> for Page {
     fn respond_to(self, _: &'r Request<'_>) -> response::Result<'static> {
-        Response::build()
-            .status(self.status)
+        let mut r = Response::build();
+        r.status(self.status)
             .header(ContentType::HTML)
-            .header(rocket::http::Header::new("Cache-Control", "no-store"))
-            .sized_body(self.html.len(), std::io::Cursor::new(self.html))
+            .header(rocket::http::Header::new("Cache-Control", "no-store"));
+        if let Some(secs) = self.retry_after {
+            r.header(rocket::http::Header::new("Retry-After", secs.to_string()));
+        }
+        r.sized_body(self.html.len(), std::io::Cursor::new(self.html))
             .ok()
     }
 }
@@ -121,7 +126,11 @@ impl PageCtx<'_> {
             }
         }
         let html = self.app.templates.render(template, &ctx)?;
-        Ok(Page { status, html })
+        Ok(Page {
+            status,
+            html,
+            retry_after: None,
+        })
     }
 
     /// Re-renders a form with the error message attached to its field.
@@ -177,6 +186,7 @@ pub fn error_page(req: &Request<'_>, status: Status, message: &str) -> Page {
         return Page {
             status,
             html: message.to_string(),
+            retry_after: None,
         };
     };
     let user = req.local_cache(|| MaybeUser(None)).0.clone();
@@ -196,7 +206,11 @@ pub fn error_page(req: &Request<'_>, status: Status, message: &str) -> Page {
             tracing::error!("error page: {e}");
             format!("{} {}", status.code, message)
         });
-    Page { status, html }
+    Page {
+        status,
+        html,
+        retry_after: None,
+    }
 }
 
 pub fn json_response(status: Status, body: &Value) -> Response<'static> {

@@ -57,14 +57,24 @@ async fn redeem(
 ) -> AppResult<Result<Flash<Redirect>, Page>> {
     let (user, code, config) = (me.0.user.id, form.0.code, page.app.config.clone());
     let c = code.clone();
-    match page
-        .app
-        .db
-        .run(move |conn| {
-            crate::domain::codes::redeem(conn, &config, user, client.ip.as_deref(), &c)
-        })
-        .await
-    {
+    let throttle = page.app.auth_limits.attempt(
+        &config,
+        crate::domain::ratelimit::Action::Redeem,
+        client.ip.as_deref(),
+        Some(&user.0.to_string()),
+    );
+    let result = match throttle {
+        Err(e) => Err(e),
+        Ok(()) => {
+            page.app
+                .db
+                .run(move |conn| {
+                    crate::domain::codes::redeem(conn, &config, user, client.ip.as_deref(), &c)
+                })
+                .await
+        }
+    };
+    match result {
         Ok(r) => Ok(Ok(Flash::success(
             Redirect::to("/wallet"),
             format!(
@@ -88,17 +98,12 @@ async fn redeem(
             let minutes = retry_after_secs.div_ceil(60);
             let plural = if minutes == 1 { "" } else { "s" };
             let message = format!(
-                "Too many wrong codes. Redeeming is paused; try again in {minutes} minute{plural}."
+                "Too many attempts. Redeeming is paused; try again in {minutes} minute{plural}."
             );
             let error = json!({ "field": "code", "message": message, "code": code });
-            Ok(Err(render_wallet(
-                &page,
-                &me,
-                None,
-                Status::TooManyRequests,
-                error,
-            )
-            .await?))
+            let mut p = render_wallet(&page, &me, None, Status::TooManyRequests, error).await?;
+            p.retry_after = Some(retry_after_secs);
+            Ok(Err(p))
         }
         Err(e) => Err(e),
     }
