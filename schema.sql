@@ -395,3 +395,26 @@ CREATE TABLE messages (
     read_at    INTEGER
 ) STRICT;
 CREATE INDEX messages_user ON messages(user_id, id);
+
+-- migration 5: audit log
+-- Every admin action (CLI or web) and every automatic risk decision. The
+-- application only appends; triggers refuse changes and deletions.
+CREATE TABLE audit_log (
+    id         INTEGER PRIMARY KEY,
+    created_at INTEGER NOT NULL,
+    actor      TEXT NOT NULL,            -- admin:cli:<os user>, user:<id>, system
+    action     TEXT NOT NULL,            -- e.g. credits.grant, keys.revoke
+    target     TEXT NOT NULL DEFAULT '', -- e-mail, key prefix, code hint, task id
+    reason     TEXT NOT NULL DEFAULT '',
+    before     TEXT,                     -- JSON
+    after      TEXT,                     -- JSON
+    ip         TEXT
+) STRICT;
+CREATE INDEX audit_log_time ON audit_log(created_at);
+
+CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log BEGIN
+    SELECT RAISE(ABORT, 'audit rows are immutable');
+END;
+CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log BEGIN
+    SELECT RAISE(ABORT, 'audit rows are immutable');
+END;

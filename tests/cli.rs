@@ -751,3 +751,142 @@ fn limits_list_approve_deny() {
     assert!(msgs.iter().any(|m| m.body.contains("not this month")));
     assert!(msgs.iter().any(|m| m.body.contains("300 is plenty")));
 }
+
+#[test]
+fn audit_records_admin_actions_and_cannot_be_rewritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ok = |o: std::process::Output| {
+        assert!(o.status.success(), "{}", stderr(&o));
+        o
+    };
+    ok(novart_with_stdin(
+        d,
+        &[
+            "user",
+            "create",
+            "--email",
+            "a@example.com",
+            "--password-stdin",
+        ],
+        Some(PASSWORD),
+    ));
+    ok(novart(d, &["user", "verify", "a@example.com"]));
+    ok(novart(d, &["user", "set-role", "a@example.com", "admin"]));
+    ok(novart(
+        d,
+        &[
+            "credits",
+            "grant",
+            "a@example.com",
+            "40",
+            "--reason",
+            "invoice 77",
+        ],
+    ));
+    ok(novart(
+        d,
+        &[
+            "credits",
+            "deduct",
+            "a@example.com",
+            "5",
+            "--reason",
+            "chargeback",
+        ],
+    ));
+    ok(novart(
+        d,
+        &[
+            "codes", "create", "--amount", "5", "--count", "3", "--batch", "promo",
+        ],
+    ));
+    ok(novart(d, &["codes", "revoke", "--batch", "promo"]));
+    let o = ok(novart(
+        d,
+        &["keys", "create", "a@example.com", "--name", "bot"],
+    ));
+    let prefix = novart::domain::apikeys::parse(stdout(&o).lines().last().unwrap())
+        .unwrap()
+        .to_string();
+    ok(novart(d, &["keys", "revoke", &prefix]));
+    // A failed command records nothing.
+    assert_eq!(
+        novart(
+            d,
+            &[
+                "credits",
+                "grant",
+                "nobody@example.com",
+                "1",
+                "--reason",
+                "x"
+            ]
+        )
+        .status
+        .code(),
+        Some(1)
+    );
+
+    let o = ok(novart(d, &["audit", "--json", "--limit", "100"]));
+    let rows: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let actions: Vec<&str> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "user.create",
+            "user.verify",
+            "user.set_role",
+            "credits.grant",
+            "credits.deduct",
+            "codes.create",
+            "codes.revoke",
+            "keys.create",
+            "keys.revoke"
+        ]
+    );
+    let by = |a: &str| {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["action"] == a)
+            .unwrap()
+            .clone()
+    };
+    let grant = by("credits.grant");
+    assert_eq!(grant["target"], "a@example.com");
+    assert_eq!(grant["reason"], "invoice 77");
+    assert_eq!(grant["before"]["balance"], 0);
+    assert_eq!(grant["after"]["balance"], 40);
+    assert!(grant["actor"].as_str().unwrap().starts_with("admin:cli:"));
+    assert_eq!(by("user.set_role")["before"]["role"], "user");
+    assert_eq!(by("user.set_role")["after"]["role"], "admin");
+    assert_eq!(by("codes.revoke")["after"]["revoked"], 3);
+    let o = ok(novart(d, &["audit", "--limit", "2"]));
+    let text = stdout(&o);
+    assert!(
+        text.contains("keys.revoke") && text.contains("keys.create"),
+        "{text}"
+    );
+    assert!(!text.contains("credits.grant"), "--limit");
+
+    let conn = rusqlite::Connection::open(d.join("data").join("novart.db")).unwrap();
+    let count = || -> i64 {
+        conn.query_row("SELECT count(*) FROM audit_log", [], |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(count(), 9);
+    let e = conn
+        .execute("UPDATE audit_log SET reason = 'nothing to see'", [])
+        .unwrap_err();
+    assert!(e.to_string().contains("immutable"), "{e}");
+    let e = conn.execute("DELETE FROM audit_log", []).unwrap_err();
+    assert!(e.to_string().contains("immutable"), "{e}");
+    assert_eq!(count(), 9);
+}

@@ -110,7 +110,18 @@ pub fn run(config: &Config, cmd: CodesCmd) -> CliResult {
                 batch: batch.as_deref(),
                 actor: &actor,
             };
-            for code in codes::create(&mut conn, &req)? {
+            let made = codes::create(&mut conn, &req)?;
+            super::audit(
+                &mut conn,
+                "codes.create",
+                batch.as_deref().unwrap_or(""),
+                "",
+                None,
+                Some(
+                    json!({ "count": made.len(), "amount": amount, "bonus": bonus, "max_uses": max_uses, "expires_at": expires_at }),
+                ),
+            )?;
+            for code in made {
                 println!("{code}");
             }
         }
@@ -151,14 +162,39 @@ pub fn run(config: &Config, cmd: CodesCmd) -> CliResult {
             }
         }
         CodesCmd::Revoke { code, batch } => {
-            let n = match (code, batch) {
-                (Some(code), None) => codes::revoke_code(&mut conn, &code)?,
-                (None, Some(batch)) => codes::revoke_batch(&mut conn, &batch)?,
+            let (n, target) = match (code, batch) {
+                (Some(code), None) => {
+                    let hint: String = codes::normalize(&code)
+                        .unwrap_or_default()
+                        .chars()
+                        .rev()
+                        .take(4)
+                        .collect::<Vec<_>>()
+                        .into_iter()
+                        .rev()
+                        .collect();
+                    (
+                        codes::revoke_code(&mut conn, &code)?,
+                        format!("code …{hint}"),
+                    )
+                }
+                (None, Some(batch)) => (
+                    codes::revoke_batch(&mut conn, &batch)?,
+                    format!("batch {batch}"),
+                ),
                 _ => return Err(fail(2, "give a CODE or --batch NAME")),
             };
             if n == 0 {
                 return Err(fail(1, "no active code matched"));
             }
+            super::audit(
+                &mut conn,
+                "codes.revoke",
+                &target,
+                "",
+                None,
+                Some(json!({ "revoked": n })),
+            )?;
             println!("revoked {n} code(s)");
         }
     }

@@ -77,10 +77,17 @@ pub fn run(config: &Config, cmd: CreditsCmd) -> CliResult {
         } => {
             let reason = reason_of(&reason)?;
             let user = user_of(&conn, &email)?;
-            print(
+            let before = wallet::get(&conn, user.id)?;
+            let after = wallet::grant(&mut conn, user.id, amount, bonus, &actor(), &reason)?;
+            super::audit(
+                &mut conn,
+                "credits.grant",
                 &user.email,
-                wallet::grant(&mut conn, user.id, amount, bonus, &actor(), &reason)?,
-            );
+                &reason,
+                Some(serde_json::json!({ "balance": before.balance, "bonus": before.bonus })),
+                Some(serde_json::json!({ "balance": after.balance, "bonus": after.bonus })),
+            )?;
+            print(&user.email, after);
         }
         CreditsCmd::Deduct {
             email,
@@ -89,6 +96,7 @@ pub fn run(config: &Config, cmd: CreditsCmd) -> CliResult {
         } => {
             let reason = reason_of(&reason)?;
             let user = user_of(&conn, &email)?;
+            let before = wallet::get(&conn, user.id)?;
             let w =
                 wallet::deduct(&mut conn, user.id, amount, &actor(), &reason).map_err(
                     |e| match e {
@@ -96,6 +104,14 @@ pub fn run(config: &Config, cmd: CreditsCmd) -> CliResult {
                         other => other.into(),
                     },
                 )?;
+            super::audit(
+                &mut conn,
+                "credits.deduct",
+                &user.email,
+                &reason,
+                Some(serde_json::json!({ "balance": before.balance, "bonus": before.bonus })),
+                Some(serde_json::json!({ "balance": w.balance, "bonus": w.bonus })),
+            )?;
             print(&user.email, w);
         }
         CreditsCmd::Show { email, json } => {

@@ -58,13 +58,6 @@ pub fn status(k: &ApiKey) -> &'static str {
     }
 }
 
-fn actor() -> String {
-    format!(
-        "admin:cli:{}",
-        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
-    )
-}
-
 pub fn run(config: &Config, cmd: KeysCmd) -> CliResult {
     let app = App::new(config.clone())?;
     let mut conn = app.db.get()?;
@@ -106,6 +99,16 @@ pub fn run(config: &Config, cmd: KeysCmd) -> CliResult {
                 user.id,
                 spec,
                 apikeys::Authority::Admin,
+            )?;
+            super::audit(
+                &mut conn,
+                "keys.create",
+                &format!("{} {}", user.email, key.prefix),
+                "",
+                None,
+                Some(
+                    json!({ "name": key.name, "rpm": key.rpm, "concurrency": key.concurrency, "daily_cap": key.daily_cap, "models": key.models, "permissions": key.permissions }),
+                ),
             )?;
             println!(
                 "created key {:?} ({}) for {}: {} rpm, {} concurrent, {} tasks/day",
@@ -170,7 +173,8 @@ pub fn run(config: &Config, cmd: KeysCmd) -> CliResult {
                 .to_string();
             let key = crate::db::api_keys::by_prefix(&conn, &prefix)?
                 .ok_or_else(|| fail(1, format!("no key with prefix {prefix}")))?;
-            apikeys::revoke(&mut conn, &key, &actor())?;
+            apikeys::revoke(&mut conn, &key, &crate::domain::audit::cli_actor())?;
+            super::audit(&mut conn, "keys.revoke", &key.prefix, "", None, None)?;
             println!("revoked key {} ({:?})", key.prefix, key.name);
         }
     }

@@ -40,13 +40,6 @@ pub enum LimitsCmd {
     },
 }
 
-fn actor() -> String {
-    format!(
-        "admin:cli:{}",
-        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
-    )
-}
-
 fn show(v: Option<u32>, cur: u32) -> String {
     match v {
         Some(n) if n != cur => format!("{cur}→{n}"),
@@ -101,12 +94,28 @@ pub fn run(config: &Config, cmd: LimitsCmd) -> CliResult {
                     daily_cap,
                     reason,
                 },
-                &actor(),
+                &crate::domain::audit::cli_actor(),
+            )?;
+            super::audit(
+                &mut conn,
+                "limits.approve",
+                &format!("request {id}"),
+                "",
+                None,
+                Some(json!({ "rpm": rpm, "concurrency": conc, "daily_cap": cap })),
             )?;
             println!("approved request {id}: {rpm} rpm, {conc} at once, {cap} per day; the creator was told");
         }
         LimitsCmd::Deny { id, reason } => {
-            limits::deny(&mut conn, id, &reason, &actor())?;
+            limits::deny(&mut conn, id, &reason, &crate::domain::audit::cli_actor())?;
+            super::audit(
+                &mut conn,
+                "limits.deny",
+                &format!("request {id}"),
+                &reason,
+                None,
+                None,
+            )?;
             println!("denied request {id}; the creator was told");
         }
     }

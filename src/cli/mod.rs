@@ -1,6 +1,7 @@
 //! The admin command line. Each command group lives in its own file and calls
 //! the same domain functions as the web.
 
+mod audit;
 mod codes;
 mod credits;
 mod keys;
@@ -66,6 +67,13 @@ pub enum Command {
     /// Look at and cancel generation tasks.
     #[command(subcommand)]
     Tasks(tasks::TasksCmd),
+    /// Show the newest audit log entries (admin actions and risk decisions).
+    Audit {
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the retention sweep now (expired images, orphans, sessions).
     Cleanup,
     /// Check the database, the ledger and the queue (exit 1 on a problem).
@@ -114,6 +122,31 @@ pub fn fail(code: u8, message: impl Into<String>) -> CliError {
 
 pub type CliResult = Result<(), CliError>;
 
+/// Records an admin action of the command line in the audit log.
+pub fn audit(
+    conn: &mut rusqlite::Connection,
+    action: &str,
+    target: &str,
+    reason: &str,
+    before: Option<serde_json::Value>,
+    after: Option<serde_json::Value>,
+) -> Result<(), CliError> {
+    let actor = crate::domain::audit::cli_actor();
+    crate::domain::audit::record_now(
+        conn,
+        &crate::domain::audit::Entry {
+            actor: &actor,
+            action,
+            target,
+            reason,
+            before,
+            after,
+            ip: None,
+        },
+    )?;
+    Ok(())
+}
+
 pub fn run(cli: Cli) -> ExitCode {
     let command = cli.command.unwrap_or(Command::Serve);
     if std::env::var_os("NOVART_LOG").is_none() && !matches!(command, Command::Serve) {
@@ -134,6 +167,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 Command::Keys(cmd) => keys::run(&config, cmd),
                 Command::Limits(cmd) => limits::run(&config, cmd),
                 Command::Cleanup => tasks::cleanup(&config),
+                Command::Audit { limit, json } => audit::run(&config, limit, json),
                 Command::Doctor { json } => setup::doctor(&config, json),
                 Command::Init { .. } => unreachable!("handled above"),
             },

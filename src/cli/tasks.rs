@@ -86,6 +86,14 @@ pub fn run(config: &Config, cmd: TasksCmd) -> CliResult {
                 crate::AppError::NotFound => fail(1, format!("no task {id}")),
                 other => other.into(),
             })?;
+            super::audit(
+                &mut conn,
+                "tasks.cancel",
+                &v.task.public_id,
+                "",
+                None,
+                Some(serde_json::json!({ "status": v.task.status.as_str() })),
+            )?;
             println!("{} is {}", v.task.public_id, v.task.status.as_str());
         }
     }

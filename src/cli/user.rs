@@ -109,6 +109,16 @@ pub fn run(config: &Config, cmd: UserCmd) -> CliResult {
                 role,
                 verified,
             )?;
+            super::audit(
+                &mut conn,
+                "user.create",
+                &user.email,
+                "",
+                None,
+                Some(
+                    serde_json::json!({ "role": user.role.as_str(), "verified": user.is_verified() }),
+                ),
+            )?;
             println!(
                 "created {} account {} (id {}){}",
                 user.role.as_str(),
@@ -168,6 +178,7 @@ pub fn run(config: &Config, cmd: UserCmd) -> CliResult {
         }
         UserCmd::Verify { email } => {
             let u = accounts::mark_verified(&mut conn, &email).map_err(|_| no_account(&email))?;
+            super::audit(&mut conn, "user.verify", &u.email, "", None, None)?;
             println!("{} is confirmed", u.email);
         }
         UserCmd::SetRole { email, role } => {
@@ -175,7 +186,16 @@ pub fn run(config: &Config, cmd: UserCmd) -> CliResult {
                 RoleArg::Admin => Role::Admin,
                 RoleArg::User => Role::User,
             };
+            let before = accounts::find(&conn, &email).map_err(|_| no_account(&email))?;
             let u = accounts::set_role(&mut conn, &email, role).map_err(|_| no_account(&email))?;
+            super::audit(
+                &mut conn,
+                "user.set_role",
+                &u.email,
+                "",
+                Some(serde_json::json!({ "role": before.role.as_str() })),
+                Some(serde_json::json!({ "role": u.role.as_str() })),
+            )?;
             println!("{} is now {}", u.email, u.role.as_str());
         }
         UserCmd::ResetPassword {
@@ -186,6 +206,7 @@ pub fn run(config: &Config, cmd: UserCmd) -> CliResult {
             accounts::find(&conn, &email).map_err(|_| no_account(&email))?;
             if send_link {
                 let u = accounts::send_reset_by_admin(&mut conn, config, &app.mailer, &email)?;
+                super::audit(&mut conn, "user.send_reset_link", &u.email, "", None, None)?;
                 println!("sent a password reset link to {}", u.email);
             } else {
                 let (password, generated) = if password_stdin {
@@ -200,6 +221,7 @@ pub fn run(config: &Config, cmd: UserCmd) -> CliResult {
                     &email,
                     &password,
                 )?;
+                super::audit(&mut conn, "user.set_password", &u.email, "", None, None)?;
                 println!(
                     "set a new password for {}; all of its sessions are signed out",
                     u.email

@@ -4,6 +4,7 @@
 pub mod api_keys;
 pub mod api_requests;
 pub mod assets;
+pub mod audit;
 pub mod codes;
 pub mod ledger;
 pub mod limits;

@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod apikeys;
 pub mod assets;
+pub mod audit;
 pub mod catalog;
 pub mod codes;
 pub mod csrf;

@@ -1,0 +1,54 @@
+//! The audit log: who did what to whom, why, and what changed. Every admin
+//! action (CLI or web) and every automatic risk decision goes through
+//! `record`; rows are never changed or deleted by the application.
+
+use rusqlite::Connection;
+use serde_json::Value;
+
+use crate::db;
+use crate::error::AppResult;
+
+/// One audit entry.
+#[derive(Debug, Clone, Default)]
+pub struct Entry<'a> {
+    pub actor: &'a str,
+    pub action: &'a str,
+    pub target: &'a str,
+    pub reason: &'a str,
+    pub before: Option<Value>,
+    pub after: Option<Value>,
+    pub ip: Option<&'a str>,
+}
+
+/// The actor name of an admin at the command line.
+pub fn cli_actor() -> String {
+    format!(
+        "admin:cli:{}",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+    )
+}
+
+/// Appends an entry. Call it inside the transaction that made the change
+/// when there is one, so the change and its record commit together.
+pub fn record(conn: &Connection, e: &Entry<'_>) -> AppResult<()> {
+    db::audit::insert(
+        conn,
+        super::now(),
+        e.actor,
+        e.action,
+        e.target,
+        e.reason,
+        e.before.as_ref().map(Value::to_string).as_deref(),
+        e.after.as_ref().map(Value::to_string).as_deref(),
+        e.ip,
+    )
+}
+
+/// Appends an entry in its own write transaction.
+pub fn record_now(conn: &mut Connection, e: &Entry<'_>) -> AppResult<()> {
+    db::write(conn, |tx| record(tx, e))
+}
+
+pub fn recent(conn: &Connection, limit: u32) -> AppResult<Vec<db::audit::AuditRow>> {
+    db::audit::recent(conn, limit.clamp(1, 100_000))
+}
