@@ -465,6 +465,25 @@ fn developer_center_in_chromium() {
     b.goto(&format!("{app_url}/docs/api"));
     b.wait_text("Standard Webhooks");
     b.screenshot("23-docs-api");
+
+    // An announcement shows in the inbox with the unread badge.
+    let out = Command::new(env!("CARGO_BIN_EXE_novart"))
+        .args([
+            "announce",
+            "--title",
+            "Maintenance tonight",
+            "--body",
+            "The studio pauses at 02:00 UTC for ten minutes.",
+        ])
+        .current_dir(s.dir.path())
+        .env("NOVART_STORAGE__DATA_DIR", s.dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    b.goto(&format!("{app_url}/messages"));
+    b.wait_text("Maintenance tonight");
+    assert!(b.source().contains("1 unread"));
+    b.screenshot("24-messages");
 }
 
 #[test]

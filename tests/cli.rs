@@ -746,7 +746,7 @@ fn limits_list_approve_deny() {
         .find(|k| k["prefix"] == prefix_b.as_str())
         .unwrap();
     assert_eq!(key_b["rpm"], 60);
-    let msgs = novart::db::limits::messages(&a.db.get().unwrap(), user, 10).unwrap();
+    let msgs = novart::db::messages::for_user(&a.db.get().unwrap(), user, 10).unwrap();
     assert_eq!(msgs.len(), 2);
     assert!(msgs.iter().any(|m| m.body.contains("not this month")));
     assert!(msgs.iter().any(|m| m.body.contains("300 is plenty")));
@@ -889,4 +889,81 @@ fn audit_records_admin_actions_and_cannot_be_rewritten() {
     let e = conn.execute("DELETE FROM audit_log", []).unwrap_err();
     assert!(e.to_string().contains("immutable"), "{e}");
     assert_eq!(count(), 9);
+}
+
+#[test]
+fn announce_to_everyone_or_one_account() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for e in ["one@example.com", "two@example.com"] {
+        novart_with_stdin(
+            d,
+            &[
+                "user",
+                "create",
+                "--email",
+                e,
+                "--password-stdin",
+                "--verified",
+            ],
+            Some(PASSWORD),
+        );
+    }
+    let o = novart(
+        d,
+        &[
+            "announce",
+            "--title",
+            "New models",
+            "--body",
+            "Try the new ones.",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("sent to 2 account(s)"));
+    let o = novart(
+        d,
+        &[
+            "announce",
+            "--title",
+            "Hi",
+            "--body",
+            "Only you.",
+            "--to",
+            "two@example.com",
+        ],
+    );
+    assert!(stdout(&o).contains("sent to 1 account(s)"));
+    let o = novart(
+        d,
+        &[
+            "announce",
+            "--title",
+            "Hi",
+            "--body",
+            "x",
+            "--to",
+            "nobody@example.com",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let o = novart(d, &["announce", "--title", "", "--body", "x"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let conn = rusqlite::Connection::open(d.join("data").join("novart.db")).unwrap();
+    let per_user: Vec<i64> = conn
+        .prepare("SELECT count(m.id) FROM users u LEFT JOIN messages m ON m.user_id = u.id GROUP BY u.id ORDER BY u.email")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(per_user, vec![1, 2]);
+    let audited: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM audit_log WHERE action = 'messages.announce'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(audited, 2);
 }

@@ -704,7 +704,7 @@ fn the_developer_center_manages_keys_logs_and_limits() {
         .unwrap();
     let r = call(&t, &secret, "GET", "/api/v1/tasks", None);
     assert_eq!(r.headers().get_one("x-ratelimit-limit"), Some("600"));
-    let msgs = novart::db::limits::messages(&conn, novart::model::UserId(1), 10).unwrap();
+    let msgs = novart::db::messages::for_user(&conn, novart::model::UserId(1), 10).unwrap();
     assert!(msgs[0].title.contains("approved"), "{msgs:?}");
     assert!(t.page("/developer").contains("approved"));
 

@@ -1,6 +1,7 @@
 //! The admin command line. Each command group lives in its own file and calls
 //! the same domain functions as the web.
 
+mod announce;
 mod audit;
 mod codes;
 mod credits;
@@ -67,6 +68,16 @@ pub enum Command {
     /// Look at and cancel generation tasks.
     #[command(subcommand)]
     Tasks(tasks::TasksCmd),
+    /// Send a message to every account's inbox, or to one.
+    Announce {
+        #[arg(long)]
+        title: String,
+        #[arg(long)]
+        body: String,
+        /// Only this account (default: everyone).
+        #[arg(long, value_name = "EMAIL")]
+        to: Option<String>,
+    },
     /// Show the newest audit log entries (admin actions and risk decisions).
     Audit {
         #[arg(long, default_value_t = 50)]
@@ -168,6 +179,9 @@ pub fn run(cli: Cli) -> ExitCode {
                 Command::Limits(cmd) => limits::run(&config, cmd),
                 Command::Cleanup => tasks::cleanup(&config),
                 Command::Audit { limit, json } => audit::run(&config, limit, json),
+                Command::Announce { title, body, to } => {
+                    announce::run(&config, &title, &body, to.as_deref())
+                }
                 Command::Doctor { json } => setup::doctor(&config, json),
                 Command::Init { .. } => unreachable!("handled above"),
             },

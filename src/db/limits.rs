@@ -1,4 +1,4 @@
-//! SQL for limit requests and user messages.
+//! SQL for limit requests.
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;
@@ -110,46 +110,4 @@ pub fn decide(
          WHERE id = ?1 AND status = 'pending'",
         params![id, status, decision, by, now],
     )? == 1)
-}
-
-pub fn add_message(
-    conn: &Connection,
-    user: UserId,
-    kind: &str,
-    title: &str,
-    body: &str,
-    now: i64,
-) -> AppResult<()> {
-    conn.execute(
-        "INSERT INTO messages (user_id, kind, title, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![user, kind, title, body, now],
-    )?;
-    Ok(())
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Message {
-    pub id: i64,
-    pub kind: String,
-    pub title: String,
-    pub body: String,
-    pub created_at: i64,
-    pub read_at: Option<i64>,
-}
-
-pub fn messages(conn: &Connection, user: UserId, limit: u32) -> AppResult<Vec<Message>> {
-    let mut stmt = conn.prepare(
-        "SELECT id, kind, title, body, created_at, read_at FROM messages WHERE user_id = ?1 ORDER BY id DESC LIMIT ?2",
-    )?;
-    let rows = stmt.query_map(params![user, limit], |r| {
-        Ok(Message {
-            id: r.get(0)?,
-            kind: r.get(1)?,
-            title: r.get(2)?,
-            body: r.get(3)?,
-            created_at: r.get(4)?,
-            read_at: r.get(5)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
 }

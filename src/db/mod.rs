@@ -8,6 +8,7 @@ pub mod audit;
 pub mod codes;
 pub mod ledger;
 pub mod limits;
+pub mod messages;
 pub mod meta;
 pub mod migrate;
 pub mod sessions;

@@ -115,7 +115,7 @@ pub fn approve(
             ));
         }
         db::api_keys::set_limits(tx, r.key_id, rpm, conc, cap)?;
-        db::limits::add_message(
+        db::messages::add(
             tx,
             r.user_id,
             "limit_decision",
@@ -147,7 +147,7 @@ pub fn deny(conn: &mut Connection, id: i64, reason: &str, by: &str) -> AppResult
                 "The request was already decided.".into(),
             ));
         }
-        db::limits::add_message(
+        db::messages::add(
             tx,
             r.user_id,
             "limit_decision",

@@ -11,6 +11,7 @@ pub mod csrf;
 pub mod doctor;
 pub mod limits;
 pub mod links;
+pub mod messages;
 pub mod passwords;
 pub mod ratelimit;
 pub mod referrals;

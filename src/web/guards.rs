@@ -84,6 +84,8 @@ impl<'r> FromRequest<'r> for ClientInfo {
 pub struct SignedIn {
     pub user: User,
     pub session: Session,
+    /// Unread messages, for the badge in the navigation.
+    pub unread: i64,
 }
 
 /// The session behind the cookie, looked up once per request.
@@ -114,17 +116,28 @@ impl<'r> FromRequest<'r> for MaybeUser {
                 let found = app
                     .db
                     .run(move |conn| {
-                        domain::sessions::authenticate(
+                        let found = domain::sessions::authenticate(
                             conn,
                             &config,
                             &token,
                             ip.as_deref(),
                             domain::now(),
-                        )
+                        )?;
+                        match found {
+                            Some((user, session)) => {
+                                let unread = domain::messages::unread(conn, user.id)?;
+                                Ok(Some((user, session, unread)))
+                            }
+                            None => Ok(None),
+                        }
                     })
                     .await;
                 match found {
-                    Ok(Some((user, session))) => MaybeUser(Some(SignedIn { user, session })),
+                    Ok(Some((user, session, unread))) => MaybeUser(Some(SignedIn {
+                        user,
+                        session,
+                        unread,
+                    })),
                     Ok(None) => {
                         req.cookies()
                             .remove(Cookie::build(SESSION_COOKIE).path("/"));

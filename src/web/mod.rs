@@ -12,6 +12,7 @@ mod docs;
 mod fairings;
 pub mod guards;
 mod media;
+mod messages;
 mod openai;
 mod pages;
 pub mod render;
@@ -38,6 +39,7 @@ pub fn mount(rocket: Rocket<Build>, app: App) -> Rocket<Build> {
         .mount("/", wallet::routes())
         .mount("/", developer::routes())
         .mount("/", media::routes())
+        .mount("/", messages::routes())
         .mount("/", openai::routes())
         .mount("/", docs::routes())
         .mount("/assets", assets::routes())

@@ -92,6 +92,7 @@ pub fn base_context(
                 "email": s.user.email,
                 "role": s.user.role,
                 "is_admin": s.user.is_admin(),
+                "unread": s.unread,
             }),
         );
     }

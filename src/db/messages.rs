@@ -1,0 +1,83 @@
+//! SQL for users' messages (the inbox).
+
+use rusqlite::{params, Connection};
+use serde::Serialize;
+
+use crate::error::AppResult;
+use crate::model::UserId;
+
+pub fn add(
+    conn: &Connection,
+    user: UserId,
+    kind: &str,
+    title: &str,
+    body: &str,
+    now: i64,
+) -> AppResult<()> {
+    conn.execute(
+        "INSERT INTO messages (user_id, kind, title, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![user, kind, title, body, now],
+    )?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Message {
+    pub id: i64,
+    pub kind: String,
+    pub title: String,
+    pub body: String,
+    pub created_at: i64,
+    pub read_at: Option<i64>,
+}
+
+pub fn for_user(conn: &Connection, user: UserId, limit: u32) -> AppResult<Vec<Message>> {
+    let mut stmt = conn.prepare(
+        "SELECT id, kind, title, body, created_at, read_at FROM messages WHERE user_id = ?1 ORDER BY id DESC LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![user, limit], |r| {
+        Ok(Message {
+            id: r.get(0)?,
+            kind: r.get(1)?,
+            title: r.get(2)?,
+            body: r.get(3)?,
+            created_at: r.get(4)?,
+            read_at: r.get(5)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub fn unread(conn: &Connection, user: UserId) -> AppResult<i64> {
+    Ok(conn
+        .prepare_cached("SELECT count(*) FROM messages WHERE user_id = ?1 AND read_at IS NULL")?
+        .query_row([user], |r| r.get(0))?)
+}
+
+pub fn mark_read(conn: &Connection, user: UserId, id: i64, now: i64) -> AppResult<bool> {
+    Ok(conn.execute(
+        "UPDATE messages SET read_at = ?3 WHERE id = ?1 AND user_id = ?2 AND read_at IS NULL",
+        params![id, user, now],
+    )? == 1)
+}
+
+pub fn mark_all_read(conn: &Connection, user: UserId, now: i64) -> AppResult<usize> {
+    Ok(conn.execute(
+        "UPDATE messages SET read_at = ?2 WHERE user_id = ?1 AND read_at IS NULL",
+        params![user, now],
+    )?)
+}
+
+/// The same message to every account; returns how many got it.
+pub fn add_to_all(
+    conn: &Connection,
+    kind: &str,
+    title: &str,
+    body: &str,
+    now: i64,
+) -> AppResult<usize> {
+    Ok(conn.execute(
+        "INSERT INTO messages (user_id, kind, title, body, created_at) SELECT id, ?1, ?2, ?3, ?4 FROM users",
+        params![kind, title, body, now],
+    )?)
+}

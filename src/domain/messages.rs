@@ -1,0 +1,78 @@
+//! The inbox: messages to a user (announcements, limit decisions, ...), read
+//! and unread.
+
+use rusqlite::Connection;
+
+use crate::db::{self, messages::Message};
+use crate::error::{AppError, AppResult};
+use crate::model::UserId;
+
+pub const MAX_TITLE_CHARS: usize = 120;
+pub const MAX_BODY_CHARS: usize = 5000;
+
+/// What a message is, for its label and icon.
+pub fn kind_label(kind: &str) -> &'static str {
+    match kind {
+        "announcement" => "Announcement",
+        "security" => "Security",
+        "suspension" => "Account",
+        "limit_decision" => "API limits",
+        "task" => "Task",
+        _ => "Message",
+    }
+}
+
+fn check(title: &str, body: &str) -> AppResult<()> {
+    let (t, b) = (title.trim(), body.trim());
+    if t.is_empty() || t.chars().count() > MAX_TITLE_CHARS {
+        return Err(AppError::invalid(
+            "title",
+            format!("The title has 1 to {MAX_TITLE_CHARS} characters."),
+        ));
+    }
+    if b.is_empty() || b.chars().count() > MAX_BODY_CHARS {
+        return Err(AppError::invalid(
+            "body",
+            format!("The text has 1 to {MAX_BODY_CHARS} characters."),
+        ));
+    }
+    Ok(())
+}
+
+/// An announcement to one account or to every account; returns how many
+/// received it.
+pub fn announce(
+    conn: &mut Connection,
+    title: &str,
+    body: &str,
+    to: Option<UserId>,
+) -> AppResult<usize> {
+    check(title, body)?;
+    let now = super::now();
+    db::write(conn, |tx| match to {
+        Some(user) => {
+            db::messages::add(tx, user, "announcement", title.trim(), body.trim(), now)?;
+            Ok(1)
+        }
+        None => db::messages::add_to_all(tx, "announcement", title.trim(), body.trim(), now),
+    })
+}
+
+pub fn list(conn: &Connection, user: UserId) -> AppResult<Vec<Message>> {
+    db::messages::for_user(conn, user, 200)
+}
+
+pub fn unread(conn: &Connection, user: UserId) -> AppResult<i64> {
+    db::messages::unread(conn, user)
+}
+
+pub fn mark_read(conn: &mut Connection, user: UserId, id: i64) -> AppResult<()> {
+    let now = super::now();
+    db::write(conn, |tx| db::messages::mark_read(tx, user, id, now))?;
+    Ok(())
+}
+
+pub fn mark_all_read(conn: &mut Connection, user: UserId) -> AppResult<usize> {
+    let now = super::now();
+    db::write(conn, |tx| db::messages::mark_all_read(tx, user, now))
+}
