@@ -482,7 +482,10 @@ fn developer_center_in_chromium() {
     assert!(out.status.success());
     b.goto(&format!("{app_url}/messages"));
     b.wait_text("Maintenance tonight");
-    assert!(b.source().contains("1 unread"));
+    assert!(
+        b.source().contains("2 unread"),
+        "the announcement and the new-key alert"
+    );
     b.screenshot("24-messages");
 }
 

@@ -746,7 +746,11 @@ fn limits_list_approve_deny() {
         .find(|k| k["prefix"] == prefix_b.as_str())
         .unwrap();
     assert_eq!(key_b["rpm"], 60);
-    let msgs = novart::db::messages::for_user(&a.db.get().unwrap(), user, 10).unwrap();
+    let msgs: Vec<_> = novart::db::messages::for_user(&a.db.get().unwrap(), user, 10)
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.kind == "limit_decision")
+        .collect();
     assert_eq!(msgs.len(), 2);
     assert!(msgs.iter().any(|m| m.body.contains("not this month")));
     assert!(msgs.iter().any(|m| m.body.contains("300 is plenty")));

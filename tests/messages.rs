@@ -98,3 +98,47 @@ fn announcements_unread_badge_and_marking_read() {
         }
     ));
 }
+
+#[test]
+fn security_alerts_for_a_changed_password_and_a_new_key() {
+    let t = TestApp::new();
+    t.signed_in_user("alerts@example.com");
+    let r = t.submit(
+        "/settings",
+        "/settings/password",
+        &[
+            ("current_password", common::PASSWORD),
+            ("password", "a brand new passphrase"),
+        ],
+    );
+    assert_eq!(r.status(), Status::SeeOther);
+    let html = t.page("/messages");
+    assert!(html.contains("Your password was changed"), "{html}");
+    assert!(html.contains("Security"));
+    assert!(html.contains("aria-label=\"1 unread\""));
+
+    let r = t.submit(
+        "/developer",
+        "/developer/keys",
+        &[("name", "ci"), ("permissions", "generate")],
+    );
+    assert_eq!(r.status(), Status::Created);
+    let html = t.page("/messages");
+    assert!(html.contains("A new API key was created"));
+    assert!(html.contains("“ci”"));
+    assert!(html.contains("aria-label=\"2 unread\""));
+    // The alert never contains the secret.
+    let a = t.client.rocket().state::<novart::App>().unwrap();
+    let conn = a.db.get().unwrap();
+    let body: String = conn
+        .query_row(
+            "SELECT body FROM messages WHERE title LIKE 'A new API key%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let prefix: String = conn
+        .query_row("SELECT prefix FROM api_keys", [], |r| r.get(0))
+        .unwrap();
+    assert!(body.contains(&format!("nva_{prefix}_…")));
+}

@@ -442,6 +442,8 @@ pub fn reset_password(
         db::users::set_password(tx, user_id, &hash, now)?;
         db::users::set_verified(tx, user_id, now)?;
         sessions::end_all(tx, user_id, None)?;
+        let (title, body) = super::messages::PASSWORD_CHANGED;
+        super::messages::alert(tx, user_id, title, body, now)?;
         Ok(())
     })?;
     tracing::info!(user = %user.id, "password reset by e-mail link");
@@ -479,6 +481,8 @@ pub fn change_password(
         db::users::set_password(tx, user.id, &hash, now)?;
         db::tokens::void_all(tx, user.id, TokenPurpose::ResetPassword, now)?;
         sessions::end_all(tx, user.id, None)?;
+        let (title, body) = super::messages::PASSWORD_CHANGED;
+        super::messages::alert(tx, user.id, title, body, now)?;
         sessions::start(tx, config, user.id, client.ip, client.user_agent, now)
     })?;
     tracing::info!(user = %user.id, "password changed");
@@ -576,6 +580,8 @@ pub fn set_password_by_admin(
         db::users::set_password(tx, user.id, &hash, now)?;
         db::tokens::void_all(tx, user.id, TokenPurpose::ResetPassword, now)?;
         sessions::end_all(tx, user.id, None)?;
+        let (title, body) = super::messages::PASSWORD_CHANGED;
+        super::messages::alert(tx, user.id, title, body, now)?;
         Ok(())
     })?;
     notify_password_changed(mailer, &user);

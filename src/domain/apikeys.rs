@@ -202,6 +202,16 @@ pub fn create(
                 "An account can hold at most {MAX_KEYS} keys; revoke one first."
             )));
         }
+        super::messages::alert(
+            tx,
+            user,
+            "A new API key was created",
+            &format!(
+                "The API key \u{201c}{}\u{201d} (nva_{}_…) was created for your account. If this was not you, revoke it in the developer center and change your password.",
+                spec.name, prefix
+            ),
+            now,
+        )?;
         db::api_keys::insert(
             tx,
             &db::api_keys::NewKey {

@@ -58,6 +58,17 @@ pub fn announce(
     })
 }
 
+/// A security alert in the user's inbox, written in the caller's
+/// transaction (the change and its alert commit together).
+pub fn alert(tx: &Connection, user: UserId, title: &str, body: &str, now: i64) -> AppResult<()> {
+    db::messages::add(tx, user, "security", title, body, now)
+}
+
+pub const PASSWORD_CHANGED: (&str, &str) = (
+    "Your password was changed",
+    "The password of your account was changed and every other session was signed out. If this was not you, reset your password now and contact the operator.",
+);
+
 pub fn list(conn: &Connection, user: UserId) -> AppResult<Vec<Message>> {
     db::messages::for_user(conn, user, 200)
 }
