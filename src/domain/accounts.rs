@@ -14,6 +14,8 @@ use crate::mail::{Email, Mailer};
 use crate::model::{Client, Role, TokenPurpose, User, UserId};
 
 use super::passwords;
+
+pub use super::account_admin::{send_reset_by_admin, set_password_by_admin};
 use super::secrets::{random_token, readable_code, sha256_hex};
 use super::sessions::{self, NewSession};
 
@@ -385,7 +387,7 @@ pub fn request_password_reset(
     Ok(())
 }
 
-fn send_reset_link(
+pub(crate) fn send_reset_link(
     conn: &mut Connection,
     config: &Config,
     mailer: &Mailer,
@@ -404,7 +406,7 @@ fn send_reset_link(
     send_link(conn, mailer, user, link, ctx)
 }
 
-fn notify_password_changed(mailer: &Mailer, user: &User) {
+pub(crate) fn notify_password_changed(mailer: &Mailer, user: &User) {
     let mut ctx = tera::Context::new();
     ctx.insert("name", &user.display_name);
     deliver(
@@ -562,42 +564,6 @@ pub fn set_role(conn: &mut Connection, email: &str, role: Role) -> AppResult<Use
     let user = find(conn, email)?;
     db::write(conn, |tx| db::users::set_role(tx, user.id, role))?;
     find(conn, email)
-}
-
-/// Sets a new password chosen by an admin; every session of the user ends.
-pub fn set_password_by_admin(
-    conn: &mut Connection,
-    config: &Config,
-    mailer: &Mailer,
-    email: &str,
-    password: &str,
-) -> AppResult<User> {
-    let user = find(conn, email)?;
-    passwords::check_new(password, &user.email)?;
-    let hash = passwords::hash(password, config.auth.bcrypt_cost)?;
-    let now = super::now();
-    db::write(conn, |tx| {
-        db::users::set_password(tx, user.id, &hash, now)?;
-        db::tokens::void_all(tx, user.id, TokenPurpose::ResetPassword, now)?;
-        sessions::end_all(tx, user.id, None)?;
-        let (title, body) = super::messages::PASSWORD_CHANGED;
-        super::messages::alert(tx, user.id, title, body, now)?;
-        Ok(())
-    })?;
-    notify_password_changed(mailer, &user);
-    Ok(user)
-}
-
-/// Mails the user a reset link (admin-initiated "forgot password").
-pub fn send_reset_by_admin(
-    conn: &mut Connection,
-    config: &Config,
-    mailer: &Mailer,
-    email: &str,
-) -> AppResult<User> {
-    let user = find(conn, email)?;
-    send_reset_link(conn, config, mailer, &user)?;
-    Ok(user)
 }
 
 pub fn by_id(conn: &Connection, id: UserId) -> AppResult<User> {

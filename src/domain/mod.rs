@@ -1,6 +1,7 @@
 //! The rules of the product. Nothing here knows about HTTP: the web handlers,
 //! the CLI and the background jobs all call these same functions.
 
+pub mod account_admin;
 pub mod accounts;
 pub mod apikeys;
 pub mod assets;
