@@ -670,6 +670,27 @@ fn the_developer_center_manages_keys_logs_and_limits() {
     assert_eq!(v["data"].as_array().unwrap().len(), 1);
     assert_eq!(v["data"][0]["status"], 201);
     assert_eq!(v["data"][0]["key_prefix"], prefix.as_str());
+    // The studio's own (session) calls are a filter of their own.
+    let token = t.csrf("/developer");
+    let r = t
+        .client
+        .get("/api/v1/tasks")
+        .header(Header::new("x-csrf-token", token))
+        .dispatch();
+    assert_eq!(r.status(), Status::Ok);
+    state(&t).request_log.flush();
+    let v: Value = serde_json::from_str(
+        &t.get("/developer/requests.json?key=studio")
+            .into_string()
+            .unwrap(),
+    )
+    .unwrap();
+    let rows = v["data"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{v}");
+    assert!(rows[0]["key_prefix"].is_null());
+    assert!(t
+        .page("/developer?key=studio")
+        .contains("GET &#x2F;api&#x2F;v1&#x2F;tasks"));
 
     // Ask for more; the admin approves; the key has the new limits and the
     // creator has a message.

@@ -69,6 +69,8 @@ pub fn insert(conn: &Connection, e: &RequestRow) -> AppResult<()> {
 #[derive(Debug, Default, Clone)]
 pub struct Filter {
     pub key_prefix: Option<String>,
+    /// Only the studio's own calls (made with a session, no key).
+    pub studio_only: bool,
     /// "ok" (status < 400) or "error".
     pub outcome: Option<String>,
     /// Rows with a smaller id (the next page).
@@ -78,7 +80,9 @@ pub struct Filter {
 
 pub fn list(conn: &Connection, user: UserId, f: &Filter) -> AppResult<Vec<RequestRow>> {
     let mut sql = format!("SELECT {COLUMNS} FROM api_requests WHERE user_id = ?1");
-    if f.key_prefix.is_some() {
+    if f.studio_only {
+        sql.push_str(" AND key_prefix IS NULL AND ?2 IS NULL");
+    } else if f.key_prefix.is_some() {
         sql.push_str(" AND key_prefix IS ?2");
     } else {
         sql.push_str(" AND ?2 IS NULL");

@@ -74,6 +74,7 @@ fn log_filter(uri: Option<&Origin<'_>>) -> Filter {
     };
     Filter {
         key_prefix: p("key").filter(|k| k != "studio"),
+        studio_only: p("key").as_deref() == Some("studio"),
         outcome: p("outcome").filter(|o| o == "ok" || o == "error"),
         before: p("before").and_then(|b| b.parse().ok()),
         limit: LOG_PAGE,
@@ -90,16 +91,12 @@ async fn render(
 ) -> AppResult<Page> {
     let user = me.0.user.id;
     let filter = log_filter(uri);
-    let studio_only = uri.and_then(|u| query_param(u, "key")).as_deref() == Some("studio");
     let f = filter.clone();
     let (keys, secret, deliveries, logs, requests) = page
         .app
         .db
         .run(move |conn| {
-            let mut logs = crate::db::api_requests::list(conn, user, &f)?;
-            if studio_only {
-                logs.retain(|r| r.key_prefix.is_none());
-            }
+            let logs = crate::db::api_requests::list(conn, user, &f)?;
             Ok((
                 apikeys::list(conn, user)?,
                 webhooks::secret(conn, user)?,
@@ -477,17 +474,11 @@ async fn export_rows(
     let mut filter = log_filter(Some(uri));
     filter.limit = 10_000;
     filter.before = None;
-    let studio_only = query_param(uri, "key").as_deref() == Some("studio");
     let user = me.0.user.id;
-    let mut rows = page
-        .app
+    page.app
         .db
         .run(move |conn| crate::db::api_requests::list(conn, user, &filter))
-        .await?;
-    if studio_only {
-        rows.retain(|r| r.key_prefix.is_none());
-    }
-    Ok(rows)
+        .await
 }
 
 #[get("/developer/requests.csv")]
