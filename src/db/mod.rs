@@ -151,6 +151,21 @@ fn open_writer(path: &str, like: &Connection) -> AppResult<Connection> {
     Ok(c)
 }
 
+/// The writer's connection, (re)opened if it is missing or the file on disk
+/// was replaced.
+fn writer_conn<'w>(
+    w: &'w mut Writer,
+    path: &str,
+    like: &Connection,
+) -> AppResult<&'w mut Connection> {
+    let file = file_id(path);
+    if w.conn.is_none() || w.file != file {
+        w.conn = Some(open_writer(path, like)?);
+        w.file = file;
+    }
+    Ok(w.conn.as_mut().expect("opened above"))
+}
+
 /// Runs `f` in a write transaction opened with BEGIN IMMEDIATE (so it never
 /// fails half-way with SQLITE_BUSY when upgrading a read lock), committing on
 /// Ok and rolling back on Err. The transaction runs on the file's dedicated
@@ -170,12 +185,7 @@ pub fn write<T>(
     }
     let writer = writer_for(&path);
     let mut w = writer.lock().unwrap_or_else(|e| e.into_inner());
-    let file = file_id(&path);
-    if w.conn.is_none() || w.file != file {
-        w.conn = Some(open_writer(&path, conn)?);
-        w.file = file;
-    }
-    let wconn = w.conn.as_mut().expect("opened above");
+    let wconn = writer_conn(&mut w, &path, conn)?;
     let tx = wconn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let out = f(&tx)?;
     tx.commit()?;
@@ -233,25 +243,8 @@ impl<I, O> Batcher<I, O> {
                 .entry(path.clone())
                 .or_default(),
         );
-        let file = file_id(&path);
-        if w.conn.is_none() || w.file != file {
-            match open_writer(&path, conn) {
-                Ok(c) => {
-                    w.conn = Some(c);
-                    w.file = file;
-                }
-                Err(e) => {
-                    for (_, reply) in batch {
-                        let _ = reply.send(Err(AppError::Internal(e.to_string())));
-                    }
-                    return rx_result
-                        .recv()
-                        .unwrap_or_else(|_| Err(AppError::internal("write batch lost")));
-                }
-            }
-        }
-        let wconn = w.conn.as_mut().expect("opened above");
         let outcome = (|| -> AppResult<Vec<AppResult<O>>> {
+            let wconn = writer_conn(&mut w, &path, conn)?;
             let tx = wconn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let mut results = Vec::with_capacity(batch.len());
             for (item, _) in &batch {
