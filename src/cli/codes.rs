@@ -97,10 +97,7 @@ pub fn run(config: &Config, cmd: CodesCmd) -> CliResult {
                         })?,
                 ),
             };
-            let actor = format!(
-                "admin:cli:{}",
-                std::env::var("USER").unwrap_or_else(|_| "unknown".into())
-            );
+            let actor = crate::domain::audit::cli_actor();
             let req = NewCodes {
                 amount,
                 count,

@@ -7,6 +7,7 @@ use serde_json::json;
 
 use super::{fail, CliResult};
 use crate::config::Config;
+use crate::domain::audit::cli_actor as actor;
 use crate::domain::{accounts, wallet};
 use crate::templates::format_time;
 use crate::App;
@@ -35,15 +36,6 @@ pub enum CreditsCmd {
         #[arg(long)]
         json: bool,
     },
-}
-
-/// Who is acting, as written in the ledger.
-fn actor() -> String {
-    let who = std::env::var("SUDO_USER")
-        .or_else(|_| std::env::var("USER"))
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into());
-    format!("admin:cli:{who}")
 }
 
 pub fn run(config: &Config, cmd: CreditsCmd) -> CliResult {

@@ -20,12 +20,14 @@ pub struct Entry<'a> {
     pub ip: Option<&'a str>,
 }
 
-/// The actor name of an admin at the command line.
+/// The actor name of an admin at the command line (as written in the
+/// ledger and the audit log): the user behind sudo, else the login name.
 pub fn cli_actor() -> String {
-    format!(
-        "admin:cli:{}",
-        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
-    )
+    let who = std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    format!("admin:cli:{who}")
 }
 
 /// Appends an entry. Call it inside the transaction that made the change

@@ -87,12 +87,7 @@ fn models_json(app: &App, caller: &Caller) -> Vec<Value> {
         .catalog
         .models
         .iter()
-        .filter(
-            |m| match caller.key.as_ref().and_then(|k| k.models.as_ref()) {
-                Some(allowed) => allowed.contains(&m.id),
-                None => true,
-            },
-        )
+        .filter(|m| caller.may_use(&m.id))
         .map(|m| json!(m))
         .collect()
 }

@@ -35,6 +35,14 @@ impl Caller {
         }
     }
 
+    /// Whether the key's model allowlist (if any) includes `model`.
+    pub fn may_use(&self, model: &str) -> bool {
+        match self.key.as_ref().and_then(|k| k.models.as_ref()) {
+            Some(allowed) => allowed.iter().any(|m| m == model),
+            None => true,
+        }
+    }
+
     pub fn quota(&self) -> Option<KeyQuota> {
         self.key.as_ref().map(KeyQuota::from)
     }

@@ -474,12 +474,7 @@ fn models(app: &State<App>, caller: Caller) -> OpenAiReply {
         .catalog
         .models
         .iter()
-        .filter(
-            |m| match caller.key.as_ref().and_then(|k| k.models.as_ref()) {
-                Some(allowed) => allowed.contains(&m.id),
-                None => true,
-            },
-        )
+        .filter(|m| caller.may_use(&m.id))
         .map(|m| json!({ "id": m.id, "object": "model", "created": 0, "owned_by": "novart" }))
         .collect();
     OpenAiReply {
