@@ -418,3 +418,51 @@ END;
 CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log BEGIN
     SELECT RAISE(ABORT, 'audit rows are immutable');
 END;
+
+-- migration 6: risk control — bans, blocked generation attempts, known sign-in devices
+-- A restriction on an account. `scope` 'all' is a full ban (no task
+-- submission, redemption or key creation; API keys refused); the narrower
+-- scopes are for restrictions that stop one kind of action. A ban is active
+-- while lifted_at IS NULL and (ends_at IS NULL or ends_at > now); the
+-- scheduler lifts expired ones. Rows stay as history.
+CREATE TABLE bans (
+    id          INTEGER PRIMARY KEY,
+    user_id     INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    scope       TEXT NOT NULL DEFAULT 'all' CHECK (scope IN ('all', 'generate', 'api', 'upload')),
+    reason      TEXT NOT NULL,
+    source      TEXT NOT NULL CHECK (source IN ('admin', 'escalation')),
+    actor       TEXT NOT NULL,
+    starts_at   INTEGER NOT NULL,
+    ends_at     INTEGER,                  -- NULL: permanent
+    lifted_at   INTEGER,
+    lifted_by   TEXT,
+    lift_reason TEXT
+) STRICT;
+CREATE INDEX bans_user ON bans(user_id, id);
+CREATE INDEX bans_open ON bans(ends_at) WHERE lifted_at IS NULL;
+
+-- Prompts the content rules refused. The prompt itself is kept only as a
+-- SHA-256 digest and a short excerpt.
+CREATE TABLE blocked_attempts (
+    id            INTEGER PRIMARY KEY,
+    created_at    INTEGER NOT NULL,
+    user_id       INTEGER REFERENCES users(id) ON DELETE SET NULL,
+    api_key_id    INTEGER REFERENCES api_keys(id) ON DELETE SET NULL,
+    ip            TEXT,
+    rule          TEXT NOT NULL,          -- builtin:<category>:<term>, term:<term>, pattern:<n>, provider:<categories>
+    field         TEXT NOT NULL,          -- prompt | negative_prompt
+    prompt_sha256 TEXT NOT NULL,
+    excerpt       TEXT NOT NULL
+) STRICT;
+CREATE INDEX blocked_attempts_user ON blocked_attempts(user_id, created_at);
+CREATE INDEX blocked_attempts_time ON blocked_attempts(created_at);
+
+-- Where an account has signed in from: a digest of IP address and user
+-- agent, so a sign-in from somewhere new can be reported to the user.
+CREATE TABLE known_devices (
+    user_id     INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    device_hash TEXT NOT NULL,
+    first_seen  INTEGER NOT NULL,
+    last_seen   INTEGER NOT NULL,
+    PRIMARY KEY (user_id, device_hash)
+) STRICT, WITHOUT ROWID;

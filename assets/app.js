@@ -22,8 +22,133 @@
     wireToast(t);
   };
 
+  // ---- the live stream: tasks and messages (one EventSource per page) ----
+  // localStorage keeps only message ids the user dismissed and whether they
+  // want browser notifications; nothing else is stored.
+  var DISMISSED = "novart.toasts.dismissed", NOTIFY = "novart.notify";
+  function store(key, value) { try { if (value === null) localStorage.removeItem(key); else localStorage.setItem(key, value); } catch (e) { /* private mode */ } }
+  function load(key) { try { return localStorage.getItem(key); } catch (e) { return null; } }
+  function dismissed() {
+    try { var v = JSON.parse(load(DISMISSED) || "[]"); return Array.isArray(v) ? v : []; } catch (e) { return []; }
+  }
+  function dismiss(id) {
+    var list = dismissed().filter(function (x) { return x !== id; });
+    list.push(id);
+    store(DISMISSED, JSON.stringify(list.slice(-50)));
+  }
+  function messageToast(id, title) {
+    var box = document.getElementById("toasts");
+    if (!box || box.querySelector('[data-message-id="' + id + '"]')) return;
+    var t = document.createElement("div");
+    t.className = "toast toast-message"; t.setAttribute("data-message-id", String(id));
+    var span = document.createElement("span");
+    var strong = document.createElement("strong"); strong.textContent = title;
+    var a = document.createElement("a"); a.href = "/messages#m" + id; a.textContent = "Open";
+    span.appendChild(strong); span.appendChild(document.createTextNode(" ")); span.appendChild(a);
+    var b = document.createElement("button");
+    b.type = "button"; b.className = "toast-close"; b.setAttribute("aria-label", "Dismiss"); b.textContent = "×";
+    t.appendChild(span); t.appendChild(b);
+    box.appendChild(t);
+    wireMessageToast(t);
+  }
+  function wireMessageToast(t) {
+    var id = parseInt(t.getAttribute("data-message-id"), 10);
+    if (dismissed().indexOf(id) >= 0) { t.remove(); return; }
+    t.hidden = false;
+    t.querySelector(".toast-close").addEventListener("click", function () { dismiss(id); t.remove(); });
+    var link = t.querySelector("a");
+    if (link) link.addEventListener("click", function () { dismiss(id); });
+  }
+  function setBadge(count) {
+    var link = document.querySelector('.nav a[href="/messages"]');
+    if (!link) return;
+    var badge = link.querySelector(".badge-count");
+    if (count <= 0) { if (badge) badge.remove(); return; }
+    if (!badge) {
+      badge = document.createElement("span"); badge.className = "badge badge-count";
+      link.appendChild(document.createTextNode(" ")); link.appendChild(badge);
+    }
+    badge.textContent = String(count);
+    badge.setAttribute("aria-label", count + " unread");
+    badge.classList.remove("bump"); void badge.offsetWidth; badge.classList.add("bump");
+  }
+  function notifyOn() {
+    return "Notification" in window && Notification.permission === "granted" && load(NOTIFY) === "on";
+  }
+  function notify(title, body, url, tag) {
+    if (!notifyOn() || document.visibilityState === "visible") return;
+    if (!("serviceWorker" in navigator)) return;
+    navigator.serviceWorker.ready.then(function (reg) {
+      reg.showNotification(title, { body: body, tag: tag, data: { url: url }, icon: "/assets/favicon.svg" });
+    });
+  }
+  var live = { source: null, handlers: {} };
+  live.on = function (name, fn) {
+    (live.handlers[name] = live.handlers[name] || []).push(fn);
+    if (live.source) live.source.addEventListener(name, fn);
+  };
+  window.novartLive = live;
+  var body = document.body;
+  var csrfMeta = document.querySelector('meta[name="csrf-token"]');
+  if (body && body.hasAttribute("data-live") && window.EventSource && csrfMeta && csrfMeta.content) {
+    var url = "/api/v1/events?csrf_token=" + encodeURIComponent(csrfMeta.content) +
+      "&messages_after=" + encodeURIComponent(body.getAttribute("data-messages-after") || "0");
+    live.source = new EventSource(url);
+    Object.keys(live.handlers).forEach(function (name) {
+      live.handlers[name].forEach(function (fn) { live.source.addEventListener(name, fn); });
+    });
+    live.source.addEventListener("message", function (ev) {
+      var m = JSON.parse(ev.data);
+      messageToast(m.id, m.title);
+      setBadge(m.unread);
+      notify(m.title, m.body, "/messages#m" + m.id, "message-" + m.id);
+    });
+    var finished = {};
+    live.source.addEventListener("task", function (ev) {
+      var t = JSON.parse(ev.data);
+      var done = t.status === "succeeded" || t.status === "failed";
+      if (!done || finished[t.id]) return;
+      finished[t.id] = true;
+      var title = t.status === "succeeded" ? "Your images are ready" : "A task failed";
+      var text = (t.prompt || "").slice(0, 120);
+      if (window.location.pathname !== "/studio") window.novartToast(title + ": " + text, t.status === "succeeded" ? "success" : "error");
+      notify(title, text, "/studio", "task-" + t.id);
+    });
+    if ("serviceWorker" in navigator && window.isSecureContext) {
+      navigator.serviceWorker.register("/sw.js").catch(function () { /* notifications stay off */ });
+    }
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("[data-toast]").forEach(wireToast);
+    document.querySelectorAll(".toast-message[data-message-id]").forEach(wireMessageToast);
+
+    // Browser notifications: a switch on the inbox page.
+    var sw = document.getElementById("notify-toggle");
+    if (sw) {
+      var state = document.getElementById("notify-state");
+      var show = function () {
+        if (!("Notification" in window) || !("serviceWorker" in navigator) || !window.isSecureContext) {
+          state.textContent = "This browser cannot show notifications for this site.";
+          sw.hidden = true; return;
+        }
+        var on = notifyOn();
+        sw.textContent = on ? "Turn off browser notifications" : "Turn on browser notifications";
+        sw.setAttribute("aria-pressed", on ? "true" : "false");
+        state.textContent = Notification.permission === "denied"
+          ? "Notifications are blocked in this browser's site settings."
+          : on ? "You get a notification for finished tasks and new messages while this site is in the background." : "";
+      };
+      sw.hidden = false;
+      sw.addEventListener("click", function () {
+        if (notifyOn()) { store(NOTIFY, null); show(); return; }
+        Notification.requestPermission().then(function (p) {
+          if (p === "granted") store(NOTIFY, "on");
+          show();
+        });
+      });
+      show();
+    }
 
     // Busy state: disable the submit button and show a spinner while the form is sent.
     document.querySelectorAll("form[data-busy]").forEach(function (form) {

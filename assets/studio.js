@@ -290,16 +290,19 @@
     if (!polling) polling = setInterval(poll, 2000);
     el("live-status").textContent = "Updating every 2 seconds";
   }
+  // The page's one live stream is opened by app.js; the studio listens to it.
   function watch() {
-    if (source || !window.EventSource) { if (!window.EventSource) startPolling(); return; }
-    source = new EventSource("/api/v1/events?csrf_token=" + encodeURIComponent(csrf));
-    source.addEventListener("ready", function () { failures = 0; el("live-status").textContent = "Live"; });
-    source.addEventListener("task", function (ev) { onTask(JSON.parse(ev.data)); });
-    source.addEventListener("resync", function () { activeIds().forEach(refreshCard); });
-    source.onerror = function () {
+    var live = window.novartLive;
+    if (source || !live || !live.source) { if (!source) startPolling(); return; }
+    source = live.source;
+    if (source.readyState === 1) el("live-status").textContent = "Live";
+    live.on("ready", function () { failures = 0; el("live-status").textContent = "Live"; });
+    live.on("task", function (ev) { onTask(JSON.parse(ev.data)); });
+    live.on("resync", function () { activeIds().forEach(refreshCard); });
+    source.addEventListener("error", function () {
       failures += 1;
-      if (failures >= 3) { source.close(); source = null; startPolling(); }
-    };
+      if (failures >= 3) { source.close(); startPolling(); }
+    });
   }
   watch();
 })();

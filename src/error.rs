@@ -38,6 +38,16 @@ pub enum AppError {
         limit: u64,
         reset_secs: u64,
     },
+    /// The account is suspended (403); the message gives the reason and the
+    /// end.
+    #[error("{0}")]
+    Banned(String),
+    /// The content rules refused the prompt (422); nothing was charged.
+    #[error("{0}")]
+    ContentBlocked(String),
+    /// A service this request needs is down for now (503).
+    #[error("{0}")]
+    Unavailable(String),
     /// A failure the user cannot fix. The message is logged, not shown.
     #[error("internal error: {0}")]
     Internal(String),
@@ -71,7 +81,9 @@ impl AppError {
             AppError::Invalid { .. } => 400,
             AppError::Unauthenticated | AppError::Unauthorized(_) => 401,
             AppError::InsufficientBalance(_) => 402,
-            AppError::Forbidden(_) => 403,
+            AppError::Forbidden(_) | AppError::Banned(_) => 403,
+            AppError::ContentBlocked(_) => 422,
+            AppError::Unavailable(_) => 503,
             AppError::NotFound => 404,
             AppError::Conflict(_) => 409,
             AppError::TooLarge(_) => 413,
@@ -88,6 +100,9 @@ impl AppError {
             AppError::Unauthorized(_) => ("authentication_error", "invalid_api_key"),
             AppError::InsufficientBalance(_) => ("insufficient_balance", "insufficient_balance"),
             AppError::Forbidden(_) => ("permission_error", "forbidden"),
+            AppError::Banned(_) => ("permission_error", "banned"),
+            AppError::ContentBlocked(_) => ("invalid_request_error", "content_blocked"),
+            AppError::Unavailable(_) => ("server_error", "service_unavailable"),
             AppError::NotFound => ("invalid_request_error", "not_found"),
             AppError::Conflict(_) => ("invalid_request_error", "conflict"),
             AppError::TooLarge(_) => ("invalid_request_error", "too_large"),

@@ -50,14 +50,7 @@ impl Templates {
     }
 }
 
-/// Formats unix seconds as `2026-11-22 05:54 UTC`.
-pub fn format_time(secs: i64) -> String {
-    let fmt = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
-    time::OffsetDateTime::from_unix_timestamp(secs)
-        .ok()
-        .and_then(|t| t.format(&fmt).ok())
-        .unwrap_or_default()
-}
+pub use crate::domain::format_time;
 
 fn datetime_filter(value: &Value, _: &HashMap<String, Value>) -> tera::Result<Value> {
     match value.as_i64() {

@@ -487,6 +487,49 @@ fn developer_center_in_chromium() {
         "the announcement and the new-key alert"
     );
     b.screenshot("24-messages");
+    assert_eq!(
+        b.script("return document.getElementById('notify-toggle').hidden;"),
+        json!(false),
+        "the notification switch is offered"
+    );
+
+    // A new message arrives live on another page: a toast and a new count.
+    b.goto(&format!("{app_url}/library"));
+    b.wait_text("Library");
+    let out = Command::new(env!("CARGO_BIN_EXE_novart"))
+        .args([
+            "announce",
+            "--title",
+            "New models this week",
+            "--body",
+            "Two new styles are in the studio.",
+            "--to",
+            "dev@example.com",
+        ])
+        .current_dir(s.dir.path())
+        .env("NOVART_STORAGE__DATA_DIR", s.dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    wait_for("the live toast", || {
+        b.script("return Array.from(document.querySelectorAll('.toast-message:not([hidden])')).map(t => t.textContent).join(' | ');")
+            .as_str()
+            .is_some_and(|t| t.contains("New models this week"))
+    });
+    assert!(b.source().contains("3 unread"), "the badge follows");
+    b.screenshot("25-live-toast");
+    // Dismissed, it stays dismissed on the next page (localStorage).
+    b.script("Array.from(document.querySelectorAll('.toast-message')).filter(t => t.textContent.includes('New models')).forEach(t => t.querySelector('.toast-close').click()); return 1;");
+    b.goto(&format!("{app_url}/wallet"));
+    b.wait_text("Wallet");
+    assert_eq!(
+        b.script("return Array.from(document.querySelectorAll('.toast-message:not([hidden])')).filter(t => t.textContent.includes('New models')).length;"),
+        json!(0)
+    );
+    assert_eq!(
+        b.script("return localStorage.getItem('novart.toasts.dismissed') !== null;"),
+        json!(true)
+    );
 }
 
 #[test]

@@ -46,20 +46,7 @@ pub enum CodesCmd {
     },
 }
 
-/// "30d" / "12h" / "45m" / "90s" → seconds.
-pub fn parse_duration(s: &str) -> Option<i64> {
-    let s = s.trim();
-    let (num, unit) = s.split_at(s.len().checked_sub(1)?);
-    let n: i64 = num.parse().ok().filter(|n| *n > 0)?;
-    let mult = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return None,
-    };
-    n.checked_mul(mult)
-}
+pub use crate::config::parse_duration;
 
 fn status(c: &crate::db::codes::Code) -> &'static str {
     if c.revoked_at.is_some() {

@@ -3,6 +3,7 @@
 
 mod announce;
 mod audit;
+mod bans;
 mod codes;
 mod credits;
 mod keys;
@@ -68,6 +69,22 @@ pub enum Command {
     /// Look at and cancel generation tasks.
     #[command(subcommand)]
     Tasks(tasks::TasksCmd),
+    /// Suspend an account: sessions end, queued tasks are refunded, API keys
+    /// answer 403 and the web refuses new tasks, redemptions and keys.
+    Ban {
+        email: String,
+        /// How long: 30m, 12h, 7d, ... or permanent.
+        #[arg(long = "for", value_name = "LENGTH")]
+        length: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Lift an account's ban.
+    Unban {
+        email: String,
+        #[arg(long)]
+        reason: String,
+    },
     /// Send a message to every account's inbox, or to one.
     Announce {
         #[arg(long)]
@@ -177,6 +194,12 @@ pub fn run(cli: Cli) -> ExitCode {
                 Command::Codes(cmd) => codes::run(&config, cmd),
                 Command::Keys(cmd) => keys::run(&config, cmd),
                 Command::Limits(cmd) => limits::run(&config, cmd),
+                Command::Ban {
+                    email,
+                    length,
+                    reason,
+                } => bans::ban(&config, &email, &length, &reason),
+                Command::Unban { email, reason } => bans::unban(&config, &email, &reason),
                 Command::Cleanup => tasks::cleanup(&config),
                 Command::Audit { limit, json } => audit::run(&config, limit, json),
                 Command::Announce { title, body, to } => {

@@ -163,8 +163,16 @@ pub fn run(config: &Config, cmd: UserCmd) -> CliResult {
         }
         UserCmd::Show { email, json } => {
             let u = accounts::find(&conn, &email).map_err(|_| no_account(&email))?;
+            let ban = crate::domain::bans::active(&conn, u.id)?;
             if json {
-                println!("{}", user_json(&u));
+                let mut v = user_json(&u);
+                v["ban"] = match &ban {
+                    Some(b) => {
+                        json!({ "reason": b.reason, "ends_at": b.ends_at, "since": b.starts_at, "by": b.actor })
+                    }
+                    None => serde_json::Value::Null,
+                };
+                println!("{v}");
             } else {
                 println!("id:            {}", u.id);
                 println!("email:         {}", u.email);
@@ -174,6 +182,14 @@ pub fn run(config: &Config, cmd: UserCmd) -> CliResult {
                 println!("registered:    {}", format_time(u.created_at));
                 println!("last sign-in:  {}", when(u.last_sign_in_at));
                 println!("referral code: {}", u.referral_code);
+                match &ban {
+                    Some(b) => println!(
+                        "banned:        {} ({})",
+                        crate::domain::bans::until_text(b.ends_at),
+                        b.reason
+                    ),
+                    None => println!("banned:        no"),
+                }
             }
         }
         UserCmd::Verify { email } => {

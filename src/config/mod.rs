@@ -11,10 +11,12 @@ use std::path::{Path, PathBuf};
 pub mod catalog;
 mod developer;
 mod limits;
+mod moderation;
 mod net;
 
 pub use developer::{ApiConfig, WebhooksConfig};
 pub use limits::LimitsConfig;
+pub use moderation::{ban_length, ModerationConfig, ProviderFailure, CATEGORIES};
 pub use net::{canonical_ip, IpNet};
 
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -36,6 +38,7 @@ pub struct Config {
     pub queue: catalog::QueueConfig,
     pub billing: BillingConfig,
     pub limits: LimitsConfig,
+    pub moderation: ModerationConfig,
     pub api: ApiConfig,
     pub webhooks: WebhooksConfig,
     /// Upstream image services (`[[providers]]`).
@@ -244,6 +247,21 @@ impl std::fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// "30d" / "12h" / "45m" / "90s" → seconds.
+pub fn parse_duration(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.len().checked_sub(1)?);
+    let n: i64 = num.parse().ok().filter(|n| *n > 0)?;
+    let mult = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
 pub(crate) fn err(key: &str, message: impl Into<String>) -> ConfigError {
     ConfigError {
         key: key.to_string(),
@@ -427,6 +445,7 @@ impl Config {
                 return Err(err(key, "must be between 1 and 1000000"));
             }
         }
+        self.moderation.validate()?;
         self.api.validate()?;
         self.webhooks.validate()?;
         Ok(())

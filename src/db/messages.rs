@@ -31,20 +31,22 @@ pub struct Message {
     pub read_at: Option<i64>,
 }
 
+fn message(r: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
+    Ok(Message {
+        id: r.get(0)?,
+        kind: r.get(1)?,
+        title: r.get(2)?,
+        body: r.get(3)?,
+        created_at: r.get(4)?,
+        read_at: r.get(5)?,
+    })
+}
+
 pub fn for_user(conn: &Connection, user: UserId, limit: u32) -> AppResult<Vec<Message>> {
     let mut stmt = conn.prepare(
         "SELECT id, kind, title, body, created_at, read_at FROM messages WHERE user_id = ?1 ORDER BY id DESC LIMIT ?2",
     )?;
-    let rows = stmt.query_map(params![user, limit], |r| {
-        Ok(Message {
-            id: r.get(0)?,
-            kind: r.get(1)?,
-            title: r.get(2)?,
-            body: r.get(3)?,
-            created_at: r.get(4)?,
-            read_at: r.get(5)?,
-        })
-    })?;
+    let rows = stmt.query_map(params![user, limit], message)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
@@ -80,4 +82,35 @@ pub fn add_to_all(
         "INSERT INTO messages (user_id, kind, title, body, created_at) SELECT id, ?1, ?2, ?3, ?4 FROM users",
         params![kind, title, body, now],
     )?)
+}
+
+/// The id of the user's newest message (0 when there is none).
+pub fn latest_id(conn: &Connection, user: UserId) -> AppResult<i64> {
+    Ok(conn
+        .prepare_cached("SELECT coalesce(max(id), 0) FROM messages WHERE user_id = ?1")?
+        .query_row([user], |r| r.get(0))?)
+}
+
+/// Messages newer than `after`, oldest first (the live stream's next batch).
+pub fn after(conn: &Connection, user: UserId, after: i64, limit: u32) -> AppResult<Vec<Message>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, kind, title, body, created_at, read_at FROM messages WHERE user_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(params![user, after, limit], message)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Unread messages created since `since`, newest first (toasts that have
+/// not been dismissed yet).
+pub fn fresh_unread(
+    conn: &Connection,
+    user: UserId,
+    since: i64,
+    limit: u32,
+) -> AppResult<Vec<Message>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, kind, title, body, created_at, read_at FROM messages WHERE user_id = ?1 AND read_at IS NULL AND created_at >= ?2 ORDER BY id DESC LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(params![user, since, limit], message)?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }

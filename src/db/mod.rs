@@ -11,6 +11,7 @@ pub mod limits;
 pub mod messages;
 pub mod meta;
 pub mod migrate;
+pub mod risk;
 pub mod sessions;
 pub mod tasks;
 pub mod tokens;

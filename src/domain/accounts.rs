@@ -365,6 +365,11 @@ pub fn open_session(
     let now = super::now();
     let session = db::write(conn, |tx| {
         db::users::touch_sign_in(tx, user, now)?;
+        let device = sessions::device_hash(client.ip, client.user_agent);
+        if db::risk::see_device(tx, user, &device, now)? {
+            let (title, body) = sessions::new_device_alert(client.ip, client.user_agent, now);
+            super::messages::alert(tx, user, title, &body, now)?;
+        }
         sessions::start(tx, config, user, client.ip, client.user_agent, now)
     })?;
     tracing::info!(user = %user, "signed in");

@@ -188,6 +188,9 @@ pub fn create(
     mut spec: KeySpec,
     who: Authority,
 ) -> AppResult<(ApiKey, String)> {
+    if who == Authority::Creator {
+        super::bans::ensure_allowed(conn, user)?;
+    }
     validate(config, catalog, &mut spec, who)?;
     let (prefix, key) = generate();
     let hash = secrets::sha256_hex(&key);

@@ -42,6 +42,10 @@ pub struct Catalog {
     /// `webhooks.allow_private_targets`: task webhook URLs are checked
     /// against it when a task is submitted.
     pub allow_private_webhooks: bool,
+    /// The content rules every prompt passes before it is queued.
+    pub moderator: std::sync::Arc<super::moderation::Moderator>,
+    /// `[moderation]`: escalation of blocked prompts to bans.
+    pub moderation: crate::config::ModerationConfig,
 }
 
 fn gcd(a: u32, b: u32) -> u32 {
@@ -115,6 +119,8 @@ impl Catalog {
             models,
             providers,
             allow_private_webhooks: config.webhooks.allow_private_targets,
+            moderator: std::sync::Arc::new(super::moderation::Moderator::new(&config.moderation)),
+            moderation: config.moderation.clone(),
         }
     }
 

@@ -87,3 +87,30 @@ pub fn mark_all_read(conn: &mut Connection, user: UserId) -> AppResult<usize> {
     let now = super::now();
     db::write(conn, |tx| db::messages::mark_all_read(tx, user, now))
 }
+
+/// Unread messages younger than this are shown as toasts on every page
+/// until the user dismisses them.
+pub const TOAST_WINDOW_SECS: i64 = 600;
+
+/// What every signed-in page needs from the inbox.
+#[derive(Debug, Clone, Default)]
+pub struct InboxState {
+    pub unread: i64,
+    /// The newest message id: where the page's live stream starts.
+    pub latest: i64,
+    /// Recent unread messages, for toasts.
+    pub fresh: Vec<Message>,
+}
+
+pub fn state(conn: &Connection, user: UserId) -> AppResult<InboxState> {
+    Ok(InboxState {
+        unread: db::messages::unread(conn, user)?,
+        latest: db::messages::latest_id(conn, user)?,
+        fresh: db::messages::fresh_unread(conn, user, super::now() - TOAST_WINDOW_SECS, 3)?,
+    })
+}
+
+/// Messages newer than `after` (at most 20), oldest first.
+pub fn after(conn: &Connection, user: UserId, after: i64) -> AppResult<Vec<Message>> {
+    db::messages::after(conn, user, after, 20)
+}

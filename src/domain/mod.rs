@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod apikeys;
 pub mod assets;
 pub mod audit;
+pub mod bans;
 pub mod catalog;
 pub mod codes;
 pub mod csrf;
@@ -13,6 +14,7 @@ pub mod doctor;
 pub mod limits;
 pub mod links;
 pub mod messages;
+pub mod moderation;
 pub mod passwords;
 pub mod ratelimit;
 pub mod referrals;
@@ -32,4 +34,13 @@ pub fn now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+/// Formats unix seconds as `2026-11-22 05:54 UTC`.
+pub fn format_time(secs: i64) -> String {
+    let fmt = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|t| t.format(&fmt).ok())
+        .unwrap_or_default()
 }

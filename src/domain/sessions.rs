@@ -28,6 +28,40 @@ pub fn absolute_secs(config: &Config) -> i64 {
     config.auth.session_absolute_hours as i64 * 3600
 }
 
+/// Identifies where a sign-in came from: the IP address and the browser
+/// (its user agent without version numbers, so an update is not a new
+/// device). Stored only as this digest.
+pub fn device_hash(ip: Option<&str>, user_agent: Option<&str>) -> String {
+    let ua: String = user_agent
+        .unwrap_or("")
+        .chars()
+        .filter(|c| !c.is_ascii_digit())
+        .collect();
+    sha256_hex(&format!("{}\n{ua}", ip.unwrap_or("")))
+}
+
+/// The inbox alert for a sign-in from an address or browser not seen before.
+pub fn new_device_alert(
+    ip: Option<&str>,
+    user_agent: Option<&str>,
+    now: i64,
+) -> (&'static str, String) {
+    let ua: String = user_agent
+        .unwrap_or("an unknown browser")
+        .chars()
+        .take(160)
+        .collect();
+    (
+        "New sign-in to your account",
+        format!(
+            "Your account was signed in to at {} from {} ({}), which it had not been signed in from before.\n\nIf this was you, there is nothing to do. If not, change your password now: that signs out every other session.",
+            super::format_time(now),
+            ip.unwrap_or("an unknown address"),
+            ua
+        ),
+    )
+}
+
 /// Starts a session inside the caller's write transaction.
 pub fn start(
     tx: &Connection,

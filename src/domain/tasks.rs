@@ -39,6 +39,8 @@ pub struct NewTaskInput {
     pub api_key: Option<super::apikeys::KeyQuota>,
     /// `Idempotency-Key` and the SHA-256 of the request body.
     pub idempotency: Option<(String, String)>,
+    /// Where the request came from (kept with a blocked attempt).
+    pub client_ip: Option<String>,
 }
 
 pub const MAX_IDEMPOTENCY_KEY: usize = 255;
@@ -118,6 +120,26 @@ pub fn submit_replayable(
             "negative_prompt",
             format!("The negative prompt is too long: at most {MAX_NEGATIVE_CHARS} characters."),
         ));
+    }
+    super::bans::ensure_allowed(conn, user)?;
+    if let Some(hit) = catalog.moderator.check(prompt, negative)? {
+        let origin = super::bans::Origin {
+            user: Some(user),
+            api_key: input.api_key.as_ref().map(|q| q.key_id),
+            ip: input.client_ip.clone(),
+        };
+        let text = if hit.field == "negative_prompt" {
+            negative
+        } else {
+            prompt
+        };
+        return Err(super::bans::blocked(
+            conn,
+            &catalog.moderation,
+            &origin,
+            &hit,
+            text,
+        )?);
     }
     let model = catalog.model(input.model.trim())?;
     let (width, height) = model.resolve_size(
@@ -244,6 +266,7 @@ fn insert_prepared(tx: &rusqlite::Transaction, p: &Prepared) -> AppResult<(Task,
             return Ok((task, true));
         }
     }
+    super::bans::ensure_allowed(tx, p.user)?;
     if let Some(q) = &p.api_key {
         super::apikeys::check_quota(tx, q, &p.model)?;
     }

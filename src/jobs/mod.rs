@@ -71,8 +71,31 @@ pub fn start_queue(engine: queue::Engine) {
     });
 }
 
+/// How often ended bans are closed (and their users told).
+pub const BAN_CHECK_EVERY: Duration = Duration::from_secs(20);
+
+/// Lifts bans whose time is up; returns how many.
+pub fn lift_bans(db: &Db) -> crate::AppResult<usize> {
+    let mut conn = db.get()?;
+    domain::bans::lift_expired(&mut conn, domain::now())
+}
+
 /// Starts the periodic sweep on the server's runtime; it ends with the server.
 pub fn spawn_scheduler(db: Db, config: Config) {
+    let bans_db = db.clone();
+    rocket::tokio::spawn(async move {
+        let mut tick = rocket::tokio::time::interval(BAN_CHECK_EVERY);
+        loop {
+            tick.tick().await;
+            let db = bans_db.clone();
+            match rocket::tokio::task::spawn_blocking(move || lift_bans(&db)).await {
+                Ok(Ok(n)) if n > 0 => tracing::info!(bans = n, "lifted ended bans"),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::error!("lifting ended bans failed: {e}"),
+                Err(e) => tracing::error!("ban lifting task failed: {e}"),
+            }
+        }
+    });
     rocket::tokio::spawn(async move {
         let mut tick = rocket::tokio::time::interval(SWEEP_EVERY);
         loop {

@@ -5,14 +5,12 @@ use rocket::data::{Data, ToByteUnit};
 use rocket::http::{Header, Status};
 use rocket::outcome::Outcome;
 use rocket::request::{self, FromRequest, Request};
-use rocket::response::stream::{Event, EventStream};
 use rocket::response::{self, Responder};
-use rocket::{get, post, routes, Route, Shutdown, State};
+use rocket::{get, post, routes, Route, State};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::caller::{task_summary, Caller, ReqNote};
-use super::guards::{Csrf, MaybeUser};
 use super::render::json_response;
 use crate::domain::apikeys;
 use crate::domain::tasks::{self, NewTaskInput, TaskView};
@@ -263,6 +261,7 @@ async fn create_task(
     let config = app.config.clone();
     let user = caller.user;
     let quota = caller.quota();
+    let client_ip = caller.ip.clone();
     let (view, replayed) = app
         .db
         .run(move |conn| {
@@ -299,6 +298,7 @@ async fn create_task(
                 mask,
                 api_key: quota,
                 idempotency,
+                client_ip,
             };
             let (task, replayed) = tasks::submit_replayable(conn, &engine.catalog, user, &input)?;
             Ok((tasks::view(conn, task)?, replayed))
@@ -418,51 +418,6 @@ async fn upload(app: &State<App>, caller: Caller, data: Data<'_>) -> AppResult<A
     })
 }
 
-/// Live task updates for the signed-in user (Server-Sent Events). Browsers'
-/// EventSource cannot send headers, so the CSRF token comes in the query.
-#[get("/api/v1/events?<csrf_token>")]
-async fn events(
-    app: &State<App>,
-    user: MaybeUser,
-    csrf: Csrf,
-    csrf_token: Option<String>,
-    mut shutdown: Shutdown,
-) -> AppResult<EventStream![Event + '_]> {
-    let Some(signed_in) = user.0 else {
-        return Err(AppError::Unauthenticated);
-    };
-    if !secrets::constant_time_eq(&csrf.token, csrf_token.as_deref().unwrap_or_default()) {
-        return Err(AppError::Forbidden(
-            "The CSRF token is missing or wrong.".into(),
-        ));
-    }
-    let me = signed_in.user.id;
-    let mut rx = app.engine.hub.subscribe();
-    let db = app.db.clone();
-    Ok(EventStream! {
-        yield Event::data("ready").event("ready");
-        loop {
-            let ev = rocket::tokio::select! {
-                ev = rx.recv() => ev,
-                _ = &mut shutdown => break,
-            };
-            match ev {
-                Ok(ev) if ev.user == me => {
-                    let id = ev.task.clone();
-                    if let Ok(view) = db.run(move |conn| tasks::get(conn, me, &id)).await {
-                        yield Event::json(&view).event("task");
-                    }
-                }
-                Ok(_) => {}
-                Err(rocket::tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    yield Event::data("resync").event("resync");
-                }
-                Err(_) => break,
-            }
-        }
-    })
-}
-
 pub fn routes() -> Vec<Route> {
     routes![
         models,
@@ -472,7 +427,6 @@ pub fn routes() -> Vec<Route> {
         list_tasks,
         get_task,
         cancel_task,
-        upload,
-        events
+        upload
     ]
 }

@@ -14,6 +14,7 @@ struct Files;
 pub struct Asset {
     content_type: ContentType,
     data: std::borrow::Cow<'static, [u8]>,
+    cache: &'static str,
 }
 
 impl<'r> Responder<'r, 'static> for Asset {
@@ -21,7 +22,7 @@ impl<'r> Responder<'r, 'static> for Asset {
         let data = self.data.into_owned();
         Response::build()
             .header(self.content_type)
-            .header(Header::new("Cache-Control", "public, max-age=3600"))
+            .header(Header::new("Cache-Control", self.cache))
             .sized_body(data.len(), std::io::Cursor::new(data))
             .ok()
     }
@@ -44,9 +45,26 @@ fn asset(path: PathBuf) -> Option<Asset> {
     Some(Asset {
         content_type,
         data: file.data,
+        cache: "public, max-age=3600",
+    })
+}
+
+/// The service worker (browser notifications). It is served from the root
+/// so that it may cover every page, and revalidated on each load so an
+/// update reaches browsers at once.
+#[get("/sw.js")]
+fn service_worker() -> Option<Asset> {
+    Some(Asset {
+        content_type: ContentType::JavaScript,
+        data: Files::get("sw.js")?.data,
+        cache: "no-cache",
     })
 }
 
 pub fn routes() -> Vec<Route> {
     routes![asset]
+}
+
+pub fn root_routes() -> Vec<Route> {
+    routes![service_worker]
 }

@@ -7,7 +7,7 @@ use rocket::http::Status;
 use rocket::outcome::Outcome;
 use rocket::request::{self, FromRequest, Request};
 
-use super::guards::{same_origin, Csrf, MaybeUser};
+use super::guards::{client_ip, same_origin, Csrf, MaybeUser};
 use crate::db::api_keys::ApiKey;
 use crate::domain::apikeys::{self, KeyQuota, RateState};
 use crate::domain::secrets;
@@ -22,6 +22,8 @@ pub struct Caller {
     pub user: UserId,
     /// None: the studio, with a session (every permission, no key limits).
     pub key: Option<ApiKey>,
+    /// The client's address (see `guards::client_ip`).
+    pub ip: Option<String>,
 }
 
 impl Caller {
@@ -168,6 +170,7 @@ impl<'r> FromRequest<'r> for Caller {
                 .db
                 .run(move |conn| {
                     let key = apikeys::authenticate(conn, &presented)?;
+                    crate::domain::bans::ensure_allowed(conn, key.user_id)?;
                     apikeys::touch(conn, &key)?;
                     Ok(key)
                 })
@@ -198,6 +201,7 @@ impl<'r> FromRequest<'r> for Caller {
             return Outcome::Success(Caller {
                 user: key.user_id,
                 key: Some(key),
+                ip: client_ip(req, app).map(|i| i.to_string()),
             });
         }
         let Some(signed_in) = req.guard::<MaybeUser>().await.succeeded().and_then(|m| m.0) else {
@@ -223,6 +227,7 @@ impl<'r> FromRequest<'r> for Caller {
         Outcome::Success(Caller {
             user: signed_in.user.id,
             key: None,
+            ip: client_ip(req, app).map(|i| i.to_string()),
         })
     }
 }

@@ -293,6 +293,10 @@ async fn key_form_error(
             let extra = json!({ "key_error": { "field": null, "message": message } });
             render(page, me, None, Status::Conflict, extra).await
         }
+        e @ AppError::Banned(_) => {
+            let extra = json!({ "key_error": { "field": null, "message": e.to_string() } });
+            render(page, me, None, Status::Forbidden, extra).await
+        }
         other => Err(other),
     }
 }

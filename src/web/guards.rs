@@ -86,6 +86,10 @@ pub struct SignedIn {
     pub session: Session,
     /// Unread messages, for the badge in the navigation.
     pub unread: i64,
+    /// The inbox: newest id and recent unread messages (toasts).
+    pub inbox: domain::messages::InboxState,
+    /// A ban in force: the pages say so; actions are refused by the domain.
+    pub ban: Option<crate::db::risk::Ban>,
 }
 
 /// The session behind the cookie, looked up once per request.
@@ -125,18 +129,21 @@ impl<'r> FromRequest<'r> for MaybeUser {
                         )?;
                         match found {
                             Some((user, session)) => {
-                                let unread = domain::messages::unread(conn, user.id)?;
-                                Ok(Some((user, session, unread)))
+                                let inbox = domain::messages::state(conn, user.id)?;
+                                let ban = domain::bans::active(conn, user.id)?;
+                                Ok(Some((user, session, inbox, ban)))
                             }
                             None => Ok(None),
                         }
                     })
                     .await;
                 match found {
-                    Ok(Some((user, session, unread))) => MaybeUser(Some(SignedIn {
+                    Ok(Some((user, session, inbox, ban))) => MaybeUser(Some(SignedIn {
                         user,
                         session,
-                        unread,
+                        unread: inbox.unread,
+                        inbox,
+                        ban,
                     })),
                     Ok(None) => {
                         req.cookies()

@@ -11,6 +11,7 @@ mod developer;
 mod docs;
 mod fairings;
 pub mod guards;
+mod live;
 mod media;
 mod messages;
 mod openai;
@@ -40,9 +41,11 @@ pub fn mount(rocket: Rocket<Build>, app: App) -> Rocket<Build> {
         .mount("/", developer::routes())
         .mount("/", media::routes())
         .mount("/", messages::routes())
+        .mount("/", live::routes())
         .mount("/", openai::routes())
         .mount("/", docs::routes())
         .mount("/assets", assets::routes())
+        .mount("/", assets::root_routes())
         .register("/", catchers::catchers())
         .attach(fairings::Http)
 }

@@ -145,6 +145,7 @@ fn input_from(app: &App, p: &ImageParams, caller: &Caller) -> NewTaskInput {
         mask: None,
         api_key: caller.quota(),
         idempotency: None,
+        client_ip: caller.ip.clone(),
     }
 }
 

@@ -93,6 +93,16 @@ pub fn base_context(
                 "role": s.user.role,
                 "is_admin": s.user.is_admin(),
                 "unread": s.unread,
+                "latest_message": s.inbox.latest,
+                "toasts": s.inbox.fresh.iter().map(|m| json!({
+                    "id": m.id,
+                    "kind": m.kind,
+                    "title": m.title,
+                })).collect::<Vec<_>>(),
+                "ban": s.ban.as_ref().map(|b| json!({
+                    "reason": b.reason,
+                    "ends_at": b.ends_at,
+                })),
             }),
         );
     }
@@ -146,9 +156,13 @@ impl PageCtx<'_> {
                 values["error"] = json!({ "field": field, "message": message });
                 self.render_status(Status::BadRequest, template, values)
             }
-            AppError::Forbidden(message) => {
-                values["error"] = json!({ "field": null, "message": message });
-                self.render_status(Status::Forbidden, template, values)
+            e @ (AppError::Forbidden(_)
+            | AppError::Banned(_)
+            | AppError::ContentBlocked(_)
+            | AppError::Unavailable(_)) => {
+                let status = Status::from_code(e.status()).unwrap_or(Status::Forbidden);
+                values["error"] = json!({ "field": null, "message": e.to_string() });
+                self.render_status(status, template, values)
             }
             other => Err(other),
         }

@@ -10,7 +10,7 @@ use rocket::{get, post, routes, Route};
 use serde_json::{json, Value};
 
 use super::auth::{csrf_form, EmptyForm};
-use super::guards::{CsrfForm, CsrfProtected, CurrentUser};
+use super::guards::{ClientIp, CsrfForm, CsrfProtected, CurrentUser};
 use super::render::{query_param, Page, PageCtx};
 use crate::db;
 use crate::domain::tasks::{self, NewTaskInput, TaskView};
@@ -185,6 +185,7 @@ async fn studio(page: PageCtx<'_>, me: CurrentUser, uri: &Origin<'_>) -> AppResu
 async fn submit(
     page: PageCtx<'_>,
     me: CurrentUser,
+    ip: ClientIp,
     form: CsrfForm<StudioForm>,
 ) -> AppResult<Result<Flash<Redirect>, Page>> {
     let f = form.0;
@@ -210,6 +211,7 @@ async fn submit(
         mask: None,
         api_key: None,
         idempotency: None,
+        client_ip: ip.0.map(|i| i.to_string()),
     };
     let (engine, user) = (page.app.engine.clone(), me.0.user.id);
     let result = page
@@ -226,10 +228,19 @@ async fn submit(
                 "Your task is queued.",
             )))
         }
-        Err(e @ (AppError::Invalid { .. } | AppError::InsufficientBalance(_))) => {
+        Err(
+            e @ (AppError::Invalid { .. }
+            | AppError::InsufficientBalance(_)
+            | AppError::ContentBlocked(_)
+            | AppError::Banned(_)
+            | AppError::Unavailable(_)),
+        ) => {
+            let status = Status::from_code(e.status()).unwrap_or(Status::BadRequest);
             let (field, message, wallet) = match e {
                 AppError::Invalid { field, message } => (field, message, false),
-                other => (None, other.to_string(), true),
+                e @ AppError::InsufficientBalance(_) => (None, e.to_string(), true),
+                e @ AppError::ContentBlocked(_) => (Some("prompt"), e.to_string(), false),
+                other => (None, other.to_string(), false),
             };
             let form = json!({
                 "prompt": f.prompt, "negative_prompt": f.negative_prompt, "model": f.model,
@@ -237,11 +248,6 @@ async fn submit(
                 "webhook_url": f.webhook_url,
             });
             let error = json!({ "field": field, "message": message, "wallet": wallet });
-            let status = if wallet {
-                Status::PaymentRequired
-            } else {
-                Status::BadRequest
-            };
             Ok(Err(
                 studio_page(&page, &me, status, form, Some(error)).await?
             ))

@@ -94,6 +94,17 @@ async fn redeem(
             )
             .await?))
         }
+        Err(e @ crate::AppError::Banned(_)) => {
+            let error = json!({ "field": null, "message": e.to_string(), "code": code });
+            Ok(Err(render_wallet(
+                &page,
+                &me,
+                None,
+                Status::Forbidden,
+                error,
+            )
+            .await?))
+        }
         Err(crate::AppError::RateLimited { retry_after_secs }) => {
             let minutes = retry_after_secs.div_ceil(60);
             let plural = if minutes == 1 { "" } else { "s" };

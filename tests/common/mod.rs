@@ -191,22 +191,50 @@ impl TestApp {
 }
 
 /// An app (no HTTP) on `config` with one verified user.
+/// A verified account with `credits` granted (on top of the signup bonus)
+/// and an API key with the default limits; returns the user and the key.
+pub fn user_with_key(
+    app: &novart::App,
+    email: &str,
+    credits: i64,
+) -> (novart::model::UserId, String) {
+    let user = verified_user(app, email);
+    let mut conn = app.db.get().unwrap();
+    if credits > 0 {
+        novart::domain::wallet::grant(&mut conn, user, credits, false, "test", "test credits")
+            .unwrap();
+    }
+    let (_, key) = novart::domain::apikeys::create(
+        &mut conn,
+        &app.config,
+        &app.engine.catalog,
+        user,
+        novart::domain::apikeys::KeySpec::defaults(&app.config, "test key"),
+        novart::domain::apikeys::Authority::Admin,
+    )
+    .unwrap();
+    (user, key)
+}
+
+/// A verified account with the test password.
+pub fn verified_user(app: &novart::App, email: &str) -> novart::model::UserId {
+    let mut conn = app.db.get().unwrap();
+    novart::domain::accounts::create_by_admin(
+        &mut conn,
+        &app.config,
+        email,
+        PASSWORD,
+        "",
+        novart::model::Role::User,
+        true,
+    )
+    .unwrap()
+    .id
+}
+
 pub fn app_with_user(config: &Config, email: &str) -> (novart::App, novart::model::UserId) {
     let app = novart::App::new(config.clone()).unwrap();
-    let user = {
-        let mut conn = app.db.get().unwrap();
-        novart::domain::accounts::create_by_admin(
-            &mut conn,
-            config,
-            email,
-            PASSWORD,
-            "",
-            novart::model::Role::User,
-            true,
-        )
-        .unwrap()
-        .id
-    };
+    let user = verified_user(&app, email);
     (app, user)
 }
 
