@@ -114,6 +114,11 @@
       if (window.location.pathname !== "/studio") window.novartToast(title + ": " + text, t.status === "succeeded" ? "success" : "error");
       notify(title, text, "/studio", "task-" + t.id);
     });
+    // Close the stream when the page goes away (and reopen it if the page
+    // comes back from the back/forward cache): a stream left open holds one
+    // of the browser's few connections to this site.
+    window.addEventListener("pagehide", function () { live.source.close(); });
+    window.addEventListener("pageshow", function (ev) { if (ev.persisted) window.location.reload(); });
     if ("serviceWorker" in navigator && window.isSecureContext) {
       navigator.serviceWorker.register("/sw.js").catch(function () { /* notifications stay off */ });
     }

@@ -530,6 +530,31 @@ fn developer_center_in_chromium() {
         b.script("return localStorage.getItem('novart.toasts.dismissed') !== null;"),
         json!(true)
     );
+
+    // Suspended: signed out at once; signing in again shows why and until when.
+    let out = Command::new(env!("CARGO_BIN_EXE_novart"))
+        .args([
+            "ban",
+            "dev@example.com",
+            "--for",
+            "7d",
+            "--reason",
+            "Automated requests for forged documents",
+        ])
+        .current_dir(s.dir.path())
+        .env("NOVART_STORAGE__DATA_DIR", s.dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    b.goto(&format!("{app_url}/login?next=%2Fstudio"));
+    b.fill("E-mail address", "dev@example.com");
+    b.fill("Password", "maker passphrase 1");
+    b.click_button("Sign in");
+    b.wait_text("Your account is suspended until");
+    assert!(b
+        .source()
+        .contains("Automated requests for forged documents"));
+    b.screenshot("26-suspended");
 }
 
 #[test]

@@ -401,6 +401,29 @@ fn garbage_and_empty_answers_fail_with_a_readable_message() {
                 .unwrap();
         assert!(raw.starts_with("one:"), "raw error for admins: {raw}");
     }
+    // Three failures in a row: one message in the inbox, not three.
+    let conn = s.app.db.get().unwrap();
+    let failed: Vec<String> = novart::domain::messages::list(&conn, u)
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.kind == "task")
+        .map(|m| m.body)
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(
+        failed[0].contains("not an image") && failed[0].contains("refunded"),
+        "{failed:?}"
+    );
+    novart::domain::messages::mark_all_read(&mut s.app.db.get().unwrap(), u).unwrap();
+    let (e, _, _) = scripted_engine(&s, vec![Ok(vec![])], vec![]);
+    submit(&e, u, &m_input()).unwrap();
+    e.process_one("w").unwrap();
+    let n = novart::domain::messages::list(&conn, u)
+        .unwrap()
+        .iter()
+        .filter(|m| m.kind == "task")
+        .count();
+    assert_eq!(n, 2, "once read, the next failure is reported again");
 }
 
 #[test]

@@ -53,6 +53,9 @@ pub struct ModerationConfig {
     pub provider_timeout_secs: u32,
     /// What happens when the upstream service cannot answer.
     pub provider_failure: ProviderFailure,
+    /// Blocked-attempt records (prompt hash and excerpt) are deleted after
+    /// this many days.
+    pub blocked_log_retention_days: u32,
 }
 
 impl Default for ModerationConfig {
@@ -73,6 +76,7 @@ impl Default for ModerationConfig {
             provider_model: "omni-moderation-latest".into(),
             provider_timeout_secs: 10,
             provider_failure: ProviderFailure::Allow,
+            blocked_log_retention_days: 365,
         }
     }
 }
@@ -124,6 +128,12 @@ impl ModerationConfig {
             return Err(err(
                 "moderation.escalation_window_minutes",
                 "must be at least 1 when escalate_after is set",
+            ));
+        }
+        if self.blocked_log_retention_days == 0 {
+            return Err(err(
+                "moderation.blocked_log_retention_days",
+                "must be at least 1",
             ));
         }
         if self.ban_durations.is_empty() {

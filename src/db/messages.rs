@@ -114,3 +114,17 @@ pub fn fresh_unread(
     let rows = stmt.query_map(params![user, since, limit], message)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
+
+/// Whether the user has an unread message of `kind` created since `since`.
+pub fn unread_kind_since(
+    conn: &Connection,
+    user: UserId,
+    kind: &str,
+    since: i64,
+) -> AppResult<bool> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM messages WHERE user_id = ?1 AND kind = ?2 AND read_at IS NULL AND created_at >= ?3)",
+        )?
+        .query_row(params![user, kind, since], |r| r.get(0))?)
+}

@@ -123,6 +123,14 @@ pub fn insert_block(conn: &Connection, b: &NewBlock<'_>) -> AppResult<i64> {
     Ok(conn.last_insert_rowid())
 }
 
+/// Deletes blocked-attempt records older than `before`.
+pub fn sweep_blocks(conn: &Connection, before: i64) -> AppResult<usize> {
+    Ok(conn.execute(
+        "DELETE FROM blocked_attempts WHERE created_at < ?1",
+        [before],
+    )?)
+}
+
 pub fn blocks_since(conn: &Connection, user: UserId, since: i64) -> AppResult<i64> {
     Ok(conn.query_row(
         "SELECT count(*) FROM blocked_attempts WHERE user_id = ?1 AND created_at > ?2",

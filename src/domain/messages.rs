@@ -114,3 +114,36 @@ pub fn state(conn: &Connection, user: UserId) -> AppResult<InboxState> {
 pub fn after(conn: &Connection, user: UserId, after: i64) -> AppResult<Vec<Message>> {
     db::messages::after(conn, user, after, 20)
 }
+
+/// A task failed for good: worth a message (the studio may be closed, the
+/// task may have come from the API). At most one unread such message per
+/// ten minutes, so an upstream outage does not flood the inbox.
+pub fn task_failed(
+    tx: &Connection,
+    task: &crate::model::Task,
+    error: &str,
+    refunded: i64,
+    now: i64,
+) -> AppResult<()> {
+    if db::messages::unread_kind_since(tx, task.user_id, "task", now - 600)? {
+        return Ok(());
+    }
+    let prompt: String = task.prompt.chars().take(80).collect();
+    let refund = if refunded > 0 {
+        format!(" Its {refunded} credit(s) were refunded.")
+    } else {
+        String::new()
+    };
+    db::messages::add(
+        tx,
+        task.user_id,
+        "task",
+        "A task failed",
+        &format!(
+            "Task {} (\u{201c}{prompt}\u{201d}) failed: {}.{refund} Further failures in the next minutes are not reported here; the studio and the API show each task's state.",
+            task.public_id,
+            error.trim().trim_end_matches('.')
+        ),
+        now,
+    )
+}

@@ -28,6 +28,7 @@ pub struct SweepReport {
     pub request_logs_deleted: usize,
     pub idempotency_keys_deleted: usize,
     pub webhook_deliveries_deleted: usize,
+    pub blocked_attempts_deleted: usize,
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -101,6 +102,10 @@ pub fn sweep(conn: &Connection, config: &Config, now: i64) -> AppResult<SweepRep
     report.webhook_deliveries_deleted = db::webhooks::sweep(
         conn,
         now - config.api.request_log_retention_days as i64 * 86_400,
+    )?;
+    report.blocked_attempts_deleted = db::risk::sweep_blocks(
+        conn,
+        now - config.moderation.blocked_log_retention_days as i64 * 86_400,
     )?;
     if report != SweepReport::default() {
         tracing::info!(?report, "retention sweep");

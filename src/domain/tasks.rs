@@ -519,7 +519,7 @@ pub fn fail(
             }
             Failure::Temporary { message, raw } | Failure::Final { message, raw } => {
                 if db::tasks::mark_failed(tx, task.id, TaskStatus::Running, message, raw, now)? {
-                    super::wallet::refund_task(
+                    let refunded = super::wallet::refund_task(
                         tx,
                         task.user_id,
                         task.id,
@@ -529,6 +529,7 @@ pub fn fail(
                         now,
                     )?;
                     super::webhooks::enqueue(tx, &current, TaskStatus::Failed, now)?;
+                    super::messages::task_failed(tx, &current, message, refunded, now)?;
                 }
                 Ok(TaskStatus::Failed)
             }
