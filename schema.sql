@@ -466,3 +466,22 @@ CREATE TABLE known_devices (
     last_seen   INTEGER NOT NULL,
     PRIMARY KEY (user_id, device_hash)
 ) STRICT, WITHOUT ROWID;
+
+-- migration 7: data exports ("Download my data")
+-- A requested export of one account's data. Large ones are built by the
+-- scheduler; the file is served at /settings/export/<public_id> to the
+-- signed-in owner only, until expires_at, then deleted.
+CREATE TABLE exports (
+    id          INTEGER PRIMARY KEY,
+    user_id     INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    status      TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'ready', 'failed')),
+    public_id   TEXT NOT NULL UNIQUE,     -- exp_...: the link
+    file        TEXT,                     -- relative to the data directory
+    bytes       INTEGER,
+    error       TEXT,
+    created_at  INTEGER NOT NULL,
+    finished_at INTEGER,
+    expires_at  INTEGER NOT NULL
+) STRICT;
+CREATE INDEX exports_user ON exports(user_id, id);
+CREATE INDEX exports_pending ON exports(id) WHERE status = 'pending';

@@ -1,5 +1,6 @@
-//! `novart ban EMAIL --for 30m|12h|7d|permanent --reason TEXT` and
-//! `novart unban EMAIL --reason TEXT`.
+//! Account-level admin commands: `novart ban EMAIL --for 30m|12h|7d|permanent
+//! --reason TEXT`, `novart unban EMAIL --reason TEXT` and
+//! `novart export-user EMAIL --out FILE`.
 
 use super::CliResult;
 use crate::config::Config;
@@ -50,5 +51,25 @@ pub fn unban(config: &Config, email: &str, reason: &str) -> CliResult {
         "{} is no longer banned (ban #{} lifted)",
         user.email, ban.id
     );
+    Ok(())
+}
+
+pub fn export_user(config: &Config, email: &str, out: &std::path::Path) -> CliResult {
+    let app = App::new(config.clone())?;
+    let mut conn = app.db.get()?;
+    let user = accounts::find(&conn, email)?;
+    let file = std::fs::File::create(out)
+        .map_err(|e| super::fail(1, format!("cannot write {}: {e}", out.display())))?;
+    let n =
+        crate::domain::export::write_zip(&conn, config, user.id, std::io::BufWriter::new(file))?;
+    super::audit(
+        &mut conn,
+        "user.export",
+        &user.email,
+        "",
+        None,
+        Some(serde_json::json!({ "files": n, "out": out.display().to_string() })),
+    )?;
+    println!("wrote {} ({n} files)", out.display());
     Ok(())
 }

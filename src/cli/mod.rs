@@ -95,6 +95,12 @@ pub enum Command {
         #[arg(long, value_name = "EMAIL")]
         to: Option<String>,
     },
+    /// Write one account's data export (the ZIP "Download my data" gives).
+    ExportUser {
+        email: String,
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
     /// Show the newest audit log entries (admin actions and risk decisions).
     Audit {
         #[arg(long, default_value_t = 50)]
@@ -200,6 +206,7 @@ pub fn run(cli: Cli) -> ExitCode {
                     reason,
                 } => bans::ban(&config, &email, &length, &reason),
                 Command::Unban { email, reason } => bans::unban(&config, &email, &reason),
+                Command::ExportUser { email, out } => bans::export_user(&config, &email, &out),
                 Command::Cleanup => tasks::cleanup(&config),
                 Command::Audit { limit, json } => audit::run(&config, limit, json),
                 Command::Announce { title, body, to } => {

@@ -6,6 +6,7 @@ pub mod api_requests;
 pub mod assets;
 pub mod audit;
 pub mod codes;
+pub mod export;
 pub mod ledger;
 pub mod limits;
 pub mod messages;

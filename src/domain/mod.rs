@@ -11,6 +11,7 @@ pub mod catalog;
 pub mod codes;
 pub mod csrf;
 pub mod doctor;
+pub mod export;
 pub mod limits;
 pub mod links;
 pub mod messages;

@@ -29,6 +29,7 @@ pub struct SweepReport {
     pub idempotency_keys_deleted: usize,
     pub webhook_deliveries_deleted: usize,
     pub blocked_attempts_deleted: usize,
+    pub exports_deleted: usize,
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -107,6 +108,7 @@ pub fn sweep(conn: &Connection, config: &Config, now: i64) -> AppResult<SweepRep
         conn,
         now - config.moderation.blocked_log_retention_days as i64 * 86_400,
     )?;
+    report.exports_deleted = super::export::sweep(conn, config, now)?;
     if report != SweepReport::default() {
         tracing::info!(?report, "retention sweep");
     }

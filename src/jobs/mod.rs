@@ -80,8 +80,31 @@ pub fn lift_bans(db: &Db) -> crate::AppResult<usize> {
     domain::bans::lift_expired(&mut conn, domain::now())
 }
 
+/// How often waiting data exports are looked for.
+pub const EXPORT_CHECK_EVERY: Duration = Duration::from_secs(5);
+
+/// Builds waiting data exports; returns how many.
+pub fn build_exports(db: &Db, config: &Config) -> crate::AppResult<usize> {
+    let mut conn = db.get()?;
+    domain::export::build_pending(&mut conn, config)
+}
+
 /// Starts the periodic sweep on the server's runtime; it ends with the server.
 pub fn spawn_scheduler(db: Db, config: Config) {
+    let (export_db, export_config) = (db.clone(), config.clone());
+    rocket::tokio::spawn(async move {
+        let mut tick = rocket::tokio::time::interval(EXPORT_CHECK_EVERY);
+        loop {
+            tick.tick().await;
+            let (db, config) = (export_db.clone(), export_config.clone());
+            match rocket::tokio::task::spawn_blocking(move || build_exports(&db, &config)).await {
+                Ok(Ok(n)) if n > 0 => tracing::info!(exports = n, "built data exports"),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::error!("building data exports failed: {e}"),
+                Err(e) => tracing::error!("export task failed: {e}"),
+            }
+        }
+    });
     let bans_db = db.clone();
     rocket::tokio::spawn(async move {
         let mut tick = rocket::tokio::time::interval(BAN_CHECK_EVERY);

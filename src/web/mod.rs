@@ -16,6 +16,7 @@ mod media;
 mod messages;
 mod openai;
 mod pages;
+mod privacy;
 pub mod render;
 mod settings;
 mod studio;
@@ -35,6 +36,7 @@ pub fn mount(rocket: Rocket<Build>, app: App) -> Rocket<Build> {
         .mount("/", pages::routes())
         .mount("/", auth::routes())
         .mount("/", settings::routes())
+        .mount("/", privacy::routes())
         .mount("/", api::routes())
         .mount("/", studio::routes())
         .mount("/", wallet::routes())

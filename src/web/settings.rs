@@ -18,7 +18,7 @@ csrf_form!(PasswordForm {
     password
 });
 
-async fn settings_page(
+pub(super) async fn settings_page(
     page: &PageCtx<'_>,
     me: &CurrentUser,
     status: rocket::http::Status,
@@ -26,11 +26,29 @@ async fn settings_page(
 ) -> AppResult<Page> {
     let user_id = me.0.user.id;
     let current = me.0.session.id;
-    let list = page
+    let (list, exports) = page
         .app
         .db
-        .run(move |conn| sessions::list(conn, user_id))
+        .run(move |conn| {
+            Ok((
+                sessions::list(conn, user_id)?,
+                crate::db::export::for_user(conn, user_id)?,
+            ))
+        })
         .await?;
+    let now = crate::domain::now();
+    let exports: Vec<_> = exports
+        .into_iter()
+        .filter(|e| e.expires_at > now)
+        .map(|e| {
+            let size = e.bytes.map(|b| match b {
+                b if b >= 1 << 20 => format!("{:.1} MB", b as f64 / (1u64 << 20) as f64),
+                b => format!("{} KB", (b + 1023) / 1024),
+            });
+            json!({ "public_id": e.public_id, "status": e.status, "created_at": e.created_at,
+                    "expires_at": e.expires_at, "size": size })
+        })
+        .collect();
     let list: Vec<_> = list
         .into_iter()
         .map(|s| {
@@ -57,6 +75,7 @@ async fn settings_page(
             "role": u.role,
         },
         "sessions": list,
+        "exports": exports,
         "form": { "display_name": u.display_name },
     });
     if let serde_json::Value::Object(extra) = extra {

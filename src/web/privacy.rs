@@ -1,0 +1,83 @@
+//! The user's data rights on the settings page: "Download my data".
+
+use rocket::http::{ContentType, Header};
+use rocket::response::{self, Flash, Redirect, Responder, Response};
+use rocket::{get, post, routes, Request, Route};
+
+use super::auth::EmptyForm;
+use super::guards::{CsrfForm, CurrentUser};
+use super::render::PageCtx;
+use crate::domain::export::{self, Requested};
+use crate::error::{AppError, AppResult};
+
+/// A ZIP sent as a download.
+pub struct ZipDownload {
+    name: String,
+    bytes: Vec<u8>,
+}
+
+impl<'r> Responder<'r, 'static> for ZipDownload {
+    fn respond_to(self, _: &'r Request<'_>) -> response::Result<'static> {
+        Response::build()
+            .header(ContentType::ZIP)
+            .header(Header::new(
+                "Content-Disposition",
+                format!("attachment; filename=\"{}\"", self.name),
+            ))
+            .header(Header::new("Cache-Control", "private, no-store"))
+            .sized_body(self.bytes.len(), std::io::Cursor::new(self.bytes))
+            .ok()
+    }
+}
+
+fn file_name() -> String {
+    let today = crate::domain::format_time(crate::domain::now());
+    format!("novart-export-{}.zip", &today[..10])
+}
+
+#[post("/settings/export", data = "<_form>")]
+async fn request_export(
+    page: PageCtx<'_>,
+    me: CurrentUser,
+    _form: CsrfForm<EmptyForm>,
+) -> AppResult<Result<ZipDownload, Flash<Redirect>>> {
+    let (user, config) = (me.0.user.id, page.app.config.clone());
+    let r = page
+        .app
+        .db
+        .run(move |conn| export::request(conn, &config, user))
+        .await;
+    match r {
+        Ok(Requested::Now(bytes)) => Ok(Ok(ZipDownload {
+            name: file_name(),
+            bytes,
+        })),
+        Ok(Requested::Later) => Ok(Err(Flash::success(
+            Redirect::to("/settings#data-h"),
+            "Your export is being prepared. A message with the download link arrives in your inbox when it is ready.",
+        ))),
+        Err(AppError::Conflict(m)) => Ok(Err(Flash::error(Redirect::to("/settings#data-h"), m))),
+        Err(e) => Err(e),
+    }
+}
+
+#[get("/settings/export/<id>")]
+async fn download_export(page: PageCtx<'_>, me: CurrentUser, id: &str) -> AppResult<ZipDownload> {
+    let (user, config, id) = (me.0.user.id, page.app.config.clone(), id.to_string());
+    let path = page
+        .app
+        .db
+        .run(move |conn| export::download(conn, &config, user, &id))
+        .await?;
+    let bytes = rocket::tokio::fs::read(&path)
+        .await
+        .map_err(|_| AppError::NotFound)?;
+    Ok(ZipDownload {
+        name: file_name(),
+        bytes,
+    })
+}
+
+pub fn routes() -> Vec<Route> {
+    routes![request_export, download_export]
+}
