@@ -485,3 +485,23 @@ CREATE TABLE exports (
 ) STRICT;
 CREATE INDEX exports_user ON exports(user_id, id);
 CREATE INDEX exports_pending ON exports(id) WHERE status = 'pending';
+
+-- migration 8: account deletion
+-- A deleted account keeps its row (the ledger, redemptions, audit and risk
+-- records point at it) with every personal field replaced.
+ALTER TABLE users ADD COLUMN deleted_at INTEGER;
+
+-- The audit log stays append-only, with one exception: when an account is
+-- deleted its e-mail address is replaced in the rows that name it. Such an
+-- update may only set redacted_at (once) and change target, reason,
+-- before and after; the redaction itself is a new audit row.
+ALTER TABLE audit_log ADD COLUMN redacted_at INTEGER;
+DROP TRIGGER audit_log_no_update;
+CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+WHEN NOT (OLD.redacted_at IS NULL AND NEW.redacted_at IS NOT NULL
+          AND NEW.id = OLD.id AND NEW.created_at = OLD.created_at
+          AND NEW.actor = OLD.actor AND NEW.action = OLD.action
+          AND NEW.ip IS OLD.ip)
+BEGIN
+    SELECT RAISE(ABORT, 'audit rows are immutable');
+END;

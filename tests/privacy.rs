@@ -256,3 +256,231 @@ fn large_exports_are_built_in_the_background_for_the_owner_only() {
     assert!(!path.exists());
     assert_eq!(t.client.get(link).dispatch().status(), Status::NotFound);
 }
+
+/// Every file under `dir` (recursively) whose bytes contain `needle`.
+fn files_containing(dir: &std::path::Path, needle: &str) -> Vec<String> {
+    let mut hits = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(bytes) = std::fs::read(&p) {
+                let lower = String::from_utf8_lossy(&bytes).to_lowercase();
+                if lower.contains(&needle.to_lowercase()) {
+                    hits.push(p.display().to_string());
+                }
+            }
+        }
+    }
+    hits
+}
+
+#[test]
+fn deleting_an_account_leaves_no_personal_data_and_the_ledger_reconciles() {
+    let t = TestApp::with(|c| c.queue.workers = 0);
+    let app = state(&t);
+    let email = "zephyrine.quill@example.com";
+    let name = "Zephyrine Quill";
+    assert_eq!(t.register(email, PASSWORD, name).status(), Status::Ok);
+    assert_eq!(t.verify(email).status(), Status::SeeOther);
+    assert_eq!(t.login(email, PASSWORD).status(), Status::SeeOther);
+    let me = novart::domain::accounts::find(&app.db.get().unwrap(), email)
+        .unwrap()
+        .id;
+    let (_, other_key) = common::user_with_key(app, "stays@example.com", 5);
+    novart::domain::wallet::grant(&mut app.db.get().unwrap(), me, 30, false, "test", "credits")
+        .unwrap();
+    queue_and_run(app, me, "Zephyrine's private lighthouse");
+    let (_, key) = novart::domain::apikeys::create(
+        &mut app.db.get().unwrap(),
+        &app.config,
+        &app.engine.catalog,
+        me,
+        novart::domain::apikeys::KeySpec::defaults(&app.config, "Zephyrine script"),
+        novart::domain::apikeys::Authority::Creator,
+    )
+    .unwrap();
+    // Left waiting in the queue: canceled and refunded by the deletion.
+    let queued = NewTaskInput {
+        prompt: "still waiting".into(),
+        model: app.engine.catalog.models[0].id.clone(),
+        ..Default::default()
+    };
+    novart::domain::tasks::submit(&mut app.db.get().unwrap(), &app.engine.catalog, me, &queued)
+        .unwrap();
+    // An admin action that names the account in the audit log.
+    novart::domain::audit::record_now(
+        &mut app.db.get().unwrap(),
+        &novart::domain::audit::Entry {
+            actor: "admin:test",
+            action: "credits.grant",
+            target: email,
+            reason: &format!("thanks {name}"),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let images: Vec<String> = t
+        .db()
+        .prepare("SELECT path FROM assets WHERE user_id = ?1")
+        .unwrap()
+        .query_map([me.0], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(images.len(), 2);
+
+    // Wrong password, or no confirmation: nothing happens.
+    let csrf = t.csrf("/settings");
+    let post = |fields: &[(&str, &str)]| {
+        t.client
+            .post("/settings/delete")
+            .header(ContentType::Form)
+            .body(common::form_body(fields))
+            .dispatch()
+    };
+    let r = post(&[
+        ("csrf_token", &csrf),
+        ("password", "wrong password!"),
+        ("confirm", "DELETE"),
+    ]);
+    assert_eq!(r.status(), Status::BadRequest);
+    assert!(r.into_string().unwrap().contains("was not deleted"));
+    let r = post(&[
+        ("csrf_token", &csrf),
+        ("password", PASSWORD),
+        ("confirm", "delete"),
+    ]);
+    assert_eq!(r.status(), Status::BadRequest);
+    assert!(novart::domain::accounts::find(&app.db.get().unwrap(), email).is_ok());
+
+    let r = post(&[
+        ("csrf_token", &csrf),
+        ("password", PASSWORD),
+        ("confirm", "DELETE"),
+    ]);
+    assert_eq!(r.status(), Status::SeeOther);
+    assert_eq!(r.headers().get_one("Location"), Some("/"));
+    assert_ne!(
+        t.client.get("/settings").dispatch().status(),
+        Status::Ok,
+        "signed out"
+    );
+    assert_eq!(
+        t.login(email, PASSWORD).status(),
+        Status::Unauthorized,
+        "cannot sign in again"
+    );
+    let api = |k: &str| {
+        t.client
+            .get("/api/v1/account")
+            .header(rocket::http::Header::new(
+                "Authorization",
+                format!("Bearer {k}"),
+            ))
+            .dispatch()
+            .status()
+    };
+    assert_eq!(api(&key), Status::Unauthorized, "keys end at once");
+    assert_eq!(api(&other_key), Status::Ok, "other accounts untouched");
+
+    // No trace of the e-mail or the name in the database or the data dir.
+    for needle in [email, name, "Zephyrine"] {
+        let hits = files_containing(&t.config.storage.data_dir, needle);
+        assert!(hits.is_empty(), "{needle:?} still in {hits:?}");
+    }
+    for p in &images {
+        assert!(!t.config.storage.data_dir.join(p).exists(), "image removed");
+    }
+    // What is kept still adds up.
+    let db = t.db();
+    let conn = app.db.get().unwrap();
+    let checks = novart::domain::doctor::run(&conn, &t.config).unwrap();
+    assert!(checks.iter().all(|c| c.ok), "{checks:?}");
+    let (status, ledger_rows, balance): (String, i64, i64) = db
+        .query_row(
+            "SELECT (SELECT status FROM tasks WHERE user_id = ?1 AND status != 'succeeded'),
+                    (SELECT count(*) FROM ledger WHERE user_id = ?1),
+                    (SELECT balance + bonus FROM wallets WHERE user_id = ?1)",
+            [me.0],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(status, "canceled");
+    assert!(
+        ledger_rows >= 5,
+        "charges, refund and the closing entry stay"
+    );
+    assert_eq!(balance, 0, "remaining credits forfeited");
+    let (action, target): (String, String) = db
+        .query_row(
+            "SELECT action, target FROM audit_log ORDER BY id DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (action.as_str(), target),
+        ("user.delete", format!("user:{}", me.0))
+    );
+    // The redaction was the one change the audit log allowed.
+    let e = db
+        .execute(
+            "UPDATE audit_log SET reason = 'edited' WHERE action = 'credits.grant'",
+            [],
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("immutable"));
+}
+
+#[test]
+fn an_admin_deletes_an_account_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (client, config) = TestApp::at(&dir.path().join("data"));
+    let app = client.rocket().state::<novart::App>().unwrap();
+    let (user, key) = common::user_with_key(app, "gone@example.com", 3);
+    let o = common::novart(
+        dir.path(),
+        &[
+            "user",
+            "delete",
+            "gone@example.com",
+            "--reason",
+            "requested by e-mail",
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r = client
+        .get("/api/v1/account")
+        .header(rocket::http::Header::new(
+            "Authorization",
+            format!("Bearer {key}"),
+        ))
+        .dispatch();
+    assert_eq!(r.status(), Status::Unauthorized);
+    let db = rusqlite::Connection::open(config.db_path()).unwrap();
+    let (email, deleted): (String, Option<i64>) = db
+        .query_row(
+            "SELECT email, deleted_at FROM users WHERE id = ?1",
+            [user.0],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(email, format!("deleted-{}@deleted.invalid", user.0));
+    assert!(deleted.is_some());
+    let actor: String = db
+        .query_row(
+            "SELECT actor FROM audit_log WHERE action = 'user.delete'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(actor.starts_with("admin:cli:"));
+    let o = common::novart(
+        dir.path(),
+        &["user", "delete", "gone@example.com", "--reason", "again"],
+    );
+    assert_eq!(o.status.code(), Some(1), "no such account any more");
+}

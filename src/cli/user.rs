@@ -59,6 +59,14 @@ pub enum UserCmd {
         #[arg(long)]
         send_link: bool,
     },
+    /// Delete an account: sessions, keys and queued work end, images and
+    /// personal data are erased; ledger, redemption, audit and risk records
+    /// stay without the e-mail.
+    Delete {
+        email: String,
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 fn user_json(u: &User) -> serde_json::Value {
@@ -191,6 +199,25 @@ pub fn run(config: &Config, cmd: UserCmd) -> CliResult {
                     None => println!("banned:        no"),
                 }
             }
+        }
+        UserCmd::Delete { email, reason } => {
+            if reason.trim().is_empty() {
+                return Err(super::fail(2, "--reason must not be empty"));
+            }
+            let u = accounts::find(&conn, &email).map_err(|_| no_account(&email))?;
+            let actor = crate::domain::audit::cli_actor();
+            let d = crate::domain::deletion::delete(
+                &mut conn,
+                config,
+                u.id,
+                &actor,
+                reason.trim(),
+                None,
+            )?;
+            println!(
+                "account {} deleted: {} task(s) canceled, {} file(s) removed, {} credit(s) forfeited",
+                u.id, d.tasks_canceled, d.files_removed, d.credits_forfeited
+            );
         }
         UserCmd::Verify { email } => {
             let u = accounts::mark_verified(&mut conn, &email).map_err(|_| no_account(&email))?;

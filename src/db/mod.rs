@@ -6,6 +6,7 @@ pub mod api_requests;
 pub mod assets;
 pub mod audit;
 pub mod codes;
+pub mod deletion;
 pub mod export;
 pub mod ledger;
 pub mod limits;
@@ -67,7 +68,7 @@ impl Db {
             c.busy_timeout(BUSY_TIMEOUT)?;
             c.set_prepared_statement_cache_capacity(128);
             c.execute_batch(&format!(
-                "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON;"
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON;"
             ))
         });
         let pool = r2d2::Pool::builder()
@@ -148,7 +149,7 @@ fn open_writer(path: &str, like: &Connection) -> AppResult<Connection> {
     c.busy_timeout(BUSY_TIMEOUT)?;
     c.set_prepared_statement_cache_capacity(128);
     c.execute_batch(&format!(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON;"
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON;"
     ))?;
     Ok(c)
 }
@@ -279,4 +280,19 @@ impl<I, O> Batcher<I, O> {
             .recv()
             .unwrap_or_else(|_| Err(AppError::internal("write batch lost")))
     }
+}
+
+/// Copies the write-ahead log into the database file and empties it, on
+/// the writer connection (after an erasure, so old row versions do not
+/// linger in the log).
+pub fn checkpoint_truncate(conn: &mut Connection) -> AppResult<()> {
+    let path = conn.path().unwrap_or("").to_string();
+    if path.is_empty() {
+        return Ok(());
+    }
+    let writer = writer_for(&path);
+    let mut w = writer.lock().unwrap_or_else(|e| e.into_inner());
+    let wconn = writer_conn(&mut w, &path, conn)?;
+    wconn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    Ok(())
 }

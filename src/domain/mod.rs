@@ -10,6 +10,7 @@ pub mod bans;
 pub mod catalog;
 pub mod codes;
 pub mod csrf;
+pub mod deletion;
 pub mod doctor;
 pub mod export;
 pub mod limits;

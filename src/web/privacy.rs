@@ -1,14 +1,16 @@
-//! The user's data rights on the settings page: "Download my data".
+//! The user's data rights on the settings page: "Download my data" and
+//! deleting the account.
 
 use rocket::http::{ContentType, Header};
 use rocket::response::{self, Flash, Redirect, Responder, Response};
 use rocket::{get, post, routes, Request, Route};
 
-use super::auth::EmptyForm;
-use super::guards::{CsrfForm, CurrentUser};
-use super::render::PageCtx;
+use super::auth::{csrf_form, EmptyForm};
+use super::guards::{ClientInfo, CsrfForm, CsrfProtected, CurrentUser};
+use super::render::{Page, PageCtx};
 use crate::domain::export::{self, Requested};
 use crate::error::{AppError, AppResult};
+use rocket::http::{Cookie, CookieJar};
 
 /// A ZIP sent as a download.
 pub struct ZipDownload {
@@ -78,6 +80,60 @@ async fn download_export(page: PageCtx<'_>, me: CurrentUser, id: &str) -> AppRes
     })
 }
 
+csrf_form!(DeleteForm { password, confirm });
+
+/// Deletes the account after the password is typed again and the
+/// confirmation word written; signs out and says goodbye.
+#[post("/settings/delete", data = "<form>")]
+async fn delete_account(
+    page: PageCtx<'_>,
+    me: CurrentUser,
+    client: ClientInfo,
+    cookies: &CookieJar<'_>,
+    form: CsrfForm<DeleteForm>,
+) -> AppResult<Result<Flash<Redirect>, Page>> {
+    let f = form.0;
+    let retry = |field: &str, message: String| serde_json::json!({ "delete_error": { "field": field, "message": message } });
+    if f.confirm.trim() != "DELETE" {
+        let extra = retry("confirm", "Type DELETE in capitals to confirm.".into());
+        return Ok(Err(super::settings::settings_page(
+            &page,
+            &me,
+            rocket::http::Status::BadRequest,
+            extra,
+        )
+        .await?));
+    }
+    let (user, config, ip) = (me.0.user.id, page.app.config.clone(), client.ip.clone());
+    let r = page
+        .app
+        .db
+        .run(move |conn| {
+            crate::domain::deletion::delete_own(conn, &config, user, &f.password, ip.as_deref())
+        })
+        .await;
+    match r {
+        Ok(_) => {
+            cookies.remove(Cookie::build(super::SESSION_COOKIE).path("/"));
+            Ok(Ok(Flash::success(
+                Redirect::to("/"),
+                "Your account has been deleted. Thank you for using Novart Studio.",
+            )))
+        }
+        Err(AppError::Invalid { message, .. }) => {
+            let extra = retry("delete_password", message);
+            Ok(Err(super::settings::settings_page(
+                &page,
+                &me,
+                rocket::http::Status::BadRequest,
+                extra,
+            )
+            .await?))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 pub fn routes() -> Vec<Route> {
-    routes![request_export, download_export]
+    routes![request_export, download_export, delete_account]
 }
