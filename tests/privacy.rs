@@ -484,3 +484,82 @@ fn an_admin_deletes_an_account_from_the_command_line() {
     );
     assert_eq!(o.status.code(), Some(1), "no such account any more");
 }
+
+#[test]
+fn the_legal_pages_describe_this_instance_from_its_config() {
+    use novart::config::catalog::{ModelConfig, ProviderConfig, ProviderKind};
+    let t = TestApp::with(|c| {
+        c.legal.operator_name = "Harbour Pixel Co.".into();
+        c.legal.contact = "privacy@harbour.example".into();
+        c.storage.result_retention_hours = 12;
+        c.api.request_log_retention_days = 9;
+        c.mail.transport = novart::config::MailTransport::Smtp;
+        c.mail.smtp_url = "smtp://mailer:hunter2secret@mail.harbour.example:587".into();
+        c.providers = vec![ProviderConfig::new(
+            "cloud",
+            ProviderKind::Openai,
+            "https://images.upstream.example/v1",
+        )];
+        c.models = vec![ModelConfig {
+            id: "m".into(),
+            name: "Upstream".into(),
+            providers: vec!["cloud".into()],
+            upstream_model: "gpt-image-1".into(),
+            price: 1,
+            sizes: vec!["512x512".into()],
+            max_n: 1,
+            reference_images: false,
+            description: String::new(),
+        }];
+    });
+    let privacy = t.page("/privacy");
+    for expected in [
+        "Harbour Pixel Co.",
+        "privacy@harbour.example",
+        "Generated images and their previews: 12 hours",
+        "API request logs and webhook deliveries: 9 days",
+        "nova_art_session",
+        "novart.toasts.dismissed",
+        "novart.notify",
+        "/sw.js",
+        "images.upstream.example",
+        "mail.harbour.example:587",
+        "Download my data",
+    ] {
+        assert!(privacy.contains(expected), "/privacy lacks {expected:?}");
+    }
+    assert!(
+        !privacy.contains("hunter2secret") && !privacy.contains("mailer:"),
+        "no credentials"
+    );
+    let terms = t.page("/terms");
+    for expected in [
+        "Harbour Pixel Co.",
+        "12 hours",
+        "identity documents",
+        "forfeited",
+        "1h, 24h, 7d, permanent",
+    ] {
+        assert!(terms.contains(expected), "/terms lacks {expected:?}");
+    }
+
+    // The operator's own text replaces the built-in one, inside the layout.
+    let legal = t.config.storage.data_dir.join("legal");
+    std::fs::create_dir_all(&legal).unwrap();
+    std::fs::write(
+        legal.join("terms.html"),
+        "<h1>Our own terms</h1><p>Be kind.</p>",
+    )
+    .unwrap();
+    let terms = t.page("/terms");
+    assert!(terms.contains("<h1>Our own terms</h1>"));
+    assert!(!terms.contains("Acceptable use"));
+    assert!(
+        terms.contains("class=\"footer\"") && terms.contains("Novart Studio"),
+        "the site's layout stays"
+    );
+    assert!(
+        t.page("/privacy").contains("Your rights"),
+        "only the overridden page changes"
+    );
+}

@@ -13,28 +13,82 @@ fn home(page: PageCtx<'_>) -> AppResult<Page> {
     page.render("index.html", json!({}))
 }
 
+/// An operator's own text for a legal page: `<data_dir>/legal/<name>.html`
+/// (an HTML fragment shown inside the site's layout) replaces the built-in
+/// text when present.
+fn operator_text(page: &PageCtx<'_>, name: &str) -> Option<String> {
+    let path = page
+        .app
+        .config
+        .storage
+        .data_dir
+        .join("legal")
+        .join(format!("{name}.html"));
+    std::fs::read_to_string(path)
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+}
+
+/// What the legal pages say about this instance, from the live config.
+fn legal_facts(page: &PageCtx<'_>) -> Value {
+    let c = &page.app.config;
+    let (providers, models) = c.catalogue();
+    // Host (and port) only: never a user name or password in the URL.
+    let host = |url: &str| {
+        let rest = url.split("://").nth(1).unwrap_or(url);
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        authority.rsplit('@').next().unwrap_or("").to_string()
+    };
+    let providers: Vec<Value> = providers
+        .iter()
+        .filter(|p| models.iter().any(|m| m.providers.contains(&p.id)))
+        .map(|p| {
+            json!({
+                "id": p.id,
+                "builtin": p.kind == crate::config::catalog::ProviderKind::Builtin,
+                "kind": format!("{:?}", p.kind),
+                "host": host(&p.base_url),
+            })
+        })
+        .collect();
+    let m = &c.moderation;
+    json!({
+        "contact": c.legal.contact,
+        "session_idle_hours": c.auth.session_idle_hours,
+        "session_absolute_days": c.auth.session_absolute_hours / 24,
+        "verification_link_hours": c.auth.verification_link_hours,
+        "reset_link_minutes": c.auth.reset_link_minutes,
+        "smtp": c.mail.transport == crate::config::MailTransport::Smtp,
+        "smtp_host": host(&c.mail.smtp_url),
+        "result_hours": c.storage.result_retention_hours,
+        "reference_hours": c.storage.reference_retention_hours,
+        "request_log_days": c.api.request_log_retention_days,
+        "blocked_log_days": m.blocked_log_retention_days,
+        "idempotency_hours": c.api.idempotency_hours,
+        "export_link_hours": crate::domain::export::LINK_HOURS,
+        "providers": providers,
+        "moderation_enabled": m.enabled,
+        "moderation_host": host(&m.provider_url),
+        "categories": m.categories.iter().map(|c| c.replace('_', " ")).collect::<Vec<_>>(),
+        "escalate_after": m.escalate_after,
+        "escalation_window_minutes": m.escalation_window_minutes,
+        "ban_durations": m.ban_durations.join(", "),
+        "signup_bonus": c.billing.signup_bonus,
+    })
+}
+
 #[get("/privacy")]
 fn privacy(page: PageCtx<'_>) -> AppResult<Page> {
-    let c = &page.app.config;
-    page.render(
-        "privacy.html",
-        json!({
-            "contact": c.legal.contact,
-            "session_idle_hours": c.auth.session_idle_hours,
-            "session_absolute_days": c.auth.session_absolute_hours / 24,
-            "verification_link_hours": c.auth.verification_link_hours,
-            "reset_link_minutes": c.auth.reset_link_minutes,
-            "smtp": c.mail.transport == crate::config::MailTransport::Smtp,
-        }),
-    )
+    let mut v = legal_facts(&page);
+    v["operator_text"] = json!(operator_text(&page, "privacy"));
+    page.render("privacy.html", v)
 }
 
 #[get("/terms")]
 fn terms(page: PageCtx<'_>) -> AppResult<Page> {
-    page.render(
-        "terms.html",
-        json!({ "contact": page.app.config.legal.contact }),
-    )
+    let mut v = legal_facts(&page);
+    v["operator_text"] = json!(operator_text(&page, "terms"));
+    page.render("terms.html", v)
 }
 
 /// Liveness and readiness: 200 with `db: "ok"` when the database answers.
