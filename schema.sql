@@ -505,3 +505,19 @@ WHEN NOT (OLD.redacted_at IS NULL AND NEW.redacted_at IS NOT NULL
 BEGIN
     SELECT RAISE(ABORT, 'audit rows are immutable');
 END;
+
+-- migration 9: privacy requests (access, correction, deletion, objection)
+-- filed by users on /settings and answered with `novart privacy resolve`.
+CREATE TABLE privacy_requests (
+    id          INTEGER PRIMARY KEY,
+    user_id     INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    kind        TEXT NOT NULL CHECK (kind IN ('access', 'correction', 'deletion', 'objection')),
+    details     TEXT NOT NULL,
+    status      TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'accepted', 'rejected')),
+    decision    TEXT,
+    decided_by  TEXT,
+    decided_at  INTEGER,
+    created_at  INTEGER NOT NULL
+) STRICT;
+CREATE INDEX privacy_requests_user ON privacy_requests(user_id, id);
+CREATE INDEX privacy_requests_pending ON privacy_requests(id) WHERE status = 'pending';

@@ -563,3 +563,115 @@ fn the_legal_pages_describe_this_instance_from_its_config() {
         "only the overridden page changes"
     );
 }
+
+#[test]
+fn privacy_requests_are_filed_on_the_site_and_answered_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let (client, config) = TestApp::at(&dir.path().join("data"));
+    let app = client.rocket().state::<novart::App>().unwrap();
+    common::verified_user(app, "asker@example.com");
+    let page = client.get("/login").dispatch().into_string().unwrap();
+    client
+        .post("/login")
+        .header(ContentType::Form)
+        .body(common::form_body(&[
+            ("csrf_token", &common::csrf_in(&page)),
+            ("email", "asker@example.com"),
+            ("password", PASSWORD),
+        ]))
+        .dispatch();
+    let settings = client.get("/settings").dispatch().into_string().unwrap();
+    assert!(settings.contains("Privacy requests"));
+    let csrf = common::csrf_in(&settings);
+    let send = |kind: &str, details: &str| {
+        client
+            .post("/settings/privacy-request")
+            .header(ContentType::Form)
+            .body(common::form_body(&[
+                ("csrf_token", &csrf),
+                ("kind", kind),
+                ("details", details),
+            ]))
+            .dispatch()
+    };
+    let r = send("access", "   ");
+    assert_eq!(r.status(), Status::BadRequest);
+    assert!(r.into_string().unwrap().contains("Describe your request"));
+    assert_eq!(send("telepathy", "x").status(), Status::BadRequest);
+    assert_eq!(
+        send(
+            "objection",
+            "Please stop using my prompts for anything but my own images."
+        )
+        .status(),
+        Status::SeeOther
+    );
+    let settings = client.get("/settings").dispatch().into_string().unwrap();
+    assert!(settings.contains("Objection to a use of my data") && settings.contains("pending"));
+    for i in 0..2 {
+        assert_eq!(
+            send("access", &format!("copy {i}")).status(),
+            Status::SeeOther
+        );
+    }
+    let r = send("access", "one too many");
+    assert_eq!(r.status(), Status::BadRequest, "at most 3 open requests");
+
+    let o = common::novart(dir.path(), &["privacy", "list", "--pending", "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let list: Vec<Value> = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(list.len(), 3);
+    let id = list.iter().find(|r| r["kind"] == "objection").unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let o = common::novart(
+        dir.path(),
+        &[
+            "privacy",
+            "resolve",
+            &id.to_string(),
+            "--status",
+            "accepted",
+            "--reason",
+            "Done: your prompts are used for nothing else.",
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = common::novart(
+        dir.path(),
+        &[
+            "privacy",
+            "resolve",
+            &id.to_string(),
+            "--status",
+            "rejected",
+            "--reason",
+            "x",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "answered once");
+    let o = common::novart(
+        dir.path(),
+        &[
+            "privacy", "resolve", "999", "--status", "maybe", "--reason", "x",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2));
+
+    let inbox = client.get("/messages").dispatch().into_string().unwrap();
+    assert!(inbox.contains("Your privacy request was accepted"));
+    assert!(inbox.contains("your prompts are used for nothing else"));
+    let db = rusqlite::Connection::open(config.db_path()).unwrap();
+    let actions: Vec<String> = db
+        .prepare("SELECT action FROM audit_log WHERE action LIKE 'privacy.%' ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        actions.iter().filter(|a| *a == "privacy.request").count(),
+        3
+    );
+    assert_eq!(actions.last().map(String::as_str), Some("privacy.resolve"));
+}

@@ -8,6 +8,7 @@ mod codes;
 mod credits;
 mod keys;
 mod limits;
+mod privacy;
 mod setup;
 mod tasks;
 mod user;
@@ -66,6 +67,9 @@ pub enum Command {
     /// Decide creators' requests for higher API key limits.
     #[command(subcommand)]
     Limits(limits::LimitsCmd),
+    /// Answer users' privacy requests.
+    #[command(subcommand)]
+    Privacy(privacy::PrivacyCmd),
     /// Look at and cancel generation tasks.
     #[command(subcommand)]
     Tasks(tasks::TasksCmd),
@@ -200,6 +204,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 Command::Codes(cmd) => codes::run(&config, cmd),
                 Command::Keys(cmd) => keys::run(&config, cmd),
                 Command::Limits(cmd) => limits::run(&config, cmd),
+                Command::Privacy(cmd) => privacy::run(&config, cmd),
                 Command::Ban {
                     email,
                     length,

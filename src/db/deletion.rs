@@ -62,6 +62,11 @@ pub fn erase_personal(
          revoked_by = coalesce(revoked_by, 'account deleted') WHERE user_id = ?1",
         params![user, now],
     )?;
+    // The requests stay as a record that they were answered; their text goes.
+    tx.execute(
+        "UPDATE privacy_requests SET details = '' WHERE user_id = ?1",
+        [user],
+    )?;
     tx.execute(
         "UPDATE tasks SET prompt = '', negative_prompt = '', webhook_url = NULL, error_raw = NULL WHERE user_id = ?1",
         [user],

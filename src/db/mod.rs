@@ -13,6 +13,7 @@ pub mod limits;
 pub mod messages;
 pub mod meta;
 pub mod migrate;
+pub mod privacy;
 pub mod risk;
 pub mod sessions;
 pub mod tasks;

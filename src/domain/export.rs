@@ -39,6 +39,7 @@ const PARTS: &[(&str, &str)] = &[
     ("webhook_deliveries", "SELECT public_id AS id, event, url, state, attempts, last_status, last_error, created_at, finished_at FROM webhook_deliveries WHERE user_id = ?1 ORDER BY id"),
     ("blocked_attempts", "SELECT created_at, ip, rule, field, prompt_sha256, excerpt FROM blocked_attempts WHERE user_id = ?1 ORDER BY id"),
     ("bans", "SELECT scope, reason, source, starts_at, ends_at, lifted_at, lift_reason FROM bans WHERE user_id = ?1 ORDER BY id"),
+    ("privacy_requests", "SELECT id, kind, details, status, decision, decided_at, created_at FROM privacy_requests WHERE user_id = ?1 ORDER BY id"),
     ("sign_in_devices", "SELECT first_seen, last_seen FROM known_devices WHERE user_id = ?1 ORDER BY first_seen"),
 ];
 

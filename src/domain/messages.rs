@@ -18,6 +18,7 @@ pub fn kind_label(kind: &str) -> &'static str {
         "suspension" => "Account",
         "limit_decision" => "API limits",
         "task" => "Task",
+        "privacy" => "Privacy",
         _ => "Message",
     }
 }

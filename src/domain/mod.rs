@@ -18,6 +18,7 @@ pub mod links;
 pub mod messages;
 pub mod moderation;
 pub mod passwords;
+pub mod privacy;
 pub mod ratelimit;
 pub mod referrals;
 pub mod reqlog;

@@ -134,6 +134,50 @@ async fn delete_account(
     }
 }
 
+csrf_form!(RequestForm { kind, details });
+
+/// Files a privacy request (access, correction, deletion, objection).
+#[post("/settings/privacy-request", data = "<form>")]
+async fn privacy_request(
+    page: PageCtx<'_>,
+    me: CurrentUser,
+    form: CsrfForm<RequestForm>,
+) -> AppResult<Result<Flash<Redirect>, Page>> {
+    let f = form.0;
+    let user = me.0.user.id;
+    let (kind, details) = (f.kind.clone(), f.details.clone());
+    let r = page
+        .app
+        .db
+        .run(move |conn| crate::domain::privacy::file(conn, user, &kind, &details))
+        .await;
+    match r {
+        Ok(id) => Ok(Ok(Flash::success(
+            Redirect::to("/settings#privacy-h"),
+            format!("Request #{id} is filed. The answer arrives in your inbox."),
+        ))),
+        Err(AppError::Invalid { field, message }) => {
+            let extra = serde_json::json!({
+                "request_error": { "field": field, "message": message },
+                "request_form": { "kind": f.kind, "details": f.details },
+            });
+            Ok(Err(super::settings::settings_page(
+                &page,
+                &me,
+                rocket::http::Status::BadRequest,
+                extra,
+            )
+            .await?))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 pub fn routes() -> Vec<Route> {
-    routes![request_export, download_export, delete_account]
+    routes![
+        request_export,
+        download_export,
+        delete_account,
+        privacy_request
+    ]
 }

@@ -26,13 +26,14 @@ pub(super) async fn settings_page(
 ) -> AppResult<Page> {
     let user_id = me.0.user.id;
     let current = me.0.session.id;
-    let (list, exports) = page
+    let (list, exports, requests) = page
         .app
         .db
         .run(move |conn| {
             Ok((
                 sessions::list(conn, user_id)?,
                 crate::db::export::for_user(conn, user_id)?,
+                crate::domain::privacy::for_user(conn, user_id)?,
             ))
         })
         .await?;
@@ -76,6 +77,10 @@ pub(super) async fn settings_page(
         },
         "sessions": list,
         "exports": exports,
+        "privacy_requests": requests.iter().map(|r| json!({
+            "id": r.id, "kind": crate::domain::privacy::kind_label(&r.kind), "details": r.details,
+            "status": r.status, "decision": r.decision, "created_at": r.created_at,
+        })).collect::<Vec<_>>(),
         "form": { "display_name": u.display_name },
     });
     if let serde_json::Value::Object(extra) = extra {
