@@ -521,3 +521,12 @@ CREATE TABLE privacy_requests (
 ) STRICT;
 CREATE INDEX privacy_requests_user ON privacy_requests(user_id, id);
 CREATE INDEX privacy_requests_pending ON privacy_requests(id) WHERE status = 'pending';
+
+-- migration 10: the public gallery and share links
+-- Images are private by default. published_at: shown on /gallery;
+-- share_id: an unguessable link (/s/<share_id>) that shows the image to
+-- whoever has it. Both can be withdrawn at any time.
+ALTER TABLE assets ADD COLUMN published_at INTEGER;
+ALTER TABLE assets ADD COLUMN share_id TEXT;
+CREATE UNIQUE INDEX assets_share ON assets(share_id) WHERE share_id IS NOT NULL;
+CREATE INDEX assets_published ON assets(published_at) WHERE published_at IS NOT NULL;

@@ -235,4 +235,10 @@ pub struct Asset {
     pub created_at: i64,
     pub expires_at: i64,
     pub downloads: i64,
+    /// Shown in the public gallery since then.
+    #[serde(skip)]
+    pub published_at: Option<i64>,
+    /// The share link's id, while the image is shared by link.
+    #[serde(skip)]
+    pub share_id: Option<String>,
 }

@@ -76,6 +76,9 @@ pub struct StorageConfig {
     pub synchronous: Synchronous,
     /// Generated images and their previews are deleted this long after creation.
     pub result_retention_hours: u32,
+    /// Images published to the public gallery are kept this long after
+    /// creation instead; 0: like every other result.
+    pub public_retention_hours: u32,
     /// Uploaded reference images are deleted this long after upload.
     pub reference_retention_hours: u32,
     /// Largest reference image upload, in bytes.
@@ -185,6 +188,7 @@ impl Default for StorageConfig {
             data_dir: PathBuf::from("./data"),
             synchronous: Synchronous::Full,
             result_retention_hours: 48,
+            public_retention_hours: 0,
             reference_retention_hours: 24,
             max_upload_bytes: 10 * 1024 * 1024,
             max_upload_pixels: 40_000_000,
@@ -348,6 +352,12 @@ impl Config {
         }
         if st.result_retention_hours == 0 {
             return Err(err("storage.result_retention_hours", "must be at least 1"));
+        }
+        if st.public_retention_hours != 0 && st.public_retention_hours < st.result_retention_hours {
+            return Err(err(
+                "storage.public_retention_hours",
+                "must be 0 (like other results) or at least result_retention_hours",
+            ));
         }
         if st.reference_retention_hours == 0 {
             return Err(err(

@@ -6,7 +6,7 @@ use crate::error::AppResult;
 use crate::model::{Asset, AssetId, AssetKind, TaskId, UserId};
 
 const COLUMNS: &str = "a.id, a.public_id, a.user_id, a.task_id, a.kind, a.path, a.preview_path, a.mime, a.width, a.height, \
-     a.bytes, a.created_at, a.expires_at, a.downloads";
+     a.bytes, a.created_at, a.expires_at, a.downloads, a.published_at, a.share_id";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Asset> {
     let kind: String = r.get(4)?;
@@ -29,6 +29,8 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Asset> {
         created_at: r.get(11)?,
         expires_at: r.get(12)?,
         downloads: r.get(13)?,
+        published_at: r.get(14)?,
+        share_id: r.get(15)?,
     })
 }
 
@@ -141,9 +143,9 @@ pub fn results_for_user(
     let rows = stmt.query_map(params![user, model, before, limit, since], |r| {
         Ok(LibraryItem {
             asset: from_row(r)?,
-            model: r.get(14)?,
-            prompt: r.get(15)?,
-            task_public_id: r.get(16)?,
+            model: r.get(16)?,
+            prompt: r.get(17)?,
+            task_public_id: r.get(18)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -176,5 +178,49 @@ pub fn all(conn: &Connection) -> AppResult<Vec<Asset>> {
     let sql = format!("SELECT {COLUMNS} FROM assets a ORDER BY a.id");
     let mut stmt = conn.prepare(&sql)?;
     let rows = stmt.query_map([], from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Publishes or withdraws an image (and its retention); false if not found.
+pub fn set_published(
+    conn: &Connection,
+    id: AssetId,
+    published_at: Option<i64>,
+    expires_at: i64,
+) -> AppResult<bool> {
+    Ok(conn.execute(
+        "UPDATE assets SET published_at = ?2, expires_at = ?3 WHERE id = ?1",
+        params![id, published_at, expires_at],
+    )? == 1)
+}
+
+pub fn set_share(conn: &Connection, id: AssetId, share_id: Option<&str>) -> AppResult<bool> {
+    Ok(conn.execute(
+        "UPDATE assets SET share_id = ?2 WHERE id = ?1",
+        params![id, share_id],
+    )? == 1)
+}
+
+pub fn by_share_id(conn: &Connection, share_id: &str) -> AppResult<Option<Asset>> {
+    let sql = format!("SELECT {COLUMNS} FROM assets a WHERE a.share_id = ?1");
+    Ok(conn.query_row(&sql, [share_id], from_row).optional()?)
+}
+
+/// Published images still kept, newest first.
+pub fn published(
+    conn: &Connection,
+    now: i64,
+    before: Option<i64>,
+    limit: u32,
+) -> AppResult<Vec<(Asset, String)>> {
+    let sql = format!(
+        "SELECT {COLUMNS}, coalesce(t.model, '') FROM assets a LEFT JOIN tasks t ON t.id = a.task_id
+         WHERE a.published_at IS NOT NULL AND a.expires_at > ?1 AND (?2 IS NULL OR a.published_at < ?2)
+         ORDER BY a.published_at DESC LIMIT ?3"
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(params![now, before, limit], |r| {
+        Ok((from_row(r)?, r.get(16)?))
+    })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }

@@ -13,6 +13,7 @@ pub mod csrf;
 pub mod deletion;
 pub mod doctor;
 pub mod export;
+pub mod gallery;
 pub mod limits;
 pub mod links;
 pub mod messages;

@@ -84,6 +84,8 @@ enum Variant {
 pub struct Signed {
     expires: Option<i64>,
     signature: Option<String>,
+    /// A share link's id (`/s/<share>` pages show the image with it).
+    share: Option<String>,
 }
 
 /// The owner's session, or a valid signed link, gives access.
@@ -106,19 +108,24 @@ async fn serve(
         _ => false,
     };
     let owner = me.0.map(|s| s.user.id);
-    if owner.is_none() && !by_link {
-        return Err(AppError::Unauthenticated);
-    }
-    let (id_owned, config) = (id.to_string(), app.config.clone());
+    let (id_owned, config, share) = (id.to_string(), app.config.clone(), signed.share);
     let asset = app
         .db
         .run(move |conn| {
-            let a = match owner {
-                Some(user) if !by_link => assets::for_owner(conn, user, &id_owned)?,
-                _ => crate::db::assets::by_public_id(conn, &id_owned)?
-                    .filter(|a| a.expires_at > crate::domain::now())
-                    .ok_or(AppError::NotFound)?,
-            };
+            let a = crate::db::assets::by_public_id(conn, &id_owned)?
+                .filter(|a| a.expires_at > crate::domain::now())
+                .ok_or(AppError::NotFound)?;
+            // The owner, a signed link, the public gallery or the share link.
+            let allowed = by_link
+                || owner == Some(a.user_id)
+                || crate::domain::gallery::visible_to_public(&a, share.as_deref());
+            if !allowed {
+                return Err(if owner.is_none() {
+                    AppError::Unauthenticated
+                } else {
+                    AppError::NotFound
+                });
+            }
             if variant == Variant::Download {
                 assets::record_download(conn, &a)?;
             }

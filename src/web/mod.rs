@@ -10,6 +10,7 @@ mod catchers;
 mod developer;
 mod docs;
 mod fairings;
+mod gallery;
 pub mod guards;
 mod live;
 mod media;
@@ -44,6 +45,7 @@ pub fn mount(rocket: Rocket<Build>, app: App) -> Rocket<Build> {
         .mount("/", media::routes())
         .mount("/", messages::routes())
         .mount("/", live::routes())
+        .mount("/", gallery::routes())
         .mount("/", openai::routes())
         .mount("/", docs::routes())
         .mount("/assets", assets::routes())

@@ -337,6 +337,8 @@ async fn library(page: PageCtx<'_>, me: CurrentUser, uri: &Origin<'_>) -> AppRes
                 "created": format_time(a.created_at),
                 "expires_in": time_left(a.expires_at),
                 "task_id": r.task_public_id,
+                "published": a.published_at.is_some(),
+                "share_url": a.share_id.as_ref().map(|s| format!("{}/s/{s}", page.app.config.public_url())),
             })
         })
         .collect();
