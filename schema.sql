@@ -530,3 +530,17 @@ ALTER TABLE assets ADD COLUMN published_at INTEGER;
 ALTER TABLE assets ADD COLUMN share_id TEXT;
 CREATE UNIQUE INDEX assets_share ON assets(share_id) WHERE share_id IS NOT NULL;
 CREATE INDEX assets_published ON assets(published_at) WHERE published_at IS NOT NULL;
+
+-- migration 11: e-mail address changes
+-- A requested change waits until the link mailed to the new address is
+-- confirmed (the token is stored only as a digest); the old address is told.
+CREATE TABLE email_changes (
+    id         INTEGER PRIMARY KEY,
+    user_id    INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    new_email  TEXT NOT NULL COLLATE NOCASE,
+    token_hash TEXT NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    used_at    INTEGER
+) STRICT;
+CREATE INDEX email_changes_user ON email_changes(user_id);

@@ -51,7 +51,8 @@ impl App {
         let db = db::Db::open(&config)?;
         let templates = Arc::new(templates::Templates::load()?);
         let mailer = mail::Mailer::new(&config, templates.clone())?;
-        let conn = db.get()?;
+        let mut conn = db.get()?;
+        domain::vault::check_at_start(&mut conn, &config).map_err(AppError::Internal)?;
         let secret = db::meta::get_or_insert(
             &conn,
             "csrf_secret",

@@ -675,3 +675,79 @@ fn privacy_requests_are_filed_on_the_site_and_answered_from_the_cli() {
     );
     assert_eq!(actions.last().map(String::as_str), Some("privacy.resolve"));
 }
+
+#[test]
+fn changing_the_e_mail_address_is_confirmed_at_the_new_one_and_the_old_one_is_told() {
+    let t = TestApp::new();
+    t.signed_in_user("old@example.com");
+    let app = state(&t);
+    common::verified_user(app, "taken@example.com");
+    let change = |email: &str, password: &str| {
+        let csrf = t.csrf("/settings");
+        t.client
+            .post("/settings/email")
+            .header(ContentType::Form)
+            .body(common::form_body(&[
+                ("csrf_token", &csrf),
+                ("new_email", email),
+                ("email_password", password),
+            ]))
+            .dispatch()
+    };
+    let r = change("new@example.com", "not my password");
+    assert_eq!(r.status(), Status::BadRequest);
+    assert!(r
+        .into_string()
+        .unwrap()
+        .contains("The password is not right"));
+    let r = change("not an address", PASSWORD);
+    assert_eq!(r.status(), Status::BadRequest);
+    assert!(t.mails_to("new@example.com").is_empty());
+
+    // A taken address: the same answer, and its owner is told instead.
+    assert_eq!(
+        change("taken@example.com", PASSWORD).status(),
+        Status::SeeOther
+    );
+    assert!(t
+        .mails_to("taken@example.com")
+        .iter()
+        .any(|m| m.contains("already belongs to an account")));
+
+    assert_eq!(
+        change("new@example.com", PASSWORD).status(),
+        Status::SeeOther
+    );
+    let link = t.latest_link("new@example.com", "/settings/email/confirm");
+    let path = common::local_path(&link);
+    // Opening the link changes nothing by itself.
+    let page = t.page(&path);
+    assert!(page.contains("new@example.com") && page.contains("Confirm the new address"));
+    assert!(novart::domain::accounts::find(&app.db.get().unwrap(), "old@example.com").is_ok());
+    let token = path.split("token=").nth(1).unwrap().to_string();
+    let confirm = |token: &str| {
+        let csrf = t.csrf("/settings");
+        t.client
+            .post("/settings/email/confirm")
+            .header(ContentType::Form)
+            .body(common::form_body(&[
+                ("csrf_token", &csrf),
+                ("token", token),
+            ]))
+            .dispatch()
+            .status()
+    };
+    assert_eq!(confirm(&token), Status::SeeOther);
+    let u = novart::domain::accounts::find(&app.db.get().unwrap(), "new@example.com").unwrap();
+    assert!(u.is_verified());
+    assert!(novart::domain::accounts::find(&app.db.get().unwrap(), "old@example.com").is_err());
+    assert!(t
+        .mails_to("old@example.com")
+        .iter()
+        .any(|m| m.contains("was changed to") && m.contains("new@example.com")));
+    assert!(t
+        .page("/messages")
+        .contains("Your e-mail address was changed"));
+    assert_eq!(confirm(&token), Status::BadRequest, "single use");
+    t.sign_in_elsewhere("new@example.com", PASSWORD, "Another/1.0");
+}

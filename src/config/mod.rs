@@ -81,6 +81,11 @@ pub struct StorageConfig {
     pub public_retention_hours: u32,
     /// Uploaded reference images are deleted this long after upload.
     pub reference_retention_hours: u32,
+    /// Encrypt stored images and uploads (XChaCha20-Poly1305).
+    pub encrypt_assets: bool,
+    /// The key: 32 random bytes, base64 (or 64 hex digits). Better given as
+    /// NOVART_STORAGE__ENCRYPTION_KEY than written in the file.
+    pub encryption_key: String,
     /// Largest reference image upload, in bytes.
     pub max_upload_bytes: u64,
     /// Largest reference image, in pixels (width × height), read from the
@@ -189,6 +194,8 @@ impl Default for StorageConfig {
             synchronous: Synchronous::Full,
             result_retention_hours: 48,
             public_retention_hours: 0,
+            encrypt_assets: false,
+            encryption_key: String::new(),
             reference_retention_hours: 24,
             max_upload_bytes: 10 * 1024 * 1024,
             max_upload_pixels: 40_000_000,
@@ -250,6 +257,21 @@ impl std::fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+/// `storage.encryption_key`: 32 bytes as base64 (or 64 hex digits).
+pub fn parse_asset_key(text: &str) -> Option<[u8; 32]> {
+    use base64::Engine;
+    let t = text.trim();
+    let bytes = if t.len() == 64 && t.chars().all(|c| c.is_ascii_hexdigit()) {
+        hex::decode(t).ok()?
+    } else {
+        base64::engine::general_purpose::STANDARD
+            .decode(t)
+            .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(t))
+            .ok()?
+    };
+    bytes.try_into().ok()
+}
 
 /// "30d" / "12h" / "45m" / "90s" → seconds.
 pub fn parse_duration(s: &str) -> Option<i64> {
@@ -352,6 +374,18 @@ impl Config {
         }
         if st.result_retention_hours == 0 {
             return Err(err("storage.result_retention_hours", "must be at least 1"));
+        }
+        if st.encrypt_assets && st.encryption_key.trim().is_empty() {
+            return Err(err(
+                "storage.encryption_key",
+                "must be set when storage.encrypt_assets = true: 32 random bytes in base64, e.g. from `openssl rand -base64 32`",
+            ));
+        }
+        if !st.encryption_key.trim().is_empty() && parse_asset_key(&st.encryption_key).is_none() {
+            return Err(err(
+                "storage.encryption_key",
+                "must be 32 bytes in base64 (44 characters) or 64 hex digits",
+            ));
         }
         if st.public_retention_hours != 0 && st.public_retention_hours < st.result_retention_hours {
             return Err(err(

@@ -54,6 +54,7 @@ pub fn erase_personal(
         "idempotency",
         "limit_requests",
         "redeem_failures",
+        "email_changes",
     ] {
         tx.execute(&format!("DELETE FROM {table} WHERE user_id = ?1"), [user])?;
     }

@@ -82,7 +82,7 @@ fn new_referral_code(conn: &Connection) -> AppResult<String> {
 /// Sends a message; a failure is logged rather than returned, so that what a
 /// visitor sees never depends on whether mail went out for an address (that
 /// would tell which addresses have accounts). Returns whether it was sent.
-fn deliver(mailer: &Mailer, email: Email) -> bool {
+pub(super) fn deliver(mailer: &Mailer, email: Email) -> bool {
     let (to, subject) = (email.to.clone(), email.subject.clone());
     match mailer.send(email) {
         Ok(()) => true,

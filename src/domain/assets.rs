@@ -22,8 +22,11 @@ pub fn new_public_id(prefix: &str) -> String {
     format!("{prefix}_{}", random_token(12))
 }
 
-/// Writes bytes atomically (temporary file, then rename).
-pub fn write_file(path: &Path, bytes: &[u8]) -> AppResult<()> {
+/// Writes a stored file atomically (temporary file, then rename), sealed
+/// when `storage.encrypt_assets` is on.
+pub fn write_file(config: &Config, path: &Path, bytes: &[u8]) -> AppResult<()> {
+    let sealed = super::vault::seal(config, bytes)?;
+    let bytes = sealed.as_slice();
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)
             .map_err(|e| AppError::internal(format!("creating {}: {e}", dir.display())))?;
@@ -109,8 +112,8 @@ pub fn write_result(config: &Config, user: UserId, p: &Prepared) -> AppResult<Wr
     let dir = user_dir(config, user);
     let path = dir.join(format!("{public_id}.{}", p.ext));
     let preview_path = dir.join(format!("{public_id}.preview.jpg"));
-    write_file(&path, &p.bytes)?;
-    if let Err(e) = write_file(&preview_path, &p.preview) {
+    write_file(config, &path, &p.bytes)?;
+    if let Err(e) = write_file(config, &preview_path, &p.preview) {
         remove_files_at(config, &[rel(config, &path)]);
         return Err(e);
     }
@@ -156,6 +159,13 @@ pub fn unwrite(config: &Config, written: &[Written]) {
     for w in written {
         remove_files_at(config, &[w.path.clone(), w.preview_path.clone()]);
     }
+}
+
+/// A stored file's contents (decrypted when sealed).
+pub fn read_file(config: &Config, path: &Path) -> AppResult<Vec<u8>> {
+    let stored = std::fs::read(path)
+        .map_err(|e| AppError::internal(format!("reading {}: {e}", path.display())))?;
+    super::vault::open(config, stored)
 }
 
 /// The absolute path of a stored file.

@@ -40,6 +40,7 @@ const PARTS: &[(&str, &str)] = &[
     ("blocked_attempts", "SELECT created_at, ip, rule, field, prompt_sha256, excerpt FROM blocked_attempts WHERE user_id = ?1 ORDER BY id"),
     ("bans", "SELECT scope, reason, source, starts_at, ends_at, lifted_at, lift_reason FROM bans WHERE user_id = ?1 ORDER BY id"),
     ("privacy_requests", "SELECT id, kind, details, status, decision, decided_at, created_at FROM privacy_requests WHERE user_id = ?1 ORDER BY id"),
+    ("email_changes", "SELECT new_email, created_at, expires_at, used_at FROM email_changes WHERE user_id = ?1 ORDER BY id"),
     ("sign_in_devices", "SELECT first_seen, last_seen FROM known_devices WHERE user_id = ?1 ORDER BY first_seen"),
 ];
 
@@ -121,7 +122,7 @@ pub fn write_zip<W: Write + Seek>(
     zip.write_all(&text).map_err(AppError::internal)?;
     for (name, path) in &files {
         // A file swept between the listing and now is simply left out.
-        let Ok(bytes) = std::fs::read(path) else {
+        let Ok(bytes) = super::assets::read_file(config, path) else {
             continue;
         };
         zip.start_file(name.as_str(), opts)
@@ -175,10 +176,11 @@ pub fn build_pending(conn: &mut Connection, config: &Config) -> AppResult<usize>
         let user = UserId(ex.user_id);
         let name = format!("{}.zip", ex.public_id);
         let path = export_dir(config).join(&name);
-        let built = std::fs::create_dir_all(export_dir(config))
-            .map_err(AppError::internal)
-            .and_then(|_| std::fs::File::create(&path).map_err(AppError::internal))
-            .and_then(|f| write_zip(conn, config, user, std::io::BufWriter::new(f)));
+        // Built in memory, then stored like an image (sealed when
+        // encryption is on: the ZIP holds the images and personal data).
+        let mut buf = std::io::Cursor::new(Vec::new());
+        let built = write_zip(conn, config, user, &mut buf)
+            .and_then(|_| super::assets::write_file(config, &path, buf.get_ref()));
         let now = super::now();
         db::write(conn, |tx| {
             match &built {
@@ -223,8 +225,8 @@ pub fn build_pending(conn: &mut Connection, config: &Config) -> AppResult<usize>
     Ok(done)
 }
 
-/// The ready export behind a link, for its owner only.
-pub fn download(conn: &Connection, config: &Config, user: UserId, id: &str) -> AppResult<PathBuf> {
+/// The ready export behind a link (its bytes), for its owner only.
+pub fn download(conn: &Connection, config: &Config, user: UserId, id: &str) -> AppResult<Vec<u8>> {
     let ex = db::export::by_public_id(conn, id)?
         .filter(|e| e.user_id == user.0)
         .ok_or(AppError::NotFound)?;
@@ -235,7 +237,13 @@ pub fn download(conn: &Connection, config: &Config, user: UserId, id: &str) -> A
         ));
     }
     match (ex.status.as_str(), &ex.file) {
-        ("ready", Some(rel)) => Ok(config.storage.data_dir.join(rel)),
+        ("ready", Some(rel)) => {
+            let path = config.storage.data_dir.join(rel);
+            if !path.is_file() {
+                return Err(AppError::NotFound);
+            }
+            super::assets::read_file(config, &path)
+        }
         ("pending", _) => Err(AppError::Conflict(
             "The export is still being prepared.".into(),
         )),

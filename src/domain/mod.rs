@@ -12,6 +12,7 @@ pub mod codes;
 pub mod csrf;
 pub mod deletion;
 pub mod doctor;
+pub mod email_change;
 pub mod export;
 pub mod gallery;
 pub mod limits;
@@ -29,6 +30,7 @@ pub mod sessions;
 pub mod ssrf;
 pub mod tasks;
 pub mod uploads;
+pub mod vault;
 pub mod wallet;
 pub mod webhooks;
 

@@ -80,8 +80,8 @@ pub fn ingest_reference(
     let dir = config.assets_dir().join(user.0.to_string());
     let path = dir.join(format!("{public_id}.png"));
     let preview_path = dir.join(format!("{public_id}.preview.jpg"));
-    write_file(&path, &png)?;
-    write_file(&preview_path, &preview)?;
+    write_file(config, &path, &png)?;
+    write_file(config, &preview_path, &preview)?;
     let now = super::now();
     db::assets::insert(
         conn,

@@ -269,8 +269,11 @@ impl Engine {
         let refs = crate::db::assets::references_of_task(&conn, task.id)?;
         refs.iter()
             .map(|a| {
-                std::fs::read(crate::domain::assets::file_path(&self.config, &a.path))
-                    .map_err(|e| AppError::internal(format!("reference {}: {e}", a.public_id)))
+                crate::domain::assets::read_file(
+                    &self.config,
+                    &crate::domain::assets::file_path(&self.config, &a.path),
+                )
+                .map_err(|e| AppError::internal(format!("reference {}: {e}", a.public_id)))
             })
             .collect()
     }
@@ -279,9 +282,12 @@ impl Engine {
         let conn = self.db.get()?;
         match crate::db::assets::mask_of_task(&conn, task.id)? {
             None => Ok(None),
-            Some(a) => std::fs::read(crate::domain::assets::file_path(&self.config, &a.path))
-                .map(Some)
-                .map_err(|e| AppError::internal(format!("mask {}: {e}", a.public_id))),
+            Some(a) => crate::domain::assets::read_file(
+                &self.config,
+                &crate::domain::assets::file_path(&self.config, &a.path),
+            )
+            .map(Some)
+            .map_err(|e| AppError::internal(format!("mask {}: {e}", a.public_id))),
         }
     }
 

@@ -141,6 +141,7 @@ async fn serve(
         tracing::error!(file = %path.display(), "stored image missing: {e}");
         AppError::NotFound
     })?;
+    let bytes = crate::domain::vault::open(&config, bytes)?;
     let jpeg =
         (variant == Variant::Preview && asset.preview_path.is_some()) || asset.mime == "image/jpeg";
     let (content_type, ext) = if jpeg {

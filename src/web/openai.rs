@@ -281,6 +281,7 @@ async fn generate(
                 let bytes = rocket::tokio::fs::read(&path)
                     .await
                     .map_err(|e| AppError::internal(format!("stored image {}: {e}", path.display())))?;
+                let bytes = crate::domain::vault::open(&app.config, bytes)?;
                 data.push(json!({
                     "b64_json": base64::engine::general_purpose::STANDARD.encode(bytes),
                     "revised_prompt": null,

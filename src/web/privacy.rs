@@ -66,14 +66,11 @@ async fn request_export(
 #[get("/settings/export/<id>")]
 async fn download_export(page: PageCtx<'_>, me: CurrentUser, id: &str) -> AppResult<ZipDownload> {
     let (user, config, id) = (me.0.user.id, page.app.config.clone(), id.to_string());
-    let path = page
+    let bytes = page
         .app
         .db
         .run(move |conn| export::download(conn, &config, user, &id))
         .await?;
-    let bytes = rocket::tokio::fs::read(&path)
-        .await
-        .map_err(|_| AppError::NotFound)?;
     Ok(ZipDownload {
         name: file_name(),
         bytes,
@@ -173,11 +170,112 @@ async fn privacy_request(
     }
 }
 
+csrf_form!(EmailForm {
+    new_email,
+    email_password
+});
+csrf_form!(ConfirmEmailForm { token });
+
+/// Asks to change the e-mail address: a link goes to the new one.
+#[post("/settings/email", data = "<form>")]
+async fn change_email(
+    page: PageCtx<'_>,
+    me: CurrentUser,
+    form: CsrfForm<EmailForm>,
+) -> AppResult<Result<Flash<Redirect>, Page>> {
+    let f = form.0;
+    let (user, mailer) = (me.0.user.id, page.app.mailer.clone());
+    let (email, password) = (f.new_email.clone(), f.email_password.clone());
+    let r = page
+        .app
+        .db
+        .run(move |conn| {
+            crate::domain::email_change::request(conn, &mailer, user, &email, &password)
+        })
+        .await;
+    match r {
+        Ok(to) => Ok(Ok(Flash::success(
+            Redirect::to("/settings#email-h"),
+            format!("We sent a confirmation link to {to}. Your address changes when you open it."),
+        ))),
+        Err(AppError::Invalid { field, message }) => {
+            let field = if field == Some("email") {
+                Some("new_email")
+            } else {
+                field
+            };
+            let extra = serde_json::json!({
+                "email_error": { "field": field, "message": message },
+                "email_form": { "new_email": f.new_email },
+            });
+            Ok(Err(super::settings::settings_page(
+                &page,
+                &me,
+                rocket::http::Status::BadRequest,
+                extra,
+            )
+            .await?))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The link from the e-mail: shows what it would confirm; a click (POST)
+/// confirms, so mail scanners opening links change nothing.
+#[get("/settings/email/confirm?<token>")]
+async fn confirm_email_page(page: PageCtx<'_>, token: Option<String>) -> AppResult<Page> {
+    let t = token.clone().unwrap_or_default();
+    let pending = page
+        .app
+        .db
+        .run(move |conn| crate::domain::email_change::pending(conn, &t))
+        .await?;
+    match pending {
+        Some(email) => page.render(
+            "confirm_email.html",
+            serde_json::json!({ "token": token, "new_email": email }),
+        ),
+        None => page.render_status(
+            rocket::http::Status::BadRequest,
+            "confirm_email.html",
+            serde_json::json!({ "invalid": true }),
+        ),
+    }
+}
+
+#[post("/settings/email/confirm", data = "<form>")]
+async fn confirm_email(
+    page: PageCtx<'_>,
+    form: CsrfForm<ConfirmEmailForm>,
+) -> AppResult<Result<Flash<Redirect>, Page>> {
+    let (token, mailer) = (form.0.token, page.app.mailer.clone());
+    let r = page
+        .app
+        .db
+        .run(move |conn| crate::domain::email_change::confirm(conn, &mailer, &token))
+        .await;
+    match r {
+        Ok(email) => Ok(Ok(Flash::success(
+            Redirect::to("/settings"),
+            format!("Your e-mail address is now {email}."),
+        ))),
+        Err(AppError::Invalid { .. }) | Err(AppError::Conflict(_)) => Ok(Err(page.render_status(
+            rocket::http::Status::BadRequest,
+            "confirm_email.html",
+            serde_json::json!({ "invalid": true }),
+        )?)),
+        Err(e) => Err(e),
+    }
+}
+
 pub fn routes() -> Vec<Route> {
     routes![
         request_export,
         download_export,
         delete_account,
-        privacy_request
+        privacy_request,
+        change_email,
+        confirm_email_page,
+        confirm_email
     ]
 }

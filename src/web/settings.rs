@@ -82,6 +82,7 @@ pub(super) async fn settings_page(
             "status": r.status, "decision": r.decision, "created_at": r.created_at,
         })).collect::<Vec<_>>(),
         "form": { "display_name": u.display_name },
+        "email_form": { "new_email": "" },
     });
     if let serde_json::Value::Object(extra) = extra {
         for (k, v) in extra {
