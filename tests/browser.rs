@@ -367,6 +367,15 @@ fn account_journey_in_chromium() {
     b.screenshot("06-settings-phone");
     b.resize(1280, 900);
 
+    // Data rights on the settings page, and the privacy notice.
+    b.goto(&format!("{app_url}/settings#data-h"));
+    b.wait_text("Download my data");
+    b.script("document.getElementById('data-h').scrollIntoView(); return 1;");
+    b.screenshot("07-settings-data");
+    b.goto(&format!("{app_url}/privacy"));
+    b.wait_text("Who else receives your data");
+    b.screenshot("08-privacy");
+
     // Sign out from the header button.
     b.click_button("Sign out");
     b.wait_text("You are signed out.");
@@ -652,4 +661,31 @@ fn studio_journey_in_chromium() {
     }
     b.goto(&format!("{app_url}/studio"));
     b.screenshot("14-studio-phone");
+    b.resize(1280, 900);
+
+    // Sharing: publish one image to the gallery and share it by link.
+    b.goto(&format!("{app_url}/library"));
+    b.script("document.querySelector('.tile details.share').open = true; return 1;");
+    b.click_button("Publish to the gallery");
+    b.wait_text("The image is in the public gallery.");
+    b.script("document.querySelector('.tile details.share').open = true; return 1;");
+    b.click_button("Create a share link");
+    b.wait_text("Anyone with the link can now see the image.");
+    b.script("document.querySelector('.tile details.share').open = true; return 1;");
+    b.screenshot("15-library-sharing");
+    let link = b.script("return document.querySelector('.share-body input[readonly]').value;");
+    let link = link
+        .as_str()
+        .unwrap()
+        .replace("http://127.0.0.1:8000", app_url);
+    b.goto(&format!("{app_url}/gallery"));
+    wait_for("the published image to load", || {
+        b.script("return Array.from(document.querySelectorAll('.gallery img')).filter(i => i.complete && i.naturalWidth > 0).length;") == json!(1)
+    });
+    b.screenshot("16-gallery");
+    b.goto(&link);
+    wait_for("the shared image to load", || {
+        b.script("var i = document.querySelector('.shared img'); return !!i && i.complete && i.naturalWidth > 0;") == json!(true)
+    });
+    b.screenshot("17-shared");
 }
