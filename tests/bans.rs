@@ -195,19 +195,7 @@ fn cli_setup() -> (
     (dir, client, config)
 }
 
-fn sign_in(client: &rocket::local::blocking::Client, email: &str) -> Status {
-    let page = client.get("/login").dispatch().into_string().unwrap();
-    client
-        .post("/login")
-        .header(ContentType::Form)
-        .body(common::form_body(&[
-            ("csrf_token", &common::csrf_in(&page)),
-            ("email", email),
-            ("password", PASSWORD),
-        ]))
-        .dispatch()
-        .status()
-}
+use common::sign_in;
 
 #[test]
 fn an_admin_ban_stops_acting_not_reading_and_unban_restores() {

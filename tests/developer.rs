@@ -5,26 +5,15 @@ mod common;
 
 use std::sync::{Arc, Barrier};
 
-use common::{http, live, TestApp, PASSWORD};
+use common::{http, live, TestApp};
 use novart::domain::apikeys::{self, Authority, KeySpec};
-use novart::model::{Role, UserId};
+use novart::model::UserId;
 use rocket::http::{ContentType, Header, Status};
 use rocket::local::blocking::LocalResponse;
 use serde_json::{json, Value};
 
 fn user(app: &novart::App, email: &str) -> UserId {
-    let mut conn = app.db.get().unwrap();
-    novart::domain::accounts::create_by_admin(
-        &mut conn,
-        &app.config,
-        email,
-        PASSWORD,
-        "",
-        Role::User,
-        true,
-    )
-    .unwrap()
-    .id
+    common::verified_user(app, email)
 }
 
 fn key(app: &novart::App, user: UserId, f: impl FnOnce(&mut KeySpec)) -> String {

@@ -570,16 +570,10 @@ fn privacy_requests_are_filed_on_the_site_and_answered_from_the_cli() {
     let (client, config) = TestApp::at(&dir.path().join("data"));
     let app = client.rocket().state::<novart::App>().unwrap();
     common::verified_user(app, "asker@example.com");
-    let page = client.get("/login").dispatch().into_string().unwrap();
-    client
-        .post("/login")
-        .header(ContentType::Form)
-        .body(common::form_body(&[
-            ("csrf_token", &common::csrf_in(&page)),
-            ("email", "asker@example.com"),
-            ("password", PASSWORD),
-        ]))
-        .dispatch();
+    assert_eq!(
+        common::sign_in(&client, "asker@example.com"),
+        Status::SeeOther
+    );
     let settings = client.get("/settings").dispatch().into_string().unwrap();
     assert!(settings.contains("Privacy requests"));
     let csrf = common::csrf_in(&settings);

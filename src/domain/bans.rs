@@ -109,23 +109,13 @@ fn impose(
         )?;
     }
     db::sessions::delete_all_for_user(tx, user, None)?;
-    let queued = db::tasks::list_for_user(tx, user, Some(TaskStatus::Queued), None, 100_000)?;
-    let mut canceled = 0;
-    for task in &queued {
-        if db::tasks::mark_canceled(tx, task.id, now)?.is_some() {
-            super::wallet::refund_task(
-                tx,
-                user,
-                task.id,
-                task.n,
-                task.n,
-                "Canceled: account suspended",
-                now,
-            )?;
-            super::webhooks::enqueue(tx, task, TaskStatus::Canceled, now)?;
-            canceled += 1;
-        }
-    }
+    let canceled = cancel_all(
+        tx,
+        user,
+        &[TaskStatus::Queued],
+        "Canceled: account suspended",
+        now,
+    )?;
     let body = format!(
         "Your account is suspended {}.\n\nReason: {reason}\n\nYou can still sign in to read your messages and download your images, but you cannot start tasks, redeem codes or use API keys.{}",
         until_text(ends_at),
@@ -173,6 +163,29 @@ fn email_of(conn: &Connection, user: UserId) -> AppResult<String> {
     Ok(db::users::by_id(conn, user)?
         .map(|u| u.email)
         .unwrap_or_default())
+}
+
+/// Cancels the user's tasks in the given states, each refunded through the
+/// ledger and announced to its webhook, in the caller's transaction.
+/// Returns how many were canceled.
+pub fn cancel_all(
+    tx: &Connection,
+    user: UserId,
+    states: &[TaskStatus],
+    reason: &str,
+    now: i64,
+) -> AppResult<usize> {
+    let mut canceled = 0;
+    for status in states {
+        for task in db::tasks::list_for_user(tx, user, Some(*status), None, 1_000_000)? {
+            if db::tasks::mark_canceled(tx, task.id, now)?.is_some() {
+                super::wallet::refund_task(tx, user, task.id, task.n, task.n, reason, now)?;
+                super::webhooks::enqueue(tx, &task, TaskStatus::Canceled, now)?;
+                canceled += 1;
+            }
+        }
+    }
+    Ok(canceled)
 }
 
 fn check_reason(reason: &str) -> AppResult<&str> {

@@ -72,24 +72,17 @@ pub fn delete(
     }
     let mut files: Vec<String> = Vec::new();
     let out = db::write(conn, |tx| {
-        let mut out = Deleted::default();
         // Work in flight: canceled and refunded through the ledger as usual.
-        for status in [TaskStatus::Queued, TaskStatus::Running] {
-            for task in db::tasks::list_for_user(tx, user, Some(status), None, 1_000_000)? {
-                if db::tasks::mark_canceled(tx, task.id, now)?.is_some() {
-                    super::wallet::refund_task(
-                        tx,
-                        user,
-                        task.id,
-                        task.n,
-                        task.n,
-                        "Canceled: account deleted",
-                        now,
-                    )?;
-                    out.tasks_canceled += 1;
-                }
-            }
-        }
+        let mut out = Deleted {
+            tasks_canceled: super::bans::cancel_all(
+                tx,
+                user,
+                &[TaskStatus::Queued, TaskStatus::Running],
+                "Canceled: account deleted",
+                now,
+            )?,
+            ..Deleted::default()
+        };
         // What is left in the wallet goes with the account.
         let w = super::wallet::get(tx, user)?;
         if w.total() > 0 {

@@ -216,6 +216,21 @@ pub fn user_with_key(
     (user, key)
 }
 
+/// Signs `client` in through the form with the test password.
+pub fn sign_in(client: &Client, email: &str) -> Status {
+    let page = client.get("/login").dispatch().into_string().unwrap();
+    client
+        .post("/login")
+        .header(ContentType::Form)
+        .body(form_body(&[
+            ("csrf_token", &csrf_in(&page)),
+            ("email", email),
+            ("password", PASSWORD),
+        ]))
+        .dispatch()
+        .status()
+}
+
 /// A verified account with the test password.
 pub fn verified_user(app: &novart::App, email: &str) -> novart::model::UserId {
     let mut conn = app.db.get().unwrap();
