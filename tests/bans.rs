@@ -244,6 +244,10 @@ fn an_admin_ban_stops_acting_not_reading_and_unban_restores() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stdout).contains("banned until"));
 
+    let o = novart(dir.path(), &["bans", "--active", "--json"]);
+    let listed: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(listed[0]["email"], "banned@example.com");
+    assert_eq!(listed[0]["ban"]["reason"], "Spam through the API");
     // API: the next call is 403 with reason and end time.
     let r = client
         .get("/api/v1/account")
@@ -330,6 +334,16 @@ fn an_admin_ban_stops_acting_not_reading_and_unban_restores() {
         .header(Header::new("Authorization", format!("Bearer {key}")))
         .dispatch();
     assert_eq!(r.status(), Status::Ok, "the next call works again");
+    let o = novart(dir.path(), &["bans", "--active", "--json"]);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&o.stdout).unwrap(),
+        json!([])
+    );
+    let o = novart(dir.path(), &["bans"]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("lifted"),
+        "history stays"
+    );
     let o = novart(
         dir.path(),
         &["unban", "banned@example.com", "--reason", "again"],

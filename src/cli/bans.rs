@@ -33,6 +33,44 @@ pub fn ban(config: &Config, email: &str, length: &str, reason: &str) -> CliResul
     Ok(())
 }
 
+pub fn list(config: &Config, active: bool, limit: u32, json: bool) -> CliResult {
+    let app = App::new(config.clone())?;
+    let conn = app.db.get()?;
+    let list = bans::list(&conn, active, limit)?;
+    if json {
+        let v: Vec<_> = list
+            .iter()
+            .map(|(b, email)| serde_json::json!({ "email": email, "ban": b }))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        return Ok(());
+    }
+    if list.is_empty() {
+        println!("no bans");
+    }
+    for (b, email) in list {
+        let state = match (b.lifted_at, b.ends_at) {
+            (Some(t), _) => format!(
+                "lifted {} ({})",
+                crate::domain::format_time(t),
+                b.lift_reason.unwrap_or_default()
+            ),
+            (None, Some(e)) if e <= crate::domain::now() => "ended".to_string(),
+            (None, e) => format!("in force {}", bans::until_text(e)),
+        };
+        println!(
+            "#{:<5} {:<32} {:<10} since {}  {}  — {}",
+            b.id,
+            email,
+            b.source,
+            crate::domain::format_time(b.starts_at),
+            state,
+            b.reason
+        );
+    }
+    Ok(())
+}
+
 pub fn unban(config: &Config, email: &str, reason: &str) -> CliResult {
     let app = App::new(config.clone())?;
     let mut conn = app.db.get()?;

@@ -83,6 +83,15 @@ pub enum Command {
         #[arg(long)]
         reason: String,
     },
+    /// List bans, newest first (with --active only those in force).
+    Bans {
+        #[arg(long)]
+        active: bool,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
     /// Lift an account's ban.
     Unban {
         email: String,
@@ -211,6 +220,11 @@ pub fn run(cli: Cli) -> ExitCode {
                     reason,
                 } => bans::ban(&config, &email, &length, &reason),
                 Command::Unban { email, reason } => bans::unban(&config, &email, &reason),
+                Command::Bans {
+                    active,
+                    limit,
+                    json,
+                } => bans::list(&config, active, limit, json),
                 Command::ExportUser { email, out } => bans::export_user(&config, &email, &out),
                 Command::Cleanup => tasks::cleanup(&config),
                 Command::Audit { limit, json } => audit::run(&config, limit, json),

@@ -78,6 +78,27 @@ pub fn for_user(conn: &Connection, user: UserId) -> AppResult<Vec<Ban>> {
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// Bans of every account, newest first, with the account's e-mail.
+pub fn list(
+    conn: &Connection,
+    active_at: Option<i64>,
+    limit: u32,
+) -> AppResult<Vec<(Ban, String)>> {
+    let cols = BAN_COLUMNS
+        .split(", ")
+        .map(|c| format!("b.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "SELECT {cols}, u.email FROM bans b JOIN users u ON u.id = b.user_id
+         WHERE ?1 IS NULL OR (b.lifted_at IS NULL AND (b.ends_at IS NULL OR b.ends_at > ?1))
+         ORDER BY b.id DESC LIMIT ?2"
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(params![active_at, limit], |r| Ok((ban(r)?, r.get(11)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 pub fn count_for_user(conn: &Connection, user: UserId) -> AppResult<i64> {
     Ok(conn.query_row(
         "SELECT count(*) FROM bans WHERE user_id = ?1",

@@ -62,6 +62,11 @@ pub fn ensure_allowed(conn: &Connection, user: UserId) -> AppResult<()> {
     }
 }
 
+/// Bans of every account (only those in force with `active`), newest first.
+pub fn list(conn: &Connection, active: bool, limit: u32) -> AppResult<Vec<(Ban, String)>> {
+    db::risk::list(conn, active.then(super::now), limit)
+}
+
 pub fn history(conn: &Connection, user: UserId) -> AppResult<Vec<Ban>> {
     db::risk::for_user(conn, user)
 }
