@@ -501,6 +501,11 @@ fn developer_center_in_chromium() {
         json!(false),
         "the notification switch is offered"
     );
+    // The service worker that shows notifications is registered for the site.
+    let scope = b.call("POST", "/execute/async", Some(json!({ "script":
+        "const done = arguments[0]; navigator.serviceWorker.ready.then(r => done(r.scope)).catch(e => done('error: ' + e));",
+        "args": [] })));
+    assert_eq!(scope, json!(format!("{app_url}/")), "service worker scope");
 
     // A new message arrives live on another page: a toast and a new count.
     b.goto(&format!("{app_url}/library"));
