@@ -170,3 +170,46 @@ fn a_lost_or_changed_key_stops_start_up_naming_the_key() {
         );
     }
 }
+
+#[test]
+fn large_files_are_sealed_in_chunks_and_refuse_truncation() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Config::for_data_dir(dir.path());
+    c.storage.encrypt_assets = true;
+    c.storage.encryption_key = KEY.into();
+    let plain: Vec<u8> = (0..3_500_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let src = dir.path().join("big.tmp");
+    let dst = dir.path().join("big.zip");
+    std::fs::write(&src, &plain).unwrap();
+    novart::domain::vault::store_large(&c, &src, &dst).unwrap();
+    assert!(!src.exists());
+    let sealed = std::fs::read(&dst).unwrap();
+    assert!(sealed.starts_with(b"NVAE2"));
+    assert!(
+        !sealed.windows(64).any(|w| w == &plain[1000..1064]),
+        "no plain bytes"
+    );
+    let mut back = Vec::new();
+    novart::domain::vault::open_large(&c, &dst)
+        .unwrap()
+        .read_to_end(&mut back)
+        .unwrap();
+    assert_eq!(back, plain);
+
+    // Cut after the first chunk: an error, not a shorter file.
+    std::fs::write(&dst, &sealed[..sealed.len() / 2]).unwrap();
+    let mut r = novart::domain::vault::open_large(&c, &dst).unwrap();
+    assert!(r.read_to_end(&mut Vec::new()).is_err());
+    // Another key cannot read it.
+    std::fs::write(&dst, &sealed).unwrap();
+    let mut other = c.clone();
+    other.storage.encryption_key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".into();
+    let mut r = novart::domain::vault::open_large(&other, &dst).unwrap();
+    assert!(r.read_to_end(&mut Vec::new()).is_err());
+    // Off: stored as it is.
+    let off = Config::for_data_dir(dir.path());
+    std::fs::write(&src, &plain).unwrap();
+    novart::domain::vault::store_large(&off, &src, &dst).unwrap();
+    assert_eq!(std::fs::read(&dst).unwrap(), plain);
+}

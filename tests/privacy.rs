@@ -164,7 +164,13 @@ fn the_export_has_every_part_and_nothing_of_anyone_else() {
 
 #[test]
 fn large_exports_are_built_in_the_background_for_the_owner_only() {
-    let t = TestApp::with(|c| c.queue.workers = 0);
+    // With encryption at rest: the prepared file is sealed on disk and
+    // decrypted as it is streamed to its owner.
+    let t = TestApp::with(|c| {
+        c.queue.workers = 0;
+        c.storage.encrypt_assets = true;
+        c.storage.encryption_key = "q2XJm3vD3bC8e1p0Zr8l3mQ9t1Yw6Vb2Nn4Hc5Kx7s0=".into();
+    });
     let app = state(&t);
     t.signed_in_user("big@example.com");
     let me = novart::domain::accounts::find(&app.db.get().unwrap(), "big@example.com")
@@ -244,7 +250,15 @@ fn large_exports_are_built_in_the_background_for_the_owner_only() {
         .query_row("SELECT file FROM exports", [], |r| r.get(0))
         .unwrap();
     let path = t.config.storage.data_dir.join(&file);
-    assert!(path.is_file());
+    assert!(
+        path.is_file(),
+        "{file}: {:?}",
+        std::fs::read_dir(t.config.storage.data_dir.join("exports"))
+            .map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>())
+    );
+    let stored = std::fs::read(&path).unwrap();
+    assert!(stored.starts_with(b"NVAE2"), "sealed at rest");
+    assert!(zip::ZipArchive::new(std::io::Cursor::new(stored)).is_err());
     let conn = app.db.get().unwrap();
     let report = novart::domain::retention::sweep(
         &conn,

@@ -171,16 +171,28 @@ fn export_dir(config: &Config) -> PathBuf {
 
 /// Builds the waiting exports (the scheduler calls this); returns how many.
 pub fn build_pending(conn: &mut Connection, config: &Config) -> AppResult<usize> {
+    // One builder at a time: the scheduler and a direct call must not both
+    // take the same pending export.
+    static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
     let mut done = 0;
     for ex in db::export::pending(conn, 5)? {
         let user = UserId(ex.user_id);
         let name = format!("{}.zip", ex.public_id);
         let path = export_dir(config).join(&name);
-        // Built in memory, then stored like an image (sealed when
-        // encryption is on: the ZIP holds the images and personal data).
-        let mut buf = std::io::Cursor::new(Vec::new());
-        let built = write_zip(conn, config, user, &mut buf)
-            .and_then(|_| super::assets::write_file(config, &path, buf.get_ref()));
+        // Written to a temporary file, then stored like the images (sealed
+        // chunk by chunk when encryption is on: the ZIP holds the images and
+        // personal data). Memory stays small whatever the account's size.
+        let tmp = path.with_extension(format!("{}.building", super::secrets::random_token(6)));
+        let built = std::fs::create_dir_all(export_dir(config))
+            .map_err(AppError::internal)
+            .and_then(|_| std::fs::File::create(&tmp).map_err(AppError::internal))
+            .and_then(|f| {
+                let mut w = std::io::BufWriter::new(f);
+                write_zip(conn, config, user, &mut w)?;
+                w.flush().map_err(AppError::internal)
+            })
+            .and_then(|_| super::vault::store_large(config, &tmp, &path));
         let now = super::now();
         db::write(conn, |tx| {
             match &built {
@@ -218,15 +230,21 @@ pub fn build_pending(conn: &mut Connection, config: &Config) -> AppResult<usize>
             Ok(())
         })?;
         if built.is_err() {
-            let _ = std::fs::remove_file(&path);
+            let _ = std::fs::remove_file(&tmp);
         }
         done += 1;
     }
     Ok(done)
 }
 
-/// The ready export behind a link (its bytes), for its owner only.
-pub fn download(conn: &Connection, config: &Config, user: UserId, id: &str) -> AppResult<Vec<u8>> {
+/// The ready export behind a link (a reader that decrypts as it goes), for
+/// its owner only.
+pub fn download(
+    conn: &Connection,
+    config: &Config,
+    user: UserId,
+    id: &str,
+) -> AppResult<super::vault::LargeReader> {
     let ex = db::export::by_public_id(conn, id)?
         .filter(|e| e.user_id == user.0)
         .ok_or(AppError::NotFound)?;
@@ -238,11 +256,7 @@ pub fn download(conn: &Connection, config: &Config, user: UserId, id: &str) -> A
     }
     match (ex.status.as_str(), &ex.file) {
         ("ready", Some(rel)) => {
-            let path = config.storage.data_dir.join(rel);
-            if !path.is_file() {
-                return Err(AppError::NotFound);
-            }
-            super::assets::read_file(config, &path)
+            super::vault::open_large(config, &config.storage.data_dir.join(rel))
         }
         ("pending", _) => Err(AppError::Conflict(
             "The export is still being prepared.".into(),

@@ -104,3 +104,174 @@ pub fn check_at_start(conn: &mut rusqlite::Connection, config: &Config) -> Resul
         _ => Ok(()),
     }
 }
+
+// ---- large files (data exports): sealed in chunks, read as a stream ----
+//
+// `NVAE2`, then chunks of at most CHUNK plain bytes, each: its sealed length
+// (u32, big-endian), a 24-byte nonce, the ciphertext and tag. The AAD binds
+// each chunk to its position and says whether it is the last, so chunks
+// cannot be reordered, and a truncated file is an error, not a shorter ZIP.
+
+const MAGIC_STREAM: &[u8] = b"NVAE2";
+const CHUNK: usize = 1 << 20;
+
+fn chunk_aad(index: u64, last: bool) -> Vec<u8> {
+    let mut aad = b"novart sealed stream".to_vec();
+    aad.extend_from_slice(&index.to_be_bytes());
+    aad.push(last as u8);
+    aad
+}
+
+/// Moves `src` to `dst`, sealing it chunk by chunk when encryption is on
+/// (memory stays at one chunk whatever the size).
+pub fn store_large(config: &Config, src: &std::path::Path, dst: &std::path::Path) -> AppResult<()> {
+    use std::io::{Read, Write};
+    let e = |what: &str| {
+        let what = what.to_string();
+        move |err: std::io::Error| AppError::internal(format!("{what}: {err}"))
+    };
+    if !config.storage.encrypt_assets {
+        return std::fs::rename(src, dst).map_err(e("storing a file"));
+    }
+    let c =
+        cipher(config).ok_or_else(|| AppError::internal("storage.encryption_key is not usable"))?;
+    let mut input = std::fs::File::open(src).map_err(e("reading a file to seal"))?;
+    let tmp = dst.with_extension("sealing");
+    let mut out =
+        std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(e("sealing a file"))?);
+    out.write_all(MAGIC_STREAM).map_err(e("sealing a file"))?;
+    let total = input.metadata().map_err(e("reading a file to seal"))?.len();
+    let chunks = total.div_ceil(CHUNK as u64).max(1);
+    let mut buf = vec![0u8; CHUNK];
+    for index in 0..chunks {
+        let want = (total - index * CHUNK as u64).min(CHUNK as u64) as usize;
+        input
+            .read_exact(&mut buf[..want])
+            .map_err(e("reading a file to seal"))?;
+        let mut nonce = [0u8; NONCE];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let aad = chunk_aad(index, index + 1 == chunks);
+        let sealed = c
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: &buf[..want],
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| AppError::internal("sealing a file failed"))?;
+        out.write_all(&(sealed.len() as u32).to_be_bytes())
+            .map_err(e("sealing a file"))?;
+        out.write_all(&nonce).map_err(e("sealing a file"))?;
+        out.write_all(&sealed).map_err(e("sealing a file"))?;
+    }
+    out.flush().map_err(e("sealing a file"))?;
+    drop(out);
+    std::fs::rename(&tmp, dst).map_err(e("storing a sealed file"))?;
+    let _ = std::fs::remove_file(src);
+    Ok(())
+}
+
+/// Reads a file stored by `store_large`, decrypting chunk by chunk.
+pub struct LargeReader {
+    file: std::io::BufReader<std::fs::File>,
+    cipher: Option<XChaCha20Poly1305>,
+    index: u64,
+    plain: Vec<u8>,
+    pos: usize,
+    done: bool,
+}
+
+pub fn open_large(config: &Config, path: &std::path::Path) -> AppResult<LargeReader> {
+    use std::io::Read;
+    let mut file =
+        std::io::BufReader::new(std::fs::File::open(path).map_err(|_| AppError::NotFound)?);
+    let mut head = [0u8; 5];
+    let n = file.read(&mut head).map_err(AppError::internal)?;
+    let sealed = n == 5 && head == *MAGIC_STREAM;
+    let mut reader = LargeReader {
+        file,
+        cipher: None,
+        index: 0,
+        plain: Vec::new(),
+        pos: 0,
+        done: false,
+    };
+    if sealed {
+        reader.cipher = Some(cipher(config).ok_or_else(|| {
+            AppError::internal("a stored file is encrypted but storage.encryption_key is not set")
+        })?);
+    } else {
+        reader.plain = head[..n].to_vec();
+    }
+    Ok(reader)
+}
+
+impl LargeReader {
+    fn next_chunk(&mut self) -> std::io::Result<bool> {
+        use std::io::{Error, ErrorKind, Read};
+        let bad = |m: &str| Error::new(ErrorKind::InvalidData, m.to_string());
+        let Some(c) = &self.cipher else {
+            let mut buf = vec![0u8; 64 * 1024];
+            let n = self.file.read(&mut buf)?;
+            buf.truncate(n);
+            self.plain = buf;
+            self.pos = 0;
+            return Ok(n > 0);
+        };
+        if self.done {
+            return Ok(false);
+        }
+        let mut len = [0u8; 4];
+        if let Err(e) = self.file.read_exact(&mut len) {
+            return Err(if e.kind() == ErrorKind::UnexpectedEof {
+                bad("the sealed file is truncated")
+            } else {
+                e
+            });
+        }
+        let len = u32::from_be_bytes(len) as usize;
+        if len > CHUNK + 16 {
+            return Err(bad("the sealed file is damaged"));
+        }
+        let mut nonce = [0u8; NONCE];
+        self.file.read_exact(&mut nonce)?;
+        let mut sealed = vec![0u8; len];
+        self.file.read_exact(&mut sealed)?;
+        // The last chunk says so; anything else must be followed by more.
+        let mut plain = None;
+        for last in [false, true] {
+            let aad = chunk_aad(self.index, last);
+            if let Ok(p) = c.decrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: &sealed,
+                    aad: &aad,
+                },
+            ) {
+                plain = Some(p);
+                self.done = last;
+                break;
+            }
+        }
+        self.plain = plain
+            .ok_or_else(|| bad("the sealed file does not decrypt with storage.encryption_key"))?;
+        self.pos = 0;
+        self.index += 1;
+        Ok(true)
+    }
+}
+
+impl std::io::Read for LargeReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos >= self.plain.len() {
+            if !self.next_chunk()? {
+                return Ok(0);
+            }
+        }
+        let n = out.len().min(self.plain.len() - self.pos);
+        out[..n].copy_from_slice(&self.plain[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}

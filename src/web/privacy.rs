@@ -63,17 +63,58 @@ async fn request_export(
     }
 }
 
+/// A prepared export, streamed (and decrypted as it goes when stored sealed).
+pub struct ZipStream {
+    name: String,
+    body: rocket::tokio::io::DuplexStream,
+}
+
+impl<'r> Responder<'r, 'static> for ZipStream {
+    fn respond_to(self, _: &'r Request<'_>) -> response::Result<'static> {
+        Response::build()
+            .header(ContentType::ZIP)
+            .header(Header::new(
+                "Content-Disposition",
+                format!("attachment; filename=\"{}\"", self.name),
+            ))
+            .header(Header::new("Cache-Control", "private, no-store"))
+            .streamed_body(self.body)
+            .ok()
+    }
+}
+
 #[get("/settings/export/<id>")]
-async fn download_export(page: PageCtx<'_>, me: CurrentUser, id: &str) -> AppResult<ZipDownload> {
+async fn download_export(page: PageCtx<'_>, me: CurrentUser, id: &str) -> AppResult<ZipStream> {
     let (user, config, id) = (me.0.user.id, page.app.config.clone(), id.to_string());
-    let bytes = page
+    let mut reader = page
         .app
         .db
         .run(move |conn| export::download(conn, &config, user, &id))
         .await?;
-    Ok(ZipDownload {
+    let (mut tx, rx) = rocket::tokio::io::duplex(256 * 1024);
+    let handle = rocket::tokio::runtime::Handle::current();
+    rocket::tokio::task::spawn_blocking(move || {
+        use rocket::tokio::io::AsyncWriteExt;
+        use std::io::Read;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    if handle.block_on(tx.write_all(&buf[..n])).is_err() {
+                        break; // the browser went away
+                    }
+                }
+                Err(e) => {
+                    tracing::error!("reading a data export failed: {e}");
+                    break;
+                }
+            }
+        }
+    });
+    Ok(ZipStream {
         name: file_name(),
-        bytes,
+        body: rx,
     })
 }
 
