@@ -1,9 +1,10 @@
 //! Public pages and the health check.
 
 use rocket::serde::json::Json;
-use rocket::{get, routes, Route, State};
+use rocket::{get, post, routes, Route, State};
 use serde_json::{json, Value};
 
+use super::guards::CsrfProtected;
 use super::render::{Page, PageCtx};
 use crate::error::AppResult;
 use crate::App;
@@ -91,6 +92,35 @@ fn terms(page: PageCtx<'_>) -> AppResult<Page> {
     page.render("terms.html", v)
 }
 
+super::auth::csrf_form!(LangForm { lang, next });
+
+/// The footer's language switch: remembered in the `lang` cookie (a year).
+#[post("/lang", data = "<form>")]
+fn set_language(
+    app: &State<App>,
+    cookies: &rocket::http::CookieJar<'_>,
+    form: super::guards::CsrfForm<LangForm>,
+) -> AppResult<rocket::response::Redirect> {
+    let f = form.0;
+    let offered = app.templates.catalogs().offered();
+    let lang = crate::i18n::Lang::parse(&f.lang)
+        .filter(|l| offered.contains(l))
+        .ok_or_else(|| {
+            crate::error::AppError::invalid("lang", "That language is not available.")
+        })?;
+    cookies.add(
+        rocket::http::Cookie::build(("lang", lang.code()))
+            .path("/")
+            .http_only(true)
+            .same_site(rocket::http::SameSite::Lax)
+            .secure(app.config.is_https())
+            .max_age(rocket::time::Duration::days(365)),
+    );
+    Ok(rocket::response::Redirect::to(super::auth::safe_next(
+        &f.next,
+    )))
+}
+
 /// Liveness and readiness: 200 with `db: "ok"` when the database answers.
 #[get("/healthz")]
 async fn healthz(app: &State<App>) -> (rocket::http::Status, Json<Value>) {
@@ -115,5 +145,5 @@ async fn healthz(app: &State<App>) -> (rocket::http::Status, Json<Value>) {
 }
 
 pub fn routes() -> Vec<Route> {
-    routes![home, privacy, terms, healthz]
+    routes![home, privacy, terms, healthz, set_language]
 }

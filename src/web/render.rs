@@ -20,6 +20,20 @@ pub struct PageCtx<'r> {
     pub csrf: String,
     pub flash: Option<(String, String)>,
     pub path: String,
+    pub lang: crate::i18n::Lang,
+}
+
+/// The page language for a request (see `i18n::negotiate`), worked out once.
+pub fn request_lang(req: &Request<'_>, app: &App) -> crate::i18n::Lang {
+    *req.local_cache(|| {
+        let offered = app.templates.catalogs().offered();
+        crate::i18n::negotiate(
+            None,
+            req.cookies().get("lang").map(|c| c.value()),
+            req.headers().get_one("Accept-Language"),
+            &offered,
+        )
+    })
 }
 
 #[rocket::async_trait]
@@ -44,6 +58,7 @@ impl<'r> FromRequest<'r> for PageCtx<'r> {
             csrf,
             flash,
             path: req.uri().path().to_string(),
+            lang: request_lang(req, app),
         })
     }
 }
@@ -73,6 +88,7 @@ impl<'r> Responder<'r, 'static> for Page {
 /// The context shared by all pages, merged under the page's own values.
 pub fn base_context(
     app: &App,
+    lang: crate::i18n::Lang,
     user: Option<&SignedIn>,
     csrf: &str,
     flash: Option<&(String, String)>,
@@ -80,6 +96,15 @@ pub fn base_context(
 ) -> tera::Context {
     let mut ctx = tera::Context::new();
     ctx.insert("csrf_token", csrf);
+    ctx.insert("lang", lang.code());
+    let languages: Vec<Value> = app
+        .templates
+        .catalogs()
+        .offered()
+        .into_iter()
+        .map(|l| json!({ "code": l.code(), "label": l.label() }))
+        .collect();
+    ctx.insert("languages", &languages);
     ctx.insert("path", path);
     ctx.insert("version", env!("CARGO_PKG_VERSION"));
     ctx.insert("registration_open", &app.config.registration.open);
@@ -126,6 +151,7 @@ impl PageCtx<'_> {
     ) -> Result<Page, AppError> {
         let mut ctx = base_context(
             self.app,
+            self.lang,
             self.user.as_ref(),
             &self.csrf,
             self.flash.as_ref(),
@@ -210,7 +236,15 @@ pub fn error_page(req: &Request<'_>, status: Status, message: &str) -> Page {
         .0
         .clone()
         .unwrap_or_default();
-    let mut ctx = base_context(app, user.as_ref(), &csrf, None, req.uri().path().as_str());
+    let lang = request_lang(req, app);
+    let mut ctx = base_context(
+        app,
+        lang,
+        user.as_ref(),
+        &csrf,
+        None,
+        req.uri().path().as_str(),
+    );
     ctx.insert("status", &status.code);
     ctx.insert("reason", status.reason().unwrap_or("Error"));
     ctx.insert("message", message);
