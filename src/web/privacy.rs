@@ -12,6 +12,18 @@ use crate::domain::export::{self, Requested};
 use crate::error::{AppError, AppResult};
 use rocket::http::{Cookie, CookieJar};
 
+/// The headers of a ZIP download (never cached: it holds personal data).
+fn zip_response(name: &str) -> rocket::response::Builder<'static> {
+    let mut r = Response::build();
+    r.header(ContentType::ZIP)
+        .header(Header::new(
+            "Content-Disposition",
+            format!("attachment; filename=\"{name}\""),
+        ))
+        .header(Header::new("Cache-Control", "private, no-store"));
+    r
+}
+
 /// A ZIP sent as a download.
 pub struct ZipDownload {
     name: String,
@@ -20,13 +32,7 @@ pub struct ZipDownload {
 
 impl<'r> Responder<'r, 'static> for ZipDownload {
     fn respond_to(self, _: &'r Request<'_>) -> response::Result<'static> {
-        Response::build()
-            .header(ContentType::ZIP)
-            .header(Header::new(
-                "Content-Disposition",
-                format!("attachment; filename=\"{}\"", self.name),
-            ))
-            .header(Header::new("Cache-Control", "private, no-store"))
+        zip_response(&self.name)
             .sized_body(self.bytes.len(), std::io::Cursor::new(self.bytes))
             .ok()
     }
@@ -71,15 +77,7 @@ pub struct ZipStream {
 
 impl<'r> Responder<'r, 'static> for ZipStream {
     fn respond_to(self, _: &'r Request<'_>) -> response::Result<'static> {
-        Response::build()
-            .header(ContentType::ZIP)
-            .header(Header::new(
-                "Content-Disposition",
-                format!("attachment; filename=\"{}\"", self.name),
-            ))
-            .header(Header::new("Cache-Control", "private, no-store"))
-            .streamed_body(self.body)
-            .ok()
+        zip_response(&self.name).streamed_body(self.body).ok()
     }
 }
 
