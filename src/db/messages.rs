@@ -84,11 +84,14 @@ pub fn add_to_all(
     )?)
 }
 
-/// The id of the user's newest message (0 when there is none).
-pub fn latest_id(conn: &Connection, user: UserId) -> AppResult<i64> {
+/// Unread messages and the newest message id (0 when there is none), in
+/// one pass over the user's messages.
+pub fn summary(conn: &Connection, user: UserId) -> AppResult<(i64, i64)> {
     Ok(conn
-        .prepare_cached("SELECT coalesce(max(id), 0) FROM messages WHERE user_id = ?1")?
-        .query_row([user], |r| r.get(0))?)
+        .prepare_cached(
+            "SELECT coalesce(sum(read_at IS NULL), 0), coalesce(max(id), 0) FROM messages WHERE user_id = ?1",
+        )?
+        .query_row([user], |r| Ok((r.get(0)?, r.get(1)?)))?)
 }
 
 /// Messages newer than `after`, oldest first (the live stream's next batch).

@@ -104,9 +104,10 @@ pub struct InboxState {
 }
 
 pub fn state(conn: &Connection, user: UserId) -> AppResult<InboxState> {
+    let (unread, latest) = db::messages::summary(conn, user)?;
     Ok(InboxState {
-        unread: db::messages::unread(conn, user)?,
-        latest: db::messages::latest_id(conn, user)?,
+        unread,
+        latest,
         fresh: db::messages::fresh_unread(conn, user, super::now() - TOAST_WINDOW_SECS, 3)?,
     })
 }
