@@ -116,6 +116,18 @@ async fn download_export(page: PageCtx<'_>, me: CurrentUser, id: &str) -> AppRes
     })
 }
 
+/// The settings page again, 400, with a form's error and what was typed.
+async fn again(
+    page: &PageCtx<'_>,
+    me: &CurrentUser,
+    extra: serde_json::Value,
+) -> AppResult<Result<Flash<Redirect>, Page>> {
+    let status = rocket::http::Status::BadRequest;
+    Ok(Err(
+        super::settings::settings_page(page, me, status, extra).await?
+    ))
+}
+
 csrf_form!(DeleteForm { password, confirm });
 
 /// Deletes the account after the password is typed again and the
@@ -132,13 +144,7 @@ async fn delete_account(
     let retry = |field: &str, message: String| serde_json::json!({ "delete_error": { "field": field, "message": message } });
     if f.confirm.trim() != "DELETE" {
         let extra = retry("confirm", "Type DELETE in capitals to confirm.".into());
-        return Ok(Err(super::settings::settings_page(
-            &page,
-            &me,
-            rocket::http::Status::BadRequest,
-            extra,
-        )
-        .await?));
+        return again(&page, &me, extra).await;
     }
     let (user, config, ip) = (me.0.user.id, page.app.config.clone(), client.ip.clone());
     let r = page
@@ -158,13 +164,7 @@ async fn delete_account(
         }
         Err(AppError::Invalid { message, .. }) => {
             let extra = retry("delete_password", message);
-            Ok(Err(super::settings::settings_page(
-                &page,
-                &me,
-                rocket::http::Status::BadRequest,
-                extra,
-            )
-            .await?))
+            again(&page, &me, extra).await
         }
         Err(e) => Err(e),
     }
@@ -197,13 +197,7 @@ async fn privacy_request(
                 "request_error": { "field": field, "message": message },
                 "request_form": { "kind": f.kind, "details": f.details },
             });
-            Ok(Err(super::settings::settings_page(
-                &page,
-                &me,
-                rocket::http::Status::BadRequest,
-                extra,
-            )
-            .await?))
+            again(&page, &me, extra).await
         }
         Err(e) => Err(e),
     }
@@ -247,13 +241,7 @@ async fn change_email(
                 "email_error": { "field": field, "message": message },
                 "email_form": { "new_email": f.new_email },
             });
-            Ok(Err(super::settings::settings_page(
-                &page,
-                &me,
-                rocket::http::Status::BadRequest,
-                extra,
-            )
-            .await?))
+            again(&page, &me, extra).await
         }
         Err(e) => Err(e),
     }
