@@ -105,11 +105,7 @@ fn with_encryption_files_on_disk_are_not_images_and_are_served_decrypted() {
     // The export carries the images decrypted.
     let csrf = t.csrf("/settings");
     let zip_bytes = t
-        .client
-        .post("/settings/export")
-        .header(ContentType::Form)
-        .body(common::form_body(&[("csrf_token", &csrf)]))
-        .dispatch()
+        .post_raw("/settings/export", &[("csrf_token", &csrf)])
         .into_bytes()
         .unwrap();
     let mut zip = zip::ZipArchive::new(std::io::Cursor::new(zip_bytes)).unwrap();

@@ -6,7 +6,7 @@ mod common;
 
 use common::TestApp;
 use novart::i18n::{Lang, READY};
-use rocket::http::{ContentType, Header, Status};
+use rocket::http::{Header, Status};
 
 #[test]
 fn every_catalogue_has_exactly_the_english_keys() {
@@ -95,27 +95,19 @@ fn the_language_cookie_and_accept_language_pick_only_ready_languages() {
     assert_eq!(page("zh-CN").contains("<html lang=\"zh-CN\">"), zh_ready);
     // The switch refuses what is not offered and never redirects off-site.
     let csrf = t.csrf("/");
-    let r = t
-        .client
-        .post("/lang")
-        .header(ContentType::Form)
-        .body(common::form_body(&[
-            ("csrf_token", &csrf),
-            ("lang", "xx"),
-            ("next", "/"),
-        ]))
-        .dispatch();
+    let r = t.post_raw(
+        "/lang",
+        &[("csrf_token", &csrf), ("lang", "xx"), ("next", "/")],
+    );
     assert_eq!(r.status(), Status::BadRequest);
-    let r = t
-        .client
-        .post("/lang")
-        .header(ContentType::Form)
-        .body(common::form_body(&[
+    let r = t.post_raw(
+        "/lang",
+        &[
             ("csrf_token", &csrf),
             ("lang", "en"),
             ("next", "//evil.example/"),
-        ]))
-        .dispatch();
+        ],
+    );
     assert_eq!(r.status(), Status::SeeOther);
     assert_eq!(r.headers().get_one("Location"), Some("/"));
     let cookie = r

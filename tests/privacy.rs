@@ -81,12 +81,7 @@ fn the_export_has_every_part_and_nothing_of_anyone_else() {
 
     let csrf = t.csrf("/settings");
     assert!(t.page("/settings").contains("Download my data"));
-    let r = t
-        .client
-        .post("/settings/export")
-        .header(ContentType::Form)
-        .body(common::form_body(&[("csrf_token", &csrf)]))
-        .dispatch();
+    let r = t.post_raw("/settings/export", &[("csrf_token", &csrf)]);
     assert_eq!(r.status(), Status::Ok);
     assert_eq!(r.content_type(), Some(ContentType::ZIP));
     assert!(r
@@ -190,21 +185,11 @@ fn large_exports_are_built_in_the_background_for_the_owner_only() {
         queue_and_run(app, me, &format!("picture number {i}"));
     }
     let csrf = t.csrf("/settings");
-    let r = t
-        .client
-        .post("/settings/export")
-        .header(ContentType::Form)
-        .body(common::form_body(&[("csrf_token", &csrf)]))
-        .dispatch();
+    let r = t.post_raw("/settings/export", &[("csrf_token", &csrf)]);
     assert_eq!(r.status(), Status::SeeOther);
     assert!(t.page("/settings").contains("being prepared"));
     // Asking again while it is prepared is refused politely.
-    let r = t
-        .client
-        .post("/settings/export")
-        .header(ContentType::Form)
-        .body(common::form_body(&[("csrf_token", &csrf)]))
-        .dispatch();
+    let r = t.post_raw("/settings/export", &[("csrf_token", &csrf)]);
     assert_eq!(r.status(), Status::SeeOther);
 
     assert_eq!(
@@ -692,15 +677,14 @@ fn changing_the_e_mail_address_is_confirmed_at_the_new_one_and_the_old_one_is_to
     common::verified_user(app, "taken@example.com");
     let change = |email: &str, password: &str| {
         let csrf = t.csrf("/settings");
-        t.client
-            .post("/settings/email")
-            .header(ContentType::Form)
-            .body(common::form_body(&[
+        t.post_raw(
+            "/settings/email",
+            &[
                 ("csrf_token", &csrf),
                 ("new_email", email),
                 ("email_password", password),
-            ]))
-            .dispatch()
+            ],
+        )
     };
     let r = change("new@example.com", "not my password");
     assert_eq!(r.status(), Status::BadRequest);
@@ -735,15 +719,11 @@ fn changing_the_e_mail_address_is_confirmed_at_the_new_one_and_the_old_one_is_to
     let token = path.split("token=").nth(1).unwrap().to_string();
     let confirm = |token: &str| {
         let csrf = t.csrf("/settings");
-        t.client
-            .post("/settings/email/confirm")
-            .header(ContentType::Form)
-            .body(common::form_body(&[
-                ("csrf_token", &csrf),
-                ("token", token),
-            ]))
-            .dispatch()
-            .status()
+        t.post_raw(
+            "/settings/email/confirm",
+            &[("csrf_token", &csrf), ("token", token)],
+        )
+        .status()
     };
     assert_eq!(confirm(&token), Status::SeeOther);
     let u = novart::domain::accounts::find(&app.db.get().unwrap(), "new@example.com").unwrap();
