@@ -544,3 +544,9 @@ CREATE TABLE email_changes (
     used_at    INTEGER
 ) STRICT;
 CREATE INDEX email_changes_user ON email_changes(user_id);
+
+-- migration 12: each account's language
+-- NULL: follow the browser (the `lang` cookie, then Accept-Language).
+-- Set at registration from the page's language and changed in Settings;
+-- e-mails and the pages of every signed-in device use it.
+ALTER TABLE users ADD COLUMN language TEXT;

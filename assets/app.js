@@ -2,6 +2,16 @@
 (function () {
   "use strict";
 
+  // Texts in the page's language, from the catalogue (see base.html).
+  var texts = {};
+  try { texts = JSON.parse(document.getElementById("novart-texts").textContent); } catch (e) { texts = {}; }
+  window.novartText = function (key, values) {
+    var s = texts[key] || key;
+    Object.keys(values || {}).forEach(function (k) { s = s.split("{" + k + "}").join(String(values[k])); });
+    return s;
+  };
+  var T = window.novartText;
+
   // Toasts: dismiss on click, fade out after a while.
   function wireToast(t) {
     var close = t.querySelector(".toast-close");
@@ -16,7 +26,7 @@
     var span = document.createElement("span");
     span.textContent = message;
     var b = document.createElement("button");
-    b.type = "button"; b.className = "toast-close"; b.setAttribute("aria-label", "Dismiss"); b.textContent = "×";
+    b.type = "button"; b.className = "toast-close"; b.setAttribute("aria-label", T("dismiss")); b.textContent = "×";
     t.appendChild(span); t.appendChild(b);
     box.appendChild(t);
     wireToast(t);
@@ -43,10 +53,10 @@
     t.className = "toast toast-message"; t.setAttribute("data-message-id", String(id));
     var span = document.createElement("span");
     var strong = document.createElement("strong"); strong.textContent = title;
-    var a = document.createElement("a"); a.href = "/messages#m" + id; a.textContent = "Open";
+    var a = document.createElement("a"); a.href = "/messages#m" + id; a.textContent = T("open");
     span.appendChild(strong); span.appendChild(document.createTextNode(" ")); span.appendChild(a);
     var b = document.createElement("button");
-    b.type = "button"; b.className = "toast-close"; b.setAttribute("aria-label", "Dismiss"); b.textContent = "×";
+    b.type = "button"; b.className = "toast-close"; b.setAttribute("aria-label", T("dismiss")); b.textContent = "×";
     t.appendChild(span); t.appendChild(b);
     box.appendChild(t);
     wireMessageToast(t);
@@ -109,7 +119,7 @@
       var done = t.status === "succeeded" || t.status === "failed";
       if (!done || finished[t.id]) return;
       finished[t.id] = true;
-      var title = t.status === "succeeded" ? "Your images are ready" : "A task failed";
+      var title = t.status === "succeeded" ? T("images_ready_title") : T("task_failed_title");
       var text = (t.prompt || "").slice(0, 120);
       if (window.location.pathname !== "/studio") window.novartToast(title + ": " + text, t.status === "succeeded" ? "success" : "error");
       notify(title, text, "/studio", "task-" + t.id);
@@ -134,15 +144,15 @@
       var state = document.getElementById("notify-state");
       var show = function () {
         if (!("Notification" in window) || !("serviceWorker" in navigator) || !window.isSecureContext) {
-          state.textContent = "This browser cannot show notifications for this site.";
+          state.textContent = T("notify_unsupported");
           sw.hidden = true; return;
         }
         var on = notifyOn();
-        sw.textContent = on ? "Turn off browser notifications" : "Turn on browser notifications";
+        sw.textContent = on ? T("notify_off") : T("notify_on");
         sw.setAttribute("aria-pressed", on ? "true" : "false");
         state.textContent = Notification.permission === "denied"
-          ? "Notifications are blocked in this browser's site settings."
-          : on ? "You get a notification for finished tasks and new messages while this site is in the background." : "";
+          ? T("notify_blocked")
+          : on ? T("notify_explain") : "";
       };
       sw.hidden = false;
       sw.addEventListener("click", function () {
@@ -177,14 +187,14 @@
       input.parentNode.insertBefore(wrap, input);
       wrap.appendChild(input);
       var b = document.createElement("button");
-      b.type = "button"; b.className = "btn btn-small btn-ghost pw-toggle"; b.textContent = "Show";
+      b.type = "button"; b.className = "btn btn-small btn-ghost pw-toggle"; b.textContent = T("show");
       b.setAttribute("aria-controls", input.id);
-      b.setAttribute("aria-label", "Show password");
+      b.setAttribute("aria-label", T("show_password"));
       b.addEventListener("click", function () {
         var shown = input.type === "text";
         input.type = shown ? "password" : "text";
-        b.textContent = shown ? "Show" : "Hide";
-        b.setAttribute("aria-label", shown ? "Show password" : "Hide password");
+        b.textContent = shown ? T("show") : T("hide");
+        b.setAttribute("aria-label", shown ? T("show_password") : T("hide_password"));
       });
       input.style.paddingRight = "72px";
       wrap.appendChild(b);
@@ -218,7 +228,7 @@
       viewer.addEventListener("click", function (ev) { if (ev.target === viewer) viewer.close(); });
       var del = document.getElementById("viewer-delete");
       if (del) del.addEventListener("submit", function (ev) {
-        if (!window.confirm("Delete this image for good?")) ev.preventDefault();
+        if (!window.confirm(T("delete_image_confirm"))) ev.preventDefault();
       });
     }
 
@@ -235,13 +245,13 @@
         var el = document.querySelector(btn.getAttribute("data-copy"));
         if (!el) return;
         var text = el.value || el.textContent;
-        var done = function () { window.novartToast("Copied to the clipboard.", "success"); };
+        var done = function () { window.novartToast(T("copied"), "success"); };
         if (navigator.clipboard && window.isSecureContext) {
-          navigator.clipboard.writeText(text).then(done, function () { window.novartToast("Copy failed: select the text and copy it.", "error"); });
+          navigator.clipboard.writeText(text).then(done, function () { window.novartToast(T("copy_failed"), "error"); });
         } else {
           var r = document.createRange(); r.selectNodeContents(el);
           var sel = window.getSelection(); sel.removeAllRanges(); sel.addRange(r);
-          try { document.execCommand("copy"); done(); } catch (e) { window.novartToast("Select the text and copy it.", "info"); }
+          try { document.execCommand("copy"); done(); } catch (e) { window.novartToast(T("copy_manually"), "info"); }
         }
       });
     });

@@ -18,12 +18,13 @@
     return models[0];
   }
 
-  function plural(n, word) { return n + " " + word + (n === 1 ? "" : "s"); }
+  var T = window.novartText || function (k) { return k; };
+  function plural(n, word) { return T(n === 1 ? word + "_one" : word, { n: n }); }
 
   function updateCost() {
     var m = current();
     var n = parseInt(el("n").value, 10) || 1;
-    el("cost-total").textContent = plural(m.price * n, "credit");
+    el("cost-total").textContent = plural(m.price * n, "credits");
     var available = parseInt(el("available").textContent, 10);
     el("cost").classList.toggle("short", !isNaN(available) && m.price * n > available);
   }
@@ -84,7 +85,7 @@
     desc.textContent = "";
     if (m.builtin) {
       var b = document.createElement("span");
-      b.className = "badge"; b.textContent = "built-in renderer, no AI model";
+      b.className = "badge"; b.textContent = T("builtin");
       desc.appendChild(b); desc.appendChild(document.createTextNode(" "));
     }
     desc.appendChild(document.createTextNode(m.description || ""));
@@ -116,12 +117,12 @@
       var li = document.createElement("li");
       li.className = "ref-chip";
       var img = document.createElement("img");
-      img.src = r.preview; img.alt = "Reference " + (i + 1) + ": " + r.name; img.width = 48; img.height = 48;
+      img.src = r.preview; img.alt = T("reference_alt", { n: i + 1, name: r.name }); img.width = 48; img.height = 48;
       var name = document.createElement("span");
       name.textContent = r.name;
       var rm = document.createElement("button");
-      rm.type = "button"; rm.className = "btn btn-small btn-ghost"; rm.textContent = "Remove";
-      rm.setAttribute("aria-label", "Remove reference " + r.name);
+      rm.type = "button"; rm.className = "btn btn-small btn-ghost"; rm.textContent = T("remove");
+      rm.setAttribute("aria-label", T("remove_reference", { name: r.name }));
       rm.addEventListener("click", function () { refs.splice(i, 1); renderRefs(); });
       li.appendChild(img); li.appendChild(name); li.appendChild(rm);
       list.appendChild(li);
@@ -130,7 +131,7 @@
 
   function uploadFiles(files) {
     Array.prototype.slice.call(files).forEach(function (file) {
-      if (refs.length >= 4) { toast("At most 4 reference images per task.", "error"); return; }
+      if (refs.length >= 4) { toast(T("max_references"), "error"); return; }
       var zone = el("dropzone");
       zone.classList.add("busy");
       fetch("/api/v1/uploads", {
@@ -144,7 +145,7 @@
         if (!res.ok) { toast(file.name + ": " + res.body.error.message, "error"); return; }
         refs.push({ id: res.body.id, name: file.name, preview: res.body.preview_url });
         renderRefs();
-      }).catch(function () { zone.classList.remove("busy"); toast("The upload failed. Check your connection.", "error"); });
+      }).catch(function () { zone.classList.remove("busy"); toast(T("upload_failed"), "error"); });
     });
   }
   el("refs").addEventListener("change", function (ev) { uploadFiles(ev.target.files); ev.target.value = ""; });
@@ -197,7 +198,7 @@
     refreshCard(t.id);
     if (before && before !== t.status && (t.status === "failed" || t.status === "canceled" || t.status === "succeeded")) refreshBalance();
     if (before && before !== t.status) {
-      if (t.status === "succeeded") toast("Your images are ready.", "success");
+      if (t.status === "succeeded") toast(T("images_ready"), "success");
       if (t.status === "failed") toast(t.error || "A task failed.", "error");
     }
   }
@@ -234,8 +235,8 @@
       btn.disabled = false; spin.remove();
       if (!res.ok) {
         var e = res.body.error || {};
-        var extra = e.code === "insufficient_balance" ? " See your wallet for your credits." : "";
-        toast((e.message || "The task could not be created.") + extra, "error");
+        var extra = e.code === "insufficient_balance" ? " " + T("see_wallet") : "";
+        toast((e.message || T("task_not_created")) + extra, "error");
         refreshBalance();
         var field = e.param && document.getElementById(e.param);
         if (field) {
@@ -245,13 +246,13 @@
         }
         return;
       }
-      toast("Queued: " + plural(res.body.n, "image") + " on the way.", "success");
+      toast(T("queued", { images: plural(res.body.n, "images") }), "success");
       refreshBalance();
       refreshCard(res.body.id);
       watch();
     }).catch(function () {
       btn.disabled = false; spin.remove();
-      toast("The studio could not be reached. Check your connection.", "error");
+      toast(T("unreachable"), "error");
     });
   }
 
@@ -266,7 +267,7 @@
     fetch("/api/v1/tasks/" + encodeURIComponent(id) + "/cancel", {
       method: "POST", credentials: "same-origin", headers: { "x-csrf-token": csrf }
     }).then(function (r) { return r.json(); }).then(function (b) {
-      if (b.error) toast(b.error.message, "error"); else toast("The task is canceled.", "info");
+      if (b.error) toast(b.error.message, "error"); else toast(T("task_canceled"), "info");
       refreshCard(id);
     });
   });
@@ -288,15 +289,15 @@
   }
   function startPolling() {
     if (!polling) polling = setInterval(poll, 2000);
-    el("live-status").textContent = "Updating every 2 seconds";
+    el("live-status").textContent = T("polling");
   }
   // The page's one live stream is opened by app.js; the studio listens to it.
   function watch() {
     var live = window.novartLive;
     if (source || !live || !live.source) { if (!source) startPolling(); return; }
     source = live.source;
-    if (source.readyState === 1) el("live-status").textContent = "Live";
-    live.on("ready", function () { failures = 0; el("live-status").textContent = "Live"; });
+    if (source.readyState === 1) el("live-status").textContent = T("live");
+    live.on("ready", function () { failures = 0; el("live-status").textContent = T("live"); });
     live.on("task", function (ev) { onTask(JSON.parse(ev.data)); });
     live.on("resync", function () { activeIds().forEach(refreshCard); });
     source.addEventListener("error", function () {

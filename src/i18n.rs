@@ -23,7 +23,7 @@ pub const ALL: [Lang; 2] = [Lang::En, Lang::ZhCn];
 /// Languages the whole product (every page, e-mail and message) is written
 /// in. A complete catalogue is not enough on its own: Simplified Chinese is
 /// offered once every page reads its texts from the catalogue.
-pub const READY: &[Lang] = &[Lang::En];
+pub const READY: &[Lang] = &[Lang::En, Lang::ZhCn];
 
 impl Lang {
     /// The BCP 47 tag (also the catalogue's file name and `<html lang>`).
@@ -91,9 +91,129 @@ pub fn negotiate(
     ranked.first().map(|r| r.2).unwrap_or(Lang::En)
 }
 
-/// The catalogues, flattened to `section.key` → text.
+/// The catalogues, flattened to `section.key` → text, plus each
+/// language's message catalogue.
 pub struct Catalogs {
     texts: HashMap<Lang, HashMap<String, String>>,
+    messages: HashMap<Lang, Messages>,
+}
+
+/// Texts the server writes (form errors, notices, inbox messages) are
+/// written in English in the code, the way gettext works: the English text
+/// is the message id. `<code>.messages.toml` maps each id, with `{name}`
+/// placeholders where the text has values in it, to its translation.
+#[derive(Default)]
+pub struct Messages {
+    exact: HashMap<String, String>,
+    /// Ids with placeholders, most specific (longest fixed text) first.
+    patterns: Vec<Pattern>,
+}
+
+struct Pattern {
+    /// The fixed pieces around the placeholders (one more than `names`).
+    /// A value may be empty: `"credit{s}"` covers "credit" and "credits".
+    pieces: Vec<String>,
+    names: Vec<String>,
+    target: String,
+}
+
+/// `"Use at least {n} characters."` → pieces and placeholder names.
+fn split_placeholders(id: &str) -> (Vec<String>, Vec<String>) {
+    let mut pieces = vec![String::new()];
+    let mut names = Vec::new();
+    let mut rest = id;
+    while let Some(open) = rest.find('{') {
+        let Some(close) = rest[open..].find('}') else {
+            break;
+        };
+        pieces.last_mut().unwrap().push_str(&rest[..open]);
+        names.push(rest[open + 1..open + close].to_string());
+        pieces.push(String::new());
+        rest = &rest[open + close + 1..];
+    }
+    pieces.last_mut().unwrap().push_str(rest);
+    (pieces, names)
+}
+
+impl Pattern {
+    /// The placeholder values if `text` is this id with values filled in.
+    fn capture<'t>(&self, text: &'t str) -> Option<Vec<&'t str>> {
+        let rest = text.strip_prefix(self.pieces[0].as_str())?;
+        let last = self.pieces.last().unwrap();
+        let rest = rest.strip_suffix(last.as_str())?;
+        let mut values = Vec::with_capacity(self.names.len());
+        let mut at = rest;
+        for piece in &self.pieces[1..self.pieces.len() - 1] {
+            let i = at.find(piece.as_str())?;
+            values.push(&at[..i]);
+            at = &at[i + piece.len()..];
+        }
+        values.push(at);
+        Some(values)
+    }
+}
+
+impl Messages {
+    pub fn parse(text: &str) -> AppResult<Messages> {
+        let map: BTreeMap<String, String> = Figment::from(Toml::string(text))
+            .extract()
+            .map_err(|e| AppError::internal(format!("message catalogue: {e}")))?;
+        let mut out = Messages::default();
+        for (id, target) in map {
+            let (pieces, names) = split_placeholders(&id);
+            if names.is_empty() {
+                out.exact.insert(id, target);
+            } else {
+                out.patterns.push(Pattern {
+                    pieces,
+                    names,
+                    target,
+                });
+            }
+        }
+        let fixed = |p: &Pattern| p.pieces.iter().map(String::len).sum::<usize>();
+        out.patterns.sort_by_key(|p| std::cmp::Reverse(fixed(p)));
+        Ok(out)
+    }
+
+    /// Every message id, placeholders written `{}` (for coverage checks).
+    pub fn ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.exact.keys().cloned().collect();
+        ids.extend(self.patterns.iter().map(|p| p.pieces.join("{}")));
+        ids
+    }
+
+    /// The translation of `text`, or `None` if the catalogue lacks it.
+    /// Placeholder values are translated too when they are ids themselves
+    /// ("3 minutes" inside "Please wait 3 minutes").
+    pub fn translate(&self, text: &str) -> Option<String> {
+        self.translate_depth(text, 2)
+    }
+
+    fn translate_depth(&self, text: &str, depth: u8) -> Option<String> {
+        if let Some(t) = self.exact.get(text) {
+            return Some(t.clone());
+        }
+        self.patterns.iter().find_map(|p| {
+            let values = p.capture(text)?;
+            let mut out = p.target.clone();
+            for (name, value) in p.names.iter().zip(values) {
+                let value = if depth > 0 {
+                    // A sentence quoted without its full stop ("failed: {error}.").
+                    self.translate_depth(value, depth - 1)
+                        .or_else(|| {
+                            self.translate_depth(&format!("{value}."), depth - 1)
+                                .map(|t| t.trim_end_matches(['。', '.']).to_string())
+                        })
+                        .unwrap_or_else(|| value.to_string())
+                } else {
+                    value.to_string()
+                };
+                out = out.replace(&format!("{{{name}}}"), &value);
+            }
+            Some(out)
+        })
+    }
 }
 
 fn parse(code: &str, text: &str) -> AppResult<HashMap<String, String>> {
@@ -112,6 +232,12 @@ fn parse(code: &str, text: &str) -> AppResult<HashMap<String, String>> {
 impl Catalogs {
     /// From the catalogue texts of each language (as embedded).
     pub fn from_texts(texts: &[(Lang, &str)]) -> AppResult<Catalogs> {
+        Catalogs::with_messages(texts, &[])
+    }
+
+    /// Page catalogues plus message catalogues (none for English: its
+    /// messages are the ids).
+    pub fn with_messages(texts: &[(Lang, &str)], messages: &[(Lang, &str)]) -> AppResult<Catalogs> {
         let mut out = HashMap::new();
         for (lang, text) in texts {
             out.insert(*lang, parse(lang.code(), text)?);
@@ -119,7 +245,59 @@ impl Catalogs {
         if !out.contains_key(&Lang::En) {
             return Err(AppError::internal("the English catalogue is missing"));
         }
-        Ok(Catalogs { texts: out })
+        let mut msgs = HashMap::new();
+        for (lang, text) in messages {
+            msgs.insert(*lang, Messages::parse(text)?);
+        }
+        Ok(Catalogs {
+            texts: out,
+            messages: msgs,
+        })
+    }
+
+    /// A language's message catalogue (empty for English).
+    pub fn messages(&self, lang: Lang) -> Option<&Messages> {
+        self.messages.get(&lang)
+    }
+
+    /// A server-written English text in `lang` (unchanged for English, or
+    /// when the catalogue lacks it).
+    pub fn message(&self, lang: Lang, english: &str) -> String {
+        if lang == Lang::En {
+            return english.to_string();
+        }
+        match self.messages.get(&lang).and_then(|m| m.translate(english)) {
+            Some(t) => t,
+            None => {
+                tracing::debug!(
+                    lang = lang.code(),
+                    english,
+                    "no translation for this message"
+                );
+                english.to_string()
+            }
+        }
+    }
+
+    /// Every text of one section (for the scripts), English filling gaps.
+    pub fn section(&self, lang: Lang, section: &str) -> serde_json::Map<String, serde_json::Value> {
+        let prefix = format!("{section}.");
+        let mut out = serde_json::Map::new();
+        for l in [Lang::En, lang] {
+            if let Some(m) = self.texts.get(&l) {
+                for (k, v) in m {
+                    if let Some(name) = k.strip_prefix(&prefix) {
+                        out.insert(name.to_string(), serde_json::Value::String(v.clone()));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether `lang`'s catalogue has `key`.
+    pub fn has(&self, lang: Lang, key: &str) -> bool {
+        self.texts.get(&lang).is_some_and(|m| m.contains_key(key))
     }
 
     /// Keys the English catalogue has and `lang`'s lacks (and the reverse).
@@ -212,6 +390,44 @@ mod tests {
         assert_eq!(
             negotiate(Some("zh-CN"), Some("zh"), Some("zh-CN"), &[Lang::En]),
             Lang::En
+        );
+    }
+
+    #[test]
+    fn messages_match_exactly_or_by_pattern() {
+        let m = Messages::parse(
+            "\"You are signed in.\" = \"已登录。\"\n\
+             \"Please wait {wait} and try again.\" = \"请等待 {wait} 后再试。\"\n\
+             \"{n} minutes\" = \"{n} 分钟\"\n\
+             \"{model} makes 1 to {max} images per task.\" = \"{model} 每个任务生成 1 到 {max} 张图片。\"\n",
+        )
+        .unwrap();
+        assert_eq!(m.translate("You are signed in.").unwrap(), "已登录。");
+        assert_eq!(
+            m.translate("Please wait 3 minutes and try again.").unwrap(),
+            "请等待 3 分钟 后再试。"
+        );
+        assert_eq!(
+            m.translate("Novart Draft makes 1 to 4 images per task.")
+                .unwrap(),
+            "Novart Draft 每个任务生成 1 到 4 张图片。"
+        );
+        assert_eq!(
+            m.translate("Please wait  and try again.").unwrap(),
+            "请等待  后再试。",
+            "an empty value (an English plural ending) is allowed"
+        );
+        assert_eq!(m.translate("Something else."), None);
+        assert_eq!(split_placeholders("a {x} b {y}").1, vec!["x", "y"]);
+        // An optional tail is a value that is a message of its own.
+        let m = Messages::parse(
+            "\"Done.{tail}\" = \"完成。{tail}\"\n\" Refunded {n}.\" = \"已退还 {n}。\"\n",
+        )
+        .unwrap();
+        assert_eq!(m.translate("Done.").unwrap(), "完成。");
+        assert_eq!(
+            m.translate("Done. Refunded 3.").unwrap(),
+            "完成。已退还 3。"
         );
     }
 

@@ -18,7 +18,10 @@ use crate::templates::Templates;
 /// `.html`, rendered with `context` (plus `public_url`).
 pub struct Email {
     pub to: String,
+    /// The English subject; sent in `lang` through the message catalogue.
     pub subject: String,
+    /// The recipient's language (the account's choice).
+    pub lang: crate::i18n::Lang,
     pub template: &'static str,
     pub context: tera::Context,
     /// The action link inside, logged with outbox delivery for convenience.
@@ -77,8 +80,13 @@ impl Mailer {
     pub fn send(&self, email: Email) -> AppResult<()> {
         let inner = &self.inner;
         let mut ctx = email.context.clone();
+        let subject = inner
+            .templates
+            .catalogs()
+            .message(email.lang, &email.subject);
         ctx.insert("public_url", &inner.public_url);
-        ctx.insert("subject", &email.subject);
+        ctx.insert("subject", &subject);
+        ctx.insert("lang", email.lang.code());
         let text = inner
             .templates
             .render(&format!("emails/{}.txt", email.template), &ctx)?;
@@ -92,7 +100,7 @@ impl Mailer {
         let message = Message::builder()
             .from(inner.from.clone())
             .to(to)
-            .subject(email.subject.clone())
+            .subject(subject)
             .message_id(None)
             .multipart(MultiPart::alternative_plain_html(text, html))
             .map_err(|e| AppError::internal(format!("building e-mail: {e}")))?;

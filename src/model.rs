@@ -71,9 +71,21 @@ pub struct User {
     pub referred_by: Option<UserId>,
     #[serde(skip)]
     pub password_hash: String,
+    /// The chosen language (a catalogue code), or None to follow the browser.
+    pub language: Option<String>,
 }
 
 impl User {
+    /// The language for texts sent to this account (e-mails), English
+    /// unless the account chose another.
+    pub fn lang(&self) -> crate::i18n::Lang {
+        self.language
+            .as_deref()
+            .and_then(crate::i18n::Lang::parse)
+            .filter(|l| crate::i18n::READY.contains(l))
+            .unwrap_or(crate::i18n::Lang::En)
+    }
+
     pub fn is_verified(&self) -> bool {
         self.email_verified_at.is_some()
     }

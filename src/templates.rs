@@ -28,8 +28,71 @@ pub fn load_catalogs() -> AppResult<Catalogs> {
             texts.push((lang, String::from_utf8_lossy(&f.data).into_owned()));
         }
     }
+    let mut messages: Vec<(Lang, String)> = Vec::new();
+    for lang in crate::i18n::ALL {
+        if let Some(f) = Files::get(&format!("i18n/{}.messages.toml", lang.code())) {
+            messages.push((lang, String::from_utf8_lossy(&f.data).into_owned()));
+        }
+    }
     let refs: Vec<(Lang, &str)> = texts.iter().map(|(l, t)| (*l, t.as_str())).collect();
-    Catalogs::from_texts(&refs)
+    let msg_refs: Vec<(Lang, &str)> = messages.iter().map(|(l, t)| (*l, t.as_str())).collect();
+    Catalogs::with_messages(&refs, &msg_refs)
+}
+
+fn lang_arg(args: &HashMap<String, Value>) -> Lang {
+    args.get("l")
+        .and_then(Value::as_str)
+        .and_then(Lang::parse)
+        .unwrap_or(Lang::En)
+}
+
+/// What `t()` does: the text for `k` in `l`, placeholders filled from the
+/// other arguments. With `n=1` a `k_one` text is preferred (English
+/// singulars). For `_html` keys (catalogue texts with markup, shown with
+/// `| safe`) the filled-in values are escaped.
+fn catalogue_text(c: &Catalogs, args: &HashMap<String, Value>) -> tera::Result<Value> {
+    let key = args
+        .get("k")
+        .and_then(Value::as_str)
+        .ok_or_else(|| tera::Error::msg("t() needs k=\"section.key\""))?;
+    let lang = lang_arg(args);
+    let one = format!("{key}_one");
+    let key = match args.get("n").and_then(Value::as_i64) {
+        Some(1) if c.has(Lang::En, &one) => one.as_str(),
+        _ => key,
+    };
+    let html = key.ends_with("_html");
+    let fills: Vec<(&str, String)> = args
+        .iter()
+        .filter(|(name, _)| *name != "k" && *name != "l")
+        .map(|(name, v)| {
+            let text = match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            let text = if html { tera::escape_html(&text) } else { text };
+            (name.as_str(), text)
+        })
+        .collect();
+    Ok(Value::String(c.text(lang, key, &fills)))
+}
+
+/// "3 h 20 min" style time left, in the page's language.
+pub fn time_left(c: &Catalogs, lang: Lang, secs: i64) -> String {
+    let secs = secs.max(0);
+    let (h, m) = (secs / 3600, (secs % 3600) / 60);
+    let n = |v: i64| v.to_string();
+    if h == 0 {
+        c.text(lang, "units.minutes", &[("m", n(m))])
+    } else if h >= 24 {
+        c.text(
+            lang,
+            "units.days_hours",
+            &[("d", n(h / 24)), ("h", n(h % 24))],
+        )
+    } else {
+        c.text(lang, "units.hours_minutes", &[("h", n(h)), ("m", n(m))])
+    }
 }
 
 impl Templates {
@@ -53,27 +116,28 @@ impl Templates {
         let catalogs = Arc::new(load_catalogs()?);
         let c = catalogs.clone();
         tera.register_function("t", move |args: &HashMap<String, Value>| {
-            let key = args
-                .get("k")
-                .and_then(Value::as_str)
-                .ok_or_else(|| tera::Error::msg("t() needs k=\"section.key\""))?;
-            let lang = args
-                .get("l")
-                .and_then(Value::as_str)
-                .and_then(Lang::parse)
-                .unwrap_or(Lang::En);
-            let fills: Vec<(&str, String)> = args
-                .iter()
-                .filter(|(name, _)| *name != "k" && *name != "l")
-                .map(|(name, v)| {
-                    let text = match v {
-                        Value::String(s) => s.clone(),
-                        other => other.to_string(),
-                    };
-                    (name.as_str(), text)
-                })
-                .collect();
-            Ok(Value::String(c.text(lang, key, &fills)))
+            catalogue_text(&c, args)
+        });
+        let c = catalogs.clone();
+        tera.register_filter(
+            "msg",
+            move |value: &Value, args: &HashMap<String, Value>| {
+                let text = value.as_str().unwrap_or_default();
+                Ok(Value::String(c.message(lang_arg(args), text)))
+            },
+        );
+        let c = catalogs.clone();
+        tera.register_filter(
+            "left",
+            move |value: &Value, args: &HashMap<String, Value>| {
+                let secs = value.as_i64().unwrap_or(0) - crate::domain::now();
+                Ok(Value::String(time_left(&c, lang_arg(args), secs)))
+            },
+        );
+        let c = catalogs.clone();
+        tera.register_function("texts", move |args: &HashMap<String, Value>| {
+            let prefix = args.get("prefix").and_then(Value::as_str).unwrap_or("js");
+            Ok(Value::Object(c.section(lang_arg(args), prefix)))
         });
         Ok(Templates { tera, catalogs })
     }

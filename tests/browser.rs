@@ -693,4 +693,24 @@ fn studio_journey_in_chromium() {
         b.script("var i = document.querySelector('.shared img'); return !!i && i.complete && i.naturalWidth > 0;") == json!(true)
     });
     b.screenshot("17-shared");
+
+    // The footer switches the whole studio to Simplified Chinese, live
+    // texts of the scripts included.
+    b.goto(&format!("{app_url}/studio"));
+    b.select("Language", "简体中文");
+    b.click_button("Change");
+    b.wait_text("你的任务");
+    b.fill("提示词", "海上日落，温暖的光线");
+    b.click_button("生成");
+    b.wait_text("已排队：1 张图片正在生成。");
+    wait_for("the new task to finish", || {
+        b.script("return document.querySelectorAll('.task-card .badge-succeeded').length;")
+            == json!(2)
+    });
+    wait_for("the images to load", || {
+        b.script("return Array.from(document.querySelectorAll('.task-card .thumb img')).every(i => i.complete && i.naturalWidth > 0);") == json!(true)
+    });
+    assert!(b.source().contains(">已完成<"));
+    b.script("window.scrollTo(0, 0); return true;");
+    b.screenshot("18-studio-zh-CN");
 }

@@ -75,7 +75,7 @@ pub fn erase_personal(
     let code = format!("deleted{}", user.0);
     tx.execute(
         "UPDATE users SET email = ?2, display_name = ?3, password_hash = '!', email_verified_at = NULL,
-         last_sign_in_at = NULL, registration_ip = NULL, referral_code = ?4, deleted_at = ?5 WHERE id = ?1",
+         last_sign_in_at = NULL, registration_ip = NULL, language = NULL, referral_code = ?4, deleted_at = ?5 WHERE id = ?1",
         params![user, email, name, code, now],
     )?;
     Ok(())

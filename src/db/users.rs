@@ -6,7 +6,7 @@ use crate::error::AppResult;
 use crate::model::{Role, User, UserId};
 
 const COLUMNS: &str = "id, email, display_name, role, email_verified_at, created_at, \
-     last_sign_in_at, password_changed_at, referral_code, referred_by, password_hash";
+     last_sign_in_at, password_changed_at, referral_code, referred_by, password_hash, language";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<User> {
     let role: String = r.get(3)?;
@@ -22,6 +22,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<User> {
         referral_code: r.get(8)?,
         referred_by: r.get(9)?,
         password_hash: r.get(10)?,
+        language: r.get(11)?,
     })
 }
 
@@ -35,6 +36,15 @@ pub struct NewUser<'a> {
     pub referred_by: Option<UserId>,
     pub registration_ip: Option<&'a str>,
     pub now: i64,
+}
+
+/// Sets (or with None clears) the account's language.
+pub fn set_language(conn: &Connection, user: UserId, language: Option<&str>) -> AppResult<()> {
+    conn.execute(
+        "UPDATE users SET language = ?2 WHERE id = ?1",
+        params![user, language],
+    )?;
+    Ok(())
 }
 
 /// Inserts a user; returns None if the e-mail is taken.

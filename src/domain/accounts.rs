@@ -99,6 +99,8 @@ pub struct Registration<'a> {
     pub password: &'a str,
     pub display_name: &'a str,
     pub referral_code: Option<&'a str>,
+    /// The page's language, kept as the account's language.
+    pub language: Option<crate::i18n::Lang>,
 }
 
 #[derive(Debug)]
@@ -156,6 +158,9 @@ pub fn register(
         )?;
         match id {
             Some(id) => {
+                if let Some(lang) = input.language {
+                    db::users::set_language(tx, id, Some(lang.code()))?;
+                }
                 super::wallet::signup_bonus(tx, id, config.billing.signup_bonus, now)?;
                 Ok(db::users::by_id(tx, id)?)
             }
@@ -179,6 +184,7 @@ pub fn register(
                     mailer,
                     Email {
                         to: existing.email.clone(),
+                        lang: existing.lang(),
                         subject: "Someone tried to register with your e-mail address".into(),
                         template: "already_registered",
                         context: ctx,
@@ -230,6 +236,7 @@ fn send_link(
         mailer,
         Email {
             to: user.email.clone(),
+            lang: user.lang(),
             subject: link.subject.into(),
             template: link.template,
             context: ctx,
@@ -418,6 +425,7 @@ pub(crate) fn notify_password_changed(mailer: &Mailer, user: &User) {
         mailer,
         Email {
             to: user.email.clone(),
+            lang: user.lang(),
             subject: "Your Novart Studio password was changed".into(),
             template: "password_changed",
             context: ctx,

@@ -39,11 +39,12 @@ pub fn request(
             "That is already your address.",
         ));
     }
-    if db::users::by_email(conn, &new_email)?.is_some() {
+    if let Some(owner) = db::users::by_email(conn, &new_email)? {
         deliver(
             mailer,
             Email {
                 to: new_email.clone(),
+                lang: owner.lang(),
                 subject: "Someone tried to use this address on Novart Studio".into(),
                 template: "email_taken",
                 context: tera::Context::new(),
@@ -78,6 +79,7 @@ pub fn request(
         mailer,
         Email {
             to: new_email.clone(),
+            lang: u.lang(),
             subject: "Confirm your new e-mail address for Novart Studio".into(),
             template: "email_change",
             context: ctx,
@@ -107,7 +109,7 @@ pub fn confirm(conn: &mut Connection, mailer: &Mailer, token: &str) -> AppResult
             "This link has expired or was already used. Ask for a new one in Settings.",
         )
     };
-    let (user, old, new, name) = db::write(conn, |tx| {
+    let (user, old, new, name, lang) = db::write(conn, |tx| {
         let row: Option<(i64, i64, String)> = tx
             .query_row(
                 "SELECT id, user_id, new_email FROM email_changes WHERE token_hash = ?1 AND used_at IS NULL AND expires_at > ?2",
@@ -141,7 +143,8 @@ pub fn confirm(conn: &mut Connection, mailer: &Mailer, token: &str) -> AppResult
             ),
             now,
         )?;
-        Ok((user, u.email, new_email, u.display_name))
+        let lang = u.lang();
+        Ok((user, u.email, new_email, u.display_name, lang))
     })?;
     let mut ctx = tera::Context::new();
     ctx.insert("name", &name);
@@ -150,6 +153,7 @@ pub fn confirm(conn: &mut Connection, mailer: &Mailer, token: &str) -> AppResult
         mailer,
         Email {
             to: old,
+            lang,
             subject: "The e-mail address of your Novart Studio account was changed".into(),
             template: "email_changed",
             context: ctx,

@@ -25,7 +25,7 @@ pub const FORMAT: u32 = 1;
 /// secrets (password hash, token and key digests, webhook secret) and other
 /// people's identities left out.
 const PARTS: &[(&str, &str)] = &[
-    ("account", "SELECT id, email, display_name, role, email_verified_at, created_at, last_sign_in_at, password_changed_at, referral_code, registration_ip, referred_by IS NOT NULL AS was_referred FROM users WHERE id = ?1"),
+    ("account", "SELECT id, email, display_name, role, email_verified_at, created_at, last_sign_in_at, password_changed_at, referral_code, registration_ip, language, referred_by IS NOT NULL AS was_referred FROM users WHERE id = ?1"),
     ("sessions", "SELECT created_at, last_seen_at, expires_at, ip, user_agent FROM sessions WHERE user_id = ?1 ORDER BY id"),
     ("tasks", "SELECT public_id AS id, status, model, prompt, negative_prompt, width, height, n, seed, webhook_url, cost, attempts, provider, error, created_at, started_at, finished_at, (SELECT prefix FROM api_keys k WHERE k.id = tasks.api_key_id) AS api_key_prefix FROM tasks WHERE user_id = ?1 ORDER BY id"),
     ("assets", "SELECT a.public_id AS id, a.kind, t.public_id AS task, a.mime, a.width, a.height, a.bytes, a.created_at, a.expires_at, a.downloads, a.published_at, a.share_id IS NOT NULL AS shared_by_link FROM assets a LEFT JOIN tasks t ON t.id = a.task_id WHERE a.user_id = ?1 ORDER BY a.id"),

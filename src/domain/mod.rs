@@ -20,6 +20,7 @@ pub mod links;
 pub mod messages;
 pub mod moderation;
 pub mod passwords;
+pub mod preferences;
 pub mod privacy;
 pub mod ratelimit;
 pub mod referrals;

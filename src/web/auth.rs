@@ -114,6 +114,7 @@ async fn register(
     );
     let ip = client.ip.clone();
     let ua = client.user_agent.clone();
+    let language = page.lang;
     let result = app
         .db
         .run(move |conn| {
@@ -130,6 +131,7 @@ async fn register(
                     password: &password,
                     display_name: &name,
                     referral_code: Some(&referral),
+                    language: Some(language),
                 },
                 &client,
             )?;

@@ -173,7 +173,7 @@ async fn render(
     let l = &page.app.config.limits;
     let mut values = json!({
         "keys": key_rows,
-        "models": page.app.engine.catalog.models.iter().map(|m| json!({"id": m.id, "name": m.name})).collect::<Vec<_>>(),
+        "models": page.app.engine.catalog.models.iter().map(|m| json!({"id": m.id, "name": page.app.templates.catalogs().message(page.lang, &m.name)})).collect::<Vec<_>>(),
         "permissions": apikeys::PERMISSIONS,
         "limit_fields": [
             { "name": "rpm", "label": "Requests per minute" },

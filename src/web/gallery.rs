@@ -14,16 +14,7 @@ use crate::error::AppResult;
 
 const PAGE: u32 = 48;
 
-fn model_name(page: &PageCtx<'_>, id: &str) -> String {
-    page.app
-        .engine
-        .catalog
-        .models
-        .iter()
-        .find(|m| m.id == id)
-        .map(|m| m.name.clone())
-        .unwrap_or_else(|| id.to_string())
-}
+use super::studio::model_name;
 
 /// Images their owners chose to show everyone. No prompts, no names.
 #[get("/gallery")]

@@ -34,13 +34,21 @@ impl<'r> FromRequest<'r> for LastEventId {
     }
 }
 
-fn message_event(m: &crate::db::messages::Message, unread: i64) -> Event {
-    let body: String = m.body.chars().take(300).collect();
+/// A message for the page, in its language (texts the server wrote are
+/// translated; an operator's announcement stays as written).
+fn message_event(
+    m: &crate::db::messages::Message,
+    unread: i64,
+    catalogs: &crate::i18n::Catalogs,
+    lang: crate::i18n::Lang,
+) -> Event {
+    let body = catalogs.message(lang, &m.body);
+    let body: String = body.chars().take(300).collect();
     Event::json(&json!({
         "id": m.id,
         "kind": m.kind,
-        "kind_label": messages::kind_label(&m.kind),
-        "title": m.title,
+        "kind_label": catalogs.message(lang, messages::kind_label(&m.kind)),
+        "title": catalogs.message(lang, &m.title),
         "body": body,
         "created_at": m.created_at,
         "unread": unread,
@@ -53,6 +61,7 @@ fn message_event(m: &crate::db::messages::Message, unread: i64) -> Event {
 /// query. `messages_after`: the newest message id the page already shows
 /// (default: the newest now); a reconnect's `Last-Event-ID` wins.
 #[get("/api/v1/events?<csrf_token>&<messages_after>")]
+#[allow(clippy::too_many_arguments)] // Rocket guards, one per concern
 async fn events(
     app: &State<App>,
     user: MaybeUser,
@@ -60,6 +69,7 @@ async fn events(
     csrf_token: Option<String>,
     messages_after: Option<i64>,
     last_event: LastEventId,
+    lang: super::render::PageLang,
     mut shutdown: Shutdown,
 ) -> AppResult<EventStream![Event + '_]> {
     let Some(signed_in) = user.0 else {
@@ -108,7 +118,7 @@ async fn events(
                     if let Ok((new, unread)) = found {
                         for m in &new {
                             last_message = last_message.max(m.id);
-                            yield message_event(m, unread);
+                            yield message_event(m, unread, app.templates.catalogs(), lang.0);
                         }
                     }
                 },

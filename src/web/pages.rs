@@ -14,20 +14,21 @@ fn home(page: PageCtx<'_>) -> AppResult<Page> {
     page.render("index.html", json!({}))
 }
 
-/// An operator's own text for a legal page: `<data_dir>/legal/<name>.html`
-/// (an HTML fragment shown inside the site's layout) replaces the built-in
-/// text when present.
+/// An operator's own text for a legal page: `<data_dir>/legal/<name>.<lang>.html`
+/// or else `<data_dir>/legal/<name>.html` (an HTML fragment shown inside the
+/// site's layout) replaces the built-in text when present.
 fn operator_text(page: &PageCtx<'_>, name: &str) -> Option<String> {
-    let path = page
-        .app
-        .config
-        .storage
-        .data_dir
-        .join("legal")
-        .join(format!("{name}.html"));
-    std::fs::read_to_string(path)
-        .ok()
-        .filter(|t| !t.trim().is_empty())
+    let dir = page.app.config.storage.data_dir.join("legal");
+    [
+        format!("{name}.{}.html", page.lang.code()),
+        format!("{name}.html"),
+    ]
+    .iter()
+    .find_map(|file| {
+        std::fs::read_to_string(dir.join(file))
+            .ok()
+            .filter(|t| !t.trim().is_empty())
+    })
 }
 
 /// What the legal pages say about this instance, from the live config.
@@ -71,6 +72,7 @@ fn legal_facts(page: &PageCtx<'_>) -> Value {
         "moderation_enabled": m.enabled,
         "moderation_host": host(&m.provider_url),
         "categories": m.categories.iter().map(|c| c.replace('_', " ")).collect::<Vec<_>>(),
+        "category_ids": m.categories,
         "escalate_after": m.escalate_after,
         "escalation_window_minutes": m.escalation_window_minutes,
         "ban_durations": m.ban_durations.join(", "),
@@ -94,10 +96,28 @@ fn terms(page: PageCtx<'_>) -> AppResult<Page> {
 
 super::auth::csrf_form!(LangForm { lang, next });
 
-/// The footer's language switch: remembered in the `lang` cookie (a year).
+/// The `lang` cookie (a year).
+pub(super) fn remember_language(
+    app: &App,
+    cookies: &rocket::http::CookieJar<'_>,
+    lang: crate::i18n::Lang,
+) {
+    cookies.add(
+        rocket::http::Cookie::build(("lang", lang.code()))
+            .path("/")
+            .http_only(true)
+            .same_site(rocket::http::SameSite::Lax)
+            .secure(app.config.is_https())
+            .max_age(rocket::time::Duration::days(365)),
+    );
+}
+
+/// The footer's language switch: remembered in the `lang` cookie and, when
+/// signed in, as the account's language.
 #[post("/lang", data = "<form>")]
-fn set_language(
+async fn set_language(
     app: &State<App>,
+    me: super::guards::MaybeUser,
     cookies: &rocket::http::CookieJar<'_>,
     form: super::guards::CsrfForm<LangForm>,
 ) -> AppResult<rocket::response::Redirect> {
@@ -108,14 +128,12 @@ fn set_language(
         .ok_or_else(|| {
             crate::error::AppError::invalid("lang", "That language is not available.")
         })?;
-    cookies.add(
-        rocket::http::Cookie::build(("lang", lang.code()))
-            .path("/")
-            .http_only(true)
-            .same_site(rocket::http::SameSite::Lax)
-            .secure(app.config.is_https())
-            .max_age(rocket::time::Duration::days(365)),
-    );
+    if let Some(user) = me.0.map(|s| s.user.id) {
+        app.db
+            .run(move |conn| crate::domain::preferences::set_language(conn, user, lang.code()))
+            .await?;
+    }
+    remember_language(app, cookies, lang);
     Ok(rocket::response::Redirect::to(super::auth::safe_next(
         &f.next,
     )))

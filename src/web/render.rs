@@ -23,17 +23,29 @@ pub struct PageCtx<'r> {
     pub lang: crate::i18n::Lang,
 }
 
-/// The page language for a request (see `i18n::negotiate`), worked out once.
-pub fn request_lang(req: &Request<'_>, app: &App) -> crate::i18n::Lang {
-    *req.local_cache(|| {
-        let offered = app.templates.catalogs().offered();
-        crate::i18n::negotiate(
-            None,
-            req.cookies().get("lang").map(|c| c.value()),
-            req.headers().get_one("Accept-Language"),
-            &offered,
-        )
-    })
+/// The page language for a request (see `i18n::negotiate`): the signed-in
+/// account's choice, else the `lang` cookie, else Accept-Language.
+pub fn request_lang(req: &Request<'_>, app: &App, user: Option<&SignedIn>) -> crate::i18n::Lang {
+    let offered = app.templates.catalogs().offered();
+    crate::i18n::negotiate(
+        user.and_then(|s| s.user.language.as_deref()),
+        req.cookies().get("lang").map(|c| c.value()),
+        req.headers().get_one("Accept-Language"),
+        &offered,
+    )
+}
+
+/// The page language as a guard, for handlers that are not pages.
+pub struct PageLang(pub crate::i18n::Lang);
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for PageLang {
+    type Error = ();
+    async fn from_request(req: &'r Request<'_>) -> request::Outcome<Self, ()> {
+        let app = req.rocket().state::<App>().expect("App is managed");
+        let user = req.guard::<MaybeUser>().await.succeeded().and_then(|m| m.0);
+        Outcome::Success(PageLang(request_lang(req, app, user.as_ref())))
+    }
 }
 
 #[rocket::async_trait]
@@ -52,13 +64,14 @@ impl<'r> FromRequest<'r> for PageCtx<'r> {
             .succeeded()
             .flatten()
             .map(|f| (f.kind().to_string(), f.message().to_string()));
+        let lang = request_lang(req, app, user.as_ref());
         Outcome::Success(PageCtx {
             app,
             user,
             csrf,
             flash,
             path: req.uri().path().to_string(),
-            lang: request_lang(req, app),
+            lang,
         })
     }
 }
@@ -108,7 +121,13 @@ pub fn base_context(
     ctx.insert("path", path);
     ctx.insert("version", env!("CARGO_PKG_VERSION"));
     ctx.insert("registration_open", &app.config.registration.open);
-    ctx.insert("operator_name", &app.config.legal.operator_name);
+    // The default name is the product's own text; a configured one is shown
+    // as written.
+    let operator = app
+        .templates
+        .catalogs()
+        .message(lang, &app.config.legal.operator_name);
+    ctx.insert("operator_name", &operator);
     if let Some(s) = user {
         ctx.insert(
             "user",
@@ -132,6 +151,7 @@ pub fn base_context(
         );
     }
     if let Some((kind, message)) = flash {
+        let message = app.templates.catalogs().message(lang, message);
         ctx.insert("flash", &json!({ "kind": kind, "message": message }));
     }
     ctx
@@ -158,7 +178,10 @@ impl PageCtx<'_> {
             &self.path,
         );
         if let Value::Object(map) = values {
-            for (k, v) in map {
+            for (k, mut v) in map {
+                if k.ends_with("error") {
+                    self.translate_message(&mut v);
+                }
                 ctx.insert(k, &v);
             }
         }
@@ -168,6 +191,14 @@ impl PageCtx<'_> {
             html,
             retry_after: None,
         })
+    }
+
+    /// Server messages are English in the code: a form error's `message`
+    /// is shown in the page's language (see `i18n::Messages`).
+    fn translate_message(&self, error: &mut Value) {
+        if let Some(Value::String(m)) = error.get_mut("message") {
+            *m = self.app.templates.catalogs().message(self.lang, m);
+        }
     }
 
     /// Re-renders a form with the error message attached to its field.
@@ -236,7 +267,7 @@ pub fn error_page(req: &Request<'_>, status: Status, message: &str) -> Page {
         .0
         .clone()
         .unwrap_or_default();
-    let lang = request_lang(req, app);
+    let lang = request_lang(req, app, user.as_ref());
     let mut ctx = base_context(
         app,
         lang,
@@ -246,8 +277,12 @@ pub fn error_page(req: &Request<'_>, status: Status, message: &str) -> Page {
         req.uri().path().as_str(),
     );
     ctx.insert("status", &status.code);
-    ctx.insert("reason", status.reason().unwrap_or("Error"));
-    ctx.insert("message", message);
+    let catalogs = app.templates.catalogs();
+    ctx.insert(
+        "reason",
+        &catalogs.message(lang, status.reason().unwrap_or("Error")),
+    );
+    ctx.insert("message", &catalogs.message(lang, message));
     let html = app
         .templates
         .render("error.html", &ctx)
@@ -277,7 +312,16 @@ impl<'r> Responder<'r, 'static> for AppError {
         if let AppError::Internal(detail) = &self {
             tracing::error!(path = %req.uri().path(), "{detail}");
         }
-        let message = self.public_message();
+        let mut message = self.public_message();
+        if req.headers().get_one("Authorization").is_none() {
+            // The studio's own calls (session cookie) read errors in the
+            // page's language; API keys always get English.
+            if let Some(app) = req.rocket().state::<App>() {
+                let user = req.local_cache(|| MaybeUser(None)).0.clone();
+                let lang = request_lang(req, app, user.as_ref());
+                message = app.templates.catalogs().message(lang, &message);
+            }
+        }
         super::caller::NoteCell::of(req).error(self.kind().1);
         let mut response = if wants_json(req) {
             let (kind, code) = self.kind();

@@ -13,6 +13,7 @@ use crate::error::AppResult;
 use crate::model::SessionId;
 
 csrf_form!(ProfileForm { display_name });
+csrf_form!(LanguageForm { language });
 csrf_form!(PasswordForm {
     current_password,
     password
@@ -73,12 +74,14 @@ pub(super) async fn settings_page(
             "last_sign_in_at": u.last_sign_in_at,
             "referral_code": u.referral_code,
             "referral_link": format!("{}/register?ref={}", page.app.config.public_url(), u.referral_code),
-            "role": u.role,
+            "role": u.role.as_str(),
+            "language": u.language,
         },
+        "all_languages": crate::i18n::READY.iter().map(|l| json!({ "code": l.code(), "label": l.label() })).collect::<Vec<_>>(),
         "sessions": list,
         "exports": exports,
         "privacy_requests": requests.iter().map(|r| json!({
-            "id": r.id, "kind": crate::domain::privacy::kind_label(&r.kind), "details": r.details,
+            "id": r.id, "kind": r.kind, "details": r.details,
             "status": r.status, "decision": r.decision, "created_at": r.created_at,
         })).collect::<Vec<_>>(),
         "form": { "display_name": u.display_name },
@@ -117,6 +120,31 @@ async fn profile(
         .await?)),
         Err(e) => Err(e),
     }
+}
+
+/// The account's language: kept with the account (every device, e-mails)
+/// and in the `lang` cookie so the page after signing out matches.
+#[post("/settings/language", data = "<form>")]
+async fn language(
+    page: PageCtx<'_>,
+    me: CurrentUser,
+    cookies: &CookieJar<'_>,
+    form: CsrfForm<LanguageForm>,
+) -> AppResult<Flash<Redirect>> {
+    let (user, choice) = (me.0.user.id, form.0.language);
+    let lang = page
+        .app
+        .db
+        .run(move |conn| crate::domain::preferences::set_language(conn, user, &choice))
+        .await?;
+    match lang {
+        Some(l) => super::pages::remember_language(page.app, cookies, l),
+        None => cookies.remove(rocket::http::Cookie::build("lang").path("/")),
+    }
+    Ok(Flash::success(
+        Redirect::to("/settings"),
+        "Your language is saved.",
+    ))
 }
 
 #[post("/settings/password", data = "<form>")]
@@ -218,5 +246,12 @@ async fn end_others(
 }
 
 pub fn routes() -> Vec<Route> {
-    routes![settings, profile, password, end_session, end_others]
+    routes![
+        settings,
+        profile,
+        language,
+        password,
+        end_session,
+        end_others
+    ]
 }

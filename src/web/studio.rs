@@ -29,16 +29,6 @@ csrf_form!(StudioForm {
     webhook_url
 });
 
-/// Hours and minutes left, for "expires in".
-fn time_left(expires_at: i64) -> String {
-    let secs = (expires_at - now()).max(0);
-    match (secs / 3600, (secs % 3600) / 60) {
-        (0, m) => format!("{m} min"),
-        (h, _) if h >= 24 => format!("{} d {} h", h / 24, h % 24),
-        (h, m) => format!("{h} h {m} min"),
-    }
-}
-
 /// What a task card shows.
 pub fn card(view: &TaskView, model_name: &str) -> Value {
     let t = &view.task;
@@ -60,13 +50,16 @@ pub fn card(view: &TaskView, model_name: &str) -> Value {
         "active": !t.status.is_final(),
         "outputs": view.outputs.iter().map(|o| json!({
             "id": o.id, "url": o.url, "preview_url": o.preview_url, "width": o.width, "height": o.height,
-            "expires_in": time_left(o.expires_at),
+            "expires_at": o.expires_at,
         })).collect::<Vec<_>>(),
     })
 }
 
 /// Models with their sizes grouped by aspect ratio, for the studio form.
 fn models_view(page: &PageCtx<'_>) -> Vec<Value> {
+    // The built-in model's own name and text are in the catalogue; names an
+    // operator configured are shown as written.
+    let tr = |s: &str| page.app.templates.catalogs().message(page.lang, s);
     page.app
         .engine
         .catalog
@@ -88,7 +81,7 @@ fn models_view(page: &PageCtx<'_>) -> Vec<Value> {
                 })
                 .collect();
             json!({
-                "id": m.id, "name": m.name, "description": m.description, "price": m.price,
+                "id": m.id, "name": tr(&m.name), "description": tr(&m.description), "price": m.price,
                 "max_n": m.max_n, "reference_images": m.reference_images, "builtin": m.builtin,
                 "aspects": aspects,
             })
@@ -96,12 +89,13 @@ fn models_view(page: &PageCtx<'_>) -> Vec<Value> {
         .collect()
 }
 
-fn model_name(page: &PageCtx<'_>, id: &str) -> String {
+/// A model's name as shown in the page's language.
+pub(super) fn model_name(page: &PageCtx<'_>, id: &str) -> String {
     page.app
         .engine
         .catalog
         .model(id)
-        .map(|m| m.name.clone())
+        .map(|m| page.app.templates.catalogs().message(page.lang, &m.name))
         .unwrap_or_else(|_| id.to_string())
 }
 
@@ -268,7 +262,7 @@ async fn task_card(page: PageCtx<'_>, me: CurrentUser, id: &str) -> AppResult<Pa
     let name = model_name(&page, &view.task.model);
     page.render(
         "partials/task_card_page.html",
-        json!({ "t": card(&view, &name) }),
+        json!({ "task": card(&view, &name) }),
     )
 }
 
@@ -335,7 +329,7 @@ async fn library(page: PageCtx<'_>, me: CurrentUser, uri: &Origin<'_>) -> AppRes
                 "prompt": r.prompt,
                 "model_name": model_name(&page, &r.model),
                 "created": format_time(a.created_at),
-                "expires_in": time_left(a.expires_at),
+                "expires_at": a.expires_at,
                 "task_id": r.task_public_id,
                 "published": a.published_at.is_some(),
                 "share_url": a.share_id.as_ref().map(|s| format!("{}/s/{s}", page.app.config.public_url())),
@@ -346,7 +340,7 @@ async fn library(page: PageCtx<'_>, me: CurrentUser, uri: &Origin<'_>) -> AppRes
         "library.html",
         json!({
             "items": items,
-            "models": page.app.engine.catalog.models,
+            "models": page.app.engine.catalog.models.iter().map(|m| json!({ "id": m.id, "name": model_name(&page, &m.id) })).collect::<Vec<_>>(),
             "model": model,
             "since": period,
             "next": next,
