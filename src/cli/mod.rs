@@ -8,6 +8,7 @@ mod codes;
 mod credits;
 mod keys;
 mod limits;
+mod ops;
 mod privacy;
 mod setup;
 mod tasks;
@@ -123,6 +124,12 @@ pub enum Command {
     },
     /// Run the retention sweep now (expired images, orphans, sessions).
     Cleanup,
+    /// Write a backup (database and stored files) into a new directory,
+    /// while the server keeps running.
+    Backup { path: PathBuf },
+    /// Restore a backup into the data directory (the server must be
+    /// stopped); the backup is checked first.
+    Restore { path: PathBuf },
     /// Check the database, the ledger and the queue (exit 1 on a problem).
     Doctor {
         #[arg(long)]
@@ -232,6 +239,8 @@ pub fn run(cli: Cli) -> ExitCode {
                     announce::run(&config, &title, &body, to.as_deref())
                 }
                 Command::Doctor { json } => setup::doctor(&config, json),
+                Command::Backup { path } => ops::backup(&config, &path),
+                Command::Restore { path } => ops::restore(&config, &path),
                 Command::Init { .. } => unreachable!("handled above"),
             },
         },

@@ -14,6 +14,10 @@ pub const EXAMPLE_CONFIG: &str = include_str!("../../novart.example.toml");
 pub fn serve(config: Config) -> CliResult {
     let url = config.public_url();
     let data_dir = config.storage.data_dir.clone();
+    std::fs::create_dir_all(&data_dir)
+        .map_err(|e| fail(1, format!("cannot create {}: {e}", data_dir.display())))?;
+    // Held until the process ends: one server per data directory.
+    let _lock = crate::domain::backup::lock_data_dir(&config)?;
     let rocket = crate::build_rocket(config)?;
     let rocket = rocket.attach(AdHoc::on_liftoff("announce", move |r| {
         Box::pin(async move {
@@ -106,7 +110,12 @@ pub fn doctor(config: &Config, json: bool) -> CliResult {
         println!("{}", serde_json::json!({ "ok": ok, "checks": checks }));
     } else {
         for c in &checks {
-            println!("{} {}", if c.ok { "ok     " } else { "PROBLEM" }, c.name);
+            let mark = match (c.ok, c.details.is_empty()) {
+                (false, _) => "PROBLEM",
+                (true, false) => "warning",
+                (true, true) => "ok     ",
+            };
+            println!("{mark} {}", c.name);
             for d in &c.details {
                 println!("        {d}");
             }

@@ -13,12 +13,14 @@ mod developer;
 mod limits;
 mod moderation;
 mod net;
+mod ops;
 mod parse;
 
 pub use developer::{ApiConfig, WebhooksConfig};
 pub use limits::LimitsConfig;
 pub use moderation::{ban_length, ModerationConfig, ProviderFailure, CATEGORIES};
 pub use net::{canonical_ip, IpNet};
+pub use ops::{BackupConfig, MetricsConfig};
 pub use parse::{parse_asset_key, parse_duration};
 
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -43,6 +45,8 @@ pub struct Config {
     pub moderation: ModerationConfig,
     pub api: ApiConfig,
     pub webhooks: WebhooksConfig,
+    pub backup: BackupConfig,
+    pub metrics: MetricsConfig,
     /// Upstream image services (`[[providers]]`).
     pub providers: Vec<catalog::ProviderConfig>,
     /// Models offered to creators (`[[models]]`); empty: the built-in renderer.
@@ -340,6 +344,7 @@ impl Config {
                 ));
             }
         }
+        ops::validate(&self.backup, &self.metrics)?;
         let st = &self.storage;
         if st.data_dir.as_os_str().is_empty() {
             return Err(err("storage.data_dir", "must not be empty"));

@@ -12,6 +12,8 @@ use crate::error::AppResult;
 pub struct Check {
     pub name: &'static str,
     pub ok: bool,
+    /// "problem" (fails the doctor) or "warning" (reported only).
+    pub level: &'static str,
     pub details: Vec<String>,
 }
 
@@ -19,8 +21,66 @@ fn check(name: &'static str, details: Vec<String>) -> Check {
     Check {
         name,
         ok: details.is_empty(),
+        level: "problem",
         details,
     }
+}
+
+fn warning(name: &'static str, details: Vec<String>) -> Check {
+    Check {
+        name,
+        ok: true,
+        level: "warning",
+        details,
+    }
+}
+
+/// Files under `dir` changed more than `older_than` seconds ago, relative
+/// to the data directory.
+fn files_under(config: &Config, dir: &std::path::Path, older_than: i64, out: &mut Vec<String>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let cutoff = std::time::SystemTime::now() - std::time::Duration::from_secs(older_than as u64);
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files_under(config, &path, older_than, out);
+        } else if entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t < cutoff)
+        {
+            out.push(super::assets::rel(config, &path));
+        }
+    }
+}
+
+/// Settings that work but are probably not what a public instance wants.
+pub fn config_warnings(config: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    let public = !matches!(config.server.bind.as_str(), "127.0.0.1" | "::1");
+    if config.server.public_url.is_empty() {
+        out.push("server.public_url is empty: links in e-mails point to the bind address".into());
+    }
+    if public && !config.is_https() {
+        out.push("the server listens on all interfaces without an https public_url: cookies are sent without Secure".into());
+    }
+    if config.mail.transport == crate::config::MailTransport::Outbox
+        && config.registration.require_email_verification
+    {
+        out.push("mail.transport = \"outbox\": confirmation and reset links are only written to the outbox folder".into());
+    }
+    if config.webhooks.allow_private_targets {
+        out.push(
+            "webhooks.allow_private_targets = true lets users make the server call internal hosts"
+                .into(),
+        );
+    }
+    if config.backup.dir.as_os_str().is_empty() {
+        out.push("backup.dir is empty: no scheduled backups".into());
+    }
+    out
 }
 
 fn strings(conn: &Connection, sql: &str) -> AppResult<Vec<String>> {
@@ -86,5 +146,47 @@ pub fn run(conn: &Connection, config: &Config) -> AppResult<Vec<Check>> {
         ),
     )?;
     out.push(check("stuck tasks", stuck));
+    // Files with no row (a crash between writing a file and recording it;
+    // the retention sweep removes them) and rows with no owner left.
+    let known: std::collections::HashSet<String> = strings(
+        conn,
+        "SELECT path FROM assets UNION ALL SELECT preview_path FROM assets WHERE preview_path IS NOT NULL
+         UNION ALL SELECT file FROM exports WHERE file IS NOT NULL",
+    )?
+    .into_iter()
+    .collect();
+    let mut files = Vec::new();
+    files_under(config, &config.assets_dir(), 600, &mut files);
+    out.push(check(
+        "orphan files",
+        files
+            .into_iter()
+            .filter(|f| !known.contains(f))
+            .map(|f| format!("{f} has no row"))
+            .collect(),
+    ));
+    out.push(check(
+        "orphan rows",
+        strings(
+            conn,
+            "SELECT 'image ' || public_id || ' belongs to no task' FROM assets WHERE kind = 'result' AND task_id IS NULL
+             UNION ALL
+             SELECT 'a wallet belongs to no account (user ' || user_id || ')' FROM wallets w
+             WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.id = w.user_id)",
+        )?,
+    ));
+    out.push(check(
+        "webhook backlog",
+        strings(
+            conn,
+            &format!(
+                "SELECT count(*) || ' delivery(ies) overdue by more than 10 minutes (e.g. ' || min(public_id) || ')'
+                 FROM webhook_deliveries WHERE state = 'pending' AND next_attempt_at < {}
+                 HAVING count(*) > 0",
+                super::now() - 600
+            ),
+        )?,
+    ));
+    out.push(warning("configuration", config_warnings(config)));
     Ok(out)
 }

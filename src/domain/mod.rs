@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod apikeys;
 pub mod assets;
 pub mod audit;
+pub mod backup;
 pub mod bans;
 pub mod catalog;
 pub mod codes;

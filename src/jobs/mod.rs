@@ -89,35 +89,41 @@ pub fn build_exports(db: &Db, config: &Config) -> crate::AppResult<usize> {
     domain::export::build_pending(&mut conn, config)
 }
 
-/// Starts the periodic sweep on the server's runtime; it ends with the server.
-pub fn spawn_scheduler(db: Db, config: Config) {
-    let (export_db, export_config) = (db.clone(), config.clone());
+/// How often the scheduled backup looks whether one is due.
+pub const BACKUP_CHECK_EVERY: Duration = Duration::from_secs(600);
+
+/// Runs `job` on the blocking pool every `period`, logging what it did
+/// (`Some(n)` with n > 0) or why it failed.
+fn every<F>(period: Duration, what: &'static str, job: F)
+where
+    F: Fn() -> crate::AppResult<usize> + Send + Sync + Clone + 'static,
+{
     rocket::tokio::spawn(async move {
-        let mut tick = rocket::tokio::time::interval(EXPORT_CHECK_EVERY);
+        let mut tick = rocket::tokio::time::interval(period);
         loop {
             tick.tick().await;
-            let (db, config) = (export_db.clone(), export_config.clone());
-            match rocket::tokio::task::spawn_blocking(move || build_exports(&db, &config)).await {
-                Ok(Ok(n)) if n > 0 => tracing::info!(exports = n, "built data exports"),
+            let job = job.clone();
+            match rocket::tokio::task::spawn_blocking(job).await {
+                Ok(Ok(n)) if n > 0 => tracing::info!(count = n, "{what}"),
                 Ok(Ok(_)) => {}
-                Ok(Err(e)) => tracing::error!("building data exports failed: {e}"),
-                Err(e) => tracing::error!("export task failed: {e}"),
+                Ok(Err(e)) => tracing::error!("{what} failed: {e}"),
+                Err(e) => tracing::error!("{what}: task failed: {e}"),
             }
         }
     });
-    let bans_db = db.clone();
-    rocket::tokio::spawn(async move {
-        let mut tick = rocket::tokio::time::interval(BAN_CHECK_EVERY);
-        loop {
-            tick.tick().await;
-            let db = bans_db.clone();
-            match rocket::tokio::task::spawn_blocking(move || lift_bans(&db)).await {
-                Ok(Ok(n)) if n > 0 => tracing::info!(bans = n, "lifted ended bans"),
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => tracing::error!("lifting ended bans failed: {e}"),
-                Err(e) => tracing::error!("ban lifting task failed: {e}"),
-            }
-        }
+}
+
+/// Starts the periodic sweep on the server's runtime; it ends with the server.
+pub fn spawn_scheduler(db: Db, config: Config) {
+    let (d, c) = (db.clone(), config.clone());
+    every(EXPORT_CHECK_EVERY, "built data exports", move || {
+        build_exports(&d, &c)
+    });
+    let d = db.clone();
+    every(BAN_CHECK_EVERY, "lifted ended bans", move || lift_bans(&d));
+    let c = config.clone();
+    every(BACKUP_CHECK_EVERY, "scheduled backup written", move || {
+        Ok(domain::backup::scheduled(&c)?.map_or(0, |_| 1))
     });
     rocket::tokio::spawn(async move {
         let mut tick = rocket::tokio::time::interval(SWEEP_EVERY);
