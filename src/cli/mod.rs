@@ -130,6 +130,12 @@ pub enum Command {
     /// Restore a backup into the data directory (the server must be
     /// stopped); the backup is checked first.
     Restore { path: PathBuf },
+    /// The instance at a glance: queue, tasks, accounts, sessions, credits,
+    /// webhooks, database size (what /metrics exports as gauges).
+    Stats {
+        #[arg(long)]
+        json: bool,
+    },
     /// Check the database, the ledger and the queue (exit 1 on a problem).
     Doctor {
         #[arg(long)]
@@ -241,6 +247,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 Command::Doctor { json } => setup::doctor(&config, json),
                 Command::Backup { path } => ops::backup(&config, &path),
                 Command::Restore { path } => ops::restore(&config, &path),
+                Command::Stats { json } => ops::stats(&config, json),
                 Command::Init { .. } => unreachable!("handled above"),
             },
         },

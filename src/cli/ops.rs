@@ -63,3 +63,18 @@ pub fn restore(config: &Config, path: &Path) -> CliResult {
     );
     Ok(())
 }
+
+pub fn stats(config: &Config, json: bool) -> CliResult {
+    let app = crate::App::new(config.clone())?;
+    let conn = app.db.get()?;
+    let s = crate::domain::stats::collect(&conn, config)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string(&s).map_err(|e| fail(1, e.to_string()))?
+        );
+    } else {
+        print!("{}", s.human());
+    }
+    Ok(())
+}

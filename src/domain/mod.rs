@@ -30,6 +30,7 @@ pub mod retention;
 pub mod secrets;
 pub mod sessions;
 pub mod ssrf;
+pub mod stats;
 pub mod tasks;
 pub mod uploads;
 pub mod vault;

@@ -294,6 +294,28 @@ impl Engine {
     /// Records an attempt's outcome; returns the task's new status.
     pub fn finish(&self, task: &Task, worker: &str, outcome: Outcome) -> AppResult<TaskStatus> {
         let mut conn = self.db.get()?;
+        let metrics = crate::metrics::global();
+        let provider = match &outcome {
+            Ok((p, _)) => p.clone(),
+            Err(e) => {
+                // Failover tries the model's providers in order; the
+                // error is the last one's, reported under the first.
+                let p = task
+                    .provider
+                    .clone()
+                    .or_else(|| {
+                        let m = self.catalog.model(&task.model).ok()?;
+                        m.providers.first().cloned()
+                    })
+                    .unwrap_or_default();
+                let kind = match e {
+                    ProviderError::Unavailable { .. } => "unavailable",
+                    _ => "failed",
+                };
+                metrics.provider_error(&p, kind);
+                p
+            }
+        };
         let status = match outcome {
             Ok((provider, images)) => {
                 if tasks::complete(&mut conn, &self.config, task, worker, &provider, &images)? {
@@ -317,6 +339,11 @@ impl Engine {
                 tasks::fail(&mut conn, &self.config, task, failure)?
             }
         };
+        let took = task
+            .started_at
+            .map(|t| Duration::from_secs((crate::domain::now() - t).max(0) as u64))
+            .unwrap_or_default();
+        metrics.task(&task.model, &provider, status.as_str(), took);
         self.hub.publish(task.user_id, &task.public_id);
         if status == TaskStatus::Queued {
             self.hub.wake();

@@ -140,6 +140,7 @@ impl Deliverer {
                 now,
             )
         })?;
+        crate::metrics::global().webhook_attempt(matches!(sent.status, Some(200..=299)));
         tracing::info!(delivery = %d.public_id, status = ?sent.status, state, "webhook attempt");
         Ok(())
     }

@@ -77,6 +77,7 @@ impl Fairing for Http {
             }
         }
         let status = res.status().code;
+        crate::metrics::global().request(req.uri().path().as_str(), status, elapsed);
         if let Some((user, key_prefix)) = req
             .local_cache(|| super::caller::ApiIdentity(None))
             .0

@@ -15,6 +15,7 @@ pub mod guards;
 mod live;
 mod media;
 mod messages;
+mod metrics;
 mod openai;
 mod pages;
 mod privacy;
@@ -48,6 +49,7 @@ pub fn mount(rocket: Rocket<Build>, app: App) -> Rocket<Build> {
         .mount("/", gallery::routes())
         .mount("/", openai::routes())
         .mount("/", docs::routes())
+        .mount("/", metrics::routes())
         .mount("/assets", assets::routes())
         .mount("/", assets::root_routes())
         .register("/", catchers::catchers())

@@ -1,0 +1,203 @@
+//! What the database says about the instance right now: queue depth per
+//! model, tasks by state, accounts, active sessions, the ledger's totals,
+//! the webhook backlog and the database's size. `/metrics` exports it as
+//! gauges; `novart stats` prints it.
+
+use std::fmt::Write as _;
+
+use rusqlite::Connection;
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::error::AppResult;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Stats {
+    /// (model, queued, running)
+    pub queue: Vec<(String, i64, i64)>,
+    /// (status, count) over the tasks still kept
+    pub tasks: Vec<(String, i64)>,
+    /// Tasks finished in the last 24 hours, and how many of them failed.
+    pub finished_24h: i64,
+    pub failed_24h: i64,
+    pub users: i64,
+    pub active_sessions: i64,
+    /// Credits held: paid and bonus.
+    pub balance: i64,
+    pub bonus: i64,
+    /// (ledger kind, sum of changes)
+    pub ledger: Vec<(String, i64)>,
+    pub webhooks_pending: i64,
+    /// The database file plus its write-ahead log, in bytes.
+    pub db_bytes: u64,
+}
+
+fn pairs(conn: &Connection, sql: &str) -> AppResult<Vec<(String, i64)>> {
+    let mut stmt = conn.prepare(sql)?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub fn collect(conn: &Connection, config: &Config) -> AppResult<Stats> {
+    let now = super::now();
+    let one = |sql: &str| -> AppResult<i64> { Ok(conn.query_row(sql, [], |r| r.get(0))?) };
+    let mut stmt = conn.prepare(
+        "SELECT model, sum(status = 'queued'), sum(status = 'running') FROM tasks
+         WHERE status IN ('queued', 'running') GROUP BY model ORDER BY model",
+    )?;
+    let queue = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    let wal = config.storage.data_dir.join("novart.db-wal");
+    let pages: i64 =
+        one("SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()")?;
+    Ok(Stats {
+        queue,
+        tasks: pairs(
+            conn,
+            "SELECT status, count(*) FROM tasks GROUP BY status ORDER BY status",
+        )?,
+        finished_24h: one(&format!(
+            "SELECT count(*) FROM tasks WHERE finished_at > {}",
+            now - 86400
+        ))?,
+        failed_24h: one(&format!(
+            "SELECT count(*) FROM tasks WHERE status = 'failed' AND finished_at > {}",
+            now - 86400
+        ))?,
+        users: one("SELECT count(*) FROM users WHERE deleted_at IS NULL")?,
+        active_sessions: one(&format!(
+            "SELECT count(*) FROM sessions WHERE expires_at > {now}"
+        ))?,
+        balance: one("SELECT coalesce(sum(balance), 0) FROM wallets")?,
+        bonus: one("SELECT coalesce(sum(bonus), 0) FROM wallets")?,
+        ledger: pairs(
+            conn,
+            "SELECT kind, sum(delta_balance + delta_bonus) FROM ledger GROUP BY kind ORDER BY kind",
+        )?,
+        webhooks_pending: one("SELECT count(*) FROM webhook_deliveries WHERE state = 'pending'")?,
+        db_bytes: pages.max(0) as u64 + std::fs::metadata(wal).map(|m| m.len()).unwrap_or(0),
+    })
+}
+
+fn gauge(out: &mut String, name: &str, help: &str, rows: &[(String, i64)]) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+    for (labels, v) in rows {
+        let _ = writeln!(out, "{name}{labels} {v}");
+    }
+}
+
+impl Stats {
+    /// The gauges in Prometheus text format.
+    pub fn render(&self, out: &mut String) {
+        let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+        let mut depth = Vec::new();
+        for (model, queued, running) in &self.queue {
+            depth.push((
+                format!("{{model=\"{}\",state=\"queued\"}}", esc(model)),
+                *queued,
+            ));
+            depth.push((
+                format!("{{model=\"{}\",state=\"running\"}}", esc(model)),
+                *running,
+            ));
+        }
+        gauge(
+            out,
+            "novart_queue_depth",
+            "Tasks waiting or running, by model.",
+            &depth,
+        );
+        let tasks: Vec<_> = self
+            .tasks
+            .iter()
+            .map(|(s, n)| (format!("{{status=\"{s}\"}}"), *n))
+            .collect();
+        gauge(
+            out,
+            "novart_tasks",
+            "Tasks kept in the database, by status.",
+            &tasks,
+        );
+        let ledger: Vec<_> = self
+            .ledger
+            .iter()
+            .map(|(k, n)| (format!("{{kind=\"{k}\"}}"), *n))
+            .collect();
+        gauge(
+            out,
+            "novart_ledger_credits",
+            "Sum of all ledger changes, by kind.",
+            &ledger,
+        );
+        let plain = |v: i64| vec![(String::new(), v)];
+        gauge(
+            out,
+            "novart_users",
+            "Accounts (not deleted).",
+            &plain(self.users),
+        );
+        gauge(
+            out,
+            "novart_sessions_active",
+            "Sign-in sessions not expired.",
+            &plain(self.active_sessions),
+        );
+        gauge(
+            out,
+            "novart_wallet_credits",
+            "Credits held in wallets.",
+            &[
+                ("{kind=\"paid\"}".into(), self.balance),
+                ("{kind=\"bonus\"}".into(), self.bonus),
+            ],
+        );
+        gauge(
+            out,
+            "novart_webhooks_pending",
+            "Webhook deliveries waiting to be sent.",
+            &plain(self.webhooks_pending),
+        );
+        gauge(
+            out,
+            "novart_db_bytes",
+            "Database file and write-ahead log, bytes.",
+            &plain(self.db_bytes as i64),
+        );
+    }
+
+    /// For people: `novart stats`.
+    pub fn human(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "accounts           {}", self.users);
+        let _ = writeln!(out, "active sessions    {}", self.active_sessions);
+        let _ = writeln!(
+            out,
+            "tasks, last 24 h   {} finished, {} failed",
+            self.finished_24h, self.failed_24h
+        );
+        if self.queue.is_empty() {
+            let _ = writeln!(out, "queue              empty");
+        }
+        for (model, q, r) in &self.queue {
+            let _ = writeln!(out, "queue {model:<12} {q} waiting, {r} running");
+        }
+        let kept: Vec<String> = self.tasks.iter().map(|(s, n)| format!("{n} {s}")).collect();
+        let _ = writeln!(out, "tasks kept         {}", kept.join(", "));
+        let _ = writeln!(
+            out,
+            "credits held       {} paid + {} bonus",
+            self.balance, self.bonus
+        );
+        for (k, n) in &self.ledger {
+            let _ = writeln!(out, "ledger {k:<12} {n:+}");
+        }
+        let _ = writeln!(out, "webhooks pending   {}", self.webhooks_pending);
+        let _ = writeln!(
+            out,
+            "database           {:.1} MB",
+            self.db_bytes as f64 / 1e6
+        );
+        out
+    }
+}
