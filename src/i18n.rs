@@ -96,6 +96,12 @@ pub fn negotiate(
 pub struct Catalogs {
     texts: HashMap<Lang, HashMap<String, String>>,
     messages: HashMap<Lang, Messages>,
+    /// Languages with a catalogue that has exactly the English keys
+    /// (worked out once: every request asks).
+    complete: Vec<Lang>,
+    /// Each language's texts as `{section: {key: text}}` (English filling
+    /// gaps), for templates that show many plain texts in loops.
+    trees: HashMap<Lang, serde_json::Value>,
 }
 
 /// Texts the server writes (form errors, notices, inbox messages) are
@@ -249,10 +255,36 @@ impl Catalogs {
         for (lang, text) in messages {
             msgs.insert(*lang, Messages::parse(text)?);
         }
-        Ok(Catalogs {
+        let mut catalogs = Catalogs {
             texts: out,
             messages: msgs,
-        })
+            complete: Vec::new(),
+            trees: HashMap::new(),
+        };
+        for lang in ALL {
+            let mut tree = serde_json::Map::new();
+            for l in [Lang::En, lang] {
+                for (key, text) in catalogs.texts.get(&l).into_iter().flatten() {
+                    if let Some((section, name)) = key.split_once('.') {
+                        let entry = tree
+                            .entry(section.to_string())
+                            .or_insert_with(|| serde_json::Value::Object(Default::default()));
+                        entry[name] = serde_json::Value::String(text.clone());
+                    }
+                }
+            }
+            catalogs.trees.insert(lang, serde_json::Value::Object(tree));
+        }
+        catalogs.complete = ALL
+            .into_iter()
+            .filter(|l| {
+                catalogs.texts.contains_key(l) && {
+                    let (missing, extra) = catalogs.differences(*l);
+                    missing.is_empty() && extra.is_empty()
+                }
+            })
+            .collect();
+        Ok(catalogs)
     }
 
     /// A language's message catalogue (empty for English).
@@ -295,6 +327,11 @@ impl Catalogs {
         out
     }
 
+    /// `lang`'s texts as `{section: {key: text}}` (placeholders unfilled).
+    pub fn tree(&self, lang: Lang) -> &serde_json::Value {
+        &self.trees[&lang]
+    }
+
     /// Whether `lang`'s catalogue has `key`.
     pub fn has(&self, lang: Lang, key: &str) -> bool {
         self.texts.get(&lang).is_some_and(|m| m.contains_key(key))
@@ -330,14 +367,7 @@ impl Catalogs {
 
     /// Languages whose catalogue has exactly the English keys.
     pub fn complete(&self) -> Vec<Lang> {
-        ALL.into_iter()
-            .filter(|l| {
-                self.texts.contains_key(l) && {
-                    let (missing, extra) = self.differences(*l);
-                    missing.is_empty() && extra.is_empty()
-                }
-            })
-            .collect()
+        self.complete.clone()
     }
 
     /// The text for `key` in `lang` with `{name}` placeholders filled; the

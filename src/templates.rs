@@ -134,10 +134,22 @@ impl Templates {
                 Ok(Value::String(time_left(&c, lang_arg(args), secs)))
             },
         );
-        let c = catalogs.clone();
-        tera.register_function("texts", move |args: &HashMap<String, Value>| {
-            let prefix = args.get("prefix").and_then(Value::as_str).unwrap_or("js");
-            Ok(Value::Object(c.section(lang_arg(args), prefix)))
+        // The scripts' texts, as JSON ready for a <script> block, made once
+        // per language (every page carries them).
+        let js: HashMap<&'static str, String> = crate::i18n::ALL
+            .iter()
+            .map(|l| {
+                let json = serde_json::to_string(&catalogs.section(*l, "js"))
+                    .unwrap_or_else(|_| "{}".into())
+                    .replace('<', "\\u003c");
+                (l.code(), json)
+            })
+            .collect();
+        tera.register_function("script_texts", move |args: &HashMap<String, Value>| {
+            let lang = lang_arg(args);
+            Ok(Value::String(
+                js.get(lang.code()).cloned().unwrap_or_default(),
+            ))
         });
         Ok(Templates { tera, catalogs })
     }

@@ -36,6 +36,7 @@ fn the_layout_reads_its_texts_from_the_catalogue() {
     ctx.insert("registration_open", &true);
     ctx.insert("languages", &Vec::<String>::new());
     ctx.insert("lang", "zh-CN");
+    ctx.insert("L", templates.catalogs().tree(Lang::ZhCn));
     let zh = templates.render("base.html", &ctx).unwrap();
     assert!(zh.contains("<html lang=\"zh-CN\">"));
     for text in ["跳到正文", "画廊", "登录", "注册账号", "由 Harbour 运营"] {
@@ -73,6 +74,7 @@ fn the_layout_reads_its_texts_from_the_catalogue() {
         assert!(english.is_empty(), "{page} still has English: {english:?}");
     }
     ctx.insert("lang", "en");
+    ctx.insert("L", templates.catalogs().tree(Lang::En));
     let en = templates.render("base.html", &ctx).unwrap();
     assert!(en.contains("Skip to content") && en.contains("run by Harbour"));
     assert!(!en.contains("画廊"));

@@ -110,6 +110,9 @@ pub fn base_context(
     let mut ctx = tera::Context::new();
     ctx.insert("csrf_token", csrf);
     ctx.insert("lang", lang.code());
+    // Plain texts for loops (`{{ L.task.cancel }}`): a lookup instead of a
+    // function call per text.
+    ctx.insert("L", app.templates.catalogs().tree(lang));
     let languages: Vec<Value> = app
         .templates
         .catalogs()

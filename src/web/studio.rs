@@ -29,10 +29,21 @@ csrf_form!(StudioForm {
     webhook_url
 });
 
-/// What a task card shows.
-pub fn card(view: &TaskView, model_name: &str) -> Value {
+/// What a task card shows, its descriptions written in the page's language
+/// here rather than by many template calls per card.
+pub fn card(page: &PageCtx<'_>, view: &TaskView, model_name: &str) -> Value {
     let t = &view.task;
+    let c = page.app.templates.catalogs();
+    let images = if t.n == 1 {
+        "units.images_one"
+    } else {
+        "units.images"
+    };
+    let images = c.text(page.lang, images, &[("n", t.n.to_string())]);
+    let seed = c.text(page.lang, "task.seed", &[("seed", t.seed.to_string())]);
+    let now = crate::domain::now();
     json!({
+        "meta": format!("{model_name} · {}×{} · {images} · {seed}", t.width, t.height),
         "id": t.public_id,
         "status": t.status,
         "prompt": t.prompt,
@@ -48,10 +59,14 @@ pub fn card(view: &TaskView, model_name: &str) -> Value {
         "error": t.error,
         "created": format_time(t.created_at),
         "active": !t.status.is_final(),
-        "outputs": view.outputs.iter().map(|o| json!({
-            "id": o.id, "url": o.url, "preview_url": o.preview_url, "width": o.width, "height": o.height,
-            "expires_at": o.expires_at,
-        })).collect::<Vec<_>>(),
+        "outputs": view.outputs.iter().map(|o| {
+            let left = crate::templates::time_left(c, page.lang, o.expires_at - now);
+            let expires = c.text(page.lang, "task.expires_in", &[("left", left)]);
+            json!({
+                "id": o.id, "url": o.url, "preview_url": o.preview_url, "width": o.width, "height": o.height,
+                "meta": format!("{model_name} · {}×{} · {seed} · {expires}", o.width, o.height),
+            })
+        }).collect::<Vec<_>>(),
     })
 }
 
@@ -119,7 +134,7 @@ async fn studio_page(
         .await?;
     let cards: Vec<Value> = views
         .iter()
-        .map(|v| card(v, &model_name(page, &v.task.model)))
+        .map(|v| card(page, v, &model_name(page, &v.task.model)))
         .collect();
     let models = models_view(page);
     let selected = form["model"]
@@ -262,7 +277,7 @@ async fn task_card(page: PageCtx<'_>, me: CurrentUser, id: &str) -> AppResult<Pa
     let name = model_name(&page, &view.task.model);
     page.render(
         "partials/task_card_page.html",
-        json!({ "task": card(&view, &name) }),
+        json!({ "task": card(&page, &view, &name) }),
     )
 }
 
