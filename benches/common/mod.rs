@@ -1,0 +1,190 @@
+//! What the benchmarks share: a bare Rocket + one-SQLite-insert server (the
+//! yardstick), an HTTP load generator, and the queue measurement.
+
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use r2d2_sqlite::SqliteConnectionManager;
+use rocket::{post, routes, State};
+
+pub mod queue;
+
+type Pool = r2d2::Pool<SqliteConnectionManager>;
+
+#[post("/insert", data = "<body>")]
+async fn insert(pool: &State<Pool>, body: String) -> &'static str {
+    let pool = pool.inner().clone();
+    rocket::tokio::task::spawn_blocking(move || {
+        let conn = pool.get().unwrap();
+        conn.prepare_cached("INSERT INTO rows (body, created_at) VALUES (?1, ?2)")
+            .unwrap()
+            .execute(rusqlite::params![body, novart::domain::now()])
+            .unwrap();
+    })
+    .await
+    .unwrap();
+    "{\"ok\":true}"
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn launch(rocket: rocket::Rocket<rocket::Build>, port: u16) {
+    std::thread::spawn(move || {
+        rocket::execute(async move {
+            let _ = rocket.launch().await;
+        })
+    });
+    for _ in 0..500 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("server on {port} did not start");
+}
+
+pub fn bare(dir: &std::path::Path, sync: &str) -> u16 {
+    let path = dir.join("bare.sqlite3");
+    let sync = sync.to_string();
+    let manager = SqliteConnectionManager::file(&path).with_init(move |c| {
+        c.busy_timeout(Duration::from_secs(10))?;
+        c.execute_batch(&format!(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON;"
+        ))
+    });
+    let pool = r2d2::Pool::builder().max_size(16).build(manager).unwrap();
+    pool.get()
+        .unwrap()
+        .execute_batch("CREATE TABLE IF NOT EXISTS rows (id INTEGER PRIMARY KEY, body TEXT NOT NULL, created_at INTEGER NOT NULL)")
+        .unwrap();
+    let port = free_port();
+    let figment = rocket::Config::figment()
+        .merge(("port", port))
+        .merge(("address", "127.0.0.1"))
+        .merge(("log_level", rocket::config::LogLevel::Off));
+    launch(
+        rocket::custom(figment)
+            .manage(pool)
+            .mount("/", routes![insert]),
+        port,
+    );
+    port
+}
+
+/// Throughput and latency of one load run.
+pub struct Run {
+    pub rate: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub errors: usize,
+}
+
+/// One kind of request, sent over and over (`SEED` in the body becomes a
+/// number unique to each request).
+#[derive(Clone)]
+pub struct Req {
+    pub method: &'static str,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<String>,
+}
+
+/// `clients` threads, each with its own connection, send `req` for `secs`.
+pub fn load(req: &Req, clients: usize, secs: u64) -> Run {
+    let stop = Arc::new(AtomicBool::new(false));
+    let barrier = Arc::new(Barrier::new(clients + 1));
+    let handles: Vec<_> = (0..clients)
+        .map(|i| {
+            let (stop, barrier, req) = (stop.clone(), barrier.clone(), req.clone());
+            std::thread::spawn(move || {
+                let agent: ureq::Agent = ureq::Agent::config_builder()
+                    .http_status_as_error(false)
+                    .max_redirects(0)
+                    .build()
+                    .into();
+                let mut lat = Vec::new();
+                let mut errors = 0;
+                barrier.wait();
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    let t = Instant::now();
+                    let result = if req.method == "GET" {
+                        let mut r = agent.get(&req.url);
+                        for (k, v) in &req.headers {
+                            r = r.header(k, v);
+                        }
+                        r.call()
+                    } else {
+                        let b = req
+                            .body
+                            .as_deref()
+                            .unwrap_or("")
+                            .replace("SEED", &(i as u64 * 1_000_000 + n).to_string());
+                        let mut r = agent
+                            .post(&req.url)
+                            .header("Content-Type", "application/json");
+                        for (k, v) in &req.headers {
+                            r = r.header(k, v);
+                        }
+                        r.send(b.as_str())
+                    };
+                    match result {
+                        Ok(mut r) if r.status().is_success() => {
+                            let _ = r.body_mut().read_to_vec();
+                            lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                        }
+                        Ok(mut r) => {
+                            let _ = r.body_mut().read_to_vec();
+                            errors += 1;
+                        }
+                        Err(_) => errors += 1,
+                    }
+                }
+                (lat, errors)
+            })
+        })
+        .collect();
+    barrier.wait();
+    let started = Instant::now();
+    std::thread::sleep(Duration::from_secs(secs));
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for h in handles {
+        let (l, e) = h.join().unwrap();
+        all.extend(l);
+        errors += e;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    all.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let pct = |p: f64| {
+        if all.is_empty() {
+            f64::NAN
+        } else {
+            all[((all.len() as f64 - 1.0) * p).round() as usize]
+        }
+    };
+    Run {
+        rate: all.len() as f64 / elapsed,
+        p50_ms: pct(0.5),
+        p99_ms: pct(0.99),
+        errors,
+    }
+}
+
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}

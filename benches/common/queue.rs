@@ -1,0 +1,171 @@
+//! The queue measured in-process: tasks per second through the whole queue
+//! (submit, claim, provider call, image check and preview, file writes,
+//! completion) with an instant upstream, and the time each task spends in
+//! the queue's own code.
+
+use std::time::Instant;
+
+use novart::config::catalog::{ModelConfig, ProviderConfig, ProviderKind};
+use novart::config::Synchronous;
+use novart::domain::catalog::Catalog;
+use novart::domain::tasks::{self, NewTaskInput};
+use novart::jobs::queue::{Engine, Providers};
+use novart::model::Role;
+use novart::providers::{Control, GenRequest, Provider, ProviderError};
+
+pub struct QueueRun {
+    pub submit_rate: f64,
+    pub run_rate: f64,
+    pub added_p50_ms: f64,
+    pub added_p99_ms: f64,
+}
+
+struct Instant1(Vec<u8>);
+
+impl Provider for Instant1 {
+    fn generate(&self, req: &GenRequest, _: &dyn Control) -> Result<Vec<Vec<u8>>, ProviderError> {
+        Ok((0..req.n).map(|_| self.0.clone()).collect())
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+pub fn run(normal: bool, tasks_total: usize, workers: usize) -> QueueRun {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = novart::Config::for_data_dir(dir.path());
+    config.storage.synchronous = if normal {
+        Synchronous::Normal
+    } else {
+        Synchronous::Full
+    };
+    config.queue.per_user_concurrency = 1000;
+    config.billing.signup_bonus = 1_000_000;
+    config.providers = vec![ProviderConfig {
+        concurrency: 1000,
+        ..ProviderConfig::new("instant", ProviderKind::Builtin, "")
+    }];
+    config.models = vec![ModelConfig {
+        id: "instant".into(),
+        name: "Instant".into(),
+        providers: vec!["instant".into()],
+        upstream_model: String::new(),
+        price: 1,
+        sizes: vec!["512x512".into()],
+        max_n: 1,
+        reference_images: false,
+        description: String::new(),
+    }];
+    let app = novart::App::new(config.clone()).unwrap();
+    let mut png = Vec::new();
+    image::RgbImage::from_pixel(64, 64, image::Rgb([40, 90, 200]))
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    let catalog = Catalog::from_config(&config);
+    let mut providers = Providers::from_catalog(&catalog);
+    providers.insert("instant", Box::new(Instant1(png)), 1000);
+    let engine = Engine::with_providers(app.db.clone(), &config, catalog, providers);
+
+    // 50 creators share the queue.
+    let users: Vec<_> = {
+        let mut conn = app.db.get().unwrap();
+        (0..50)
+            .map(|i| {
+                let cfg = novart::Config {
+                    auth: novart::config::AuthConfig {
+                        bcrypt_cost: 12,
+                        ..config.auth.clone()
+                    },
+                    ..config.clone()
+                };
+                novart::domain::accounts::create_by_admin(
+                    &mut conn,
+                    &cfg,
+                    &format!("u{i}@bench.test"),
+                    "bench passphrase",
+                    "",
+                    Role::User,
+                    true,
+                )
+                .unwrap()
+                .id
+            })
+            .collect()
+    };
+
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..workers {
+            let (engine, users) = (&engine, &users);
+            s.spawn(move || {
+                let mut conn = engine.db.get().unwrap();
+                for i in (t..tasks_total).step_by(workers) {
+                    let input = NewTaskInput {
+                        prompt: format!("bench {i}"),
+                        model: "instant".into(),
+                        ..Default::default()
+                    };
+                    tasks::submit(&mut conn, &engine.catalog, users[i % users.len()], &input)
+                        .unwrap();
+                }
+            });
+        }
+    });
+    let submit_secs = started.elapsed().as_secs_f64();
+
+    // Throughput: `workers` threads drain the queue.
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        for w in 0..workers {
+            let engine = &engine;
+            s.spawn(move || while engine.process_one(&format!("bench-{w}")).unwrap() {});
+        }
+    });
+    let run_secs = started.elapsed().as_secs_f64();
+
+    // Added latency: one worker, one task at a time, so no task waits for
+    // another; the upstream answers at once, so all the time is the queue's.
+    let overhead_tasks = 500;
+    {
+        let mut conn = engine.db.get().unwrap();
+        for i in 0..overhead_tasks {
+            let input = NewTaskInput {
+                prompt: format!("single {i}"),
+                model: "instant".into(),
+                ..Default::default()
+            };
+            tasks::submit(&mut conn, &engine.catalog, users[i % users.len()], &input).unwrap();
+        }
+    }
+    let mut l = Vec::with_capacity(overhead_tasks);
+    loop {
+        let t = Instant::now();
+        if !engine.process_one("single").unwrap() {
+            break;
+        }
+        l.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    l.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let done: i64 = app
+        .db
+        .get()
+        .unwrap()
+        .query_row(
+            "SELECT count(*) FROM tasks WHERE status = 'succeeded'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        done as usize,
+        tasks_total + overhead_tasks,
+        "every task succeeded"
+    );
+    QueueRun {
+        submit_rate: tasks_total as f64 / submit_secs,
+        run_rate: tasks_total as f64 / run_secs,
+        added_p50_ms: percentile(&l, 0.5),
+        added_p99_ms: percentile(&l, 0.99),
+    }
+}

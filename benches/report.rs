@@ -1,0 +1,262 @@
+//! The benchmark report, in one run: `cargo bench --bench report` (builds
+//! release). It starts the real `novart` binary on a temporary data
+//! directory and measures
+//!
+//! - binary size, start-up time (to the first 200 from /healthz, fresh and
+//!   with an existing database) and resident memory idle and under load;
+//! - API task submission (`POST /api/v1/tasks` with a key: key check, rate
+//!   limits, moderation, wallet charge, insert) with `queue.workers = 0`, so
+//!   submission alone, against a bare Rocket + one-SQLite-insert handler
+//!   built from the same dependency versions: the ratio;
+//! - studio and library page latency at 32 connections (signed in, 24
+//!   images in the library);
+//! - the queue with an instant upstream (in-process, see common/queue.rs).
+//!
+//! BENCH_SECS (default 5) per load run, BENCH_CLIENTS (16) for the API runs.
+//! Targets from the operations issue are printed next to each number.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{free_port, load, Req, Run};
+use novart::domain::apikeys::{self, Authority, KeySpec};
+use novart::domain::tasks::{self, NewTaskInput};
+use novart::model::Role;
+
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
+        })
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Starts the server and waits for /healthz; the caller stops it.
+#[allow(clippy::zombie_processes)]
+fn start(data: &std::path::Path, port: u16) -> (Child, Duration) {
+    let t = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_novart"))
+        .arg("serve")
+        .env_remove("NOVART_CONFIG")
+        .env("NOVART_STORAGE__DATA_DIR", data)
+        .env("NOVART_SERVER__PORT", port.to_string())
+        .env("NOVART_QUEUE__WORKERS", "0")
+        .env("NOVART_LIMITS__KEY_RPM", "1000000")
+        .env("NOVART_LIMITS__KEY_CONCURRENCY", "1000000")
+        .env("NOVART_LIMITS__KEY_DAILY_CAP", "1000000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start novart");
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let url = format!("http://127.0.0.1:{port}/healthz");
+    loop {
+        if let Ok(r) = agent.get(&url).call() {
+            if r.status().as_u16() == 200 {
+                return (child, t.elapsed());
+            }
+        }
+        if t.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the server did not start within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn stop(mut child: Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// The highest RSS seen while `f` runs.
+fn peak_rss<T>(pid: u32, f: impl FnOnce() -> T) -> (T, u64) {
+    let done = Arc::new(AtomicBool::new(false));
+    let peak = Arc::new(AtomicU64::new(0));
+    let (d, p) = (done.clone(), peak.clone());
+    let sampler = std::thread::spawn(move || {
+        while !d.load(Ordering::Relaxed) {
+            p.fetch_max(rss_kb(pid), Ordering::Relaxed);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    let out = f();
+    done.store(true, Ordering::Relaxed);
+    sampler.join().unwrap();
+    (out, peak.load(Ordering::Relaxed))
+}
+
+fn line(what: &str, r: &Run, target: &str) {
+    println!(
+        "{what:<44} {:>8.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  errors {}  {target}",
+        r.rate, r.p50_ms, r.p99_ms, r.errors
+    );
+}
+
+fn main() {
+    let secs: u64 = common::env_or("BENCH_SECS", 5);
+    let clients: usize = common::env_or("BENCH_CLIENTS", 16);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("novart");
+    let bin = std::fs::metadata(env!("CARGO_BIN_EXE_novart"))
+        .unwrap()
+        .len();
+
+    // Start-up on an empty directory (creates and migrates the database).
+    let port = free_port();
+    let (child, fresh) = start(&data, port);
+    stop(child);
+
+    // An account with credits, a key, a session and 24 images.
+    let mut config = novart::Config::for_data_dir(&data);
+    config.queue.workers = 0;
+    let (key, cookie) = {
+        let app = novart::App::new(config.clone()).unwrap();
+        let mut conn = app.db.get().unwrap();
+        let user = novart::domain::accounts::create_by_admin(
+            &mut conn,
+            &config,
+            "bench@example.com",
+            "benchmark password",
+            "Bench",
+            Role::User,
+            true,
+        )
+        .unwrap()
+        .id;
+        novart::domain::wallet::grant(&mut conn, user, 100_000_000, false, "bench", "bench")
+            .unwrap();
+        let mut spec = KeySpec::defaults(&config, "bench");
+        (spec.rpm, spec.concurrency, spec.daily_cap) = (1_000_000, 1_000_000, 1_000_000);
+        let key = apikeys::create(
+            &mut conn,
+            &config,
+            &app.engine.catalog,
+            user,
+            spec,
+            Authority::Admin,
+        )
+        .unwrap()
+        .1;
+        for i in 0..24 {
+            let input = NewTaskInput {
+                prompt: format!("a lighthouse at dusk {i}"),
+                model: "novart-builtin".into(),
+                size: Some("512x512".into()),
+                ..Default::default()
+            };
+            tasks::submit(&mut conn, &app.engine.catalog, user, &input).unwrap();
+        }
+        while app.engine.process_one("bench").unwrap() {}
+        let client = novart::model::Client {
+            ip: Some("127.0.0.1"),
+            user_agent: Some("bench"),
+        };
+        let session =
+            novart::domain::accounts::open_session(&mut conn, &config, user, &client).unwrap();
+        (key, format!("nova_art_session={}", session.token))
+    };
+
+    let port = free_port();
+    let (child, warm) = start(&data, port);
+    let pid = child.id();
+    std::thread::sleep(Duration::from_secs(1));
+    let idle_kb = rss_kb(pid);
+    let base = format!("http://127.0.0.1:{port}");
+    let submit = Req {
+        method: "POST",
+        url: format!("{base}/api/v1/tasks"),
+        headers: vec![("Authorization".into(), format!("Bearer {key}"))],
+        body: Some(
+            r#"{"prompt": "a lighthouse at dusk, benchmark SEED", "size": "1024x1024"}"#.into(),
+        ),
+    };
+    let page = |path: &str| Req {
+        method: "GET",
+        url: format!("{base}{path}"),
+        headers: vec![("Cookie".into(), cookie.clone())],
+        body: None,
+    };
+    let bare_port = common::bare(dir.path(), "FULL");
+    let bare = Req {
+        method: "POST",
+        url: format!("http://127.0.0.1:{bare_port}/insert"),
+        headers: vec![],
+        body: submit.body.clone(),
+    };
+    // Warm up, then measure; memory is sampled throughout.
+    load(&submit, clients, 1);
+    load(&bare, clients, 1);
+    let ((ours, bare_run, studio, library), loaded_kb) = peak_rss(pid, || {
+        let bare_run = load(&bare, clients, secs);
+        let ours = load(&submit, clients, secs);
+        let studio = load(&page("/studio"), 32, secs);
+        let library = load(&page("/library"), 32, secs);
+        (ours, bare_run, studio, library)
+    });
+    stop(child);
+    let db = rusqlite::Connection::open(config.db_path()).unwrap();
+    let mismatches: i64 = db
+        .query_row(
+            "SELECT count(*) FROM wallets w WHERE w.balance + w.bonus <> (SELECT COALESCE(sum(delta_balance + delta_bonus), 0) FROM ledger l WHERE l.user_id = w.user_id)",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let q = common::queue::run(false, common::env_or("BENCH_TASKS", 4000), 2);
+
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    println!(
+        "Novart Studio {} benchmark report: {cpus} CPUs, {secs} s per run, synchronous = full",
+        env!("CARGO_PKG_VERSION")
+    );
+    println!(
+        "binary size                                  {:>8.1} MB",
+        bin as f64 / 1e6
+    );
+    println!(
+        "start-up to /healthz 200                     {:>8.0} ms fresh (migrations), {:.0} ms existing database  (target < 300 ms)",
+        fresh.as_secs_f64() * 1000.0,
+        warm.as_secs_f64() * 1000.0
+    );
+    println!(
+        "resident memory                              {:>8.1} MB idle, {:.1} MB peak under load  (targets < 30 / < 120 MB)",
+        idle_kb as f64 / 1024.0,
+        loaded_kb as f64 / 1024.0
+    );
+    line("bare Rocket + one SQLite insert", &bare_run, "");
+    line("POST /api/v1/tasks (key, limits, wallet)", &ours, "");
+    println!(
+        "submission ratio                             {:>8.2}  (target >= 0.6); {clients} clients",
+        ours.rate / bare_run.rate
+    );
+    line(
+        "GET /studio, 32 connections",
+        &studio,
+        "(target p99 < 20 ms)",
+    );
+    line(
+        "GET /library (24 images), 32 connections",
+        &library,
+        "(target p99 < 20 ms)",
+    );
+    println!(
+        "queue, instant upstream, 2 workers          {:>8.0} tasks/s end to end (submit {:.0}/s; queue's own time p50 {:.2} ms, p99 {:.2} ms)  (target >= 2000)",
+        q.run_rate, q.submit_rate, q.added_p50_ms, q.added_p99_ms
+    );
+    println!("ledger mismatches after the runs             {mismatches:>8}");
+}
