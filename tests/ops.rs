@@ -35,6 +35,17 @@ fn a_backup_during_load_restores_to_a_reconciled_database() {
     let d = dir.path();
     let config = novart::Config::for_data_dir(&d.join("data"));
     let (app, user) = common::app_with_user(&config, "ops@example.com");
+    // Some 6 MB of history, so the backup takes many steps with writes in
+    // between (SQLite restarts a backup when another connection writes).
+    let filler = "x".repeat(1000);
+    app.db
+        .get()
+        .unwrap()
+        .execute_batch(&format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 6000)
+             INSERT INTO audit_log (created_at, actor, action, target, reason) SELECT 0, 'test', 'filler', 'x', '{filler}' FROM n"
+        ))
+        .unwrap();
     let app = Arc::new(app);
     let stop = Arc::new(AtomicBool::new(false));
     // Writers: credits granted, tasks submitted and processed (image files

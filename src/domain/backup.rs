@@ -93,12 +93,33 @@ fn copy_tree(from: &Path, to: &Path) -> AppResult<()> {
     Ok(())
 }
 
-/// Online backup of the live database into `dest` (a new file).
+/// Online backup of the live database into `dest` (a new file), a bounded
+/// number of pages per step with writers running in between. SQLite starts
+/// a backup over when another connection writes between steps; after a few
+/// restarts the rest is copied in one step, which in WAL mode reads one
+/// snapshot without blocking writers, so the backup always finishes.
 pub fn copy_database(live: &Connection, dest: &Path) -> AppResult<()> {
+    use rusqlite::backup::StepResult;
     let mut out = Connection::open(dest)?;
     {
         let backup = rusqlite::backup::Backup::new(live, &mut out)?;
-        backup.run_to_completion(PAGES_PER_STEP, PAUSE, None)?;
+        let (mut restarts, mut last_remaining) = (0, i32::MAX);
+        loop {
+            let pages = if restarts >= 3 { -1 } else { PAGES_PER_STEP };
+            match backup.step(pages)? {
+                StepResult::Done => break,
+                StepResult::More => {
+                    let remaining = backup.progress().remaining;
+                    if remaining > last_remaining {
+                        restarts += 1;
+                    }
+                    last_remaining = remaining;
+                }
+                // Busy or locked: try again after the pause.
+                _ => {}
+            }
+            std::thread::sleep(PAUSE);
+        }
     }
     // A single self-contained file: no WAL beside it.
     out.pragma_update(None, "journal_mode", "DELETE")?;
