@@ -166,7 +166,9 @@ pub fn create(config: &Config, dest: &Path) -> AppResult<Report> {
         }
     }
     copy_tree(&config.storage.data_dir.join("legal"), &dest.join("legal"))?;
-    let checks_ok = check(&copy, &at(config, dest))?.iter().all(|c| c.ok);
+    let checks_ok = super::doctor::essentials(&copy, &at(config, dest))?
+        .iter()
+        .all(|c| c.ok);
     let count = |t: &str| -> AppResult<i64> {
         Ok(copy.query_row(&format!("SELECT count(*) FROM {t}"), [], |r| r.get(0))?)
     };
@@ -206,22 +208,8 @@ fn at(config: &Config, dir: &Path) -> Config {
     c
 }
 
-/// The doctor's checks that a backup must pass: integrity, foreign keys,
-/// the ledger, and every stored file present.
-fn check(conn: &Connection, config: &Config) -> AppResult<Vec<super::doctor::Check>> {
-    Ok(super::doctor::run(conn, config)?
-        .into_iter()
-        .filter(|c| {
-            matches!(
-                c.name,
-                "integrity" | "foreign keys" | "ledger reconciliation" | "stored files"
-            )
-        })
-        .collect())
-}
-
 /// Restores the backup in `from` into the configured data directory. The
-/// backup is checked first (integrity, foreign keys, ledger); nothing is
+/// backup is checked first (`doctor::essentials`); nothing is
 /// touched if it fails. An existing database is kept beside the new one
 /// as `novart.db.before-restore-<time>`. The server must be stopped.
 pub fn restore(config: &Config, from: &Path) -> AppResult<Vec<super::doctor::Check>> {
@@ -233,7 +221,7 @@ pub fn restore(config: &Config, from: &Path) -> AppResult<Vec<super::doctor::Che
         ));
     }
     let conn = Connection::open_with_flags(&db_file, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    let checks = check(&conn, &at(config, from))?;
+    let checks = super::doctor::essentials(&conn, &at(config, from))?;
     drop(conn);
     if !checks.iter().all(|c| c.ok) {
         return Ok(checks);

@@ -316,17 +316,18 @@ impl<'r> Responder<'r, 'static> for AppError {
             tracing::error!(path = %req.uri().path(), "{detail}");
         }
         let mut message = self.public_message();
-        if req.headers().get_one("Authorization").is_none() {
-            // The studio's own calls (session cookie) read errors in the
-            // page's language; API keys always get English.
-            if let Some(app) = req.rocket().state::<App>() {
-                let user = req.local_cache(|| MaybeUser(None)).0.clone();
-                let lang = request_lang(req, app, user.as_ref());
-                message = app.templates.catalogs().message(lang, &message);
-            }
-        }
         super::caller::NoteCell::of(req).error(self.kind().1);
         let mut response = if wants_json(req) {
+            // The studio's own calls (session cookie) read errors in the
+            // page's language; API keys always get English. (Error pages
+            // translate in `error_page`.)
+            if req.headers().get_one("Authorization").is_none() {
+                if let Some(app) = req.rocket().state::<App>() {
+                    let user = req.local_cache(|| MaybeUser(None)).0.clone();
+                    let lang = request_lang(req, app, user.as_ref());
+                    message = app.templates.catalogs().message(lang, &message);
+                }
+            }
             let (kind, code) = self.kind();
             let param = match &self {
                 AppError::Invalid { field, .. } => *field,
