@@ -114,10 +114,18 @@ fn main() {
         .unwrap()
         .len();
 
-    // Start-up on an empty directory (creates and migrates the database).
-    let port = free_port();
-    let (child, fresh) = start(&data, port);
-    stop(child);
+    // Start-up on an empty directory (creates and migrates the database):
+    // the median of three, each on a new directory; the last one is kept.
+    let mut starts: Vec<Duration> = (0..3)
+        .map(|i| {
+            let d = dir.path().join(format!("fresh-{i}"));
+            let (child, took) = start(if i == 2 { &data } else { &d }, free_port());
+            stop(child);
+            took
+        })
+        .collect();
+    starts.sort();
+    let fresh = starts[1];
 
     // An account with credits, a key, a session and 24 images.
     let mut config = novart::Config::for_data_dir(&data);
@@ -202,8 +210,9 @@ fn main() {
     let ((ours, bare_run, studio, library), loaded_kb) = peak_rss(pid, || {
         let bare_run = load(&bare, clients, secs);
         let ours = load(&submit, clients, secs);
-        let studio = load(&page("/studio"), 32, secs);
-        let library = load(&page("/library"), 32, secs);
+        let pages = |r: &Req| common::wrk(r, 32, secs).unwrap_or_else(|| load(r, 32, secs));
+        let studio = pages(&page("/studio"));
+        let library = pages(&page("/library"));
         (ours, bare_run, studio, library)
     });
     stop(child);
@@ -229,7 +238,7 @@ fn main() {
         bin as f64 / 1e6
     );
     println!(
-        "start-up to /healthz 200                     {:>8.0} ms fresh (migrations), {:.0} ms existing database  (target < 300 ms)",
+        "start-up to /healthz 200                     {:>8.0} ms fresh (migrations; median of 3), {:.0} ms existing database  (target < 300 ms)",
         fresh.as_secs_f64() * 1000.0,
         warm.as_secs_f64() * 1000.0
     );
@@ -244,6 +253,12 @@ fn main() {
         "submission ratio                             {:>8.2}  (target >= 0.6); {clients} clients",
         ours.rate / bare_run.rate
     );
+    let tool = if std::process::Command::new("wrk").arg("-v").output().is_ok() {
+        "wrk"
+    } else {
+        "threads; install wrk for a cheaper client"
+    };
+    println!("page load generator: {tool}");
     line(
         "GET /studio, 32 connections",
         &studio,

@@ -18,6 +18,73 @@ struct Files;
 pub struct Templates {
     tera: Tera,
     catalogs: Arc<Catalogs>,
+    /// For each template, the catalogue sections its `L.<section>.<key>`
+    /// lookups reach, through what it extends, includes and imports: a page
+    /// gets those sections, not the whole catalogue, in its context.
+    sections: HashMap<String, Vec<String>>,
+}
+
+/// The templates a template's source pulls in (`extends`, `include`,
+/// `import`) and the catalogue sections it reads as `L.<section>`.
+fn references(source: &str) -> (Vec<String>, Vec<String>) {
+    let mut deps = Vec::new();
+    for tag in source.split("{%").skip(1) {
+        let tag = tag.trim_start_matches('-').trim_start();
+        let Some(rest) = ["extends", "include", "import"]
+            .iter()
+            .find_map(|kw| tag.strip_prefix(kw))
+        else {
+            continue;
+        };
+        let mut quoted = rest.trim_start().split('"');
+        if let (Some(""), Some(name)) = (quoted.next(), quoted.next()) {
+            deps.push(name.to_string());
+        }
+    }
+    let ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let mut sections = Vec::new();
+    for (i, _) in source.match_indices("L.") {
+        let before = source[..i].chars().next_back();
+        if before.is_some_and(|c| ident(c) || c == '.') {
+            continue;
+        }
+        let name: String = source[i + 2..].chars().take_while(|c| ident(*c)).collect();
+        if !name.is_empty() && !sections.contains(&name) {
+            sections.push(name);
+        }
+    }
+    (deps, sections)
+}
+
+/// [`references`] followed through every template each one pulls in.
+fn sections_by_template(files: &[(String, String)]) -> HashMap<String, Vec<String>> {
+    let direct: HashMap<&str, (Vec<String>, Vec<String>)> = files
+        .iter()
+        .map(|(name, source)| (name.as_str(), references(source)))
+        .collect();
+    let mut out = HashMap::new();
+    for name in direct.keys() {
+        let (mut seen, mut todo, mut sections) = (vec![*name], vec![*name], Vec::new());
+        while let Some(t) = todo.pop() {
+            let Some((deps, own)) = direct.get(t) else {
+                continue;
+            };
+            for s in own {
+                if !sections.contains(s) {
+                    sections.push(s.clone());
+                }
+            }
+            for d in deps {
+                if !seen.contains(&d.as_str()) {
+                    seen.push(d);
+                    todo.push(d);
+                }
+            }
+        }
+        sections.sort();
+        out.insert(name.to_string(), sections);
+    }
+    out
 }
 
 /// The embedded catalogues, `templates/i18n/<code>.toml`.
@@ -108,6 +175,7 @@ impl Templates {
                 ))
             })
             .collect();
+        let sections = sections_by_template(&files);
         tera.add_raw_templates(files)
             .map_err(|e| AppError::internal(format!("templates: {e:?}")))?;
         tera.autoescape_on(vec![".html"]);
@@ -151,7 +219,26 @@ impl Templates {
                 js.get(lang.code()).cloned().unwrap_or_default(),
             ))
         });
-        Ok(Templates { tera, catalogs })
+        Ok(Templates {
+            tera,
+            catalogs,
+            sections,
+        })
+    }
+
+    /// The `L` value for rendering `template` in `lang`: the catalogue
+    /// sections the template reads (the whole tree for a name not known).
+    pub fn texts(&self, template: &str, lang: Lang) -> Value {
+        let tree = self.catalogs.tree(lang);
+        let Some(sections) = self.sections.get(template) else {
+            return tree.clone();
+        };
+        Value::Object(
+            sections
+                .iter()
+                .filter_map(|s| Some((s.clone(), tree.get(s)?.clone())))
+                .collect(),
+        )
     }
 
     /// The language catalogues (for texts written outside templates).
@@ -198,4 +285,36 @@ pub fn urlencode(s: &str) -> String {
 
 fn urlencode_filter(value: &Value, _: &HashMap<String, Value>) -> tera::Result<Value> {
     Ok(Value::String(urlencode(value.as_str().unwrap_or_default())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_page_gets_the_sections_of_everything_it_pulls_in() {
+        let t = Templates::load().unwrap();
+        let studio = &t.sections["studio.html"];
+        // Its own, the base layout's and the included task card's.
+        for s in ["studio", "layout", "task"] {
+            assert!(studio.contains(&s.to_string()), "{s} missing: {studio:?}");
+        }
+        assert!(!studio.contains(&"docs".to_string()), "{studio:?}");
+        let texts = t.texts("studio.html", Lang::ZhCn);
+        assert_eq!(texts["task"], t.catalogs.tree(Lang::ZhCn)["task"]);
+        assert!(texts.get("docs").is_none());
+        // A name it does not know gets everything.
+        assert!(t.texts("operator.html", Lang::En).get("docs").is_some());
+    }
+
+    #[test]
+    fn references_read_tags_and_lookups() {
+        let (deps, sections) = references(
+            r#"{% extends "base.html" %}{%- include "partials/x.html" -%}
+            {% import "macros.html" as m %}{{ L.auth.title }} {{ L.auth.x }}
+            {{ foo.L.bar }} {{ XL.nope }}"#,
+        );
+        assert_eq!(deps, ["base.html", "partials/x.html", "macros.html"]);
+        assert_eq!(sections, ["auth"]);
+    }
 }

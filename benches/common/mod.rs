@@ -188,3 +188,62 @@ pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
 }
+
+/// The same GET load through `wrk` (one event loop per core, far cheaper per
+/// request than a thread per connection) when it is installed; `None` when
+/// it is not, and the caller falls back to [`load`].
+pub fn wrk(req: &Req, connections: usize, secs: u64) -> Option<Run> {
+    if req.method != "GET" {
+        return None;
+    }
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(connections);
+    let mut cmd = std::process::Command::new("wrk");
+    cmd.arg(format!("-t{threads}"))
+        .arg(format!("-c{connections}"))
+        .arg(format!("-d{secs}s"))
+        .arg("--latency");
+    for (k, v) in &req.headers {
+        cmd.arg("-H").arg(format!("{k}: {v}"));
+    }
+    let out = cmd.arg(&req.url).output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let ms = |s: &str| -> Option<f64> {
+        let split = s.find(|c: char| c.is_ascii_alphabetic())?;
+        let (n, unit) = s.split_at(split);
+        let n: f64 = n.parse().ok()?;
+        Some(match unit {
+            "us" => n / 1000.0,
+            "ms" => n,
+            "s" => n * 1000.0,
+            "m" => n * 60_000.0,
+            _ => return None,
+        })
+    };
+    let field = |label: &str| {
+        text.lines()
+            .map(str::trim)
+            .find_map(|l| l.strip_prefix(label).map(|v| v.trim().to_string()))
+    };
+    let errors = field("Non-2xx or 3xx responses:")
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0)
+        + field("Socket errors:")
+            .map(|v| {
+                v.split(',')
+                    .filter_map(|p| p.split_whitespace().last()?.parse::<u64>().ok())
+                    .sum()
+            })
+            .unwrap_or(0);
+    Some(Run {
+        rate: field("Requests/sec:")?.parse().ok()?,
+        p50_ms: ms(&field("50%")?)?,
+        p99_ms: ms(&field("99%")?)?,
+        errors: errors as usize,
+    })
+}

@@ -101,18 +101,20 @@ impl<'r> Responder<'r, 'static> for Page {
 /// The context shared by all pages, merged under the page's own values.
 pub fn base_context(
     app: &App,
+    template: &str,
     lang: crate::i18n::Lang,
     user: Option<&SignedIn>,
     csrf: &str,
     flash: Option<&(String, String)>,
     path: &str,
 ) -> tera::Context {
-    let mut ctx = tera::Context::new();
+    // Plain texts (`{{ L.task.cancel }}`): a lookup instead of a function
+    // call per text; only the sections this template reads, moved in
+    // rather than serialised again.
+    let texts = json!({ "L": app.templates.texts(template, lang) });
+    let mut ctx = tera::Context::from_value(texts).unwrap_or_default();
     ctx.insert("csrf_token", csrf);
     ctx.insert("lang", lang.code());
-    // Plain texts for loops (`{{ L.task.cancel }}`): a lookup instead of a
-    // function call per text.
-    ctx.insert("L", app.templates.catalogs().tree(lang));
     let languages: Vec<Value> = app
         .templates
         .catalogs()
@@ -174,18 +176,22 @@ impl PageCtx<'_> {
     ) -> Result<Page, AppError> {
         let mut ctx = base_context(
             self.app,
+            template,
             self.lang,
             self.user.as_ref(),
             &self.csrf,
             self.flash.as_ref(),
             &self.path,
         );
-        if let Value::Object(map) = values {
-            for (k, mut v) in map {
+        if let Value::Object(mut map) = values {
+            for (k, v) in map.iter_mut() {
                 if k.ends_with("error") {
-                    self.translate_message(&mut v);
+                    self.translate_message(v);
                 }
-                ctx.insert(k, &v);
+            }
+            // Moved in, not serialised again.
+            if let Ok(own) = tera::Context::from_value(Value::Object(map)) {
+                ctx.extend(own);
             }
         }
         let html = self.app.templates.render(template, &ctx)?;
@@ -273,6 +279,7 @@ pub fn error_page(req: &Request<'_>, status: Status, message: &str) -> Page {
     let lang = request_lang(req, app, user.as_ref());
     let mut ctx = base_context(
         app,
+        "error.html",
         lang,
         user.as_ref(),
         &csrf,
