@@ -550,3 +550,23 @@ CREATE INDEX email_changes_user ON email_changes(user_id);
 -- Set at registration from the page's language and changed in Settings;
 -- e-mails and the pages of every signed-in device use it.
 ALTER TABLE users ADD COLUMN language TEXT;
+
+-- migration 13: appeals against restrictions
+-- A restriction (a row of `bans`: scope all, generate, api or upload) can be
+-- appealed once (UNIQUE ban_id): the account explains, an admin accepts it
+-- (the restriction is lifted) or rejects it, with a reason the account
+-- receives as a message. Kept with the restriction for appeal handling; the
+-- explanation is blanked when the account is deleted.
+CREATE TABLE appeals (
+    id              INTEGER PRIMARY KEY,
+    ban_id          INTEGER NOT NULL UNIQUE REFERENCES bans(id) ON DELETE CASCADE,
+    user_id         INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    body            TEXT NOT NULL,
+    status          TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'accepted', 'rejected')),
+    created_at      INTEGER NOT NULL,
+    decided_at      INTEGER,
+    decided_by      TEXT,
+    decision_reason TEXT
+) STRICT;
+CREATE INDEX appeals_user ON appeals(user_id, id);
+CREATE INDEX appeals_pending ON appeals(id) WHERE status = 'pending';

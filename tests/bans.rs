@@ -154,6 +154,7 @@ fn repeated_blocked_prompts_escalate_to_longer_bans() {
     bans::unban(
         &mut conn,
         user,
+        None,
         "first offence",
         &Actor {
             name: "admin:test",
@@ -384,6 +385,7 @@ fn timed_bans_end_by_themselves_with_a_message() {
     bans::ban(
         &mut conn,
         user,
+        bans::ALL,
         Some(1),
         "a one-second ban",
         &Actor {

@@ -569,6 +569,38 @@ fn developer_center_in_chromium() {
         .source()
         .contains("Automated requests for forged documents"));
     b.screenshot("26-suspended");
+
+    // A narrower restriction stands next to the ban; the banner names both
+    // and leads to Settings, where each can be appealed once.
+    let out = Command::new(env!("CARGO_BIN_EXE_novart"))
+        .args([
+            "ban",
+            "dev@example.com",
+            "--scope",
+            "upload",
+            "--for",
+            "30d",
+            "--reason",
+            "Uploads of other people's documents",
+        ])
+        .current_dir(s.dir.path())
+        .env("NOVART_STORAGE__DATA_DIR", s.dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    b.goto(&format!("{app_url}/library"));
+    b.wait_text("You may not upload reference images until");
+    b.goto(&format!("{app_url}/settings#restrictions-h"));
+    b.wait_text("Reference-image uploads");
+    b.fill(
+        "Why this restriction should be lifted",
+        "The forged-document prompts came from a leaked key, revoked since.",
+    );
+    b.click_button("Send appeal");
+    b.wait_text("is sent. The decision arrives in your inbox.");
+    b.wait_text("Appeal pending");
+    assert!(b.source().contains("leaked key, revoked since"));
+    b.screenshot("27-appeal");
 }
 
 #[test]

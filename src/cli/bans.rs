@@ -1,5 +1,6 @@
-//! Account-level admin commands: `novart ban EMAIL --for 30m|12h|7d|permanent
-//! --reason TEXT`, `novart unban EMAIL --reason TEXT` and
+//! Account-level admin commands: `novart ban EMAIL [--scope S] --for
+//! 30m|12h|7d|permanent --reason TEXT`, `novart unban EMAIL [--scope S]
+//! --reason TEXT`, `novart bans`, `novart appeals ...` and
 //! `novart export-user EMAIL --out FILE`.
 
 use super::CliResult;
@@ -8,7 +9,8 @@ use crate::domain::bans::{self, Actor};
 use crate::domain::{accounts, audit};
 use crate::App;
 
-pub fn ban(config: &Config, email: &str, length: &str, reason: &str) -> CliResult {
+pub fn ban(config: &Config, email: &str, scope: &str, length: &str, reason: &str) -> CliResult {
+    let scope = bans::parse_scope(scope)?;
     let length = bans::parse_length(length)?;
     let app = App::new(config.clone())?;
     let mut conn = app.db.get()?;
@@ -17,6 +19,7 @@ pub fn ban(config: &Config, email: &str, length: &str, reason: &str) -> CliResul
     let (ban, canceled) = bans::ban(
         &mut conn,
         user.id,
+        scope,
         length,
         reason,
         &Actor {
@@ -24,12 +27,22 @@ pub fn ban(config: &Config, email: &str, length: &str, reason: &str) -> CliResul
             ip: None,
         },
     )?;
-    println!(
-        "{} is banned {} (ban #{}); sessions ended, {canceled} queued task(s) canceled and refunded",
-        user.email,
-        bans::until_text(ban.ends_at),
-        ban.id
-    );
+    let effect = match scope {
+        bans::ALL => format!(
+            "is banned {}; sessions ended, {canceled} queued task(s) canceled and refunded",
+            bans::until_text(ban.ends_at)
+        ),
+        "generate" => format!(
+            "may not start tasks {}; {canceled} queued task(s) canceled and refunded",
+            bans::until_text(ban.ends_at)
+        ),
+        "api" => format!("has API keys refused {}", bans::until_text(ban.ends_at)),
+        _ => format!(
+            "may not upload reference images {}",
+            bans::until_text(ban.ends_at)
+        ),
+    };
+    println!("{} {effect} (restriction #{})", user.email, ban.id);
     Ok(())
 }
 
@@ -46,7 +59,7 @@ pub fn list(config: &Config, active: bool, limit: u32, json: bool) -> CliResult 
         return Ok(());
     }
     if list.is_empty() {
-        println!("no bans");
+        println!("no bans or restrictions");
     }
     for (b, email) in list {
         let state = match (b.lifted_at, b.ends_at) {
@@ -59,9 +72,10 @@ pub fn list(config: &Config, active: bool, limit: u32, json: bool) -> CliResult 
             (None, e) => format!("in force {}", bans::until_text(e)),
         };
         println!(
-            "#{:<5} {:<32} {:<10} since {}  {}  — {}",
+            "#{:<5} {:<32} {:<8} {:<10} since {}  {}  — {}",
             b.id,
             email,
+            b.scope,
             b.source,
             crate::domain::format_time(b.starts_at),
             state,
@@ -71,24 +85,25 @@ pub fn list(config: &Config, active: bool, limit: u32, json: bool) -> CliResult 
     Ok(())
 }
 
-pub fn unban(config: &Config, email: &str, reason: &str) -> CliResult {
+pub fn unban(config: &Config, email: &str, scope: Option<&str>, reason: &str) -> CliResult {
+    let scope = scope.map(bans::parse_scope).transpose()?;
     let app = App::new(config.clone())?;
     let mut conn = app.db.get()?;
     let user = accounts::find(&conn, email)?;
     let actor = audit::cli_actor();
-    let ban = bans::unban(
+    let lifted = bans::unban(
         &mut conn,
         user.id,
+        scope,
         reason,
         &Actor {
             name: &actor,
             ip: None,
         },
     )?;
-    println!(
-        "{} is no longer banned (ban #{} lifted)",
-        user.email, ban.id
-    );
+    for b in lifted {
+        println!("{}: restriction #{} ({}) lifted", user.email, b.id, b.scope);
+    }
     Ok(())
 }
 

@@ -45,7 +45,13 @@ pub enum KeysCmd {
         json: bool,
     },
     /// Revoke a key by its prefix; it answers 401 from the next request on.
-    Revoke { prefix: String },
+    /// The owner gets a message with the reason.
+    Revoke {
+        prefix: String,
+        /// Why, for the owner's message and the audit log.
+        #[arg(long)]
+        reason: Option<String>,
+    },
 }
 
 pub fn status(k: &ApiKey) -> &'static str {
@@ -164,7 +170,7 @@ pub fn run(config: &Config, cmd: KeysCmd) -> CliResult {
                 }
             }
         }
-        KeysCmd::Revoke { prefix } => {
+        KeysCmd::Revoke { prefix, reason } => {
             let prefix = prefix
                 .trim()
                 .strip_prefix("nva_")
@@ -173,9 +179,16 @@ pub fn run(config: &Config, cmd: KeysCmd) -> CliResult {
                 .to_string();
             let key = crate::db::api_keys::by_prefix(&conn, &prefix)?
                 .ok_or_else(|| fail(1, format!("no key with prefix {prefix}")))?;
-            apikeys::revoke(&mut conn, &key, &crate::domain::audit::cli_actor())?;
-            super::audit(&mut conn, "keys.revoke", &key.prefix, "", None, None)?;
-            println!("revoked key {} ({:?})", key.prefix, key.name);
+            apikeys::revoke_by_admin(
+                &mut conn,
+                &key,
+                &crate::domain::audit::cli_actor(),
+                reason.as_deref(),
+            )?;
+            println!(
+                "revoked key {} ({:?}); its owner was told",
+                key.prefix, key.name
+            );
         }
     }
     Ok(())

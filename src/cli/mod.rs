@@ -2,6 +2,7 @@
 //! the same domain functions as the web.
 
 mod announce;
+mod appeals;
 mod audit;
 mod bans;
 mod codes;
@@ -74,17 +75,27 @@ pub enum Command {
     /// Look at and cancel generation tasks.
     #[command(subcommand)]
     Tasks(tasks::TasksCmd),
-    /// Suspend an account: sessions end, queued tasks are refunded, API keys
-    /// answer 403 and the web refuses new tasks, redemptions and keys.
+    /// Restrict an account. Scope all (the default) suspends it: sessions
+    /// end, queued tasks are refunded, API keys answer 403 and the web
+    /// refuses new tasks, redemptions and keys. Narrower scopes: generate
+    /// (no new tasks, web or API; queued ones refunded), api (API keys
+    /// refused, the website works), upload (no reference images).
     Ban {
         email: String,
+        /// all, generate, api or upload.
+        #[arg(long, default_value = "all")]
+        scope: String,
         /// How long: 30m, 12h, 7d, ... or permanent.
         #[arg(long = "for", value_name = "LENGTH")]
         length: String,
         #[arg(long)]
         reason: String,
     },
-    /// List bans, newest first (with --active only those in force).
+    /// Users' appeals against restrictions: list, accept (lifts the
+    /// restriction) or reject, each with a message to the user.
+    #[command(subcommand)]
+    Appeals(appeals::AppealsCmd),
+    /// List bans and restrictions, newest first (with --active only those in force).
     Bans {
         #[arg(long)]
         active: bool,
@@ -93,9 +104,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Lift an account's ban.
+    /// Lift an account's ban and restrictions (only one scope's with --scope).
     Unban {
         email: String,
+        #[arg(long)]
+        scope: Option<String>,
         #[arg(long)]
         reason: String,
     },
@@ -229,10 +242,16 @@ pub fn run(cli: Cli) -> ExitCode {
                 Command::Privacy(cmd) => privacy::run(&config, cmd),
                 Command::Ban {
                     email,
+                    scope,
                     length,
                     reason,
-                } => bans::ban(&config, &email, &length, &reason),
-                Command::Unban { email, reason } => bans::unban(&config, &email, &reason),
+                } => bans::ban(&config, &email, &scope, &length, &reason),
+                Command::Unban {
+                    email,
+                    scope,
+                    reason,
+                } => bans::unban(&config, &email, scope.as_deref(), &reason),
+                Command::Appeals(cmd) => appeals::run(&config, cmd),
                 Command::Bans {
                     active,
                     limit,

@@ -171,15 +171,22 @@ pub fn run(config: &Config, cmd: UserCmd) -> CliResult {
         }
         UserCmd::Show { email, json } => {
             let u = accounts::find(&conn, &email).map_err(|_| no_account(&email))?;
-            let ban = crate::domain::bans::active(&conn, u.id)?;
+            let restrictions = crate::domain::bans::restrictions(&conn, u.id)?;
+            let ban = restrictions
+                .iter()
+                .find(|b| b.scope == crate::domain::bans::ALL);
             if json {
                 let mut v = user_json(&u);
-                v["ban"] = match &ban {
+                v["ban"] = match ban {
                     Some(b) => {
                         json!({ "reason": b.reason, "ends_at": b.ends_at, "since": b.starts_at, "by": b.actor })
                     }
                     None => serde_json::Value::Null,
                 };
+                v["restrictions"] = json!(restrictions
+                    .iter()
+                    .map(|b| json!({ "id": b.id, "scope": b.scope, "reason": b.reason, "ends_at": b.ends_at, "since": b.starts_at, "by": b.actor }))
+                    .collect::<Vec<_>>());
                 println!("{v}");
             } else {
                 println!("id:            {}", u.id);
@@ -190,13 +197,17 @@ pub fn run(config: &Config, cmd: UserCmd) -> CliResult {
                 println!("registered:    {}", format_time(u.created_at));
                 println!("last sign-in:  {}", when(u.last_sign_in_at));
                 println!("referral code: {}", u.referral_code);
-                match &ban {
-                    Some(b) => println!(
-                        "banned:        {} ({})",
+                if restrictions.is_empty() {
+                    println!("restrictions:  none");
+                }
+                for b in &restrictions {
+                    println!(
+                        "restricted:    {} {} (#{}: {})",
+                        b.scope,
                         crate::domain::bans::until_text(b.ends_at),
+                        b.id,
                         b.reason
-                    ),
-                    None => println!("banned:        no"),
+                    );
                 }
             }
         }

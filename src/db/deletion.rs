@@ -35,7 +35,8 @@ pub fn export_files(tx: &Connection, user: UserId) -> AppResult<Vec<String>> {
 
 /// Removes or blanks every personal row and field of the account. Kept:
 /// the user row (anonymised), tasks (without prompts or URLs), the ledger,
-/// redemptions, bans and blocked attempts, revoked API keys (prefix only).
+/// redemptions, bans, appeals (without their text) and blocked attempts,
+/// revoked API keys (prefix only).
 pub fn erase_personal(
     tx: &Connection,
     user: UserId,
@@ -68,6 +69,7 @@ pub fn erase_personal(
         "UPDATE privacy_requests SET details = '' WHERE user_id = ?1",
         [user],
     )?;
+    tx.execute("UPDATE appeals SET body = '' WHERE user_id = ?1", [user])?;
     tx.execute(
         "UPDATE tasks SET prompt = '', negative_prompt = '', webhook_url = NULL, error_raw = NULL WHERE user_id = ?1",
         [user],

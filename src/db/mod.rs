@@ -3,6 +3,7 @@
 
 pub mod api_keys;
 pub mod api_requests;
+pub mod appeals;
 pub mod assets;
 pub mod audit;
 pub mod codes;

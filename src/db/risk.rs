@@ -71,6 +71,23 @@ pub fn active(conn: &Connection, user: UserId, scope: &str, now: i64) -> AppResu
         .optional()?)
 }
 
+/// Every restriction of the user in force at `now`, the longest-lasting
+/// first (permanent ones before timed ones).
+pub fn active_all(conn: &Connection, user: UserId, now: i64) -> AppResult<Vec<Ban>> {
+    let sql = format!(
+        "SELECT {BAN_COLUMNS} FROM bans WHERE user_id = ?1 AND lifted_at IS NULL \
+         AND (ends_at IS NULL OR ends_at > ?2) ORDER BY ends_at IS NOT NULL, ends_at DESC, id DESC"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params![user, now], ban)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub fn by_id(conn: &Connection, id: i64) -> AppResult<Option<Ban>> {
+    let sql = format!("SELECT {BAN_COLUMNS} FROM bans WHERE id = ?1");
+    Ok(conn.query_row(&sql, [id], ban).optional()?)
+}
+
 pub fn for_user(conn: &Connection, user: UserId) -> AppResult<Vec<Ban>> {
     let sql = format!("SELECT {BAN_COLUMNS} FROM bans WHERE user_id = ?1 ORDER BY id DESC");
     let mut stmt = conn.prepare(&sql)?;

@@ -189,7 +189,7 @@ pub fn create(
     who: Authority,
 ) -> AppResult<(ApiKey, String)> {
     if who == Authority::Creator {
-        super::bans::ensure_allowed(conn, user)?;
+        super::bans::ensure(conn, user, super::bans::Action::CreateKey)?;
     }
     validate(config, catalog, &mut spec, who)?;
     let (prefix, key) = generate();
@@ -289,6 +289,55 @@ pub fn revoke(conn: &mut Connection, key: &ApiKey, by: &str) -> AppResult<()> {
         return Err(AppError::Conflict("The key was already revoked.".into()));
     }
     tracing::info!(prefix = %key.prefix, by, "API key revoked");
+    Ok(())
+}
+
+/// An admin revokes someone's key: in one transaction the key stops
+/// working, its owner gets a message with the reason and the audit log a
+/// row. Conflict if it was revoked already.
+pub fn revoke_by_admin(
+    conn: &mut Connection,
+    key: &ApiKey,
+    actor: &str,
+    reason: Option<&str>,
+) -> AppResult<()> {
+    let reason = match reason.map(str::trim).filter(|r| !r.is_empty()) {
+        Some(r) => super::bans::check_reason(r)?.to_string(),
+        None => "No reason was given.".to_string(),
+    };
+    let now = super::now();
+    db::write(conn, |tx| {
+        if !db::api_keys::revoke(tx, key.id, actor, now)? {
+            return Err(AppError::Conflict("The key was already revoked.".into()));
+        }
+        db::messages::add(
+            tx,
+            key.user_id,
+            "security",
+            "An API key was revoked",
+            &format!(
+                "Your API key \"{}\" ({}) was revoked by the operator and no longer works.\n\nReason: {reason}",
+                key.name, key.prefix
+            ),
+            now,
+        )?;
+        let owner = db::users::by_id(tx, key.user_id)?
+            .map(|u| u.email)
+            .unwrap_or_default();
+        super::audit::record(
+            tx,
+            &super::audit::Entry {
+                actor,
+                action: "keys.revoke",
+                target: &owner,
+                reason: &reason,
+                before: None,
+                after: Some(serde_json::json!({ "key": key.prefix, "name": key.name })),
+                ip: None,
+            },
+        )
+    })?;
+    tracing::info!(prefix = %key.prefix, actor, "API key revoked by an admin");
     Ok(())
 }
 

@@ -18,9 +18,54 @@ use super::moderation::Hit;
 
 /// The scope of a full ban.
 pub const ALL: &str = "all";
+/// What a restriction can cover: everything (a ban), starting tasks (web
+/// and API), API keys (the website still works), reference-image uploads.
+pub const SCOPES: [&str; 4] = [ALL, "generate", "api", "upload"];
 pub const MAX_REASON_CHARS: usize = 500;
 /// Characters of a blocked prompt kept as an excerpt.
 pub const EXCERPT_CHARS: usize = 80;
+
+/// "all", "generate", "api" or "upload".
+pub fn parse_scope(s: &str) -> AppResult<&'static str> {
+    SCOPES
+        .iter()
+        .find(|x| x.eq_ignore_ascii_case(s.trim()))
+        .copied()
+        .ok_or_else(|| {
+            AppError::invalid(
+                "scope",
+                format!("{s:?} is not a scope: use all, generate, api or upload."),
+            )
+        })
+}
+
+/// The guarded actions, each checked in the one place that performs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// A new task, from the studio or the API.
+    Generate,
+    /// Any request authenticated by an API key.
+    Api,
+    /// Creating an API key.
+    CreateKey,
+    /// A reference image (uploaded, or an earlier upload named by id).
+    Upload,
+    /// Redeeming a code.
+    Redeem,
+}
+
+impl Action {
+    /// The scopes whose restriction stops this action.
+    fn stopped_by(self, scope: &str) -> bool {
+        scope == ALL
+            || matches!(
+                (self, scope),
+                (Action::Generate, "generate")
+                    | (Action::Api | Action::CreateKey, "api")
+                    | (Action::Upload, "upload")
+            )
+    }
+}
 
 /// "30m", "12h", "7d" or "permanent" → the ban's length (None: permanent).
 pub fn parse_length(s: &str) -> AppResult<Option<i64>> {
@@ -40,29 +85,40 @@ pub fn until_text(ends_at: Option<i64>) -> String {
     }
 }
 
-/// What a banned user is told when they try to act.
+/// What a restricted user is told when they try the action: which
+/// restriction, until when, and why.
 pub fn refusal(b: &Ban) -> AppError {
-    AppError::Banned(format!(
-        "Your account is suspended {}. Reason: {}",
-        until_text(b.ends_at),
-        b.reason
-    ))
+    let (until, reason) = (until_text(b.ends_at), &b.reason);
+    AppError::Banned(match b.scope.as_str() {
+        "generate" => format!("Your account may not start tasks {until}. Reason: {reason}"),
+        "api" => format!("Your API access is suspended {until}. Reason: {reason}"),
+        "upload" => {
+            format!("Your account may not upload reference images {until}. Reason: {reason}")
+        }
+        _ => format!("Your account is suspended {until}. Reason: {reason}"),
+    })
 }
 
-/// The user's full ban in force now, if any.
-pub fn active(conn: &Connection, user: UserId) -> AppResult<Option<Ban>> {
-    db::risk::active(conn, user, ALL, super::now())
+/// Every restriction of the user in force now, the longest-lasting first.
+pub fn restrictions(conn: &Connection, user: UserId) -> AppResult<Vec<Ban>> {
+    db::risk::active_all(conn, user, super::now())
 }
 
-/// Err(Banned) when the user may not submit, redeem or create keys.
-pub fn ensure_allowed(conn: &Connection, user: UserId) -> AppResult<()> {
-    match active(conn, user)? {
+/// Err(Banned) naming the restriction when one in force stops `action`
+/// (the longest-lasting one when several do). Restrictions stop applying
+/// at their end time whether or not the scheduler has closed them yet.
+pub fn ensure(conn: &Connection, user: UserId, action: Action) -> AppResult<()> {
+    match restrictions(conn, user)?
+        .into_iter()
+        .find(|b| action.stopped_by(&b.scope))
+    {
         Some(b) => Err(refusal(&b)),
         None => Ok(()),
     }
 }
 
-/// Bans of every account (only those in force with `active`), newest first.
+/// Restrictions of every account (only those in force with `active`),
+/// newest first.
 pub fn list(conn: &Connection, active: bool, limit: u32) -> AppResult<Vec<(Ban, String)>> {
     db::risk::list(conn, active.then(super::now), limit)
 }
@@ -77,26 +133,67 @@ pub struct Actor<'a> {
     pub ip: Option<&'a str>,
 }
 
-/// The effects of a ban, in the caller's transaction: an earlier full ban
-/// is replaced, sessions end (the user may sign in again to read), queued
-/// tasks are canceled and refunded, the user gets a notice and the audit
-/// log a row. Returns the ban and how many tasks were canceled.
+/// The message that tells the user a restriction was imposed: title, body.
+fn imposed_message(scope: &str, until: &str, reason: &str, canceled: usize) -> (String, String) {
+    let canceled = if canceled > 0 {
+        format!(" {canceled} queued task(s) were canceled and their credits refunded.")
+    } else {
+        String::new()
+    };
+    let appeal = "If you think this is a mistake, you can appeal in Settings.";
+    match scope {
+        "generate" => (
+            "Your account may not start tasks".into(),
+            format!("Your account may not start tasks {until}.\n\nReason: {reason}\n\nYou can still sign in, read your messages and download your images.{canceled}\n\n{appeal}"),
+        ),
+        "api" => (
+            "Your API access is suspended".into(),
+            format!("Your API keys are refused {until}.\n\nReason: {reason}\n\nThe website works as before; your keys work again when the restriction ends.\n\n{appeal}"),
+        ),
+        "upload" => (
+            "Your account may not upload reference images".into(),
+            format!("You may not upload reference images {until}.\n\nReason: {reason}\n\nYou can still start tasks without them.\n\n{appeal}"),
+        ),
+        _ => (
+            "Your account is suspended".into(),
+            format!("Your account is suspended {until}.\n\nReason: {reason}\n\nYou can still sign in to read your messages and download your images, but you cannot start tasks, redeem codes or use API keys.{canceled}\n\n{appeal}"),
+        ),
+    }
+}
+
+/// What the user may do again once a restriction of `scope` ends.
+pub fn again(scope: &str) -> &'static str {
+    match scope {
+        "generate" => "You can start tasks again.",
+        "api" => "Your API keys work again.",
+        "upload" => "You can upload reference images again.",
+        _ => "Your account can be used normally again.",
+    }
+}
+
+/// The effects of a restriction, in the caller's transaction: an earlier
+/// one of the same scope is replaced; a full ban ends the sessions (the
+/// user may sign in again to read); a full ban or a generate restriction
+/// cancels and refunds queued tasks; the user gets a message and the audit
+/// log a row. Returns the restriction and how many tasks were canceled.
+#[allow(clippy::too_many_arguments)]
 fn impose(
     tx: &Connection,
     user: UserId,
+    scope: &'static str,
     length: Option<i64>,
     reason: &str,
     source: &str,
     actor: &Actor<'_>,
     now: i64,
 ) -> AppResult<(Ban, usize)> {
-    let before = db::risk::active(tx, user, ALL, now)?;
+    let before = db::risk::active(tx, user, scope, now)?;
     let ends_at = length.map(|l| now.saturating_add(l));
     let id = db::risk::insert_ban(
         tx,
         &db::risk::NewBan {
             user,
-            scope: ALL,
+            scope,
             reason,
             source,
             actor: actor.name,
@@ -109,38 +206,27 @@ fn impose(
             tx,
             old.id,
             actor.name,
-            &format!("replaced by ban #{id}"),
+            &format!("replaced by restriction #{id}"),
             now,
         )?;
     }
-    db::sessions::delete_all_for_user(tx, user, None)?;
-    let canceled = cancel_all(
-        tx,
-        user,
-        &[TaskStatus::Queued],
-        "Canceled: account suspended",
-        now,
-    )?;
-    let body = format!(
-        "Your account is suspended {}.\n\nReason: {reason}\n\nYou can still sign in to read your messages and download your images, but you cannot start tasks, redeem codes or use API keys.{}",
-        until_text(ends_at),
-        if canceled > 0 {
-            format!(" {canceled} queued task(s) were canceled and their credits refunded.")
+    if scope == ALL {
+        db::sessions::delete_all_for_user(tx, user, None)?;
+    }
+    let canceled = if scope == ALL || scope == "generate" {
+        let why = if scope == ALL {
+            "Canceled: account suspended"
         } else {
-            String::new()
-        }
-    );
-    db::messages::add(
-        tx,
-        user,
-        "suspension",
-        "Your account is suspended",
-        &body,
-        now,
-    )?;
-    let ban = db::risk::active(tx, user, ALL, now)?
-        .filter(|b| b.id == id)
-        .ok_or_else(|| AppError::internal("the new ban is not active"))?;
+            "Canceled: the account may not start tasks"
+        };
+        cancel_all(tx, user, &[TaskStatus::Queued], why, now)?
+    } else {
+        0
+    };
+    let (title, body) = imposed_message(scope, &until_text(ends_at), reason, canceled);
+    db::messages::add(tx, user, "suspension", &title, &body, now)?;
+    let ban = db::risk::by_id(tx, id)?
+        .ok_or_else(|| AppError::internal("the new restriction is missing"))?;
     let email = email_of(tx, user)?;
     audit::record(
         tx,
@@ -155,8 +241,10 @@ fn impose(
             reason,
             before: before
                 .as_ref()
-                .map(|b| json!({ "ban": b.id, "ends_at": b.ends_at })),
-            after: Some(json!({ "ban": id, "ends_at": ends_at, "canceled_tasks": canceled })),
+                .map(|b| json!({ "ban": b.id, "scope": b.scope, "ends_at": b.ends_at })),
+            after: Some(
+                json!({ "ban": id, "scope": scope, "ends_at": ends_at, "canceled_tasks": canceled }),
+            ),
             ip: actor.ip,
         },
     )?;
@@ -193,7 +281,7 @@ pub fn cancel_all(
     Ok(canceled)
 }
 
-fn check_reason(reason: &str) -> AppResult<&str> {
+pub(super) fn check_reason(reason: &str) -> AppResult<&str> {
     let r = reason.trim();
     if r.is_empty() || r.chars().count() > MAX_REASON_CHARS {
         return Err(AppError::invalid(
@@ -204,10 +292,11 @@ fn check_reason(reason: &str) -> AppResult<&str> {
     Ok(r)
 }
 
-/// An admin bans an account (`novart ban`).
+/// An admin restricts an account (`novart ban EMAIL --scope S`).
 pub fn ban(
     conn: &mut Connection,
     user: UserId,
+    scope: &'static str,
     length: Option<i64>,
     reason: &str,
     actor: &Actor<'_>,
@@ -215,37 +304,63 @@ pub fn ban(
     let reason = check_reason(reason)?;
     let now = super::now();
     db::write(conn, |tx| {
-        impose(tx, user, length, reason, "admin", actor, now)
+        impose(tx, user, scope, length, reason, "admin", actor, now)
     })
 }
 
-/// An admin lifts every full ban of an account; Conflict if there is none.
+/// Lifts one restriction in the caller's transaction and tells the user
+/// (`note`: the operator's words). False if it was no longer in force.
+pub(super) fn lift_one(
+    tx: &Connection,
+    ban: &Ban,
+    by: &str,
+    note: &str,
+    now: i64,
+) -> AppResult<bool> {
+    if !db::risk::lift(tx, ban.id, by, note, now)? {
+        return Ok(false);
+    }
+    let title = if ban.scope == ALL {
+        "Your suspension was lifted"
+    } else {
+        "A restriction on your account was lifted"
+    };
+    db::messages::add(
+        tx,
+        UserId(ban.user_id),
+        "suspension",
+        title,
+        &format!("{}\n\nNote from the operator: {note}", again(&ban.scope)),
+        now,
+    )?;
+    Ok(true)
+}
+
+/// An admin lifts an account's restrictions in force (only those of
+/// `scope` when given); Conflict if there is none. Returns those lifted.
 pub fn unban(
     conn: &mut Connection,
     user: UserId,
+    scope: Option<&str>,
     reason: &str,
     actor: &Actor<'_>,
-) -> AppResult<Ban> {
+) -> AppResult<Vec<Ban>> {
     let reason = check_reason(reason)?;
     let now = super::now();
     db::write(conn, |tx| {
-        let Some(ban) = db::risk::active(tx, user, ALL, now)? else {
-            return Err(AppError::Conflict("The account is not banned.".into()));
-        };
-        // Stacked bans (replaced ones are already lifted): lift all.
-        while let Some(b) = db::risk::active(tx, user, ALL, now)? {
-            db::risk::lift(tx, b.id, actor.name, reason, now)?;
+        let lifted: Vec<Ban> = db::risk::active_all(tx, user, now)?
+            .into_iter()
+            .filter(|b| scope.is_none_or(|s| b.scope == s))
+            .collect();
+        if lifted.is_empty() {
+            return Err(AppError::Conflict(match scope {
+                Some(s) => format!("The account has no {s} restriction in force."),
+                None => "The account is not banned or restricted.".into(),
+            }));
         }
-        db::messages::add(
-            tx,
-            user,
-            "suspension",
-            "Your suspension was lifted",
-            &format!(
-                "Your account can be used normally again.\n\nNote from the operator: {reason}"
-            ),
-            now,
-        )?;
+        for b in &lifted {
+            lift_one(tx, b, actor.name, reason, now)?;
+        }
         let email = email_of(tx, user)?;
         audit::record(
             tx,
@@ -254,18 +369,22 @@ pub fn unban(
                 action: "unban",
                 target: &email,
                 reason,
-                before: Some(json!({ "ban": ban.id, "ends_at": ban.ends_at })),
+                before: Some(json!(lifted
+                    .iter()
+                    .map(|b| json!({ "ban": b.id, "scope": b.scope, "ends_at": b.ends_at }))
+                    .collect::<Vec<_>>())),
                 after: None,
                 ip: actor.ip,
             },
         )?;
-        Ok(ban)
+        Ok(lifted)
     })
 }
 
-/// Closes bans whose time is up, each with a message to the user and an
-/// audit row. Returns how many were lifted. Run by the scheduler; an ended
-/// ban stops applying at its end time whether or not this has run.
+/// Closes restrictions whose time is up, each with a message to the user
+/// and an audit row. Returns how many were lifted. Run by the scheduler; an
+/// ended restriction stops applying at its end time whether or not this
+/// has run.
 pub fn lift_expired(conn: &mut Connection, now: i64) -> AppResult<usize> {
     let due = db::risk::expired(conn, now, 500)?;
     let mut lifted = 0;
@@ -275,29 +394,38 @@ pub fn lift_expired(conn: &mut Connection, now: i64) -> AppResult<usize> {
             if !db::risk::lift(tx, ban.id, "system", "expired", at)? {
                 return Ok(0);
             }
-            // A newer ban may still stand; tell the user only when none does.
-            if db::risk::active(tx, UserId(ban.user_id), ALL, now)?.is_none() {
-                db::messages::add(
-                    tx,
-                    UserId(ban.user_id),
-                    "suspension",
-                    "Your suspension has ended",
-                    &format!(
-                        "The suspension of your account ended at {}. You can start tasks, redeem codes and use your API keys again.",
-                        super::format_time(at)
-                    ),
-                    now,
-                )?;
+            let user = UserId(ban.user_id);
+            // A newer restriction of the same scope may still stand; tell
+            // the user only when none does.
+            if db::risk::active(tx, user, &ban.scope, now)?.is_none() {
+                let when = super::format_time(at);
+                let (title, body) = if ban.scope == ALL {
+                    (
+                        "Your suspension has ended".to_string(),
+                        format!("The suspension of your account ended at {when}. You can start tasks, redeem codes and use your API keys again."),
+                    )
+                } else {
+                    (
+                        "A restriction on your account has ended".to_string(),
+                        format!(
+                            "The restriction on your account ended at {when}. {}",
+                            again(&ban.scope)
+                        ),
+                    )
+                };
+                db::messages::add(tx, user, "suspension", &title, &body, now)?;
             }
-            let email = email_of(tx, UserId(ban.user_id))?;
+            let email = email_of(tx, user)?;
             audit::record(
                 tx,
                 &Entry {
                     actor: "system",
                     action: "ban.expire",
                     target: &email,
-                    reason: "the ban's time ended",
-                    before: Some(json!({ "ban": ban.id, "ends_at": ban.ends_at })),
+                    reason: "the restriction's time ended",
+                    before: Some(
+                        json!({ "ban": ban.id, "scope": ban.scope, "ends_at": ban.ends_at }),
+                    ),
                     after: None,
                     ip: None,
                 },
@@ -394,6 +522,7 @@ pub fn blocked(
         let (ban, _) = impose(
             tx,
             user,
+            ALL,
             config.ban_length(earlier),
             &reason,
             "escalation",

@@ -110,7 +110,7 @@ pub fn redeem(
     ip: Option<&str>,
     text: &str,
 ) -> AppResult<Redeemed> {
-    super::bans::ensure_allowed(conn, user)?;
+    super::bans::ensure(conn, user, super::bans::Action::Redeem)?;
     let now = super::now();
     let (by_user, by_ip) = db::codes::failures_since(conn, user, ip, now - 3600)?;
     let limits = &config.limits;

@@ -38,7 +38,8 @@ const PARTS: &[(&str, &str)] = &[
     ("request_logs", "SELECT created_at, key_prefix, method, path, status, latency_ms, ip, summary, task_id, error_code FROM api_requests WHERE user_id = ?1 ORDER BY id"),
     ("webhook_deliveries", "SELECT public_id AS id, event, url, state, attempts, last_status, last_error, created_at, finished_at FROM webhook_deliveries WHERE user_id = ?1 ORDER BY id"),
     ("blocked_attempts", "SELECT created_at, ip, rule, field, prompt_sha256, excerpt FROM blocked_attempts WHERE user_id = ?1 ORDER BY id"),
-    ("bans", "SELECT scope, reason, source, starts_at, ends_at, lifted_at, lift_reason FROM bans WHERE user_id = ?1 ORDER BY id"),
+    ("restrictions", "SELECT id, scope, reason, source, starts_at, ends_at, lifted_at, lift_reason FROM bans WHERE user_id = ?1 ORDER BY id"),
+    ("appeals", "SELECT id, ban_id AS restriction_id, body, status, created_at, decided_at, decision_reason FROM appeals WHERE user_id = ?1 ORDER BY id"),
     ("privacy_requests", "SELECT id, kind, details, status, decision, decided_at, created_at FROM privacy_requests WHERE user_id = ?1 ORDER BY id"),
     ("email_changes", "SELECT new_email, created_at, expires_at, used_at FROM email_changes WHERE user_id = ?1 ORDER BY id"),
     ("sign_in_devices", "SELECT first_seen, last_seen FROM known_devices WHERE user_id = ?1 ORDER BY first_seen"),
@@ -95,8 +96,8 @@ fn files(conn: &Connection, config: &Config, user: UserId) -> AppResult<Vec<(Str
 const README: &str = "Novart Studio data export\n\n\
 data.json holds your account, sessions, tasks with their parameters, image\n\
 metadata, credit ledger, redemptions, referrals, messages, API keys (prefixes\n\
-only), limit requests, API request logs, webhook deliveries, blocked prompts\n\
-and restrictions. Times are unix seconds (UTC). images/ and uploads/ hold the\n\
+only), limit requests, API request logs, webhook deliveries, blocked prompts,\n\
+restrictions and appeals. Times are unix seconds (UTC). images/ and uploads/ hold the\n\
 pictures still stored when the export was made.\n";
 
 /// Writes the ZIP; returns the number of files in it.

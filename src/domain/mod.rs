@@ -4,6 +4,7 @@
 pub mod account_admin;
 pub mod accounts;
 pub mod apikeys;
+pub mod appeals;
 pub mod assets;
 pub mod audit;
 pub mod backup;

@@ -28,6 +28,10 @@ pub struct Stats {
     /// (ledger kind, sum of changes)
     pub ledger: Vec<(String, i64)>,
     pub webhooks_pending: i64,
+    /// (scope, count) of restrictions in force.
+    pub restrictions: Vec<(String, i64)>,
+    /// Appeals waiting for an admin's decision (`novart appeals list --pending`).
+    pub appeals_pending: i64,
     /// The database file plus its write-ahead log, in bytes.
     pub db_bytes: u64,
 }
@@ -76,6 +80,14 @@ pub fn collect(conn: &Connection, config: &Config) -> AppResult<Stats> {
             "SELECT kind, sum(delta_balance + delta_bonus) FROM ledger GROUP BY kind ORDER BY kind",
         )?,
         webhooks_pending: one("SELECT count(*) FROM webhook_deliveries WHERE state = 'pending'")?,
+        restrictions: pairs(
+            conn,
+            &format!(
+                "SELECT scope, count(*) FROM bans WHERE lifted_at IS NULL AND (ends_at IS NULL OR ends_at > {now})
+                 GROUP BY scope ORDER BY scope"
+            ),
+        )?,
+        appeals_pending: crate::db::appeals::pending_count(conn)?,
         db_bytes: pages.max(0) as u64 + std::fs::metadata(wal).map(|m| m.len()).unwrap_or(0),
     })
 }
@@ -158,6 +170,23 @@ impl Stats {
             "Webhook deliveries waiting to be sent.",
             &plain(self.webhooks_pending),
         );
+        let restrictions: Vec<_> = self
+            .restrictions
+            .iter()
+            .map(|(k, n)| (format!("{{scope=\"{k}\"}}"), *n))
+            .collect();
+        gauge(
+            out,
+            "novart_restrictions_active",
+            "Restrictions in force, by scope (all is a full ban).",
+            &restrictions,
+        );
+        gauge(
+            out,
+            "novart_appeals_pending",
+            "Appeals waiting for a decision.",
+            &plain(self.appeals_pending),
+        );
         gauge(
             out,
             "novart_db_bytes",
@@ -193,6 +222,21 @@ impl Stats {
             let _ = writeln!(out, "ledger {k:<12} {n:+}");
         }
         let _ = writeln!(out, "webhooks pending   {}", self.webhooks_pending);
+        let r: Vec<String> = self
+            .restrictions
+            .iter()
+            .map(|(s, n)| format!("{n} {s}"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "restrictions       {}",
+            if r.is_empty() {
+                "none".into()
+            } else {
+                r.join(", ")
+            }
+        );
+        let _ = writeln!(out, "appeals pending    {}", self.appeals_pending);
         let _ = writeln!(
             out,
             "database           {:.1} MB",

@@ -121,7 +121,10 @@ pub fn submit_replayable(
             format!("The negative prompt is too long: at most {MAX_NEGATIVE_CHARS} characters."),
         ));
     }
-    super::bans::ensure_allowed(conn, user)?;
+    super::bans::ensure(conn, user, super::bans::Action::Generate)?;
+    if !input.references.is_empty() || input.mask.as_deref().is_some_and(|m| !m.trim().is_empty()) {
+        super::bans::ensure(conn, user, super::bans::Action::Upload)?;
+    }
     if let Some(hit) = catalog.moderator.check(prompt, negative)? {
         let origin = super::bans::Origin {
             user: Some(user),
@@ -266,7 +269,11 @@ fn insert_prepared(tx: &rusqlite::Transaction, p: &Prepared) -> AppResult<(Task,
             return Ok((task, true));
         }
     }
-    super::bans::ensure_allowed(tx, p.user)?;
+    // Again inside the write: a restriction imposed since the checks above.
+    super::bans::ensure(tx, p.user, super::bans::Action::Generate)?;
+    if !p.references.is_empty() || p.mask.is_some() {
+        super::bans::ensure(tx, p.user, super::bans::Action::Upload)?;
+    }
     if let Some(q) = &p.api_key {
         super::apikeys::check_quota(tx, q, &p.model)?;
     }

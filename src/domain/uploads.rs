@@ -25,6 +25,7 @@ pub fn ingest_reference(
     user: UserId,
     bytes: &[u8],
 ) -> AppResult<Asset> {
+    super::bans::ensure(conn, user, super::bans::Action::Upload)?;
     let max = config.storage.max_upload_bytes;
     if bytes.len() as u64 > max {
         return Err(AppError::TooLarge(format!(

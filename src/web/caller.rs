@@ -170,7 +170,11 @@ impl<'r> FromRequest<'r> for Caller {
                 .db
                 .run(move |conn| {
                     let key = apikeys::authenticate(conn, &presented)?;
-                    crate::domain::bans::ensure_allowed(conn, key.user_id)?;
+                    crate::domain::bans::ensure(
+                        conn,
+                        key.user_id,
+                        crate::domain::bans::Action::Api,
+                    )?;
                     apikeys::touch(conn, &key)?;
                     Ok(key)
                 })

@@ -88,8 +88,9 @@ pub struct SignedIn {
     pub unread: i64,
     /// The inbox: newest id and recent unread messages (toasts).
     pub inbox: domain::messages::InboxState,
-    /// A ban in force: the pages say so; actions are refused by the domain.
-    pub ban: Option<crate::db::risk::Ban>,
+    /// Restrictions in force (a full ban or narrower ones): the pages say
+    /// so; actions are refused by the domain.
+    pub restrictions: Vec<crate::db::risk::Ban>,
 }
 
 /// The session behind the cookie, looked up once per request.
@@ -130,7 +131,7 @@ impl<'r> FromRequest<'r> for MaybeUser {
                         match found {
                             Some((user, session)) => {
                                 let inbox = domain::messages::state(conn, user.id)?;
-                                let ban = domain::bans::active(conn, user.id)?;
+                                let ban = domain::bans::restrictions(conn, user.id)?;
                                 Ok(Some((user, session, inbox, ban)))
                             }
                             None => Ok(None),
@@ -143,7 +144,7 @@ impl<'r> FromRequest<'r> for MaybeUser {
                         session,
                         unread: inbox.unread,
                         inbox,
-                        ban,
+                        restrictions: ban,
                     })),
                     Ok(None) => {
                         req.cookies()

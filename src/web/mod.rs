@@ -3,6 +3,7 @@
 //! JSON.
 
 mod api;
+mod appeals;
 mod assets;
 mod auth;
 mod caller;
@@ -38,6 +39,7 @@ pub fn mount(rocket: Rocket<Build>, app: App) -> Rocket<Build> {
         .mount("/", pages::routes())
         .mount("/", auth::routes())
         .mount("/", settings::routes())
+        .mount("/", appeals::routes())
         .mount("/", privacy::routes())
         .mount("/", api::routes())
         .mount("/", studio::routes())

@@ -148,10 +148,12 @@ pub fn base_context(
                     "kind": m.kind,
                     "title": m.title,
                 })).collect::<Vec<_>>(),
-                "ban": s.ban.as_ref().map(|b| json!({
+                "restrictions": s.restrictions.iter().map(|b| json!({
+                    "id": b.id,
+                    "scope": b.scope,
                     "reason": b.reason,
                     "ends_at": b.ends_at,
-                })),
+                })).collect::<Vec<_>>(),
             }),
         );
     }

@@ -27,7 +27,7 @@ pub(super) async fn settings_page(
 ) -> AppResult<Page> {
     let user_id = me.0.user.id;
     let current = me.0.session.id;
-    let (list, exports, requests) = page
+    let (list, exports, requests, restrictions) = page
         .app
         .db
         .run(move |conn| {
@@ -35,10 +35,15 @@ pub(super) async fn settings_page(
                 sessions::list(conn, user_id)?,
                 crate::db::export::for_user(conn, user_id)?,
                 crate::domain::privacy::for_user(conn, user_id)?,
+                (
+                    crate::domain::bans::history(conn, user_id)?,
+                    crate::domain::appeals::for_user(conn, user_id)?,
+                ),
             ))
         })
         .await?;
     let now = crate::domain::now();
+    let restrictions = super::appeals::history(restrictions.0, restrictions.1, now);
     let exports: Vec<_> = exports
         .into_iter()
         .filter(|e| e.expires_at > now)
@@ -79,6 +84,8 @@ pub(super) async fn settings_page(
         },
         "all_languages": crate::i18n::READY.iter().map(|l| json!({ "code": l.code(), "label": l.label() })).collect::<Vec<_>>(),
         "sessions": list,
+        "restrictions": restrictions,
+        "appeal_limits": { "min": crate::domain::appeals::MIN_BODY_CHARS, "max": crate::domain::appeals::MAX_BODY_CHARS },
         "exports": exports,
         "privacy_requests": requests.iter().map(|r| json!({
             "id": r.id, "kind": r.kind, "details": r.details,
