@@ -300,6 +300,47 @@ fn every_page_reads_in_simplified_chinese_with_no_english_left() {
         &[("kind", "access"), ("details", "请把数据发给我")],
     );
     assert_eq!(r.status(), Status::SeeOther);
+    // Two restrictions (banner, settings history, inbox), one appealed.
+    {
+        let app = t.client.rocket().state::<novart::App>().unwrap();
+        let mut conn = app.db.get().unwrap();
+        let user: i64 = t
+            .db()
+            .query_row("SELECT id FROM users WHERE email = ?1", [&email], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        let admin = novart::domain::bans::Actor {
+            name: "admin:test",
+            ip: None,
+        };
+        for (scope, reason) in [("upload", "上传了他人的证件"), ("api", "密钥外泄")] {
+            novart::domain::bans::ban(
+                &mut conn,
+                novart::model::UserId(user),
+                scope,
+                Some(86_400),
+                reason,
+                &admin,
+            )
+            .unwrap();
+        }
+    }
+    let restriction: i64 = t
+        .db()
+        .query_row("SELECT max(id) FROM bans", [], |r| r.get(0))
+        .unwrap();
+    let r = t.submit(
+        "/settings",
+        "/settings/appeals",
+        &[
+            ("restriction", &restriction.to_string()),
+            ("body", "密钥已经更换，请解除限制。"),
+        ],
+    );
+    assert_eq!(r.status(), Status::SeeOther);
+    let settings = t.page("/settings");
+    assert!(settings.contains("申诉处理中") && settings.contains("之前，你不能上传参考图"));
 
     let prefix: String = t
         .db()
