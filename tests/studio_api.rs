@@ -537,3 +537,60 @@ fn the_studio_works_without_javascript() {
     assert!(page.contains(">plain form</textarea>"));
     assert!(page.contains("value=\"3:2\" checked"));
 }
+
+/// A page of tasks carries each task's own images (fetched for the whole
+/// page at once): the list agrees with each task read alone, for tasks
+/// with one and several images, among another account's tasks.
+#[test]
+fn a_page_of_tasks_carries_each_tasks_own_images() {
+    let app = app();
+    let t = novart::App::new(app.config.clone()).unwrap();
+    let other = common::verified_user(&t, "other@example.com");
+    app.signed_in_user("pages@example.com");
+    let mut conn = t.db.get().unwrap();
+    novart::domain::wallet::grant(&mut conn, other, 100, false, "test", "credits").unwrap();
+    let mut mine = Vec::new();
+    for i in 0..6u32 {
+        let r = api(
+            &app,
+            "POST",
+            "/api/v1/tasks",
+            Some(
+                json!({ "prompt": format!("harbour {i}"), "model": "novart-builtin", "size": "512x512", "n": 1 + i % 3 }),
+            ),
+        );
+        assert_eq!(r.status(), Status::Created);
+        mine.push(json_of(r)["id"].as_str().unwrap().to_string());
+        let input = novart::domain::tasks::NewTaskInput {
+            prompt: format!("not mine {i}"),
+            model: "novart-builtin".into(),
+            size: Some("512x512".into()),
+            n: Some(2),
+            ..Default::default()
+        };
+        novart::domain::tasks::submit(&mut conn, &t.engine.catalog, other, &input).unwrap();
+    }
+    while engine(&app).process_one("test").unwrap() {}
+    let list = json_of(api(&app, "GET", "/api/v1/tasks?limit=100", None));
+    let listed = list["data"].as_array().expect("a list");
+    assert_eq!(listed.len(), 6);
+    for item in listed {
+        let id = item["id"].as_str().unwrap();
+        assert!(mine.contains(&id.to_string()));
+        let alone = json_of(api(&app, "GET", &format!("/api/v1/tasks/{id}"), None));
+        let ids = |v: &Value| -> Vec<String> {
+            v["outputs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|o| o["id"].as_str().unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(
+            ids(item).len() as u64,
+            item["n"].as_u64().unwrap(),
+            "{item}"
+        );
+        assert_eq!(ids(item), ids(&alone));
+    }
+}

@@ -3,12 +3,11 @@
 //! through these functions.
 
 use rusqlite::Connection;
-use serde::Serialize;
 
 use crate::config::Config;
 use crate::db;
 use crate::error::{AppError, AppResult};
-use crate::model::{Asset, Task, TaskId, TaskStatus, UserId};
+use crate::model::{Task, TaskId, TaskStatus, UserId};
 
 use super::assets::new_public_id;
 use super::catalog::Catalog;
@@ -308,98 +307,7 @@ fn insert_prepared(tx: &rusqlite::Transaction, p: &Prepared) -> AppResult<(Task,
     Ok((db::tasks::by_id(tx, id)?.ok_or(AppError::NotFound)?, false))
 }
 
-/// A task as its owner sees it, with its images.
-#[derive(Debug, Clone, Serialize)]
-pub struct TaskView {
-    #[serde(flatten)]
-    pub task: Task,
-    pub outputs: Vec<OutputView>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct OutputView {
-    pub id: String,
-    pub url: String,
-    pub preview_url: String,
-    pub width: u32,
-    pub height: u32,
-    pub expires_at: i64,
-}
-
-pub fn output_view(a: &Asset) -> OutputView {
-    OutputView {
-        id: a.public_id.clone(),
-        url: format!("/media/{}", a.public_id),
-        preview_url: format!("/media/{}/preview", a.public_id),
-        width: a.width,
-        height: a.height,
-        expires_at: a.expires_at,
-    }
-}
-
-/// A task as the API and webhooks show it: image URLs are signed, expiring,
-/// absolute links (the receiver has no session cookie).
-pub fn present(config: &Config, secret: &[u8], view: &TaskView) -> serde_json::Value {
-    let now = super::now();
-    let mut v = serde_json::json!(view);
-    if let Some(outputs) = v.get_mut("outputs").and_then(|o| o.as_array_mut()) {
-        for (o, out) in outputs.iter_mut().zip(&view.outputs) {
-            let asset = (out.id.as_str(), out.expires_at);
-            o["url"] = super::links::media_url(config, secret, asset, "", now).into();
-            o["preview_url"] =
-                super::links::media_url(config, secret, asset, "/preview", now).into();
-            o["url_expires_at"] = super::links::expiry(config, out.expires_at, now).into();
-        }
-    }
-    v
-}
-
-pub fn view(conn: &Connection, task: Task) -> AppResult<TaskView> {
-    let outputs = if task.status == TaskStatus::Succeeded {
-        db::assets::results_of_task(conn, task.id)?
-            .iter()
-            .map(output_view)
-            .collect()
-    } else {
-        Vec::new()
-    };
-    Ok(TaskView { task, outputs })
-}
-
-/// One of the user's own tasks (another user's id is simply not found).
-pub fn get(conn: &Connection, user: UserId, public_id: &str) -> AppResult<TaskView> {
-    let task = db::tasks::by_public_id(conn, user, public_id)?.ok_or(AppError::NotFound)?;
-    view(conn, task)
-}
-
-/// The user's tasks, newest first; `cursor` is the id of the last task of the
-/// previous page.
-pub fn list(
-    conn: &Connection,
-    user: UserId,
-    status: Option<TaskStatus>,
-    cursor: Option<&str>,
-    limit: u32,
-) -> AppResult<(Vec<TaskView>, Option<String>)> {
-    let limit = limit.clamp(1, 100);
-    let before = match cursor {
-        Some(c) => Some(
-            db::tasks::by_public_id(conn, user, c)?
-                .ok_or_else(|| AppError::invalid("cursor", "Unknown cursor."))?
-                .id,
-        ),
-        None => None,
-    };
-    let tasks = db::tasks::list_for_user(conn, user, status, before, limit)?;
-    let next = (tasks.len() == limit as usize)
-        .then(|| tasks.last().map(|t| t.public_id.clone()))
-        .flatten();
-    let views = tasks
-        .into_iter()
-        .map(|t| view(conn, t))
-        .collect::<AppResult<_>>()?;
-    Ok((views, next))
-}
+pub use super::task_views::{get, list, output_view, present, view, OutputView, TaskView};
 
 /// Cancels a queued task at once, or a running one (its result is
 /// discarded). A finished task cannot be canceled.
