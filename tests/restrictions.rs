@@ -246,8 +246,13 @@ fn a_generate_restriction_stops_new_tasks_on_web_and_api_and_nothing_else() {
     );
 
     // Everything else still works: the key reads, keys can be made, uploads.
-    let (st, _) = s.with_key(&key, "GET", "/api/v1/account", None);
+    let (st, account) = s.with_key(&key, "GET", "/api/v1/account", None);
     assert_eq!(st, Status::Ok);
+    assert_eq!(account["restrictions"][0]["scope"], "generate", "{account}");
+    assert_eq!(
+        account["restrictions"][0]["reason"],
+        "Too many near-duplicates"
+    );
     assert_eq!(s.create_key_on_web().0, Status::Created);
     let (st, v) = s.with_key(&key, "POST", "/api/v1/uploads", None);
     assert_ne!(st, Status::Forbidden, "{v}");

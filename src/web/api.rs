@@ -102,7 +102,7 @@ async fn account(app: &State<App>, caller: Caller) -> AppResult<ApiJson> {
     caller.require(apikeys::READ_ACCOUNT)?;
     let user = caller.user;
     let key = caller.key.clone();
-    let (u, w, usage) = app
+    let (u, w, usage, restrictions) = app
         .db
         .run(move |conn| {
             let usage = match &key {
@@ -119,15 +119,23 @@ async fn account(app: &State<App>, caller: Caller) -> AppResult<ApiJson> {
                 crate::domain::accounts::by_id(conn, user)?,
                 crate::domain::wallet::get(conn, user)?,
                 usage,
+                crate::domain::bans::restrictions(conn, user)?,
             ))
         })
         .await?;
+    // Narrower restrictions in force (a key still works under generate or
+    // upload ones), so client code can tell why an action will be refused.
+    let restrictions: Vec<Value> = restrictions
+        .iter()
+        .map(|b| json!({ "scope": b.scope, "reason": b.reason, "ends_at": b.ends_at }))
+        .collect();
     let mut body = json!({
         "email": u.email,
         "display_name": u.display_name,
         "balance": w.balance,
         "bonus": w.bonus,
         "available": w.total(),
+        "restrictions": restrictions,
     });
     if let (Some(k), Some((today, active))) = (&caller.key, usage) {
         body["key"] = json!({ "prefix": k.prefix, "name": k.name, "permissions": k.permissions, "models": k.models });

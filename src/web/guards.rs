@@ -131,20 +131,20 @@ impl<'r> FromRequest<'r> for MaybeUser {
                         match found {
                             Some((user, session)) => {
                                 let inbox = domain::messages::state(conn, user.id)?;
-                                let ban = domain::bans::restrictions(conn, user.id)?;
-                                Ok(Some((user, session, inbox, ban)))
+                                let restrictions = domain::bans::restrictions(conn, user.id)?;
+                                Ok(Some((user, session, inbox, restrictions)))
                             }
                             None => Ok(None),
                         }
                     })
                     .await;
                 match found {
-                    Ok(Some((user, session, inbox, ban))) => MaybeUser(Some(SignedIn {
+                    Ok(Some((user, session, inbox, restrictions))) => MaybeUser(Some(SignedIn {
                         user,
                         session,
                         unread: inbox.unread,
                         inbox,
-                        restrictions: ban,
+                        restrictions,
                     })),
                     Ok(None) => {
                         req.cookies()
