@@ -321,9 +321,7 @@ pub fn revoke_by_admin(
             ),
             now,
         )?;
-        let owner = db::users::by_id(tx, key.user_id)?
-            .map(|u| u.email)
-            .unwrap_or_default();
+        let owner = super::audit::email_of(tx, key.user_id)?;
         super::audit::record(
             tx,
             &super::audit::Entry {

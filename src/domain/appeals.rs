@@ -10,7 +10,7 @@ use crate::db::{self, appeals::Appeal};
 use crate::error::{AppError, AppResult};
 use crate::model::UserId;
 
-use super::audit::{self, Entry};
+use super::audit::{self, email_of, Entry};
 use super::bans::{self, Actor};
 
 pub const MIN_BODY_CHARS: usize = 10;
@@ -154,10 +154,4 @@ pub fn for_user(conn: &Connection, user: UserId) -> AppResult<Vec<Appeal>> {
 /// Appeals of every account with its e-mail, newest first.
 pub fn list(conn: &Connection, pending: bool, limit: u32) -> AppResult<Vec<(Appeal, String)>> {
     db::appeals::list(conn, pending, limit)
-}
-
-fn email_of(conn: &Connection, user: UserId) -> AppResult<String> {
-    Ok(db::users::by_id(conn, user)?
-        .map(|u| u.email)
-        .unwrap_or_default())
 }

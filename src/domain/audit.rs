@@ -54,3 +54,11 @@ pub fn record_now(conn: &mut Connection, e: &Entry<'_>) -> AppResult<()> {
 pub fn recent(conn: &Connection, limit: u32) -> AppResult<Vec<db::audit::AuditRow>> {
     db::audit::recent(conn, limit.clamp(1, 100_000))
 }
+
+/// The account's e-mail, as audit rows and admin listings name it ("" if
+/// the account is gone).
+pub fn email_of(conn: &Connection, user: crate::model::UserId) -> AppResult<String> {
+    Ok(db::users::by_id(conn, user)?
+        .map(|u| u.email)
+        .unwrap_or_default())
+}

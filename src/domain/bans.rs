@@ -13,7 +13,7 @@ use crate::db::{self, risk::Ban};
 use crate::error::{AppError, AppResult};
 use crate::model::{TaskStatus, UserId};
 
-use super::audit::{self, Entry};
+use super::audit::{self, email_of, Entry};
 use super::moderation::Hit;
 
 /// The scope of a full ban.
@@ -251,13 +251,6 @@ fn impose(
     Ok((ban, canceled))
 }
 
-/// The account's e-mail for the audit log ("" if it is gone).
-fn email_of(conn: &Connection, user: UserId) -> AppResult<String> {
-    Ok(db::users::by_id(conn, user)?
-        .map(|u| u.email)
-        .unwrap_or_default())
-}
-
 /// Cancels the user's tasks in the given states, each refunded through the
 /// ledger and announced to its webhook, in the caller's transaction.
 /// Returns how many were canceled.
@@ -310,13 +303,7 @@ pub fn ban(
 
 /// Lifts one restriction in the caller's transaction and tells the user
 /// (`note`: the operator's words). False if it was no longer in force.
-pub(super) fn lift_one(
-    tx: &Connection,
-    ban: &Ban,
-    by: &str,
-    note: &str,
-    now: i64,
-) -> AppResult<bool> {
+fn lift_one(tx: &Connection, ban: &Ban, by: &str, note: &str, now: i64) -> AppResult<bool> {
     if !db::risk::lift(tx, ban.id, by, note, now)? {
         return Ok(false);
     }

@@ -494,9 +494,7 @@ pub fn list_all(
     tasks
         .into_iter()
         .map(|t| {
-            let email = db::users::by_id(conn, t.user_id)?
-                .map(|u| u.email)
-                .unwrap_or_default();
+            let email = super::audit::email_of(conn, t.user_id)?;
             Ok((t, email))
         })
         .collect()
