@@ -67,15 +67,6 @@ pub fn by_public_id(conn: &Connection, public_id: &str) -> AppResult<Option<Asse
     Ok(conn.query_row(&sql, [public_id], from_row).optional()?)
 }
 
-pub fn results_of_task(conn: &Connection, task: TaskId) -> AppResult<Vec<Asset>> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM assets a WHERE a.task_id = ?1 AND a.kind = 'result' ORDER BY a.id"
-    );
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map([task], from_row)?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
-
 /// The results of the given tasks, in id order: one query for a page of
 /// tasks instead of one per task.
 pub fn results_of_tasks(conn: &Connection, tasks: &[TaskId]) -> AppResult<Vec<Asset>> {

@@ -57,7 +57,7 @@ pub fn present(config: &Config, secret: &[u8], view: &TaskView) -> serde_json::V
 
 pub fn view(conn: &Connection, task: Task) -> AppResult<TaskView> {
     let outputs = if task.status == TaskStatus::Succeeded {
-        db::assets::results_of_task(conn, task.id)?
+        db::assets::results_of_tasks(conn, &[task.id])?
             .iter()
             .map(output_view)
             .collect()
@@ -110,10 +110,8 @@ pub fn list(
     let views = tasks
         .into_iter()
         .map(|task| TaskView {
-            outputs: match task.status {
-                TaskStatus::Succeeded => outputs.remove(&task.id).unwrap_or_default(),
-                _ => Vec::new(),
-            },
+            // Only finished tasks were asked for.
+            outputs: outputs.remove(&task.id).unwrap_or_default(),
             task,
         })
         .collect();
