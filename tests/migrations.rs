@@ -72,6 +72,39 @@ fn every_connection_has_the_pragmas() {
     assert_eq!(sync, 1);
 }
 
+/// A cached statement is compiled once, whatever values are bound to it
+/// (SQLite otherwise recompiles a statement whose `LIMIT ?` or `? IS NULL`
+/// bindings change, on every use).
+#[test]
+fn cached_statements_are_not_compiled_again_for_new_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::for_data_dir(dir.path());
+    let db = Db::open(&config).unwrap();
+    let conn = db.get().unwrap();
+    let sql = "SELECT id FROM tasks WHERE user_id = ?1 AND (?2 IS NULL OR status = ?2)
+               AND (?3 IS NULL OR id < ?3) ORDER BY id DESC LIMIT ?4";
+    for (i, status) in [None, Some("queued"), None, Some("failed")]
+        .into_iter()
+        .enumerate()
+    {
+        let mut stmt = conn.prepare_cached(sql).unwrap();
+        let before = (i % 2 == 0).then_some(1000 + i as i64);
+        let rows: Vec<i64> = stmt
+            .query_map(rusqlite::params![1, status, before, 10 + i as i64], |r| {
+                r.get(0)
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(rows.is_empty());
+        assert_eq!(
+            stmt.get_status(rusqlite::StatementStatus::RePrepare),
+            0,
+            "run {i} compiled the statement again"
+        );
+    }
+}
+
 #[test]
 fn a_newer_database_is_refused() {
     let dir = tempfile::tempdir().unwrap();
