@@ -40,7 +40,9 @@ async fn public_gallery(page: PageCtx<'_>, uri: &Origin<'_>) -> AppResult<Page> 
             })
         })
         .collect();
-    page.render("gallery.html", json!({ "items": items, "next": next }))
+    let mut values = json!({ "next": next });
+    values["items"] = Value::Array(items);
+    page.render("gallery.html", values)
 }
 
 /// A shared image, for whoever has the link.

@@ -42,7 +42,7 @@ pub fn card(page: &PageCtx<'_>, view: &TaskView, model_name: &str) -> Value {
     let images = c.text(page.lang, images, &[("n", t.n.to_string())]);
     let seed = c.text(page.lang, "task.seed", &[("seed", t.seed.to_string())]);
     let now = crate::domain::now();
-    json!({
+    let mut card = json!({
         "meta": format!("{model_name} · {}×{} · {images} · {seed}", t.width, t.height),
         "id": t.public_id,
         "status": t.status,
@@ -59,15 +59,18 @@ pub fn card(page: &PageCtx<'_>, view: &TaskView, model_name: &str) -> Value {
         "error": t.error,
         "created": format_time(t.created_at),
         "active": !t.status.is_final(),
-        "outputs": view.outputs.iter().map(|o| {
-            let left = crate::templates::time_left(c, page.lang, o.expires_at - now);
-            let expires = c.text(page.lang, "task.expires_in", &[("left", left)]);
-            json!({
-                "id": o.id, "url": o.url, "preview_url": o.preview_url, "width": o.width, "height": o.height,
-                "meta": format!("{model_name} · {}×{} · {seed} · {expires}", o.width, o.height),
-            })
-        }).collect::<Vec<_>>(),
-    })
+    });
+    let outputs = view.outputs.iter().map(|o| {
+        let left = crate::templates::time_left(c, page.lang, o.expires_at - now);
+        let expires = c.text(page.lang, "task.expires_in", &[("left", left)]);
+        json!({
+            "id": o.id, "url": o.url, "preview_url": o.preview_url, "width": o.width, "height": o.height,
+            "meta": format!("{model_name} · {}×{} · {seed} · {expires}", o.width, o.height),
+        })
+    });
+    // Moved in: `json!` would copy a nested array value by value.
+    card["outputs"] = Value::Array(outputs.collect());
+    card
 }
 
 /// Models with their sizes grouped by aspect ratio, for the studio form.
@@ -152,13 +155,13 @@ async fn studio_page(
             .replace('<', "\\u003c")
             .replace('>', "\\u003e")
             .replace('&', "\\u0026"),
-        "tasks": cards,
         "form": form,
         "available": available,
         "max_upload_mb": page.app.config.storage.max_upload_bytes / 1_048_576,
         "reference_hours": page.app.config.storage.reference_retention_hours,
         "result_hours": page.app.config.storage.result_retention_hours,
     });
+    values["tasks"] = Value::Array(cards);
     if let Some(e) = error {
         values["error"] = e;
     }
@@ -351,18 +354,16 @@ async fn library(page: PageCtx<'_>, me: CurrentUser, uri: &Origin<'_>) -> AppRes
             })
         })
         .collect();
-    page.render(
-        "library.html",
-        json!({
-            "items": items,
+    let mut values = json!({
             "models": page.app.engine.catalog.models.iter().map(|m| json!({ "id": m.id, "name": model_name(&page, &m.id) })).collect::<Vec<_>>(),
             "model": model,
             "since": period,
             "next": next,
             "allow_delete": true,
             "result_hours": page.app.config.storage.result_retention_hours,
-        }),
-    )
+    });
+    values["items"] = Value::Array(items);
+    page.render("library.html", values)
 }
 
 #[post("/library/<id>/delete", data = "<_form>")]
