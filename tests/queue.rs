@@ -635,3 +635,137 @@ fn queue_counts_stay_exact_through_every_transition() {
             .unwrap();
     assert_eq!((queued, running), (0, 0));
 }
+
+/// The running tasks, as (public id, worker).
+fn running(e: &Engine) -> Vec<(String, String)> {
+    let conn = e.db.get().unwrap();
+    let mut stmt = conn
+        .prepare("SELECT public_id, worker FROM tasks WHERE status = 'running' ORDER BY id")
+        .unwrap();
+    let rows = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    rows
+}
+
+#[test]
+fn the_commit_that_finishes_a_task_claims_the_workers_next_one() {
+    // One task at a time per creator: the next one of the same creator can
+    // only be claimed if the finish is recorded before the claim.
+    let s = setup(|c| c.queue.per_user_concurrency = 1);
+    let u = user(&s.app, "chain@example.com");
+    let refusal = || {
+        Err(ProviderError::Failed {
+            message: "The image service refused this prompt.".into(),
+            raw: "400 content policy".into(),
+        })
+    };
+    let (e, _, _) = scripted_engine(&s, vec![Ok(vec![png()]), refusal()], vec![]);
+    let ids: Vec<String> = (0..3)
+        .map(|_| submit(&e, u, &m_input()).unwrap().public_id)
+        .collect();
+
+    let first = tasks::claim(&mut e.db.get().unwrap(), &e.config, "w1")
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.public_id, ids[0]);
+    let outcome = e.execute(&first, &novart::providers::Unattended);
+    let (now, next) = e.finish_then(&first, "w1", outcome, true).unwrap();
+    assert_eq!(now, TaskStatus::Succeeded);
+    let next = next.expect("the next task was claimed with the finish");
+    assert_eq!(next.public_id, ids[1]);
+    assert_eq!(running(&e), vec![(ids[1].clone(), "w1".to_string())]);
+    assert_eq!(status(&e, u, &ids[0]).outputs.len(), 1, "images kept");
+
+    // A failure chains the same way, and its refund and message stand.
+    let outcome = e.execute(&next, &novart::providers::Unattended);
+    let (now, last) = e.finish_then(&next, "w1", outcome, true).unwrap();
+    assert_eq!(now, TaskStatus::Failed);
+    let last = last.expect("claimed after a failure too");
+    assert_eq!(last.public_id, ids[2]);
+    assert_eq!(running(&e), vec![(ids[2].clone(), "w1".to_string())]);
+    let refunds: i64 =
+        e.db.get()
+            .unwrap()
+            .query_row(
+                "SELECT count(*) FROM ledger WHERE kind = 'task_refund' AND user_id = ?1",
+                [u],
+                |r| r.get(0),
+            )
+            .unwrap();
+    assert_eq!(refunds, 1);
+
+    // Without `claim`, or with nothing waiting, no task is claimed.
+    let outcome = e.execute(&last, &novart::providers::Unattended);
+    let (_, none) = e.finish_then(&last, "w1", outcome, false).unwrap();
+    assert!(none.is_none());
+    assert!(running(&e).is_empty());
+    submit(&e, u, &m_input()).unwrap();
+    let t = tasks::claim(&mut e.db.get().unwrap(), &e.config, "w2")
+        .unwrap()
+        .unwrap();
+    let outcome = e.execute(&t, &novart::providers::Unattended);
+    assert!(e.finish_then(&t, "w2", outcome, true).unwrap().1.is_none());
+    assert!(running(&e).is_empty());
+    assert_queue_counts_exact(&e);
+}
+
+#[test]
+fn a_canceled_tasks_finish_still_hands_the_worker_its_next_task() {
+    let s = setup(|c| c.queue.per_user_concurrency = 10);
+    let e = &s.app.engine;
+    let u = user(&s.app, "cancel-chain@example.com");
+    let a = submit(e, u, &input("a")).unwrap();
+    let b = submit(e, u, &input("b")).unwrap();
+    let claimed = tasks::claim(&mut e.db.get().unwrap(), &e.config, "w")
+        .unwrap()
+        .unwrap();
+    assert_eq!(claimed.public_id, a.public_id);
+    let outcome = e.execute(&claimed, &novart::providers::Unattended);
+    tasks::cancel(&mut e.db.get().unwrap(), u, &a.public_id).unwrap();
+    let (now, next) = e.finish_then(&claimed, "w", outcome, true).unwrap();
+    assert_eq!(now, TaskStatus::Canceled);
+    assert_eq!(next.unwrap().public_id, b.public_id);
+    assert!(
+        status(e, u, &a.public_id).outputs.is_empty(),
+        "nothing kept"
+    );
+}
+
+#[test]
+fn many_draining_workers_run_each_task_exactly_once() {
+    let s = setup(|c| {
+        c.queue.per_user_concurrency = 1000;
+        c.billing.signup_bonus = 1000;
+    });
+    let e = &s.app.engine;
+    let users: Vec<UserId> = (0..4)
+        .map(|i| user(&s.app, &format!("d{i}@example.com")))
+        .collect();
+    for i in 0..120 {
+        submit(e, users[i % 4], &input(&format!("d{i}"))).unwrap();
+    }
+    let handles: Vec<_> = (0..12)
+        .map(|w| {
+            let e = e.clone();
+            std::thread::spawn(move || e.drain(&format!("w{w}")).unwrap())
+        })
+        .collect();
+    let ran: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    assert_eq!(ran, 120);
+    let (succeeded, attempts, results): (i64, i64, i64) =
+        e.db.get()
+            .unwrap()
+            .query_row(
+                "SELECT (SELECT count(*) FROM tasks WHERE status = 'succeeded'),
+                        (SELECT sum(attempts) FROM tasks),
+                        (SELECT count(*) FROM assets WHERE kind = 'result')",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+    assert_eq!((succeeded, attempts, results), (120, 120, 120));
+    assert_queue_counts_exact(e);
+}

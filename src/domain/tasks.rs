@@ -2,7 +2,7 @@
 //! state. The web studio, the API, the CLI and the queue workers all go
 //! through these functions.
 
-use rusqlite::Connection;
+use rusqlite::{Connection, Transaction};
 
 use crate::config::Config;
 use crate::db;
@@ -347,14 +347,36 @@ pub fn backoff_secs(attempt: u32) -> i64 {
 }
 
 pub fn claim(conn: &mut Connection, config: &Config, worker: &str) -> AppResult<Option<Task>> {
+    db::write(conn, |tx| claim_in(tx, config, worker))
+}
+
+fn claim_in(conn: &Connection, config: &Config, worker: &str) -> AppResult<Option<Task>> {
     let (now, lease, per_user) = (
         super::now(),
         lease_secs(config),
         config.queue.per_user_concurrency,
     );
-    db::write(conn, |tx| {
-        db::tasks::claim(tx, worker, now, lease, per_user)
-    })
+    db::tasks::claim(conn, worker, now, lease, per_user)
+}
+
+/// When `worker` is given, claims its next task inside the transaction that
+/// records the last one, so a busy worker commits once per task. A failing
+/// claim is rolled back alone (the outcome before it stands) and the worker
+/// claims again on its own.
+fn claim_next(tx: &Transaction, config: &Config, worker: Option<&str>) -> AppResult<Option<Task>> {
+    let Some(worker) = worker else {
+        return Ok(None);
+    };
+    tx.execute_batch("SAVEPOINT claim_next")?;
+    let claimed = claim_in(tx, config, worker);
+    if claimed.is_err() {
+        tx.execute_batch("ROLLBACK TO claim_next")?;
+    }
+    tx.execute_batch("RELEASE claim_next")?;
+    Ok(claimed.unwrap_or_else(|e| {
+        tracing::warn!(worker, "claiming the next task failed: {e}");
+        None
+    }))
 }
 
 /// Records a success: stores the images and marks the task succeeded, in one
@@ -367,6 +389,20 @@ pub fn complete(
     provider: &str,
     images: &[super::assets::Prepared],
 ) -> AppResult<bool> {
+    Ok(complete_then(conn, config, task, worker, provider, images, false)?.0)
+}
+
+/// `complete`, and with `claim` the worker's next task claimed in the same
+/// transaction (see `claim_next`).
+pub fn complete_then(
+    conn: &mut Connection,
+    config: &Config,
+    task: &Task,
+    worker: &str,
+    provider: &str,
+    images: &[super::assets::Prepared],
+    claim: bool,
+) -> AppResult<(bool, Option<Task>)> {
     let now = super::now();
     let mut written = Vec::with_capacity(images.len());
     for p in images {
@@ -379,22 +415,30 @@ pub fn complete(
         }
     }
     let result = db::write(conn, |tx| {
-        if !db::tasks::mark_succeeded(tx, task.id, worker, provider, now)? {
-            // Canceled (or taken over) meanwhile: keep nothing.
-            return Ok(false);
+        // Canceled (or taken over) meanwhile: keep nothing.
+        let kept = db::tasks::mark_succeeded(tx, task.id, worker, provider, now)?;
+        if kept {
+            for (p, w) in images.iter().zip(&written) {
+                super::assets::record_result(tx, config, task.user_id, task.id, p, w, now)?;
+            }
+            let missing = task.n.saturating_sub(images.len() as u32);
+            if missing > 0 {
+                let reason = format!("{missing} of {} images were not made", task.n);
+                super::wallet::refund_task(
+                    tx,
+                    task.user_id,
+                    task.id,
+                    missing,
+                    task.n,
+                    &reason,
+                    now,
+                )?;
+            }
+            super::webhooks::enqueue(tx, task, TaskStatus::Succeeded, now)?;
         }
-        for (p, w) in images.iter().zip(&written) {
-            super::assets::record_result(tx, config, task.user_id, task.id, p, w, now)?;
-        }
-        let missing = task.n.saturating_sub(images.len() as u32);
-        if missing > 0 {
-            let reason = format!("{missing} of {} images were not made", task.n);
-            super::wallet::refund_task(tx, task.user_id, task.id, missing, task.n, &reason, now)?;
-        }
-        super::webhooks::enqueue(tx, task, TaskStatus::Succeeded, now)?;
-        Ok(true)
+        Ok((kept, claim_next(tx, config, claim.then_some(worker))?))
     });
-    if !matches!(result, Ok(true)) {
+    if !matches!(result, Ok((true, _))) {
         super::assets::unwrite(config, &written);
     }
     result
@@ -415,41 +459,63 @@ pub fn fail(
     task: &Task,
     failure: Failure<'_>,
 ) -> AppResult<TaskStatus> {
-    let now = super::now();
+    Ok(fail_then(conn, config, task, failure, None)?.0)
+}
+
+/// `fail`, and with `claim` (a worker) that worker's next task claimed in
+/// the same transaction (see `claim_next`).
+pub fn fail_then(
+    conn: &mut Connection,
+    config: &Config,
+    task: &Task,
+    failure: Failure<'_>,
+    claim: Option<&str>,
+) -> AppResult<(TaskStatus, Option<Task>)> {
     db::write(conn, |tx| {
-        let current = db::tasks::by_id(tx, task.id)?.ok_or(AppError::NotFound)?;
-        if current.status != TaskStatus::Running {
-            return Ok(current.status);
-        }
-        match failure {
-            Failure::Temporary { message, raw } if current.attempts < config.queue.max_attempts => {
-                db::tasks::requeue(
-                    tx,
-                    task.id,
-                    now + backoff_secs(current.attempts),
-                    message,
-                    raw,
-                )?;
-                Ok(TaskStatus::Queued)
-            }
-            Failure::Temporary { message, raw } | Failure::Final { message, raw } => {
-                if db::tasks::mark_failed(tx, task.id, TaskStatus::Running, message, raw, now)? {
-                    let refunded = super::wallet::refund_task(
-                        tx,
-                        task.user_id,
-                        task.id,
-                        task.n,
-                        task.n,
-                        "Failed",
-                        now,
-                    )?;
-                    super::webhooks::enqueue(tx, &current, TaskStatus::Failed, now)?;
-                    super::messages::task_failed(tx, &current, message, refunded, now)?;
-                }
-                Ok(TaskStatus::Failed)
-            }
-        }
+        let status = fail_in(tx, config, task, failure)?;
+        Ok((status, claim_next(tx, config, claim)?))
     })
+}
+
+fn fail_in(
+    tx: &Transaction,
+    config: &Config,
+    task: &Task,
+    failure: Failure<'_>,
+) -> AppResult<TaskStatus> {
+    let now = super::now();
+    let current = db::tasks::by_id(tx, task.id)?.ok_or(AppError::NotFound)?;
+    if current.status != TaskStatus::Running {
+        return Ok(current.status);
+    }
+    match failure {
+        Failure::Temporary { message, raw } if current.attempts < config.queue.max_attempts => {
+            db::tasks::requeue(
+                tx,
+                task.id,
+                now + backoff_secs(current.attempts),
+                message,
+                raw,
+            )?;
+            Ok(TaskStatus::Queued)
+        }
+        Failure::Temporary { message, raw } | Failure::Final { message, raw } => {
+            if db::tasks::mark_failed(tx, task.id, TaskStatus::Running, message, raw, now)? {
+                let refunded = super::wallet::refund_task(
+                    tx,
+                    task.user_id,
+                    task.id,
+                    task.n,
+                    task.n,
+                    "Failed",
+                    now,
+                )?;
+                super::webhooks::enqueue(tx, &current, TaskStatus::Failed, now)?;
+                super::messages::task_failed(tx, &current, message, refunded, now)?;
+            }
+            Ok(TaskStatus::Failed)
+        }
+    }
 }
 
 /// Running tasks whose worker vanished (crash, kill -9): those whose lease

@@ -293,6 +293,18 @@ impl Engine {
 
     /// Records an attempt's outcome; returns the task's new status.
     pub fn finish(&self, task: &Task, worker: &str, outcome: Outcome) -> AppResult<TaskStatus> {
+        Ok(self.finish_then(task, worker, outcome, false)?.0)
+    }
+
+    /// `finish`; with `claim`, the same commit also claims the worker's next
+    /// task (one commit per task while the queue is busy).
+    pub fn finish_then(
+        &self,
+        task: &Task,
+        worker: &str,
+        outcome: Outcome,
+        claim: bool,
+    ) -> AppResult<(TaskStatus, Option<Task>)> {
         let mut conn = self.db.get()?;
         let metrics = crate::metrics::global();
         let provider = match &outcome {
@@ -316,13 +328,23 @@ impl Engine {
                 p
             }
         };
-        let status = match outcome {
+        let (status, next) = match outcome {
             Ok((provider, images)) => {
-                if tasks::complete(&mut conn, &self.config, task, worker, &provider, &images)? {
+                let (kept, next) = tasks::complete_then(
+                    &mut conn,
+                    &self.config,
+                    task,
+                    worker,
+                    &provider,
+                    &images,
+                    claim,
+                )?;
+                let status = if kept {
                     TaskStatus::Succeeded
                 } else {
                     crate::db::tasks::status_of(&conn, task.id)?.unwrap_or(TaskStatus::Canceled)
-                }
+                };
+                (status, next)
             }
             Err(e) => {
                 let (message, raw) = (e.user_message(), e.raw().to_string());
@@ -336,7 +358,13 @@ impl Engine {
                         raw: &raw,
                     },
                 };
-                tasks::fail(&mut conn, &self.config, task, failure)?
+                tasks::fail_then(
+                    &mut conn,
+                    &self.config,
+                    task,
+                    failure,
+                    claim.then_some(worker),
+                )?
             }
         };
         let took = task
@@ -345,10 +373,13 @@ impl Engine {
             .unwrap_or_default();
         metrics.task(&task.model, &provider, status.as_str(), took);
         self.hub.publish(task.user_id, &task.public_id);
+        if let Some(n) = &next {
+            self.hub.publish(n.user_id, &n.public_id);
+        }
         if status == TaskStatus::Queued {
             self.hub.wake();
         }
-        Ok(status)
+        Ok((status, next))
     }
 
     /// Claims one task and runs it to the end on this thread (the CLI, tests
@@ -368,6 +399,24 @@ impl Engine {
         Ok(true)
     }
 
+    /// Runs tasks on this thread until none is waiting, as a server worker
+    /// does (each finished task's commit claims the next); returns how many
+    /// ran. The queue benchmark uses it.
+    pub fn drain(&self, worker: &str) -> AppResult<usize> {
+        let mut next = {
+            let mut conn = self.db.get()?;
+            tasks::claim(&mut conn, &self.config, worker)?
+        };
+        let mut ran = 0;
+        while let Some(task) = next {
+            self.hub.publish(task.user_id, &task.public_id);
+            let outcome = self.execute(&task, &providers::Unattended);
+            next = self.finish_then(&task, worker, outcome, true)?.1;
+            ran += 1;
+        }
+        Ok(ran)
+    }
+
     /// Starts the configured number of workers on the server's runtime.
     pub fn spawn_workers(&self) {
         let n = self.config.queue.workers;
@@ -382,7 +431,13 @@ impl Engine {
     }
 
     async fn worker_loop(self, id: String) {
+        // The task claimed by the commit that finished the last one.
+        let mut next: Option<Task> = None;
         loop {
+            if let Some(task) = next.take() {
+                next = self.run_task(&id, task).await;
+                continue;
+            }
             let engine = self.clone();
             let wid = id.clone();
             let claimed = tokio::task::spawn_blocking(move || {
@@ -391,7 +446,7 @@ impl Engine {
             })
             .await;
             match claimed {
-                Ok(Ok(Some(task))) => self.run_task(&id, task).await,
+                Ok(Ok(Some(task))) => next = self.run_task(&id, task).await,
                 Ok(Ok(None)) => {
                     tokio::select! {
                         _ = self.hub.notify.notified() => {}
@@ -411,8 +466,9 @@ impl Engine {
     }
 
     /// Runs one claimed task with a renewed lease, a timeout, and cancel
-    /// detection.
-    async fn run_task(&self, worker: &str, task: Task) {
+    /// detection; returns the next task, claimed when this one's outcome was
+    /// recorded.
+    async fn run_task(&self, worker: &str, task: Task) -> Option<Task> {
         self.hub.publish(task.user_id, &task.public_id);
         let ctl = Arc::new(TaskControl::default());
         let (engine, t, c) = (self.clone(), task.clone(), ctl.clone());
@@ -444,7 +500,7 @@ impl Engine {
                     let outcome = Err(ProviderError::Failed { message, raw: format!("task timeout after {secs}s") });
                     let (engine, t, w) = (self.clone(), task.clone(), worker.to_string());
                     let _ = tokio::task::spawn_blocking(move || engine.finish(&t, &w, outcome)).await;
-                    return;
+                    return None;
                 }
             }
         };
@@ -456,10 +512,18 @@ impl Engine {
             }),
         };
         let (engine, w) = (self.clone(), worker.to_string());
-        match tokio::task::spawn_blocking(move || engine.finish(&task, &w, outcome)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::error!(worker, "recording a task's outcome failed: {e}"),
-            Err(e) => tracing::error!(worker, "recording a task's outcome panicked: {e}"),
+        match tokio::task::spawn_blocking(move || engine.finish_then(&task, &w, outcome, true))
+            .await
+        {
+            Ok(Ok((_, next))) => next,
+            Ok(Err(e)) => {
+                tracing::error!(worker, "recording a task's outcome failed: {e}");
+                None
+            }
+            Err(e) => {
+                tracing::error!(worker, "recording a task's outcome panicked: {e}");
+                None
+            }
         }
     }
 }
