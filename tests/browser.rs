@@ -47,7 +47,8 @@ fn find_program(names: &[&str]) -> Option<PathBuf> {
 
 fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(20) {
+    // Generous: the whole suite shares two cores with this browser.
+    while start.elapsed() < Duration::from_secs(45) {
         if f() {
             return;
         }
