@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use rust_embed::Embed;
 use tera::{Tera, Value};
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::error::{AppError, AppResult};
 use crate::i18n::{Catalogs, Lang};
@@ -22,7 +22,13 @@ pub struct Templates {
     /// lookups reach, through what it extends, includes and imports: a page
     /// gets those sections, not the whole catalogue, in its context.
     sections: HashMap<String, Vec<String>>,
+    /// Rendered fragments by their exact inputs (see `fragment`).
+    fragments: Mutex<HashMap<String, Arc<str>>>,
 }
+
+/// At most this many rendered fragments are kept (a few MB); the cache
+/// starts over when full.
+const FRAGMENTS_MAX: usize = 2048;
 
 /// The templates a template's source pulls in (`extends`, `include`,
 /// `import`) and the catalogue sections it reads as `L.<section>`.
@@ -221,6 +227,7 @@ impl Templates {
         });
         Ok(Templates {
             tera,
+            fragments: Mutex::new(HashMap::new()),
             catalogs,
             sections,
         })
@@ -244,6 +251,34 @@ impl Templates {
     /// The language catalogues (for texts written outside templates).
     pub fn catalogs(&self) -> &Catalogs {
         &self.catalogs
+    }
+
+    /// Renders a fragment (a task card) from `values` (an object) and its
+    /// texts in `lang`, once per distinct input: a page showing the same
+    /// 24 cards again copies their HTML instead of rendering them again
+    /// (two fifths of a studio page's time). The key is the whole input,
+    /// compared exactly, so a fragment's template must read nothing but its
+    /// values, `L` and `lang` (no clock-dependent filter such as `left`).
+    pub fn fragment(&self, template: &str, lang: Lang, values: Value) -> AppResult<Arc<str>> {
+        let key = format!("{template}\0{}\0{values}", lang.code());
+        if let Some(html) = self.fragments().get(&key) {
+            return Ok(html.clone());
+        }
+        let mut ctx = tera::Context::from_value(values)
+            .map_err(|e| AppError::internal(format!("fragment {template}: {e}")))?;
+        ctx.insert("L", &self.texts(template, lang));
+        ctx.insert("lang", lang.code());
+        let html: Arc<str> = self.render(template, &ctx)?.into();
+        let mut cached = self.fragments();
+        if cached.len() >= FRAGMENTS_MAX {
+            cached.clear();
+        }
+        cached.insert(key, html.clone());
+        Ok(html)
+    }
+
+    fn fragments(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<str>>> {
+        self.fragments.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn render(&self, name: &str, context: &tera::Context) -> AppResult<String> {

@@ -594,3 +594,75 @@ fn a_page_of_tasks_carries_each_tasks_own_images() {
         assert_eq!(ids(item), ids(&alone));
     }
 }
+
+/// Cards are rendered once and then reused (`Templates::fragment`): what the
+/// studio shows still follows every change to a task, and each session (its
+/// own CSRF token in the cancel form), account and language gets its own.
+#[test]
+fn studio_cards_follow_each_change_and_each_viewer() {
+    let app = app();
+    let t = novart::App::new(app.config.clone()).unwrap();
+    let a = common::verified_user(&t, "cards-a@example.com");
+    let b = common::verified_user(&t, "cards-b@example.com");
+    let mut conn = t.db.get().unwrap();
+    let client = novart::model::Client {
+        ip: Some("127.0.0.1"),
+        user_agent: Some("test"),
+    };
+    let mut session = |u| {
+        novart::domain::accounts::open_session(&mut conn, &app.config, u, &client)
+            .unwrap()
+            .token
+    };
+    let (a1, a2, b1) = (session(a), session(a), session(b));
+    let page = |token: &str, lang: &str| {
+        app.client
+            .get("/studio")
+            .cookie(rocket::http::Cookie::new(
+                "nova_art_session",
+                token.to_string(),
+            ))
+            .cookie(rocket::http::Cookie::new("lang", lang.to_string()))
+            .dispatch()
+            .into_string()
+            .unwrap()
+    };
+    let input = novart::domain::tasks::NewTaskInput {
+        prompt: "a paper boat on a pond".into(),
+        model: "novart-builtin".into(),
+        size: Some("512x512".into()),
+        ..Default::default()
+    };
+    let task =
+        novart::domain::tasks::submit(&mut t.db.get().unwrap(), &t.engine.catalog, a, &input)
+            .unwrap();
+    let card = |html: &str| -> String {
+        let start = html
+            .find(&format!("id=\"task-{}\"", task.public_id))
+            .expect("the card is on the page");
+        html[start..start + html[start..].find("</article>").unwrap()].to_string()
+    };
+
+    let first = page(&a1, "en");
+    let c = card(&first);
+    assert!(c.contains("Waiting") && c.contains("/cancel"), "{c}");
+    assert!(c.contains(&common::csrf_in(&first)), "this session's token");
+    // The same card for another session of the same account: its own token.
+    let second = page(&a2, "en");
+    let (t1, t2) = (common::csrf_in(&first), common::csrf_in(&second));
+    assert_ne!(t1, t2);
+    assert!(card(&second).contains(&t2) && !card(&second).contains(&t1));
+    // Shown again: the same HTML.
+    assert_eq!(card(&page(&a1, "en")), c);
+    // Another account never sees it.
+    assert!(!page(&b1, "en").contains("a paper boat"));
+    // In Chinese, the card's texts are Chinese.
+    let zh = card(&page(&a1, "zh-CN"));
+    assert!(zh.contains("等待中") && zh.contains("取消") && !zh.contains("Waiting"));
+
+    // The task finishes: the next page shows its image, not the old card.
+    assert!(t.engine.process_one("w").unwrap());
+    let done = card(&page(&a1, "en"));
+    assert!(done.contains("Done") && done.contains("preview"), "{done}");
+    assert!(!done.contains("Waiting") && !done.contains("/cancel"));
+}

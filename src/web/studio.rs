@@ -73,6 +73,21 @@ pub fn card(page: &PageCtx<'_>, view: &TaskView, model_name: &str) -> Value {
     card
 }
 
+/// A task's card as HTML, the same for the studio's list and for the live
+/// update of one card; rendered once per distinct content (see
+/// `Templates::fragment`).
+fn card_html(page: &PageCtx<'_>, view: &TaskView) -> AppResult<std::sync::Arc<str>> {
+    let mut values = serde_json::Map::new();
+    values.insert(
+        "task".into(),
+        card(page, view, &model_name(page, &view.task.model)),
+    );
+    values.insert("csrf_token".into(), Value::String(page.csrf.clone()));
+    page.app
+        .templates
+        .fragment("partials/task_card.html", page.lang, Value::Object(values))
+}
+
 /// Models with their sizes grouped by aspect ratio, for the studio form.
 fn models_view(page: &PageCtx<'_>) -> Vec<Value> {
     // The built-in model's own name and text are in the catalogue; names an
@@ -135,10 +150,10 @@ async fn studio_page(
             ))
         })
         .await?;
-    let cards: Vec<Value> = views
+    let cards = views
         .iter()
-        .map(|v| card(page, v, &model_name(page, &v.task.model)))
-        .collect();
+        .map(|v| Ok(Value::String(card_html(page, v)?.to_string())))
+        .collect::<AppResult<Vec<Value>>>()?;
     let models = models_view(page);
     let selected = form["model"]
         .as_str()
@@ -161,7 +176,7 @@ async fn studio_page(
         "reference_hours": page.app.config.storage.reference_retention_hours,
         "result_hours": page.app.config.storage.result_retention_hours,
     });
-    values["tasks"] = Value::Array(cards);
+    values["cards"] = Value::Array(cards);
     if let Some(e) = error {
         values["error"] = e;
     }
@@ -277,11 +292,11 @@ async fn task_card(page: PageCtx<'_>, me: CurrentUser, id: &str) -> AppResult<Pa
         .db
         .run(move |conn| tasks::get(conn, user, &id))
         .await?;
-    let name = model_name(&page, &view.task.model);
-    page.render(
-        "partials/task_card_page.html",
-        json!({ "task": card(&page, &view, &name) }),
-    )
+    Ok(Page {
+        status: Status::Ok,
+        html: card_html(&page, &view)?.to_string(),
+        retry_after: None,
+    })
 }
 
 #[post("/studio/tasks/<id>/cancel", data = "<_form>")]
