@@ -65,6 +65,7 @@ fn publish_share_and_take_back() {
         Status::NotFound
     );
     assert!(!t.page("/gallery").contains(&id));
+    assert!(t.page("/library").contains("Publish to the gallery"));
     assert_eq!(t.get(&media).status(), Status::Ok, "the owner sees it");
     assert_eq!(
         post(&stranger, &format!("/library/{id}/publish")),
@@ -99,6 +100,11 @@ fn publish_share_and_take_back() {
         Status::SeeOther
     );
     assert_eq!(anon(&media), Status::Unauthorized);
+    // The library's tile (rendered once per content) shows the change.
+    let library = t.page("/library");
+    assert!(
+        library.contains("Publish to the gallery") && !library.contains("Remove from the gallery")
+    );
     assert!(!anonymous
         .get("/gallery")
         .dispatch()

@@ -350,25 +350,38 @@ async fn library(page: PageCtx<'_>, me: CurrentUser, uri: &Origin<'_>) -> AppRes
     let next = (rows.len() == PAGE as usize)
         .then(|| rows.last().map(|r| r.asset.id.0))
         .flatten();
-    let items: Vec<Value> = rows
+    let (c, lang, at) = (page.app.templates.catalogs(), page.lang, now());
+    let tiles = rows
         .iter()
         .map(|r| {
             let a = &r.asset;
-            json!({
+            let name = model_name(&page, &r.model);
+            let made = c.text(lang, "library.made_at", &[("when", format_time(a.created_at))]);
+            let left = crate::templates::time_left(c, lang, a.expires_at - at);
+            let expires = c.text(lang, "task.expires_in", &[("left", left.clone())]);
+            let item = json!({
                 "id": a.public_id,
                 "url": format!("/media/{}", a.public_id),
                 "preview_url": format!("/media/{}/preview", a.public_id),
                 "width": a.width, "height": a.height,
                 "prompt": r.prompt,
-                "model_name": model_name(&page, &r.model),
-                "created": format_time(a.created_at),
-                "expires_at": a.expires_at,
+                "meta": format!("{name} · {}×{} · {made} · {expires}", a.width, a.height),
+                "left": left,
                 "task_id": r.task_public_id,
                 "published": a.published_at.is_some(),
                 "share_url": a.share_id.as_ref().map(|s| format!("{}/s/{s}", page.app.config.public_url())),
-            })
+            });
+            let mut values = serde_json::Map::new();
+            values.insert("it".into(), item);
+            values.insert("csrf_token".into(), Value::String(page.csrf.clone()));
+            let html = page.app.templates.fragment(
+                "partials/library_tile.html",
+                lang,
+                Value::Object(values),
+            )?;
+            Ok(Value::String(html.to_string()))
         })
-        .collect();
+        .collect::<AppResult<Vec<Value>>>()?;
     let mut values = json!({
             "models": page.app.engine.catalog.models.iter().map(|m| json!({ "id": m.id, "name": model_name(&page, &m.id) })).collect::<Vec<_>>(),
             "model": model,
@@ -377,7 +390,7 @@ async fn library(page: PageCtx<'_>, me: CurrentUser, uri: &Origin<'_>) -> AppRes
             "allow_delete": true,
             "result_hours": page.app.config.storage.result_retention_hours,
     });
-    values["items"] = Value::Array(items);
+    values["tiles"] = Value::Array(tiles);
     page.render("library.html", values)
 }
 
