@@ -393,10 +393,16 @@ impl Engine {
         let Some(task) = claimed else {
             return Ok(false);
         };
+        self.run_here(worker, task, false)?;
+        Ok(true)
+    }
+
+    /// Runs a claimed task on this thread and records its outcome; with
+    /// `claim`, returns the next task claimed in the same commit.
+    fn run_here(&self, worker: &str, task: Task, claim: bool) -> AppResult<Option<Task>> {
         self.hub.publish(task.user_id, &task.public_id);
         let outcome = self.execute(&task, &providers::Unattended);
-        self.finish(&task, worker, outcome)?;
-        Ok(true)
+        Ok(self.finish_then(&task, worker, outcome, claim)?.1)
     }
 
     /// Runs tasks on this thread until none is waiting, as a server worker
@@ -409,9 +415,7 @@ impl Engine {
         };
         let mut ran = 0;
         while let Some(task) = next {
-            self.hub.publish(task.user_id, &task.public_id);
-            let outcome = self.execute(&task, &providers::Unattended);
-            next = self.finish_then(&task, worker, outcome, true)?.1;
+            next = self.run_here(worker, task, true)?;
             ran += 1;
         }
         Ok(ran)

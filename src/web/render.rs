@@ -170,6 +170,21 @@ impl PageCtx<'_> {
         self.render_status(Status::Ok, template, values)
     }
 
+    /// A fragment of this page (`Templates::fragment`): `values` and the
+    /// page's CSRF token, in the page's language.
+    pub fn fragment(
+        &self,
+        template: &str,
+        mut values: serde_json::Map<String, Value>,
+    ) -> Result<String, AppError> {
+        values.insert("csrf_token".into(), Value::String(self.csrf.clone()));
+        let html = self
+            .app
+            .templates
+            .fragment(template, self.lang, Value::Object(values))?;
+        Ok(html.to_string())
+    }
+
     pub fn render_status(
         &self,
         status: Status,

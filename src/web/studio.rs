@@ -76,16 +76,12 @@ pub fn card(page: &PageCtx<'_>, view: &TaskView, model_name: &str) -> Value {
 /// A task's card as HTML, the same for the studio's list and for the live
 /// update of one card; rendered once per distinct content (see
 /// `Templates::fragment`).
-fn card_html(page: &PageCtx<'_>, view: &TaskView) -> AppResult<std::sync::Arc<str>> {
-    let mut values = serde_json::Map::new();
-    values.insert(
-        "task".into(),
-        card(page, view, &model_name(page, &view.task.model)),
-    );
-    values.insert("csrf_token".into(), Value::String(page.csrf.clone()));
-    page.app
-        .templates
-        .fragment("partials/task_card.html", page.lang, Value::Object(values))
+fn card_html(page: &PageCtx<'_>, view: &TaskView) -> AppResult<String> {
+    let task = card(page, view, &model_name(page, &view.task.model));
+    page.fragment(
+        "partials/task_card.html",
+        [("task".into(), task)].into_iter().collect(),
+    )
 }
 
 /// Models with their sizes grouped by aspect ratio, for the studio form.
@@ -152,7 +148,7 @@ async fn studio_page(
         .await?;
     let cards = views
         .iter()
-        .map(|v| Ok(Value::String(card_html(page, v)?.to_string())))
+        .map(|v| Ok(Value::String(card_html(page, v)?)))
         .collect::<AppResult<Vec<Value>>>()?;
     let models = models_view(page);
     let selected = form["model"]
@@ -294,7 +290,7 @@ async fn task_card(page: PageCtx<'_>, me: CurrentUser, id: &str) -> AppResult<Pa
         .await?;
     Ok(Page {
         status: Status::Ok,
-        html: card_html(&page, &view)?.to_string(),
+        html: card_html(&page, &view)?,
         retry_after: None,
     })
 }
@@ -371,15 +367,11 @@ async fn library(page: PageCtx<'_>, me: CurrentUser, uri: &Origin<'_>) -> AppRes
                 "published": a.published_at.is_some(),
                 "share_url": a.share_id.as_ref().map(|s| format!("{}/s/{s}", page.app.config.public_url())),
             });
-            let mut values = serde_json::Map::new();
-            values.insert("it".into(), item);
-            values.insert("csrf_token".into(), Value::String(page.csrf.clone()));
-            let html = page.app.templates.fragment(
+            let tile = page.fragment(
                 "partials/library_tile.html",
-                lang,
-                Value::Object(values),
+                [("it".into(), item)].into_iter().collect(),
             )?;
-            Ok(Value::String(html.to_string()))
+            Ok(Value::String(tile))
         })
         .collect::<AppResult<Vec<Value>>>()?;
     let mut values = json!({
