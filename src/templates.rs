@@ -253,18 +253,26 @@ impl Templates {
         &self.catalogs
     }
 
-    /// Renders a fragment (a task card) from `values` (an object) and its
-    /// texts in `lang`, once per distinct input: a page showing the same
-    /// 24 cards again copies their HTML instead of rendering them again
-    /// (two fifths of a studio page's time). The key is the whole input,
-    /// compared exactly, so a fragment's template must read nothing but its
-    /// values, `L` and `lang` (no clock-dependent filter such as `left`).
-    pub fn fragment(&self, template: &str, lang: Lang, values: Value) -> AppResult<Arc<str>> {
-        let key = format!("{template}\0{}\0{values}", lang.code());
+    /// Renders a fragment (a task card, a library tile) once per distinct
+    /// `key`: a page showing the same 24 cards again copies their HTML
+    /// instead of rendering them again (two fifths of a studio page's
+    /// time). The key must name everything `values` is made from (the
+    /// caller writes down its data, its CSRF token and the minute for
+    /// clock-dependent texts; the template and language are added here);
+    /// `values` (an object) is only built for a key not seen yet. Keys are
+    /// compared exactly.
+    pub fn fragment(
+        &self,
+        template: &str,
+        lang: Lang,
+        key: &str,
+        values: impl FnOnce() -> Value,
+    ) -> AppResult<Arc<str>> {
+        let key = format!("{template}\0{}\0{key}", lang.code());
         if let Some(html) = self.fragments().get(&key) {
             return Ok(html.clone());
         }
-        let mut ctx = tera::Context::from_value(values)
+        let mut ctx = tera::Context::from_value(values())
             .map_err(|e| AppError::internal(format!("fragment {template}: {e}")))?;
         ctx.insert("L", &self.texts(template, lang));
         ctx.insert("lang", lang.code());

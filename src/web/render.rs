@@ -170,18 +170,26 @@ impl PageCtx<'_> {
         self.render_status(Status::Ok, template, values)
     }
 
-    /// A fragment of this page (`Templates::fragment`): `values` and the
-    /// page's CSRF token, in the page's language.
+    /// A fragment of this page (`Templates::fragment`), keyed by `data`
+    /// (whatever `values` is made from, written out with Debug), the page's
+    /// CSRF token and the current minute (texts such as "expires in 5 m"
+    /// may so lag by under a minute); `values` gets the token added.
     pub fn fragment(
         &self,
         template: &str,
-        mut values: serde_json::Map<String, Value>,
+        data: &dyn std::fmt::Debug,
+        values: impl FnOnce() -> serde_json::Map<String, Value>,
     ) -> Result<String, AppError> {
-        values.insert("csrf_token".into(), Value::String(self.csrf.clone()));
-        let html = self
-            .app
-            .templates
-            .fragment(template, self.lang, Value::Object(values))?;
+        let key = format!(
+            "{}\0{}\0{data:?}",
+            self.csrf,
+            crate::domain::now().div_euclid(60)
+        );
+        let html = self.app.templates.fragment(template, self.lang, &key, || {
+            let mut values = values();
+            values.insert("csrf_token".into(), Value::String(self.csrf.clone()));
+            Value::Object(values)
+        })?;
         Ok(html.to_string())
     }
 

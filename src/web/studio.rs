@@ -77,11 +77,10 @@ pub fn card(page: &PageCtx<'_>, view: &TaskView, model_name: &str) -> Value {
 /// update of one card; rendered once per distinct content (see
 /// `Templates::fragment`).
 fn card_html(page: &PageCtx<'_>, view: &TaskView) -> AppResult<String> {
-    let task = card(page, view, &model_name(page, &view.task.model));
-    page.fragment(
-        "partials/task_card.html",
-        [("task".into(), task)].into_iter().collect(),
-    )
+    page.fragment("partials/task_card.html", view, || {
+        let task = card(page, view, &model_name(page, &view.task.model));
+        [("task".into(), task)].into_iter().collect()
+    })
 }
 
 /// Models with their sizes grouped by aspect ratio, for the studio form.
@@ -346,31 +345,14 @@ async fn library(page: PageCtx<'_>, me: CurrentUser, uri: &Origin<'_>) -> AppRes
     let next = (rows.len() == PAGE as usize)
         .then(|| rows.last().map(|r| r.asset.id.0))
         .flatten();
-    let (c, lang, at) = (page.app.templates.catalogs(), page.lang, now());
     let tiles = rows
         .iter()
         .map(|r| {
-            let a = &r.asset;
-            let name = model_name(&page, &r.model);
-            let made = c.text(lang, "library.made_at", &[("when", format_time(a.created_at))]);
-            let left = crate::templates::time_left(c, lang, a.expires_at - at);
-            let expires = c.text(lang, "task.expires_in", &[("left", left.clone())]);
-            let item = json!({
-                "id": a.public_id,
-                "url": format!("/media/{}", a.public_id),
-                "preview_url": format!("/media/{}/preview", a.public_id),
-                "width": a.width, "height": a.height,
-                "prompt": r.prompt,
-                "meta": format!("{name} · {}×{} · {made} · {expires}", a.width, a.height),
-                "left": left,
-                "task_id": r.task_public_id,
-                "published": a.published_at.is_some(),
-                "share_url": a.share_id.as_ref().map(|s| format!("{}/s/{s}", page.app.config.public_url())),
-            });
-            let tile = page.fragment(
-                "partials/library_tile.html",
-                [("it".into(), item)].into_iter().collect(),
-            )?;
+            let tile = page.fragment("partials/library_tile.html", r, || {
+                [("it".into(), library_item(&page, r))]
+                    .into_iter()
+                    .collect()
+            })?;
             Ok(Value::String(tile))
         })
         .collect::<AppResult<Vec<Value>>>()?;
@@ -384,6 +366,31 @@ async fn library(page: PageCtx<'_>, me: CurrentUser, uri: &Origin<'_>) -> AppRes
     });
     values["tiles"] = Value::Array(tiles);
     page.render("library.html", values)
+}
+
+/// One library image's tile values, with its texts in the page's language.
+fn library_item(page: &PageCtx<'_>, r: &db::assets::LibraryItem) -> Value {
+    let (c, lang, a) = (page.app.templates.catalogs(), page.lang, &r.asset);
+    let name = model_name(page, &r.model);
+    let made = c.text(
+        lang,
+        "library.made_at",
+        &[("when", format_time(a.created_at))],
+    );
+    let left = crate::templates::time_left(c, lang, a.expires_at - now());
+    let expires = c.text(lang, "task.expires_in", &[("left", left.clone())]);
+    json!({
+        "id": a.public_id,
+        "url": format!("/media/{}", a.public_id),
+        "preview_url": format!("/media/{}/preview", a.public_id),
+        "width": a.width, "height": a.height,
+        "prompt": r.prompt,
+        "meta": format!("{name} · {}×{} · {made} · {expires}", a.width, a.height),
+        "left": left,
+        "task_id": r.task_public_id,
+        "published": a.published_at.is_some(),
+        "share_url": a.share_id.as_ref().map(|s| format!("{}/s/{s}", page.app.config.public_url())),
+    })
 }
 
 #[post("/library/<id>/delete", data = "<_form>")]
