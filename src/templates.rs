@@ -338,13 +338,16 @@ mod tests {
     fn a_page_gets_the_sections_of_everything_it_pulls_in() {
         let t = Templates::load().unwrap();
         let studio = &t.sections["studio.html"];
-        // Its own, the base layout's and the included task card's.
-        for s in ["studio", "layout", "task"] {
+        // Its own, the base layout's and the included image viewer's.
+        for s in ["studio", "layout", "viewer"] {
             assert!(studio.contains(&s.to_string()), "{s} missing: {studio:?}");
         }
         assert!(!studio.contains(&"docs".to_string()), "{studio:?}");
+        // Cards are fragments rendered on their own, with their own texts.
+        assert!(!studio.contains(&"task".to_string()), "{studio:?}");
+        assert!(t.sections["partials/task_card.html"].contains(&"task".to_string()));
         let texts = t.texts("studio.html", Lang::ZhCn);
-        assert_eq!(texts["task"], t.catalogs.tree(Lang::ZhCn)["task"]);
+        assert_eq!(texts["viewer"], t.catalogs.tree(Lang::ZhCn)["viewer"]);
         assert!(texts.get("docs").is_none());
         // A name it does not know gets everything.
         assert!(t.texts("operator.html", Lang::En).get("docs").is_some());
