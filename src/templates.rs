@@ -255,7 +255,7 @@ impl Templates {
 
     /// Renders a fragment (a task card, a library tile) once per distinct
     /// `key`: a page showing the same 24 cards again copies their HTML
-    /// instead of rendering them again (two fifths of a studio page's
+    /// instead of rendering them again (about a third of a studio page's
     /// time). The key must name everything `values` is made from (the
     /// caller writes down its data, its CSRF token and the minute for
     /// clock-dependent texts; the template and language are added here);
