@@ -665,4 +665,17 @@ fn studio_cards_follow_each_change_and_each_viewer() {
     let done = card(&page(&a1, "en"));
     assert!(done.contains("Done") && done.contains("preview"), "{done}");
     assert!(!done.contains("Waiting") && !done.contains("/cancel"));
+
+    // The form is a fragment too: it follows the balance.
+    let balance = |html: &str| {
+        html.split("id=\"available\">")
+            .nth(1)
+            .and_then(|r| r.split('<').next())
+            .unwrap()
+            .to_string()
+    };
+    let before: i64 = balance(&page(&a1, "en")).parse().unwrap();
+    novart::domain::wallet::grant(&mut t.db.get().unwrap(), a, 7, false, "test", "credits")
+        .unwrap();
+    assert_eq!(balance(&page(&a1, "en")), (before + 7).to_string());
 }

@@ -229,7 +229,7 @@ impl PageCtx<'_> {
 
     /// Server messages are English in the code: a form error's `message`
     /// is shown in the page's language (see `i18n::Messages`).
-    fn translate_message(&self, error: &mut Value) {
+    pub(super) fn translate_message(&self, error: &mut Value) {
         if let Some(Value::String(m)) = error.get_mut("message") {
             *m = self.app.templates.catalogs().message(self.lang, m);
         }

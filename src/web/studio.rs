@@ -149,32 +149,56 @@ async fn studio_page(
         .iter()
         .map(|v| Ok(Value::String(card_html(page, v)?)))
         .collect::<AppResult<Vec<Value>>>()?;
-    let models = models_view(page);
-    let selected = form["model"]
-        .as_str()
-        .and_then(|id| models.iter().find(|m| m["id"] == id))
-        .unwrap_or(&models[0])
-        .clone();
+    let mut error = error;
+    if let Some(e) = error.as_mut() {
+        page.translate_message(e);
+    }
+    // The form (models, sizes, what was typed, the error, the balance) is a
+    // fragment too: the same form again is a lookup.
+    let form_html = page.fragment(
+        "partials/studio_form.html",
+        &(&form, &error, available),
+        || {
+            let models = models_view(page);
+            let selected = form["model"]
+                .as_str()
+                .and_then(|id| models.iter().find(|m| m["id"] == id))
+                .unwrap_or(&models[0])
+                .clone();
+            // Embedded in <script type="application/json">: no '<', '>' or
+            // '&' can survive, so the data cannot close the element.
+            let models_json = serde_json::to_string(&models)
+                .unwrap_or_default()
+                .replace('<', "\\u003c")
+                .replace('>', "\\u003e")
+                .replace('&', "\\u0026");
+            let config = &page.app.config.storage;
+            let mut values: serde_json::Map<String, Value> = [
+                ("model", selected),
+                ("models_json", Value::String(models_json)),
+                ("models", Value::Array(models)),
+                ("form", form.clone()),
+                ("available", available.into()),
+                (
+                    "max_upload_mb",
+                    (config.max_upload_bytes / 1_048_576).into(),
+                ),
+                ("reference_hours", config.reference_retention_hours.into()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+            if let Some(e) = &error {
+                values.insert("error".into(), e.clone());
+            }
+            values
+        },
+    )?;
     let mut values = json!({
-        "models": models,
-        "model": selected,
-        // Embedded in <script type="application/json">: no '<', '>' or '&'
-        // can survive, so the data cannot close the element.
-        "models_json": serde_json::to_string(&models)
-            .unwrap_or_default()
-            .replace('<', "\\u003c")
-            .replace('>', "\\u003e")
-            .replace('&', "\\u0026"),
-        "form": form,
-        "available": available,
-        "max_upload_mb": page.app.config.storage.max_upload_bytes / 1_048_576,
-        "reference_hours": page.app.config.storage.reference_retention_hours,
+        "form_html": form_html,
         "result_hours": page.app.config.storage.result_retention_hours,
     });
     values["cards"] = Value::Array(cards);
-    if let Some(e) = error {
-        values["error"] = e;
-    }
     page.render_status(status, "studio.html", values)
 }
 
