@@ -380,20 +380,9 @@ fn claim_next(tx: &Transaction, config: &Config, worker: Option<&str>) -> AppRes
 }
 
 /// Records a success: stores the images and marks the task succeeded, in one
-/// transaction. If the task was canceled meanwhile, nothing is kept.
-pub fn complete(
-    conn: &mut Connection,
-    config: &Config,
-    task: &Task,
-    worker: &str,
-    provider: &str,
-    images: &[super::assets::Prepared],
-) -> AppResult<bool> {
-    Ok(complete_then(conn, config, task, worker, provider, images, false)?.0)
-}
-
-/// `complete`, and with `claim` the worker's next task claimed in the same
-/// transaction (see `claim_next`).
+/// transaction (false if the task was canceled meanwhile: nothing is kept).
+/// With `claim`, the worker's next task is claimed in the same transaction
+/// (see `claim_next`).
 pub fn complete_then(
     conn: &mut Connection,
     config: &Config,
