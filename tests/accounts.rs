@@ -147,6 +147,11 @@ fn closed_registration_is_refused() {
 #[test]
 fn bad_registration_input_is_explained() {
     let app = TestApp::new();
+    // The browser checks the limits before sending: the attributes arrive
+    // as attributes, not as escaped text.
+    let form = app.page("/register");
+    assert!(form.contains(r#" minlength="8""#) && form.contains(r#" maxlength="40""#));
+    assert!(!form.contains("&quot;"), "escaped attributes in the form");
     let cases = [
         ("not-an-email", PASSWORD, "", "does not look like an e-mail"),
         ("fa@example.com", "short", "", "at least 8 characters"),
