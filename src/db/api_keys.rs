@@ -76,11 +76,10 @@ pub struct NewKey<'a> {
 }
 
 pub fn insert(conn: &Connection, k: &NewKey<'_>) -> AppResult<i64> {
-    conn.execute(
-        "INSERT INTO api_keys (user_id, prefix, key_hash, name, permissions, models, rpm, concurrency,
+    conn.prepare_cached("INSERT INTO api_keys (user_id, prefix, key_hash, name, permissions, models, rpm, concurrency,
                                daily_cap, expires_at, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-        params![
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")?
+            .execute(params![
             k.user_id,
             k.prefix,
             k.key_hash,
@@ -99,7 +98,10 @@ pub fn insert(conn: &Connection, k: &NewKey<'_>) -> AppResult<i64> {
 
 pub fn by_id(conn: &Connection, id: i64) -> AppResult<Option<ApiKey>> {
     let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE id = ?1");
-    Ok(conn.query_row(&sql, [id], from_row).optional()?)
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([id], from_row)
+        .optional()?)
 }
 
 pub fn by_prefix(conn: &Connection, prefix: &str) -> AppResult<Option<ApiKey>> {
@@ -131,9 +133,8 @@ pub fn all(conn: &Connection) -> AppResult<Vec<(ApiKey, String)>> {
 
 /// Revokes a live key; false if it was already revoked.
 pub fn revoke(conn: &Connection, id: i64, by: &str, now: i64) -> AppResult<bool> {
-    Ok(conn.execute(
-        "UPDATE api_keys SET revoked_at = ?2, revoked_by = ?3 WHERE id = ?1 AND revoked_at IS NULL",
-        params![id, now, by],
+    Ok(conn.prepare_cached("UPDATE api_keys SET revoked_at = ?2, revoked_by = ?3 WHERE id = ?1 AND revoked_at IS NULL")?
+            .execute(params![id, now, by],
     )? == 1)
 }
 
@@ -145,9 +146,8 @@ pub fn rotate(
     key_hash: &str,
     now: i64,
 ) -> AppResult<bool> {
-    Ok(conn.execute(
-        "UPDATE api_keys SET prefix = ?2, key_hash = ?3, rotated_at = ?4 WHERE id = ?1 AND revoked_at IS NULL",
-        params![id, prefix, key_hash, now],
+    Ok(conn.prepare_cached("UPDATE api_keys SET prefix = ?2, key_hash = ?3, rotated_at = ?4 WHERE id = ?1 AND revoked_at IS NULL")?
+            .execute(params![id, prefix, key_hash, now],
     )? == 1)
 }
 
@@ -164,10 +164,10 @@ pub fn set_limits(
     concurrency: u32,
     daily_cap: u32,
 ) -> AppResult<()> {
-    conn.execute(
+    conn.prepare_cached(
         "UPDATE api_keys SET rpm = ?2, concurrency = ?3, daily_cap = ?4 WHERE id = ?1",
-        params![id, rpm, concurrency, daily_cap],
-    )?;
+    )?
+    .execute(params![id, rpm, concurrency, daily_cap])?;
     Ok(())
 }
 

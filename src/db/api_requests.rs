@@ -102,5 +102,7 @@ pub fn list(conn: &Connection, user: UserId, f: &Filter) -> AppResult<Vec<Reques
 }
 
 pub fn sweep(conn: &Connection, before: i64) -> AppResult<usize> {
-    Ok(conn.execute("DELETE FROM api_requests WHERE created_at < ?1", [before])?)
+    Ok(conn
+        .prepare_cached("DELETE FROM api_requests WHERE created_at < ?1")?
+        .execute([before])?)
 }

@@ -44,17 +44,21 @@ pub fn insert(
     body: &str,
     now: i64,
 ) -> AppResult<Option<i64>> {
-    let n = conn.execute(
-        "INSERT INTO appeals (ban_id, user_id, body, created_at) VALUES (?1, ?2, ?3, ?4)
+    let n = conn
+        .prepare_cached(
+            "INSERT INTO appeals (ban_id, user_id, body, created_at) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (ban_id) DO NOTHING",
-        params![ban, user, body, now],
-    )?;
+        )?
+        .execute(params![ban, user, body, now])?;
     Ok((n == 1).then(|| conn.last_insert_rowid()))
 }
 
 pub fn by_id(conn: &Connection, id: i64) -> AppResult<Option<Appeal>> {
     let sql = format!("SELECT {COLUMNS} FROM appeals WHERE id = ?1");
-    Ok(conn.query_row(&sql, [id], appeal).optional()?)
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([id], appeal)
+        .optional()?)
 }
 
 pub fn for_user(conn: &Connection, user: UserId) -> AppResult<Vec<Appeal>> {
@@ -84,19 +88,17 @@ pub fn list(conn: &Connection, pending: bool, limit: u32) -> AppResult<Vec<(Appe
 /// How many appeals the user filed after `since`, and when the oldest of
 /// them was.
 pub fn since(conn: &Connection, user: UserId, since: i64) -> AppResult<(i64, Option<i64>)> {
-    Ok(conn.query_row(
-        "SELECT count(*), min(created_at) FROM appeals WHERE user_id = ?1 AND created_at > ?2",
-        params![user, since],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?)
+    Ok(conn
+        .prepare_cached(
+            "SELECT count(*), min(created_at) FROM appeals WHERE user_id = ?1 AND created_at > ?2",
+        )?
+        .query_row(params![user, since], |r| Ok((r.get(0)?, r.get(1)?)))?)
 }
 
 pub fn pending_count(conn: &Connection) -> AppResult<i64> {
-    Ok(conn.query_row(
-        "SELECT count(*) FROM appeals WHERE status = 'pending'",
-        [],
-        |r| r.get(0),
-    )?)
+    Ok(conn
+        .prepare_cached("SELECT count(*) FROM appeals WHERE status = 'pending'")?
+        .query_row([], |r| r.get(0))?)
 }
 
 /// Records the decision; false when the appeal was no longer pending.
@@ -108,9 +110,11 @@ pub fn decide(
     reason: &str,
     now: i64,
 ) -> AppResult<bool> {
-    Ok(conn.execute(
-        "UPDATE appeals SET status = ?2, decided_at = ?3, decided_by = ?4, decision_reason = ?5
+    Ok(conn
+        .prepare_cached(
+            "UPDATE appeals SET status = ?2, decided_at = ?3, decided_by = ?4, decision_reason = ?5
          WHERE id = ?1 AND status = 'pending'",
-        params![id, status, now, by, reason],
-    )? == 1)
+        )?
+        .execute(params![id, status, now, by, reason])?
+        == 1)
 }

@@ -50,11 +50,10 @@ pub struct NewAsset<'a> {
 }
 
 pub fn insert(conn: &Connection, a: &NewAsset<'_>) -> AppResult<AssetId> {
-    conn.execute(
-        "INSERT INTO assets (public_id, user_id, task_id, kind, path, preview_path, mime, width, height, bytes,
+    conn.prepare_cached("INSERT INTO assets (public_id, user_id, task_id, kind, path, preview_path, mime, width, height, bytes,
                              created_at, expires_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-        params![
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)")?
+            .execute(params![
             a.public_id, a.user_id, a.task_id, a.kind.as_str(), a.path, a.preview_path, a.mime, a.width, a.height,
             a.bytes, a.now, a.expires_at
         ],
@@ -64,7 +63,10 @@ pub fn insert(conn: &Connection, a: &NewAsset<'_>) -> AppResult<AssetId> {
 
 pub fn by_public_id(conn: &Connection, public_id: &str) -> AppResult<Option<Asset>> {
     let sql = format!("SELECT {COLUMNS} FROM assets a WHERE a.public_id = ?1");
-    Ok(conn.query_row(&sql, [public_id], from_row).optional()?)
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([public_id], from_row)
+        .optional()?)
 }
 
 /// The results of the given tasks, in id order: one query for a page of
@@ -98,13 +100,15 @@ pub fn mask_of_task(conn: &Connection, task: TaskId) -> AppResult<Option<Asset>>
         "SELECT {COLUMNS} FROM task_references tr JOIN assets a ON a.id = tr.asset_id
          WHERE tr.task_id = ?1 AND tr.role = 'mask'"
     );
-    Ok(conn.query_row(&sql, [task], from_row).optional()?)
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([task], from_row)
+        .optional()?)
 }
 
 pub fn attach_mask(conn: &Connection, task: TaskId, asset: AssetId) -> AppResult<()> {
-    conn.execute(
-        "INSERT INTO task_references (task_id, asset_id, position, role) VALUES (?1, ?2, 1000, 'mask')",
-        params![task, asset],
+    conn.prepare_cached("INSERT INTO task_references (task_id, asset_id, position, role) VALUES (?1, ?2, 1000, 'mask')")?
+            .execute(params![task, asset],
     )?;
     Ok(())
 }
@@ -115,10 +119,10 @@ pub fn attach_reference(
     asset: AssetId,
     position: u32,
 ) -> AppResult<()> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO task_references (task_id, asset_id, position) VALUES (?1, ?2, ?3)",
-        params![task, asset, position],
-    )?;
+    )?
+    .execute(params![task, asset, position])?;
     Ok(())
 }
 
@@ -159,15 +163,16 @@ pub fn results_for_user(
 }
 
 pub fn count_download(conn: &Connection, id: AssetId) -> AppResult<()> {
-    conn.execute(
-        "UPDATE assets SET downloads = downloads + 1 WHERE id = ?1",
-        [id],
-    )?;
+    conn.prepare_cached("UPDATE assets SET downloads = downloads + 1 WHERE id = ?1")?
+        .execute([id])?;
     Ok(())
 }
 
 pub fn delete(conn: &Connection, id: AssetId) -> AppResult<bool> {
-    Ok(conn.execute("DELETE FROM assets WHERE id = ?1", [id])? == 1)
+    Ok(conn
+        .prepare_cached("DELETE FROM assets WHERE id = ?1")?
+        .execute([id])?
+        == 1)
 }
 
 /// Assets whose retention ended at `now`.
@@ -195,22 +200,25 @@ pub fn set_published(
     published_at: Option<i64>,
     expires_at: i64,
 ) -> AppResult<bool> {
-    Ok(conn.execute(
-        "UPDATE assets SET published_at = ?2, expires_at = ?3 WHERE id = ?1",
-        params![id, published_at, expires_at],
-    )? == 1)
+    Ok(conn
+        .prepare_cached("UPDATE assets SET published_at = ?2, expires_at = ?3 WHERE id = ?1")?
+        .execute(params![id, published_at, expires_at])?
+        == 1)
 }
 
 pub fn set_share(conn: &Connection, id: AssetId, share_id: Option<&str>) -> AppResult<bool> {
-    Ok(conn.execute(
-        "UPDATE assets SET share_id = ?2 WHERE id = ?1",
-        params![id, share_id],
-    )? == 1)
+    Ok(conn
+        .prepare_cached("UPDATE assets SET share_id = ?2 WHERE id = ?1")?
+        .execute(params![id, share_id])?
+        == 1)
 }
 
 pub fn by_share_id(conn: &Connection, share_id: &str) -> AppResult<Option<Asset>> {
     let sql = format!("SELECT {COLUMNS} FROM assets a WHERE a.share_id = ?1");
-    Ok(conn.query_row(&sql, [share_id], from_row).optional()?)
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([share_id], from_row)
+        .optional()?)
 }
 
 /// Published images still kept, newest first.

@@ -30,11 +30,13 @@ pub fn insert(
     after: Option<&str>,
     ip: Option<&str>,
 ) -> AppResult<()> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO audit_log (created_at, actor, action, target, reason, before, after, ip)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![now, actor, action, target, reason, before, after, ip],
-    )?;
+    )?
+    .execute(params![
+        now, actor, action, target, reason, before, after, ip
+    ])?;
     Ok(())
 }
 

@@ -52,17 +52,19 @@ pub struct NewCode<'a> {
 }
 
 pub fn insert(conn: &Connection, c: &NewCode<'_>) -> AppResult<()> {
-    conn.execute(
-        "INSERT INTO codes (code_hash, hint, amount, bucket, max_uses, batch, expires_at, created_at, created_by)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        params![c.hash, c.hint, c.amount, c.bucket, c.max_uses, c.batch, c.expires_at, c.now, c.created_by],
+    conn.prepare_cached("INSERT INTO codes (code_hash, hint, amount, bucket, max_uses, batch, expires_at, created_at, created_by)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")?
+            .execute(params![c.hash, c.hint, c.amount, c.bucket, c.max_uses, c.batch, c.expires_at, c.now, c.created_by],
     )?;
     Ok(())
 }
 
 pub fn by_hash(conn: &Connection, hash: &str) -> AppResult<Option<Code>> {
     let sql = format!("SELECT {COLUMNS} FROM codes WHERE code_hash = ?1");
-    Ok(conn.query_row(&sql, [hash], from_row).optional()?)
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([hash], from_row)
+        .optional()?)
 }
 
 pub fn list(conn: &Connection, batch: Option<&str>) -> AppResult<Vec<Code>> {
@@ -74,9 +76,8 @@ pub fn list(conn: &Connection, batch: Option<&str>) -> AppResult<Vec<Code>> {
 
 /// Takes one use if any is left and the code is not revoked (CAS).
 pub fn take_use(conn: &Connection, id: i64) -> AppResult<bool> {
-    Ok(conn.execute(
-        "UPDATE codes SET uses = uses + 1 WHERE id = ?1 AND uses < max_uses AND revoked_at IS NULL",
-        [id],
+    Ok(conn.prepare_cached("UPDATE codes SET uses = uses + 1 WHERE id = ?1 AND uses < max_uses AND revoked_at IS NULL")?
+            .execute([id],
     )? == 1)
 }
 
@@ -92,32 +93,31 @@ pub fn redeemed_by(conn: &Connection, code: i64, user: UserId) -> AppResult<bool
 }
 
 pub fn insert_redemption(conn: &Connection, code: i64, user: UserId, now: i64) -> AppResult<()> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO redemptions (code_id, user_id, created_at) VALUES (?1, ?2, ?3)",
-        params![code, user, now],
-    )?;
+    )?
+    .execute(params![code, user, now])?;
     Ok(())
 }
 
 pub fn revoke_hash(conn: &Connection, hash: &str, now: i64) -> AppResult<usize> {
-    Ok(conn.execute(
-        "UPDATE codes SET revoked_at = ?2 WHERE code_hash = ?1 AND revoked_at IS NULL",
-        params![hash, now],
-    )?)
+    Ok(conn
+        .prepare_cached(
+            "UPDATE codes SET revoked_at = ?2 WHERE code_hash = ?1 AND revoked_at IS NULL",
+        )?
+        .execute(params![hash, now])?)
 }
 
 pub fn revoke_batch(conn: &Connection, batch: &str, now: i64) -> AppResult<usize> {
-    Ok(conn.execute(
-        "UPDATE codes SET revoked_at = ?2 WHERE batch = ?1 AND revoked_at IS NULL",
-        params![batch, now],
-    )?)
+    Ok(conn
+        .prepare_cached("UPDATE codes SET revoked_at = ?2 WHERE batch = ?1 AND revoked_at IS NULL")?
+        .execute(params![batch, now])?)
 }
 
 /// How many paid codes a user has redeemed (for the referral trigger).
 pub fn paid_redemptions_of(conn: &Connection, user: UserId) -> AppResult<i64> {
-    Ok(conn.query_row(
-        "SELECT count(*) FROM redemptions r JOIN codes c ON c.id = r.code_id WHERE r.user_id = ?1 AND c.bucket = 'balance'",
-        [user],
+    Ok(conn.prepare_cached("SELECT count(*) FROM redemptions r JOIN codes c ON c.id = r.code_id WHERE r.user_id = ?1 AND c.bucket = 'balance'")?
+            .query_row([user],
         |r| r.get(0),
     )?)
 }
@@ -128,10 +128,10 @@ pub fn record_failure(
     ip: Option<&str>,
     now: i64,
 ) -> AppResult<()> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO redeem_failures (user_id, ip, created_at) VALUES (?1, ?2, ?3)",
-        params![user, ip, now],
-    )?;
+    )?
+    .execute(params![user, ip, now])?;
     Ok(())
 }
 
@@ -149,15 +149,13 @@ pub fn failures_since(
     ip: Option<&str>,
     since: i64,
 ) -> AppResult<(Failures, Failures)> {
-    let by_user = conn.query_row(
-        "SELECT count(*), min(created_at) FROM redeem_failures WHERE user_id = ?1 AND created_at > ?2",
-        params![user, since],
+    let by_user = conn.prepare_cached("SELECT count(*), min(created_at) FROM redeem_failures WHERE user_id = ?1 AND created_at > ?2")?
+            .query_row(params![user, since],
         |r| Ok(Failures { count: r.get(0)?, oldest: r.get(1)? }),
     )?;
     let by_ip = match ip {
-        Some(ip) => conn.query_row(
-            "SELECT count(*), min(created_at) FROM redeem_failures WHERE ip = ?1 AND created_at > ?2",
-            params![ip, since],
+        Some(ip) => conn.prepare_cached("SELECT count(*), min(created_at) FROM redeem_failures WHERE ip = ?1 AND created_at > ?2")?
+            .query_row(params![ip, since],
             |r| Ok(Failures { count: r.get(0)?, oldest: r.get(1)? }),
         )?,
         None => Failures::default(),

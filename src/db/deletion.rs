@@ -18,7 +18,8 @@ pub fn asset_files(tx: &Connection, user: UserId) -> AppResult<Vec<String>> {
         files.push(path);
         files.extend(preview);
     }
-    tx.execute("DELETE FROM assets WHERE user_id = ?1", [user])?;
+    tx.prepare_cached("DELETE FROM assets WHERE user_id = ?1")?
+        .execute([user])?;
     Ok(files)
 }
 
@@ -29,7 +30,8 @@ pub fn export_files(tx: &Connection, user: UserId) -> AppResult<Vec<String>> {
     let files = stmt
         .query_map([user], |r| r.get::<_, String>(0))?
         .collect::<Result<Vec<_>, _>>()?;
-    tx.execute("DELETE FROM exports WHERE user_id = ?1", [user])?;
+    tx.prepare_cached("DELETE FROM exports WHERE user_id = ?1")?
+        .execute([user])?;
     Ok(files)
 }
 
@@ -59,26 +61,23 @@ pub fn erase_personal(
     ] {
         tx.execute(&format!("DELETE FROM {table} WHERE user_id = ?1"), [user])?;
     }
-    tx.execute(
+    tx.prepare_cached(
         "UPDATE api_keys SET name = '', models = NULL, revoked_at = coalesce(revoked_at, ?2),
          revoked_by = coalesce(revoked_by, 'account deleted') WHERE user_id = ?1",
-        params![user, now],
-    )?;
+    )?
+    .execute(params![user, now])?;
     // The requests stay as a record that they were answered; their text goes.
-    tx.execute(
-        "UPDATE privacy_requests SET details = '' WHERE user_id = ?1",
-        [user],
-    )?;
-    tx.execute("UPDATE appeals SET body = '' WHERE user_id = ?1", [user])?;
-    tx.execute(
-        "UPDATE tasks SET prompt = '', negative_prompt = '', webhook_url = NULL, error_raw = NULL WHERE user_id = ?1",
-        [user],
+    tx.prepare_cached("UPDATE privacy_requests SET details = '' WHERE user_id = ?1")?
+        .execute([user])?;
+    tx.prepare_cached("UPDATE appeals SET body = '' WHERE user_id = ?1")?
+        .execute([user])?;
+    tx.prepare_cached("UPDATE tasks SET prompt = '', negative_prompt = '', webhook_url = NULL, error_raw = NULL WHERE user_id = ?1")?
+            .execute([user],
     )?;
     let code = format!("deleted{}", user.0);
-    tx.execute(
-        "UPDATE users SET email = ?2, display_name = ?3, password_hash = '!', email_verified_at = NULL,
-         last_sign_in_at = NULL, registration_ip = NULL, language = NULL, referral_code = ?4, deleted_at = ?5 WHERE id = ?1",
-        params![user, email, name, code, now],
+    tx.prepare_cached("UPDATE users SET email = ?2, display_name = ?3, password_hash = '!', email_verified_at = NULL,
+         last_sign_in_at = NULL, registration_ip = NULL, language = NULL, referral_code = ?4, deleted_at = ?5 WHERE id = ?1")?
+            .execute(params![user, email, name, code, now],
     )?;
     Ok(())
 }
@@ -87,8 +86,9 @@ pub fn erase_personal(
 /// the audit rows that contain either (the one update the audit log's
 /// trigger allows, once per row). Returns the rows changed.
 pub fn redact_audit(tx: &Connection, a: &str, b: &str, with: &str, now: i64) -> AppResult<usize> {
-    Ok(tx.execute(
-        "UPDATE audit_log SET
+    Ok(tx
+        .prepare_cached(
+            "UPDATE audit_log SET
             target = replace(replace(target, ?1, ?3), ?2, ?3),
             reason = replace(replace(reason, ?1, ?3), ?2, ?3),
             before = replace(replace(before, ?1, ?3), ?2, ?3),
@@ -97,6 +97,6 @@ pub fn redact_audit(tx: &Connection, a: &str, b: &str, with: &str, now: i64) -> 
          WHERE redacted_at IS NULL AND (
             instr(target || reason || coalesce(before, '') || coalesce(after, ''), ?1) > 0
             OR instr(target || reason || coalesce(before, '') || coalesce(after, ''), ?2) > 0)",
-        params![a, b, with, now],
-    )?)
+        )?
+        .execute(params![a, b, with, now])?)
 }

@@ -69,16 +69,19 @@ pub fn insert(
     now: i64,
     expires_at: i64,
 ) -> AppResult<i64> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO exports (user_id, public_id, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
-        params![user, public_id, now, expires_at],
-    )?;
+    )?
+    .execute(params![user, public_id, now, expires_at])?;
     Ok(conn.last_insert_rowid())
 }
 
 pub fn by_public_id(conn: &Connection, public_id: &str) -> AppResult<Option<Export>> {
     let sql = format!("SELECT {COLUMNS} FROM exports WHERE public_id = ?1");
-    Ok(conn.query_row(&sql, [public_id], export).optional()?)
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([public_id], export)
+        .optional()?)
 }
 
 pub fn for_user(conn: &Connection, user: UserId) -> AppResult<Vec<Export>> {
@@ -105,9 +108,8 @@ pub fn finish(
     now: i64,
 ) -> AppResult<bool> {
     let status = if error.is_some() { "failed" } else { "ready" };
-    Ok(conn.execute(
-        "UPDATE exports SET status = ?2, file = ?3, bytes = ?4, error = ?5, finished_at = ?6 WHERE id = ?1 AND status = 'pending'",
-        params![id, status, file, bytes, error, now],
+    Ok(conn.prepare_cached("UPDATE exports SET status = ?2, file = ?3, bytes = ?4, error = ?5, finished_at = ?6 WHERE id = ?1 AND status = 'pending'")?
+            .execute(params![id, status, file, bytes, error, now],
     )? == 1)
 }
 
@@ -120,6 +122,7 @@ pub fn expired(conn: &Connection, now: i64) -> AppResult<Vec<Export>> {
 }
 
 pub fn delete(conn: &Connection, id: i64) -> AppResult<()> {
-    conn.execute("DELETE FROM exports WHERE id = ?1", [id])?;
+    conn.prepare_cached("DELETE FROM exports WHERE id = ?1")?
+        .execute([id])?;
     Ok(())
 }

@@ -62,10 +62,9 @@ pub fn insert(
     reason: &str,
     now: i64,
 ) -> AppResult<i64> {
-    conn.execute(
-        "INSERT INTO limit_requests (user_id, key_id, rpm, concurrency, daily_cap, reason, status, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7)",
-        params![user, key, rpm, concurrency, daily_cap, reason, now],
+    conn.prepare_cached("INSERT INTO limit_requests (user_id, key_id, rpm, concurrency, daily_cap, reason, status, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7)")?
+            .execute(params![user, key, rpm, concurrency, daily_cap, reason, now],
     )?;
     Ok(conn.last_insert_rowid())
 }
@@ -90,11 +89,12 @@ pub fn list(
 }
 
 pub fn pending_for_key(conn: &Connection, key: i64) -> AppResult<bool> {
-    Ok(conn.query_row(
-        "SELECT count(*) FROM limit_requests WHERE key_id = ?1 AND status = 'pending'",
-        [key],
-        |r| r.get::<_, i64>(0),
-    )? > 0)
+    Ok(conn
+        .prepare_cached(
+            "SELECT count(*) FROM limit_requests WHERE key_id = ?1 AND status = 'pending'",
+        )?
+        .query_row([key], |r| r.get::<_, i64>(0))?
+        > 0)
 }
 
 pub fn decide(
@@ -105,9 +105,11 @@ pub fn decide(
     by: &str,
     now: i64,
 ) -> AppResult<bool> {
-    Ok(conn.execute(
-        "UPDATE limit_requests SET status = ?2, decision = ?3, decided_by = ?4, decided_at = ?5
+    Ok(conn
+        .prepare_cached(
+            "UPDATE limit_requests SET status = ?2, decision = ?3, decided_by = ?4, decided_at = ?5
          WHERE id = ?1 AND status = 'pending'",
-        params![id, status, decision, by, now],
-    )? == 1)
+        )?
+        .execute(params![id, status, decision, by, now])?
+        == 1)
 }

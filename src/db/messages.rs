@@ -14,10 +14,10 @@ pub fn add(
     body: &str,
     now: i64,
 ) -> AppResult<()> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO messages (user_id, kind, title, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![user, kind, title, body, now],
-    )?;
+    )?
+    .execute(params![user, kind, title, body, now])?;
     Ok(())
 }
 
@@ -57,17 +57,18 @@ pub fn unread(conn: &Connection, user: UserId) -> AppResult<i64> {
 }
 
 pub fn mark_read(conn: &Connection, user: UserId, id: i64, now: i64) -> AppResult<bool> {
-    Ok(conn.execute(
-        "UPDATE messages SET read_at = ?3 WHERE id = ?1 AND user_id = ?2 AND read_at IS NULL",
-        params![id, user, now],
-    )? == 1)
+    Ok(conn
+        .prepare_cached(
+            "UPDATE messages SET read_at = ?3 WHERE id = ?1 AND user_id = ?2 AND read_at IS NULL",
+        )?
+        .execute(params![id, user, now])?
+        == 1)
 }
 
 pub fn mark_all_read(conn: &Connection, user: UserId, now: i64) -> AppResult<usize> {
-    Ok(conn.execute(
-        "UPDATE messages SET read_at = ?2 WHERE user_id = ?1 AND read_at IS NULL",
-        params![user, now],
-    )?)
+    Ok(conn
+        .prepare_cached("UPDATE messages SET read_at = ?2 WHERE user_id = ?1 AND read_at IS NULL")?
+        .execute(params![user, now])?)
 }
 
 /// The same message to every account; returns how many got it.
@@ -78,9 +79,8 @@ pub fn add_to_all(
     body: &str,
     now: i64,
 ) -> AppResult<usize> {
-    Ok(conn.execute(
-        "INSERT INTO messages (user_id, kind, title, body, created_at) SELECT id, ?1, ?2, ?3, ?4 FROM users",
-        params![kind, title, body, now],
+    Ok(conn.prepare_cached("INSERT INTO messages (user_id, kind, title, body, created_at) SELECT id, ?1, ?2, ?3, ?4 FROM users")?
+            .execute(params![kind, title, body, now],
     )?)
 }
 

@@ -12,9 +12,11 @@ pub fn get(conn: &Connection, key: &str) -> AppResult<Option<String>> {
 
 /// Stores `value` unless the key already has one; returns the stored value.
 pub fn get_or_insert(conn: &Connection, key: &str, value: &str) -> AppResult<String> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO NOTHING",
-        [key, value],
-    )?;
-    Ok(conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))?)
+    )?
+    .execute([key, value])?;
+    Ok(conn
+        .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+        .query_row([key], |r| r.get(0))?)
 }

@@ -44,19 +44,19 @@ pub fn insert(
     details: &str,
     now: i64,
 ) -> AppResult<i64> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO privacy_requests (user_id, kind, details, created_at) VALUES (?1, ?2, ?3, ?4)",
-        params![user, kind, details, now],
-    )?;
+    )?
+    .execute(params![user, kind, details, now])?;
     Ok(conn.last_insert_rowid())
 }
 
 pub fn pending_count(conn: &Connection, user: UserId) -> AppResult<i64> {
-    Ok(conn.query_row(
-        "SELECT count(*) FROM privacy_requests WHERE user_id = ?1 AND status = 'pending'",
-        [user],
-        |r| r.get(0),
-    )?)
+    Ok(conn
+        .prepare_cached(
+            "SELECT count(*) FROM privacy_requests WHERE user_id = ?1 AND status = 'pending'",
+        )?
+        .query_row([user], |r| r.get(0))?)
 }
 
 pub fn for_user(conn: &Connection, user: UserId) -> AppResult<Vec<PrivacyRequest>> {
@@ -75,7 +75,10 @@ pub fn list(conn: &Connection, pending_only: bool) -> AppResult<Vec<PrivacyReque
 
 pub fn by_id(conn: &Connection, id: i64) -> AppResult<Option<PrivacyRequest>> {
     let sql = format!("{SELECT} WHERE r.id = ?1");
-    Ok(conn.query_row(&sql, [id], request).optional()?)
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([id], request)
+        .optional()?)
 }
 
 /// Records the answer; false if the request was already answered.
@@ -87,8 +90,7 @@ pub fn decide(
     by: &str,
     now: i64,
 ) -> AppResult<bool> {
-    Ok(conn.execute(
-        "UPDATE privacy_requests SET status = ?2, decision = ?3, decided_by = ?4, decided_at = ?5 WHERE id = ?1 AND status = 'pending'",
-        params![id, status, decision, by, now],
+    Ok(conn.prepare_cached("UPDATE privacy_requests SET status = ?2, decision = ?3, decided_by = ?4, decided_at = ?5 WHERE id = ?1 AND status = 'pending'")?
+            .execute(params![id, status, decision, by, now],
     )? == 1)
 }

@@ -52,9 +52,8 @@ pub struct NewBan<'a> {
 }
 
 pub fn insert_ban(conn: &Connection, b: &NewBan<'_>) -> AppResult<i64> {
-    conn.execute(
-        "INSERT INTO bans (user_id, scope, reason, source, actor, starts_at, ends_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![b.user, b.scope, b.reason, b.source, b.actor, b.now, b.ends_at],
+    conn.prepare_cached("INSERT INTO bans (user_id, scope, reason, source, actor, starts_at, ends_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?
+            .execute(params![b.user, b.scope, b.reason, b.source, b.actor, b.now, b.ends_at],
     )?;
     Ok(conn.last_insert_rowid())
 }
@@ -85,7 +84,7 @@ pub fn active_all(conn: &Connection, user: UserId, now: i64) -> AppResult<Vec<Ba
 
 pub fn by_id(conn: &Connection, id: i64) -> AppResult<Option<Ban>> {
     let sql = format!("SELECT {BAN_COLUMNS} FROM bans WHERE id = ?1");
-    Ok(conn.query_row(&sql, [id], ban).optional()?)
+    Ok(conn.prepare_cached(&sql)?.query_row([id], ban).optional()?)
 }
 
 pub fn for_user(conn: &Connection, user: UserId) -> AppResult<Vec<Ban>> {
@@ -117,18 +116,15 @@ pub fn list(
 }
 
 pub fn count_for_user(conn: &Connection, user: UserId) -> AppResult<i64> {
-    Ok(conn.query_row(
-        "SELECT count(*) FROM bans WHERE user_id = ?1",
-        [user],
-        |r| r.get(0),
-    )?)
+    Ok(conn
+        .prepare_cached("SELECT count(*) FROM bans WHERE user_id = ?1")?
+        .query_row([user], |r| r.get(0))?)
 }
 
 /// Marks a ban lifted; false if it already was.
 pub fn lift(conn: &Connection, id: i64, by: &str, reason: &str, at: i64) -> AppResult<bool> {
-    Ok(conn.execute(
-        "UPDATE bans SET lifted_at = ?2, lifted_by = ?3, lift_reason = ?4 WHERE id = ?1 AND lifted_at IS NULL",
-        params![id, at, by, reason],
+    Ok(conn.prepare_cached("UPDATE bans SET lifted_at = ?2, lifted_by = ?3, lift_reason = ?4 WHERE id = ?1 AND lifted_at IS NULL")?
+            .execute(params![id, at, by, reason],
     )? == 1)
 }
 
@@ -154,27 +150,25 @@ pub struct NewBlock<'a> {
 }
 
 pub fn insert_block(conn: &Connection, b: &NewBlock<'_>) -> AppResult<i64> {
-    conn.execute(
-        "INSERT INTO blocked_attempts (created_at, user_id, api_key_id, ip, rule, field, prompt_sha256, excerpt) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![b.now, b.user, b.api_key, b.ip, b.rule, b.field, b.prompt_sha256, b.excerpt],
+    conn.prepare_cached("INSERT INTO blocked_attempts (created_at, user_id, api_key_id, ip, rule, field, prompt_sha256, excerpt) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")?
+            .execute(params![b.now, b.user, b.api_key, b.ip, b.rule, b.field, b.prompt_sha256, b.excerpt],
     )?;
     Ok(conn.last_insert_rowid())
 }
 
 /// Deletes blocked-attempt records older than `before`.
 pub fn sweep_blocks(conn: &Connection, before: i64) -> AppResult<usize> {
-    Ok(conn.execute(
-        "DELETE FROM blocked_attempts WHERE created_at < ?1",
-        [before],
-    )?)
+    Ok(conn
+        .prepare_cached("DELETE FROM blocked_attempts WHERE created_at < ?1")?
+        .execute([before])?)
 }
 
 pub fn blocks_since(conn: &Connection, user: UserId, since: i64) -> AppResult<i64> {
-    Ok(conn.query_row(
-        "SELECT count(*) FROM blocked_attempts WHERE user_id = ?1 AND created_at > ?2",
-        params![user, since],
-        |r| r.get(0),
-    )?)
+    Ok(conn
+        .prepare_cached(
+            "SELECT count(*) FROM blocked_attempts WHERE user_id = ?1 AND created_at > ?2",
+        )?
+        .query_row(params![user, since], |r| r.get(0))?)
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -214,21 +208,19 @@ pub fn blocks_for_user(conn: &Connection, user: UserId, limit: u32) -> AppResult
 /// Records a sign-in from a device; true when the account had signed in
 /// before but never from this one.
 pub fn see_device(conn: &Connection, user: UserId, hash: &str, now: i64) -> AppResult<bool> {
-    let updated = conn.execute(
-        "UPDATE known_devices SET last_seen = ?3 WHERE user_id = ?1 AND device_hash = ?2",
-        params![user, hash, now],
-    )?;
+    let updated = conn
+        .prepare_cached(
+            "UPDATE known_devices SET last_seen = ?3 WHERE user_id = ?1 AND device_hash = ?2",
+        )?
+        .execute(params![user, hash, now])?;
     if updated == 1 {
         return Ok(false);
     }
-    let others: i64 = conn.query_row(
-        "SELECT count(*) FROM known_devices WHERE user_id = ?1",
-        [user],
-        |r| r.get(0),
-    )?;
-    conn.execute(
-        "INSERT INTO known_devices (user_id, device_hash, first_seen, last_seen) VALUES (?1, ?2, ?3, ?3)",
-        params![user, hash, now],
+    let others: i64 = conn
+        .prepare_cached("SELECT count(*) FROM known_devices WHERE user_id = ?1")?
+        .query_row([user], |r| r.get(0))?;
+    conn.prepare_cached("INSERT INTO known_devices (user_id, device_hash, first_seen, last_seen) VALUES (?1, ?2, ?3, ?3)")?
+            .execute(params![user, hash, now],
     )?;
     Ok(others > 0)
 }

@@ -30,24 +30,26 @@ pub fn insert(
     now: i64,
     expires_at: i64,
 ) -> AppResult<SessionId> {
-    conn.execute(
-        "INSERT INTO sessions (user_id, token_hash, ip, user_agent, created_at, last_seen_at, expires_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)",
-        params![user, token_hash, ip, user_agent, now, expires_at],
+    conn.prepare_cached("INSERT INTO sessions (user_id, token_hash, ip, user_agent, created_at, last_seen_at, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)")?
+            .execute(params![user, token_hash, ip, user_agent, now, expires_at],
     )?;
     Ok(SessionId(conn.last_insert_rowid()))
 }
 
 pub fn by_token_hash(conn: &Connection, hash: &str) -> AppResult<Option<Session>> {
     let sql = format!("SELECT {COLUMNS} FROM sessions WHERE token_hash = ?1");
-    Ok(conn.query_row(&sql, [hash], from_row).optional()?)
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([hash], from_row)
+        .optional()?)
 }
 
 pub fn touch(conn: &Connection, id: SessionId, now: i64, ip: Option<&str>) -> AppResult<()> {
-    conn.execute(
+    conn.prepare_cached(
         "UPDATE sessions SET last_seen_at = ?2, ip = COALESCE(?3, ip) WHERE id = ?1",
-        params![id, now, ip],
-    )?;
+    )?
+    .execute(params![id, now, ip])?;
     Ok(())
 }
 
@@ -60,16 +62,17 @@ pub fn list_for_user(conn: &Connection, user: UserId) -> AppResult<Vec<Session>>
 }
 
 pub fn delete(conn: &Connection, id: SessionId) -> AppResult<()> {
-    conn.execute("DELETE FROM sessions WHERE id = ?1", [id])?;
+    conn.prepare_cached("DELETE FROM sessions WHERE id = ?1")?
+        .execute([id])?;
     Ok(())
 }
 
 /// Deletes one of the user's sessions; false if it was not theirs or gone.
 pub fn delete_for_user(conn: &Connection, user: UserId, id: SessionId) -> AppResult<bool> {
-    Ok(conn.execute(
-        "DELETE FROM sessions WHERE id = ?1 AND user_id = ?2",
-        params![id, user],
-    )? == 1)
+    Ok(conn
+        .prepare_cached("DELETE FROM sessions WHERE id = ?1 AND user_id = ?2")?
+        .execute(params![id, user])?
+        == 1)
 }
 
 /// Deletes all of the user's sessions except `keep`; returns how many ended.
@@ -78,15 +81,13 @@ pub fn delete_all_for_user(
     user: UserId,
     keep: Option<SessionId>,
 ) -> AppResult<usize> {
-    Ok(conn.execute(
-        "DELETE FROM sessions WHERE user_id = ?1 AND id IS NOT ?2",
-        params![user, keep],
-    )?)
+    Ok(conn
+        .prepare_cached("DELETE FROM sessions WHERE user_id = ?1 AND id IS NOT ?2")?
+        .execute(params![user, keep])?)
 }
 
 pub fn delete_expired(conn: &Connection, now: i64, idle_secs: i64) -> AppResult<usize> {
-    Ok(conn.execute(
-        "DELETE FROM sessions WHERE expires_at <= ?1 OR last_seen_at <= ?1 - ?2",
-        params![now, idle_secs],
-    )?)
+    Ok(conn
+        .prepare_cached("DELETE FROM sessions WHERE expires_at <= ?1 OR last_seen_at <= ?1 - ?2")?
+        .execute(params![now, idle_secs])?)
 }

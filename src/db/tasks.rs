@@ -86,7 +86,10 @@ pub fn by_public_id(conn: &Connection, user: UserId, public_id: &str) -> AppResu
 
 pub fn by_public_id_any_user(conn: &Connection, public_id: &str) -> AppResult<Option<Task>> {
     let sql = format!("SELECT {COLUMNS} FROM tasks WHERE public_id = ?1");
-    Ok(conn.query_row(&sql, [public_id], from_row).optional()?)
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([public_id], from_row)
+        .optional()?)
 }
 
 /// A user's tasks, newest first, older than `before` (an internal id cursor).
@@ -159,11 +162,13 @@ pub fn renew_lease(
     until: i64,
     progress: f64,
 ) -> AppResult<bool> {
-    Ok(conn.execute(
-        "UPDATE tasks SET lease_until = ?3, progress = max(progress, ?4)
+    Ok(conn
+        .prepare_cached(
+            "UPDATE tasks SET lease_until = ?3, progress = max(progress, ?4)
          WHERE id = ?1 AND worker = ?2 AND status = 'running'",
-        params![id, worker, until, progress],
-    )? == 1)
+        )?
+        .execute(params![id, worker, until, progress])?
+        == 1)
 }
 
 /// running → succeeded, only if this worker still holds it.
@@ -174,11 +179,10 @@ pub fn mark_succeeded(
     provider: &str,
     now: i64,
 ) -> AppResult<bool> {
-    Ok(conn.execute(
-        "UPDATE tasks SET status = 'succeeded', progress = 1, provider = ?3, finished_at = ?4, lease_until = NULL,
+    Ok(conn.prepare_cached("UPDATE tasks SET status = 'succeeded', progress = 1, provider = ?3, finished_at = ?4, lease_until = NULL,
                           error = NULL, error_raw = NULL
-         WHERE id = ?1 AND worker = ?2 AND status = 'running'",
-        params![id, worker, provider, now],
+         WHERE id = ?1 AND worker = ?2 AND status = 'running'")?
+            .execute(params![id, worker, provider, now],
     )? == 1)
 }
 
@@ -191,10 +195,9 @@ pub fn mark_failed(
     raw: &str,
     now: i64,
 ) -> AppResult<bool> {
-    Ok(conn.execute(
-        "UPDATE tasks SET status = 'failed', error = ?3, error_raw = ?4, finished_at = ?5, lease_until = NULL
-         WHERE id = ?1 AND status = ?2",
-        params![id, from.as_str(), error, raw, now],
+    Ok(conn.prepare_cached("UPDATE tasks SET status = 'failed', error = ?3, error_raw = ?4, finished_at = ?5, lease_until = NULL
+         WHERE id = ?1 AND status = ?2")?
+            .execute(params![id, from.as_str(), error, raw, now],
     )? == 1)
 }
 
@@ -206,11 +209,10 @@ pub fn requeue(
     error: &str,
     raw: &str,
 ) -> AppResult<bool> {
-    Ok(conn.execute(
-        "UPDATE tasks SET status = 'queued', not_before = ?2, lease_until = NULL, worker = NULL, progress = 0,
+    Ok(conn.prepare_cached("UPDATE tasks SET status = 'queued', not_before = ?2, lease_until = NULL, worker = NULL, progress = 0,
                           error = ?3, error_raw = ?4
-         WHERE id = ?1 AND status = 'running'",
-        params![id, not_before, error, raw],
+         WHERE id = ?1 AND status = 'running'")?
+            .execute(params![id, not_before, error, raw],
     )? == 1)
 }
 
@@ -225,9 +227,8 @@ pub fn mark_canceled(conn: &Connection, id: TaskId, now: i64) -> AppResult<Optio
     if before.is_final() {
         return Ok(None);
     }
-    let n = conn.execute(
-        "UPDATE tasks SET status = 'canceled', finished_at = ?2, lease_until = NULL WHERE id = ?1 AND status = ?3",
-        params![id, now, before.as_str()],
+    let n = conn.prepare_cached("UPDATE tasks SET status = 'canceled', finished_at = ?2, lease_until = NULL WHERE id = ?1 AND status = ?3")?
+            .execute(params![id, now, before.as_str()],
     )?;
     Ok((n == 1).then_some(before))
 }
@@ -248,11 +249,9 @@ pub fn status_of(conn: &Connection, id: TaskId) -> AppResult<Option<TaskStatus>>
 }
 
 pub fn count_by_status(conn: &Connection, status: TaskStatus) -> AppResult<i64> {
-    Ok(conn.query_row(
-        "SELECT count(*) FROM tasks WHERE status = ?1",
-        [status.as_str()],
-        |r| r.get(0),
-    )?)
+    Ok(conn
+        .prepare_cached("SELECT count(*) FROM tasks WHERE status = ?1")?
+        .query_row([status.as_str()], |r| r.get(0))?)
 }
 
 /// The task and body digest remembered for an `Idempotency-Key`.
@@ -286,13 +285,13 @@ pub fn idempotency_put(
 
 /// Forgets idempotency keys older than `before`.
 pub fn idempotency_sweep(conn: &Connection, before: i64) -> AppResult<usize> {
-    Ok(conn.execute("DELETE FROM idempotency WHERE created_at < ?1", [before])?)
+    Ok(conn
+        .prepare_cached("DELETE FROM idempotency WHERE created_at < ?1")?
+        .execute([before])?)
 }
 
 pub fn idempotency_delete(conn: &Connection, user: UserId, key: &str) -> AppResult<()> {
-    conn.execute(
-        "DELETE FROM idempotency WHERE user_id = ?1 AND key = ?2",
-        params![user, key],
-    )?;
+    conn.prepare_cached("DELETE FROM idempotency WHERE user_id = ?1 AND key = ?2")?
+        .execute(params![user, key])?;
     Ok(())
 }

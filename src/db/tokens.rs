@@ -13,11 +13,11 @@ pub fn insert(
     now: i64,
     expires_at: i64,
 ) -> AppResult<()> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO auth_tokens (user_id, purpose, token_hash, created_at, expires_at)
          VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![user, purpose.as_str(), token_hash, now, expires_at],
-    )?;
+    )?
+    .execute(params![user, purpose.as_str(), token_hash, now, expires_at])?;
     Ok(())
 }
 
@@ -60,16 +60,14 @@ pub fn peek(
 /// Voids every outstanding token of this purpose for the user (a newer link
 /// replaces older ones; a password change voids reset links).
 pub fn void_all(conn: &Connection, user: UserId, purpose: TokenPurpose, now: i64) -> AppResult<()> {
-    conn.execute(
-        "UPDATE auth_tokens SET used_at = ?3 WHERE user_id = ?1 AND purpose = ?2 AND used_at IS NULL",
-        params![user, purpose.as_str(), now],
+    conn.prepare_cached("UPDATE auth_tokens SET used_at = ?3 WHERE user_id = ?1 AND purpose = ?2 AND used_at IS NULL")?
+            .execute(params![user, purpose.as_str(), now],
     )?;
     Ok(())
 }
 
 pub fn delete_stale(conn: &Connection, before: i64) -> AppResult<usize> {
-    Ok(conn.execute(
-        "DELETE FROM auth_tokens WHERE expires_at < ?1 OR used_at < ?1",
-        [before],
-    )?)
+    Ok(conn
+        .prepare_cached("DELETE FROM auth_tokens WHERE expires_at < ?1 OR used_at < ?1")?
+        .execute([before])?)
 }

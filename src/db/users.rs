@@ -40,21 +40,18 @@ pub struct NewUser<'a> {
 
 /// Sets (or with None clears) the account's language.
 pub fn set_language(conn: &Connection, user: UserId, language: Option<&str>) -> AppResult<()> {
-    conn.execute(
-        "UPDATE users SET language = ?2 WHERE id = ?1",
-        params![user, language],
-    )?;
+    conn.prepare_cached("UPDATE users SET language = ?2 WHERE id = ?1")?
+        .execute(params![user, language])?;
     Ok(())
 }
 
 /// Inserts a user; returns None if the e-mail is taken.
 pub fn insert(conn: &Connection, u: &NewUser<'_>) -> AppResult<Option<UserId>> {
-    let n = conn.execute(
-        "INSERT INTO users (email, display_name, password_hash, role, email_verified_at, created_at,
+    let n = conn.prepare_cached("INSERT INTO users (email, display_name, password_hash, role, email_verified_at, created_at,
                             password_changed_at, referral_code, referred_by, registration_ip)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8, ?9)
-         ON CONFLICT(email) DO NOTHING",
-        params![
+         ON CONFLICT(email) DO NOTHING")?
+            .execute(params![
             u.email,
             u.display_name,
             u.password_hash,
@@ -92,12 +89,18 @@ pub fn by_referral_code(conn: &Connection, code: &str) -> AppResult<Option<UserI
 
 pub fn by_email(conn: &Connection, email: &str) -> AppResult<Option<User>> {
     let sql = format!("SELECT {COLUMNS} FROM users WHERE email = ?1");
-    Ok(conn.query_row(&sql, [email], from_row).optional()?)
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([email], from_row)
+        .optional()?)
 }
 
 pub fn by_id(conn: &Connection, id: UserId) -> AppResult<Option<User>> {
     let sql = format!("SELECT {COLUMNS} FROM users WHERE id = ?1");
-    Ok(conn.query_row(&sql, [id], from_row).optional()?)
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([id], from_row)
+        .optional()?)
 }
 
 pub fn list(conn: &Connection) -> AppResult<Vec<User>> {
@@ -108,49 +111,41 @@ pub fn list(conn: &Connection) -> AppResult<Vec<User>> {
 }
 
 pub fn set_verified(conn: &Connection, id: UserId, now: i64) -> AppResult<()> {
-    conn.execute(
+    conn.prepare_cached(
         "UPDATE users SET email_verified_at = COALESCE(email_verified_at, ?2) WHERE id = ?1",
-        params![id, now],
-    )?;
+    )?
+    .execute(params![id, now])?;
     Ok(())
 }
 
 pub fn set_role(conn: &Connection, id: UserId, role: Role) -> AppResult<()> {
-    conn.execute(
-        "UPDATE users SET role = ?2 WHERE id = ?1",
-        params![id, role.as_str()],
-    )?;
+    conn.prepare_cached("UPDATE users SET role = ?2 WHERE id = ?1")?
+        .execute(params![id, role.as_str()])?;
     Ok(())
 }
 
 pub fn set_password(conn: &Connection, id: UserId, hash: &str, now: i64) -> AppResult<()> {
-    conn.execute(
+    conn.prepare_cached(
         "UPDATE users SET password_hash = ?2, password_changed_at = ?3 WHERE id = ?1",
-        params![id, hash, now],
-    )?;
+    )?
+    .execute(params![id, hash, now])?;
     Ok(())
 }
 
 pub fn set_display_name(conn: &Connection, id: UserId, name: &str) -> AppResult<()> {
-    conn.execute(
-        "UPDATE users SET display_name = ?2 WHERE id = ?1",
-        params![id, name],
-    )?;
+    conn.prepare_cached("UPDATE users SET display_name = ?2 WHERE id = ?1")?
+        .execute(params![id, name])?;
     Ok(())
 }
 
 pub fn touch_sign_in(conn: &Connection, id: UserId, now: i64) -> AppResult<()> {
-    conn.execute(
-        "UPDATE users SET last_sign_in_at = ?2 WHERE id = ?1",
-        params![id, now],
-    )?;
+    conn.prepare_cached("UPDATE users SET last_sign_in_at = ?2 WHERE id = ?1")?
+        .execute(params![id, now])?;
     Ok(())
 }
 
 pub fn set_password_hash(conn: &Connection, id: UserId, hash: &str) -> AppResult<()> {
-    conn.execute(
-        "UPDATE users SET password_hash = ?2 WHERE id = ?1",
-        params![id, hash],
-    )?;
+    conn.prepare_cached("UPDATE users SET password_hash = ?2 WHERE id = ?1")?
+        .execute(params![id, hash])?;
     Ok(())
 }

@@ -14,10 +14,9 @@ pub fn secret(conn: &Connection, user: UserId) -> AppResult<Option<String>> {
 }
 
 pub fn set_secret(conn: &Connection, user: UserId, secret: &str, now: i64) -> AppResult<()> {
-    conn.execute(
-        "INSERT INTO webhook_secrets (user_id, secret, rotated_at) VALUES (?1, ?2, ?3)
-         ON CONFLICT(user_id) DO UPDATE SET secret = excluded.secret, rotated_at = excluded.rotated_at",
-        params![user, secret, now],
+    conn.prepare_cached("INSERT INTO webhook_secrets (user_id, secret, rotated_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT(user_id) DO UPDATE SET secret = excluded.secret, rotated_at = excluded.rotated_at")?
+            .execute(params![user, secret, now],
     )?;
     Ok(())
 }
@@ -87,7 +86,10 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Delivery> {
 
 pub fn by_id(conn: &Connection, id: i64) -> AppResult<Option<Delivery>> {
     let sql = format!("SELECT {COLUMNS} FROM webhook_deliveries WHERE id = ?1");
-    Ok(conn.query_row(&sql, [id], from_row).optional()?)
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([id], from_row)
+        .optional()?)
 }
 
 pub fn by_public_id(
@@ -131,10 +133,10 @@ pub fn claim_due(
 }
 
 pub fn set_payload(conn: &Connection, id: i64, payload: &str) -> AppResult<()> {
-    conn.execute(
+    conn.prepare_cached(
         "UPDATE webhook_deliveries SET payload = ?2 WHERE id = ?1 AND payload IS NULL",
-        params![id, payload],
-    )?;
+    )?
+    .execute(params![id, payload])?;
     Ok(())
 }
 
@@ -151,10 +153,9 @@ pub fn record_attempt(
     a: &Attempt<'_>,
     now: i64,
 ) -> AppResult<()> {
-    conn.execute(
-        "INSERT INTO webhook_attempts (delivery_id, attempted_at, status, latency_ms, error, response)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![delivery, now, a.status, a.latency_ms, a.error, a.response],
+    conn.prepare_cached("INSERT INTO webhook_attempts (delivery_id, attempted_at, status, latency_ms, error, response)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?
+            .execute(params![delivery, now, a.status, a.latency_ms, a.error, a.response],
     )?;
     Ok(())
 }
@@ -170,22 +171,20 @@ pub fn finish_attempt(
     error: Option<&str>,
     now: i64,
 ) -> AppResult<()> {
-    conn.execute(
-        "UPDATE webhook_deliveries
+    conn.prepare_cached("UPDATE webhook_deliveries
          SET state = ?2, next_attempt_at = ?3, last_status = ?4, last_error = ?5, attempts = attempts + 1,
              finished_at = CASE WHEN ?2 = 'pending' THEN NULL ELSE ?6 END
-         WHERE id = ?1",
-        params![id, state, next_attempt_at, status, error, now],
+         WHERE id = ?1")?
+            .execute(params![id, state, next_attempt_at, status, error, now],
     )?;
     Ok(())
 }
 
 /// Sends a finished delivery again (same webhook-id and body).
 pub fn redeliver(conn: &Connection, id: i64, now: i64) -> AppResult<bool> {
-    Ok(conn.execute(
-        "UPDATE webhook_deliveries SET state = 'pending', next_attempt_at = ?2, attempts = 0, finished_at = NULL
-         WHERE id = ?1 AND state <> 'pending'",
-        params![id, now],
+    Ok(conn.prepare_cached("UPDATE webhook_deliveries SET state = 'pending', next_attempt_at = ?2, attempts = 0, finished_at = NULL
+         WHERE id = ?1 AND state <> 'pending'")?
+            .execute(params![id, now],
     )? == 1)
 }
 
@@ -217,17 +216,16 @@ pub fn attempts(conn: &Connection, delivery: i64) -> AppResult<Vec<AttemptRow>> 
 
 /// Deliveries waiting to be sent (for doctor and metrics).
 pub fn backlog(conn: &Connection) -> AppResult<i64> {
-    Ok(conn.query_row(
-        "SELECT count(*) FROM webhook_deliveries WHERE state = 'pending'",
-        [],
-        |r| r.get(0),
-    )?)
+    Ok(conn
+        .prepare_cached("SELECT count(*) FROM webhook_deliveries WHERE state = 'pending'")?
+        .query_row([], |r| r.get(0))?)
 }
 
 /// Deletes finished deliveries (and their attempts) created before `before`.
 pub fn sweep(conn: &Connection, before: i64) -> AppResult<usize> {
-    Ok(conn.execute(
-        "DELETE FROM webhook_deliveries WHERE state <> 'pending' AND created_at < ?1",
-        [before],
-    )?)
+    Ok(conn
+        .prepare_cached(
+            "DELETE FROM webhook_deliveries WHERE state <> 'pending' AND created_at < ?1",
+        )?
+        .execute([before])?)
 }
