@@ -87,12 +87,14 @@ impl Mailer {
         ctx.insert("public_url", &inner.public_url);
         ctx.insert("subject", &subject);
         ctx.insert("lang", email.lang.code());
-        let text = inner
-            .templates
-            .render(&format!("emails/{}.txt", email.template), &ctx)?;
-        let html = inner
-            .templates
-            .render(&format!("emails/{}.html", email.template), &ctx)?;
+        let text =
+            inner
+                .templates
+                .render(&format!("emails/{}.txt", email.template), email.lang, &ctx)?;
+        let html =
+            inner
+                .templates
+                .render(&format!("emails/{}.html", email.template), email.lang, &ctx)?;
         let to: Mailbox = email
             .to
             .parse()

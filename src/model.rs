@@ -1,6 +1,7 @@
 //! Plain data shared by the db and domain layers: ids, rows, enums.
 
 use serde::Serialize;
+use std::hash::Hash;
 
 macro_rules! id_type {
     ($name:ident) => {
@@ -133,7 +134,7 @@ pub struct Client<'a> {
 id_type!(TaskId);
 id_type!(AssetId);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TaskStatus {
     Queued,
@@ -209,7 +210,62 @@ pub struct Task {
     pub finished_at: Option<i64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// Every field, the progress by its bits (`f64` has no `Hash`). The
+/// pattern names each field, so a new one cannot be left out.
+impl std::hash::Hash for Task {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        let Task {
+            id,
+            public_id,
+            user_id,
+            status,
+            model,
+            prompt,
+            negative_prompt,
+            width,
+            height,
+            n,
+            seed,
+            webhook_url,
+            cost,
+            progress,
+            attempts,
+            not_before,
+            lease_until,
+            worker,
+            provider,
+            error,
+            error_raw,
+            created_at,
+            started_at,
+            finished_at,
+        } = self;
+        (
+            id,
+            public_id,
+            user_id,
+            status,
+            model,
+            prompt,
+            negative_prompt,
+        )
+            .hash(h);
+        (
+            width,
+            height,
+            n,
+            seed,
+            webhook_url,
+            cost,
+            progress.to_bits(),
+        )
+            .hash(h);
+        (attempts, not_before, lease_until, worker, provider, error).hash(h);
+        (error_raw, created_at, started_at, finished_at).hash(h);
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AssetKind {
     Result,
@@ -225,7 +281,7 @@ impl AssetKind {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Hash, Serialize)]
 pub struct Asset {
     #[serde(skip)]
     pub id: AssetId,

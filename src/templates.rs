@@ -2,6 +2,7 @@
 //! and e-mails; autoescaping is on for every `.html` template.
 
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 
 use rust_embed::Embed;
 use tera::{Tera, Value};
@@ -10,6 +11,8 @@ use std::sync::{Arc, Mutex};
 
 use crate::error::{AppError, AppResult};
 use crate::i18n::{Catalogs, Lang};
+
+mod localize;
 
 #[derive(Embed)]
 #[folder = "$CARGO_MANIFEST_DIR/templates/"]
@@ -23,7 +26,25 @@ pub struct Templates {
     /// gets those sections, not the whole catalogue, in its context.
     sections: HashMap<String, Vec<String>>,
     /// Rendered fragments by their exact inputs (see `fragment`).
-    fragments: Mutex<HashMap<String, Arc<str>>>,
+    fragments: Mutex<HashMap<Vec<u8>, Arc<str>>>,
+}
+
+/// A fragment's key written out exactly: the bytes its `Hash` impl feeds
+/// a hasher (each field in order, a string with an end marker no UTF-8
+/// text contains, a list after its length), not a digest of them, so two
+/// keys are equal only when the values are. Deriving `Hash` covers a
+/// field added later, which a hand-written key could miss; it is faster
+/// than writing the value out with `Debug` (a tenth of a library page).
+struct KeyBytes(Vec<u8>);
+
+impl Hasher for KeyBytes {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.extend_from_slice(bytes);
+    }
+
+    fn finish(&self) -> u64 {
+        0
+    }
 }
 
 /// At most this many rendered fragments are kept (a few MB); the cache
@@ -181,13 +202,24 @@ impl Templates {
                 ))
             })
             .collect();
-        let sections = sections_by_template(&files);
-        tera.add_raw_templates(files)
-            .map_err(|e| AppError::internal(format!("templates: {e:?}")))?;
+        let catalogs = Arc::new(load_catalogs()?);
+        // One copy per language, named "<code>/<name>", with its texts
+        // written in (see `localize`).
+        let mut copies = Vec::with_capacity(files.len() * crate::i18n::ALL.len());
+        for lang in crate::i18n::ALL {
+            let prefix = format!("{}/", lang.code());
+            for (name, source) in &files {
+                let escape = name.ends_with(".html");
+                let text = localize::localize(source, &prefix, catalogs.tree(lang), escape);
+                copies.push((format!("{prefix}{name}"), text));
+            }
+        }
+        let sections = sections_by_template(&copies);
         tera.autoescape_on(vec![".html"]);
+        tera.add_raw_templates(copies)
+            .map_err(|e| AppError::internal(format!("templates: {e:?}")))?;
         tera.register_filter("datetime", datetime_filter);
         tera.register_filter("urlencode", urlencode_filter);
-        let catalogs = Arc::new(load_catalogs()?);
         let c = catalogs.clone();
         tera.register_function("t", move |args: &HashMap<String, Value>| {
             catalogue_text(&c, args)
@@ -237,7 +269,7 @@ impl Templates {
     /// sections the template reads (the whole tree for a name not known).
     pub fn texts(&self, template: &str, lang: Lang) -> Value {
         let tree = self.catalogs.tree(lang);
-        let Some(sections) = self.sections.get(template) else {
+        let Some(sections) = self.sections.get(&localized(template, lang)) else {
             return tree.clone();
         };
         Value::Object(
@@ -254,29 +286,34 @@ impl Templates {
     }
 
     /// Renders a fragment (a task card, a library tile) once per distinct
-    /// `key`: a page showing the same 24 cards again copies their HTML
+    /// key: a page showing the same 24 cards again copies their HTML
     /// instead of rendering them again (about a third of a studio page's
-    /// time). The key must name everything `values` is made from (the
-    /// caller writes down its data, its CSRF token and the minute for
+    /// time). The key must cover everything `values` is made from (the
+    /// caller passes its data, its CSRF token and the minute for
     /// clock-dependent texts; the template and language are added here);
     /// `values` (an object) is only built for a key not seen yet. Keys are
-    /// compared exactly.
+    /// compared exactly (see `KeyBytes`).
     pub fn fragment(
         &self,
         template: &str,
         lang: Lang,
-        key: &str,
+        key: &impl Hash,
         values: impl FnOnce() -> Value,
     ) -> AppResult<Arc<str>> {
-        let key = format!("{template}\0{}\0{key}", lang.code());
+        let mut bytes = KeyBytes(Vec::with_capacity(256));
+        (template, lang.code(), key).hash(&mut bytes);
+        let key = bytes.0;
         if let Some(html) = self.fragments().get(&key) {
             return Ok(html.clone());
         }
-        let mut ctx = tera::Context::from_value(values())
+        let mut values = values();
+        if let Value::Object(map) = &mut values {
+            map.insert("L".into(), self.texts(template, lang));
+            map.insert("lang".into(), lang.code().into());
+        }
+        let ctx = tera::Context::from_value(values)
             .map_err(|e| AppError::internal(format!("fragment {template}: {e}")))?;
-        ctx.insert("L", &self.texts(template, lang));
-        ctx.insert("lang", lang.code());
-        let html: Arc<str> = self.render(template, &ctx)?.into();
+        let html: Arc<str> = self.render(template, lang, &ctx)?.into();
         let mut cached = self.fragments();
         if cached.len() >= FRAGMENTS_MAX {
             cached.clear();
@@ -285,22 +322,30 @@ impl Templates {
         Ok(html)
     }
 
-    fn fragments(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<str>>> {
+    fn fragments(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, Arc<str>>> {
         self.fragments.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn render(&self, name: &str, context: &tera::Context) -> AppResult<String> {
-        self.tera.render(name, context).map_err(|e| {
-            let mut msg = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                msg.push_str(": ");
-                msg.push_str(&s.to_string());
-                source = s.source();
-            }
-            AppError::internal(format!("template {name}: {msg}"))
-        })
+    /// Renders `name` in `lang` (that language's copy of the template).
+    pub fn render(&self, name: &str, lang: Lang, context: &tera::Context) -> AppResult<String> {
+        self.tera
+            .render(&localized(name, lang), context)
+            .map_err(|e| {
+                let mut msg = e.to_string();
+                let mut source = std::error::Error::source(&e);
+                while let Some(s) = source {
+                    msg.push_str(": ");
+                    msg.push_str(&s.to_string());
+                    source = s.source();
+                }
+                AppError::internal(format!("template {name}: {msg}"))
+            })
     }
+}
+
+/// The name of `lang`'s copy of a template.
+fn localized(name: &str, lang: Lang) -> String {
+    format!("{}/{name}", lang.code())
 }
 
 pub use crate::domain::format_time;
@@ -335,22 +380,51 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_page_gets_the_sections_of_everything_it_pulls_in() {
+    fn a_page_gets_only_the_sections_it_still_looks_up() {
         let t = Templates::load().unwrap();
-        let studio = &t.sections["studio.html"];
-        // Its own, the base layout's and the included image viewer's.
-        for s in ["studio", "layout", "viewer"] {
-            assert!(studio.contains(&s.to_string()), "{s} missing: {studio:?}");
+        // The studio's texts (its own, the layout's, the viewer's) are
+        // written into each language's copy.
+        for lang in crate::i18n::ALL {
+            assert_eq!(
+                t.sections[&localized("studio.html", lang)],
+                Vec::<String>::new()
+            );
         }
-        assert!(!studio.contains(&"docs".to_string()), "{studio:?}");
-        // Cards are fragments rendered on their own, with their own texts.
-        assert!(!studio.contains(&"task".to_string()), "{studio:?}");
-        assert!(t.sections["partials/task_card.html"].contains(&"task".to_string()));
-        let texts = t.texts("studio.html", Lang::ZhCn);
-        assert_eq!(texts["viewer"], t.catalogs.tree(Lang::ZhCn)["viewer"]);
-        assert!(texts.get("docs").is_none());
+        assert!(t
+            .texts("studio.html", Lang::ZhCn)
+            .as_object()
+            .unwrap()
+            .is_empty());
+        // Every other template has all its texts written in.
+        for (name, left) in &t.sections {
+            if !name.ends_with("/partials/task_card.html") {
+                assert!(left.is_empty(), "{name} still looks up {left:?}");
+            }
+        }
+        // A card looks its status up by a computed key.
+        assert_eq!(t.sections["zh-CN/partials/task_card.html"], ["task"]);
+        let texts = t.texts("partials/task_card.html", Lang::ZhCn);
+        assert_eq!(texts["task"], t.catalogs.tree(Lang::ZhCn)["task"]);
         // A name it does not know gets everything.
         assert!(t.texts("operator.html", Lang::En).get("docs").is_some());
+    }
+
+    #[test]
+    fn each_language_has_its_own_copy_with_its_texts() {
+        let t = Templates::load().unwrap();
+        let c = t.catalogs();
+        let mut ctx = tera::Context::new();
+        ctx.insert("lang", "en");
+        let page = |lang| t.tera.get_template(&localized("studio.html", lang)).is_ok();
+        assert!(page(Lang::En) && page(Lang::ZhCn));
+        for lang in crate::i18n::ALL {
+            let html = t.render("partials/viewer.html", lang, &ctx).unwrap();
+            let close = c.text(lang, "viewer.download", &[]);
+            assert!(
+                html.contains(&tera::escape_html(&close)),
+                "{lang:?}: {html}"
+            );
+        }
     }
 
     #[test]

@@ -127,7 +127,7 @@ pub fn attach_reference(
 }
 
 /// A library row: the image with its task's model, prompt and public id.
-#[derive(Debug)]
+#[derive(Debug, Hash)]
 pub struct LibraryItem {
     pub asset: Asset,
     pub model: String,

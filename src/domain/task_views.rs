@@ -10,14 +10,14 @@ use crate::error::{AppError, AppResult};
 use crate::model::{Asset, Task, TaskId, TaskStatus, UserId};
 
 /// A task as its owner sees it, with its images.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Hash, Serialize)]
 pub struct TaskView {
     #[serde(flatten)]
     pub task: Task,
     pub outputs: Vec<OutputView>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Hash, Serialize)]
 pub struct OutputView {
     pub id: String,
     pub url: String,

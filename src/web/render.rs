@@ -108,11 +108,11 @@ pub fn base_context(
     flash: Option<&(String, String)>,
     path: &str,
 ) -> tera::Context {
-    // Plain texts (`{{ L.task.cancel }}`): a lookup instead of a function
-    // call per text; only the sections this template reads, moved in
-    // rather than serialised again.
-    let texts = json!({ "L": app.templates.texts(template, lang) });
-    let mut ctx = tera::Context::from_value(texts).unwrap_or_default();
+    // The catalogue sections this template still looks up (most texts are
+    // written into the template itself, see `templates::localize`), moved
+    // in rather than serialised again.
+    let texts = serde_json::Map::from_iter([("L".into(), app.templates.texts(template, lang))]);
+    let mut ctx = tera::Context::from_value(Value::Object(texts)).unwrap_or_default();
     ctx.insert("csrf_token", csrf);
     ctx.insert("lang", lang.code());
     let languages: Vec<Value> = app
@@ -171,26 +171,21 @@ impl PageCtx<'_> {
     }
 
     /// A fragment of this page (`Templates::fragment`), keyed by `data`
-    /// (whatever `values` is made from, written out with Debug), the page's
-    /// CSRF token and the current minute (texts such as "expires in 5 m"
-    /// may so lag by under a minute); `values` gets the token added.
+    /// (whatever `values` is made from), the page's CSRF token and the
+    /// current minute (texts such as "expires in 5 m" may so lag by under
+    /// a minute); `values` gets the token added.
     pub fn fragment(
         &self,
         template: &str,
-        data: &dyn std::fmt::Debug,
+        data: &impl std::hash::Hash,
         values: impl FnOnce() -> serde_json::Map<String, Value>,
-    ) -> Result<String, AppError> {
-        let key = format!(
-            "{}\0{}\0{data:?}",
-            self.csrf,
-            crate::domain::now().div_euclid(60)
-        );
-        let html = self.app.templates.fragment(template, self.lang, &key, || {
+    ) -> Result<std::sync::Arc<str>, AppError> {
+        let key = (&self.csrf, crate::domain::now().div_euclid(60), data);
+        self.app.templates.fragment(template, self.lang, &key, || {
             let mut values = values();
             values.insert("csrf_token".into(), Value::String(self.csrf.clone()));
             Value::Object(values)
-        })?;
-        Ok(html.to_string())
+        })
     }
 
     pub fn render_status(
@@ -219,7 +214,7 @@ impl PageCtx<'_> {
                 ctx.extend(own);
             }
         }
-        let html = self.app.templates.render(template, &ctx)?;
+        let html = self.app.templates.render(template, self.lang, &ctx)?;
         Ok(Page {
             status,
             html,
@@ -320,7 +315,7 @@ pub fn error_page(req: &Request<'_>, status: Status, message: &str) -> Page {
     ctx.insert("message", &catalogs.message(lang, message));
     let html = app
         .templates
-        .render("error.html", &ctx)
+        .render("error.html", lang, &ctx)
         .unwrap_or_else(|e| {
             tracing::error!("error page: {e}");
             format!("{} {}", status.code, message)

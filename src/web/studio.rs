@@ -8,6 +8,7 @@ use rocket::http::Status;
 use rocket::response::{Flash, Redirect};
 use rocket::{get, post, routes, Route};
 use serde_json::{json, Value};
+use std::sync::Arc;
 
 use super::auth::{csrf_form, EmptyForm};
 use super::guards::{ClientIp, CsrfForm, CsrfProtected, CurrentUser};
@@ -76,7 +77,7 @@ pub fn card(page: &PageCtx<'_>, view: &TaskView, model_name: &str) -> Value {
 /// A task's card as HTML, the same for the studio's list and for the live
 /// update of one card; rendered once per distinct content (see
 /// `Templates::fragment`).
-fn card_html(page: &PageCtx<'_>, view: &TaskView) -> AppResult<String> {
+fn card_html(page: &PageCtx<'_>, view: &TaskView) -> AppResult<Arc<str>> {
     page.fragment("partials/task_card.html", view, || {
         let task = card(page, view, &model_name(page, &view.task.model));
         [("task".into(), task)].into_iter().collect()
@@ -145,10 +146,11 @@ async fn studio_page(
             ))
         })
         .await?;
-    let cards = views
-        .iter()
-        .map(|v| Ok(Value::String(card_html(page, v)?)))
-        .collect::<AppResult<Vec<Value>>>()?;
+    // One string for the list: the page copies it once.
+    let mut cards = String::new();
+    for v in &views {
+        cards.push_str(&card_html(page, v)?);
+    }
     let mut error = error;
     if let Some(e) = error.as_mut() {
         page.translate_message(e);
@@ -157,7 +159,11 @@ async fn studio_page(
     // fragment too: the same form again is a lookup.
     let form_html = page.fragment(
         "partials/studio_form.html",
-        &(&form, &error, available),
+        &(
+            form.to_string(),
+            error.as_ref().map(Value::to_string),
+            available,
+        ),
         || {
             let models = models_view(page);
             let selected = form["model"]
@@ -195,10 +201,13 @@ async fn studio_page(
         },
     )?;
     let mut values = json!({
-        "form_html": form_html,
+        "form_html": &*form_html,
         "result_hours": page.app.config.storage.result_retention_hours,
     });
-    values["cards"] = Value::Array(cards);
+    values["cards"] = Value::String(cards);
+    // Counted here: `{% if cards %}` would have Tera escape the whole list
+    // only to see that it is not empty.
+    values["card_count"] = views.len().into();
     page.render_status(status, "studio.html", values)
 }
 
@@ -313,7 +322,7 @@ async fn task_card(page: PageCtx<'_>, me: CurrentUser, id: &str) -> AppResult<Pa
         .await?;
     Ok(Page {
         status: Status::Ok,
-        html: card_html(&page, &view)?,
+        html: card_html(&page, &view)?.to_string(),
         retry_after: None,
     })
 }
@@ -369,17 +378,14 @@ async fn library(page: PageCtx<'_>, me: CurrentUser, uri: &Origin<'_>) -> AppRes
     let next = (rows.len() == PAGE as usize)
         .then(|| rows.last().map(|r| r.asset.id.0))
         .flatten();
-    let tiles = rows
-        .iter()
-        .map(|r| {
-            let tile = page.fragment("partials/library_tile.html", r, || {
-                [("it".into(), library_item(&page, r))]
-                    .into_iter()
-                    .collect()
-            })?;
-            Ok(Value::String(tile))
-        })
-        .collect::<AppResult<Vec<Value>>>()?;
+    let mut tiles = String::new();
+    for r in &rows {
+        tiles.push_str(&page.fragment("partials/library_tile.html", r, || {
+            [("it".into(), library_item(&page, r))]
+                .into_iter()
+                .collect()
+        })?);
+    }
     let mut values = json!({
             "models": page.app.engine.catalog.models.iter().map(|m| json!({ "id": m.id, "name": model_name(&page, &m.id) })).collect::<Vec<_>>(),
             "model": model,
@@ -388,7 +394,8 @@ async fn library(page: PageCtx<'_>, me: CurrentUser, uri: &Origin<'_>) -> AppRes
             "allow_delete": true,
             "result_hours": page.app.config.storage.result_retention_hours,
     });
-    values["tiles"] = Value::Array(tiles);
+    values["tiles"] = Value::String(tiles);
+    values["tile_count"] = rows.len().into();
     page.render("library.html", values)
 }
 
