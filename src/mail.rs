@@ -87,14 +87,11 @@ impl Mailer {
         ctx.insert("public_url", &inner.public_url);
         ctx.insert("subject", &subject);
         ctx.insert("lang", email.lang.code());
-        let text =
-            inner
-                .templates
-                .render(&format!("emails/{}.txt", email.template), email.lang, &ctx)?;
-        let html =
-            inner
-                .templates
-                .render(&format!("emails/{}.html", email.template), email.lang, &ctx)?;
+        let render = |ext: &str| {
+            let name = format!("emails/{}.{ext}", email.template);
+            inner.templates.render(&name, email.lang, &ctx)
+        };
+        let (text, html) = (render("txt")?, render("html")?);
         let to: Mailbox = email
             .to
             .parse()

@@ -7,10 +7,11 @@
 //! `{{ L.a.b }}` becomes the text, escaped as Tera would escape it;
 //! `{{ L.a.b | safe }}` becomes the text as written; a lookup inside any
 //! other expression becomes a string literal. A lookup this cannot write
-//! down (a computed key such as `L.task[status]`, or a text holding every
-//! quote character) stays as it is, and the page gets that section in its
-//! context. References to other templates (`extends`, `include`, `import`)
-//! are renamed to the same language's copy.
+//! down (a computed key such as `L.task[status]`, a text holding every
+//! quote character, or one Tera would read as a tag) stays as it is, and
+//! the page gets that section in its context. References to other
+//! templates (`extends`, `include`, `import`) are renamed to the same
+//! language's copy. Comments and `raw` blocks are left as written.
 
 use tera::Value;
 
@@ -24,7 +25,7 @@ pub fn localize(source: &str, prefix: &str, tree: &Value, escape: bool) -> Strin
         out.push_str(&rest[..open]);
         let tag_and_after = &rest[open..];
         let close = match &tag_and_after[..2] {
-            "{#" => tag_and_after.find("#}").map(|i| i + 2),
+            "{#" => tag_and_after[2..].find("#}").map(|i| i + 4),
             "{{" => tag_end(tag_and_after, "}}"),
             _ => tag_end(tag_and_after, "%}"),
         };
@@ -34,6 +35,17 @@ pub fn localize(source: &str, prefix: &str, tree: &Value, escape: bool) -> Strin
             return out;
         };
         let tag = &tag_and_after[..close];
+        let words = tag[2..tag.len() - 2].trim_matches(|c: char| c == '-' || c.is_whitespace());
+        if tag.starts_with("{%") && words == "raw" {
+            // Copied as written up to the end of `{% endraw %}`.
+            let end = tag_and_after
+                .find("endraw")
+                .and_then(|e| tag_and_after[e..].find("%}").map(|c| e + c + 2))
+                .unwrap_or(tag_and_after.len());
+            out.push_str(&tag_and_after[..end]);
+            rest = &tag_and_after[end..];
+            continue;
+        }
         match &tag[..2] {
             "{#" => out.push_str(tag),
             "{{" => out.push_str(&output_tag(tag, tree, escape)),
@@ -62,7 +74,7 @@ fn tag_end(s: &str, close: &str) -> Option<usize> {
             q @ (b'"' | b'\'' | b'`') => {
                 i += 1 + s[i + 1..].find(q as char)?;
             }
-            _ if s[i..].starts_with(close) => return Some(i + close.len()),
+            _ if bytes[i..].starts_with(close.as_bytes()) => return Some(i + close.len()),
             _ => {}
         }
         i += 1;
@@ -106,7 +118,8 @@ fn statement_tag(tag: &str, prefix: &str, tree: &Value) -> String {
     format!("{{%{}%}}", literals(inner, tree))
 }
 
-/// The text at `section.key`, when `path` is exactly that.
+/// The text at `section.key`, when `path` is exactly that and the text
+/// has nothing Tera would read as a tag once written into the template.
 fn lookup<'a>(tree: &'a Value, path: &str) -> Option<&'a str> {
     let (section, key) = path.split_once('.')?;
     let ident = |s: &str| {
@@ -117,7 +130,9 @@ fn lookup<'a>(tree: &'a Value, path: &str) -> Option<&'a str> {
     if !ident(section) || !ident(key) {
         return None;
     }
-    tree.get(section)?.get(key)?.as_str()
+    let text = tree.get(section)?.get(key)?.as_str()?;
+    let tag_like = ["{{", "}}", "{%", "%}", "{#", "#}"];
+    (!tag_like.iter().any(|t| text.contains(t))).then_some(text)
 }
 
 /// An expression with each `L.<section>.<key>` written as a string
@@ -172,7 +187,7 @@ mod tests {
 
     fn tree() -> Value {
         json!({
-            "auth": { "title": "Sign <in>", "quote": "Say \"hi\"", "all": "\"'`" },
+            "auth": { "title": "Sign <in>", "quote": "Say \"hi\"", "all": "\"'`", "tag": "Use {{ name }}" },
             "task": { "queued": "Waiting" },
         })
     }
@@ -225,11 +240,33 @@ mod tests {
             "{{ L.task[task.status] }}",
             "{{ L.auth.missing }}",
             "{{ x ~ L.auth.all }}",
+            "{{ L.auth.tag }}",
+            "{{ x ~ L.auth.tag }}",
             "{{ XL.auth.title }}",
             "{{ foo.L.auth.title }}",
             "{# {{ L.auth.title }} #}",
+            "{% raw %}{{ L.auth.title }}{% endraw %}",
+            "{%- raw -%}{% if %}{{ L.auth.title }}{%- endraw %}",
+            "{#}{{ L.auth.title }}#}",
         ] {
             assert_eq!(localize(s, "en/", &t, true), s);
+        }
+    }
+
+    proptest::proptest! {
+        // Any mix of tag pieces, quotes and text (unclosed, nested, odd)
+        // is handled without a panic; without a lookup it comes back as
+        // it was.
+        #[test]
+        fn any_source_is_safe(parts in proptest::collection::vec(proptest::sample::select(vec![
+            "{{", "}}", "{%", "%}", "{#", "#}", "{", "}", "-", "\"", "'", "`", " ", "x",
+            "L.", "L.auth.title", "raw", "endraw", "é", "画", "|", "safe", "[",
+        ]), 0..40)) {
+            let source: String = parts.concat();
+            let out = localize(&source, "en/", &tree(), true);
+            if !source.contains("L.") && !source.contains("raw") {
+                proptest::prop_assert_eq!(out, source);
+            }
         }
     }
 
