@@ -58,16 +58,8 @@ const FRAGMENTS_MAX: usize = 2048;
 fn references(source: &str) -> (Vec<String>, Vec<String>) {
     let mut deps = Vec::new();
     for tag in source.split("{%").skip(1) {
-        let tag = tag.trim_start_matches('-').trim_start();
-        let Some(rest) = ["extends", "include", "import"]
-            .iter()
-            .find_map(|kw| tag.strip_prefix(kw))
-        else {
-            continue;
-        };
-        let mut quoted = rest.trim_start().split('"');
-        if let (Some(""), Some(name)) = (quoted.next(), quoted.next()) {
-            deps.push(name.to_string());
+        if let Some(name) = localize::reference(tag) {
+            deps.push(tag[name].to_string());
         }
     }
     let ident = |c: char| c.is_ascii_alphanumeric() || c == '_';

@@ -103,19 +103,30 @@ fn output_tag(tag: &str, tree: &Value, escape: bool) -> String {
     format!("{{{{{}}}}}", literals(inner, tree))
 }
 
-/// `{% … %}`: references renamed, lookups made literals.
+/// `{% … %}`: a reference renamed, lookups made literals.
 fn statement_tag(tag: &str, prefix: &str, tree: &Value) -> String {
     let inner = &tag[2..tag.len() - 2];
-    let words = inner.trim_start_matches('-').trim_start();
-    let is_reference = ["extends", "include", "import"]
-        .iter()
-        .any(|kw| words.strip_prefix(kw).is_some_and(|r| r.starts_with(' ')));
-    if is_reference {
-        if let Some(quote) = inner.find('"') {
-            return format!("{{%{}\"{prefix}{}%}}", &inner[..quote], &inner[quote + 1..]);
-        }
+    match reference(inner) {
+        Some(name) => format!(
+            "{{%{}{prefix}{}%}}",
+            &inner[..name.start],
+            &inner[name.start..]
+        ),
+        None => format!("{{%{}%}}", literals(inner, tree)),
     }
-    format!("{{%{}%}}", literals(inner, tree))
+}
+
+/// Where the template name sits in a tag's text (what follows `{%`) when
+/// the tag pulls another template in: `extends "x"`, `include "x"`,
+/// `import "x" as m`.
+pub(super) fn reference(tag: &str) -> Option<std::ops::Range<usize>> {
+    let words = tag.trim_start_matches('-').trim_start();
+    let rest = ["extends", "include", "import"]
+        .iter()
+        .find_map(|kw| words.strip_prefix(kw))?;
+    let quoted = rest.trim_start().strip_prefix('"')?;
+    let start = tag.len() - quoted.len();
+    Some(start..start + quoted.find('"')?)
 }
 
 /// The text at `section.key`, when `path` is exactly that and the text
