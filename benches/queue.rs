@@ -1,6 +1,7 @@
 //! Queue benchmark: tasks per second through the whole queue with an
 //! instant in-process upstream, and the time each task spends in the queue's
-//! own code. Run: `cargo bench --bench queue` (BENCH_TASKS, BENCH_WORKERS;
+//! own code. Run: `cargo bench --bench queue` (BENCH_TASKS, BENCH_WORKERS,
+//! BENCH_SIDE for the upstream's image size, 64 by default;
 //! add `-- normal` for storage.synchronous = "normal"). `cargo bench --bench
 //! report` includes it.
 
@@ -10,9 +11,10 @@ fn main() {
     let normal = std::env::args().any(|a| a == "normal");
     let tasks: usize = common::env_or("BENCH_TASKS", 4000);
     let workers: usize = common::env_or("BENCH_WORKERS", 2);
-    let q = common::queue::run(normal, tasks, workers);
+    let side: u32 = common::env_or("BENCH_SIDE", 64);
+    let q = common::queue::run(normal, tasks, workers, side);
     println!(
-        "queue benchmark: {tasks} tasks, {workers} threads, synchronous={}",
+        "queue benchmark: {tasks} tasks, {workers} threads, {side}² images, synchronous={}",
         if normal { "NORMAL" } else { "FULL" }
     );
     println!("  submit:           {:>8.0} tasks/s", q.submit_rate);

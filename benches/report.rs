@@ -10,7 +10,9 @@
 //!   built from the same dependency versions: the ratio;
 //! - studio and library page latency at 32 connections (signed in, 24
 //!   images in the library);
-//! - the queue with an instant upstream (in-process, see common/queue.rs).
+//! - the queue with an instant upstream (in-process, see common/queue.rs),
+//!   with tiny images (the queue's own work) and with 1024² PNG results
+//!   (what decoding, previews and writes of real output add).
 //!
 //! BENCH_SECS (default 5) per load run, BENCH_CLIENTS (16) for the API runs.
 //! Targets from the operations issue are printed next to each number.
@@ -230,7 +232,8 @@ fn main() {
             |r| r.get(0),
         )
         .unwrap();
-    let q = common::queue::run(false, common::env_or("BENCH_TASKS", 4000), 2);
+    let q = common::queue::run(false, common::env_or("BENCH_TASKS", 4000), 2, 64);
+    let large = common::queue::run(false, common::env_or("BENCH_LARGE_TASKS", 300), 2, 1024);
 
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -279,6 +282,10 @@ fn main() {
     println!(
         "queue, instant upstream, 2 workers          {:>8.0} tasks/s end to end (submit {:.0}/s; queue's own time p50 {:.2} ms, p99 {:.2} ms)  (target >= 2000)",
         q.run_rate, q.submit_rate, q.added_p50_ms, q.added_p99_ms
+    );
+    println!(
+        "queue, 1024² PNG results, 2 workers        {:>8.0} tasks/s end to end (queue's own time p50 {:.2} ms, p99 {:.2} ms)",
+        large.run_rate, large.added_p50_ms, large.added_p99_ms
     );
     println!("ledger mismatches after the runs             {mismatches:>8}");
 }

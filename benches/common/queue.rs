@@ -32,7 +32,10 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-pub fn run(normal: bool, tasks_total: usize, workers: usize) -> QueueRun {
+/// `side`: the upstream's image is `side`×`side`. 64 measures the queue's
+/// own work; 1024 adds what a real model's output costs (decoding a PNG of
+/// about a megabyte, the preview's resize and JPEG encoding, the writes).
+pub fn run(normal: bool, tasks_total: usize, workers: usize, side: u32) -> QueueRun {
     let dir = tempfile::tempdir().unwrap();
     let mut config = novart::Config::for_data_dir(dir.path());
     config.storage.synchronous = if normal {
@@ -59,7 +62,14 @@ pub fn run(normal: bool, tasks_total: usize, workers: usize) -> QueueRun {
     }];
     let app = novart::App::new(config.clone()).unwrap();
     let mut png = Vec::new();
-    image::RgbImage::from_pixel(64, 64, image::Rgb([40, 90, 200]))
+    let picture = if side <= 64 {
+        image::RgbImage::from_pixel(side, side, image::Rgb([40, 90, 200]))
+    } else {
+        // The built-in renderer's picture: textured like a real one, so it
+        // compresses like one.
+        novart::providers::builtin::render("a harbour at dawn, mist", 7, side, side, None)
+    };
+    picture
         .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
         .unwrap();
     let catalog = Catalog::from_config(&config);
@@ -127,7 +137,7 @@ pub fn run(normal: bool, tasks_total: usize, workers: usize) -> QueueRun {
 
     // Added latency: one worker, one task at a time, so no task waits for
     // another; the upstream answers at once, so all the time is the queue's.
-    let overhead_tasks = 500;
+    let overhead_tasks = (tasks_total / 3).clamp(50, 500);
     {
         let mut conn = engine.db.get().unwrap();
         for i in 0..overhead_tasks {
