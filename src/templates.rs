@@ -62,16 +62,19 @@ fn references(source: &str) -> (Vec<String>, Vec<String>) {
             deps.push(tag[name].to_string());
         }
     }
-    let ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let bytes = source.as_bytes();
     let mut sections = Vec::new();
     for (i, _) in source.match_indices("L.") {
-        let before = source[..i].chars().next_back();
-        if before.is_some_and(|c| ident(c) || c == '.') {
+        if !localize::lookup_at(bytes, i) {
             continue;
         }
-        let name: String = source[i + 2..].chars().take_while(|c| ident(*c)).collect();
-        if !name.is_empty() && !sections.contains(&name) {
-            sections.push(name);
+        let len = bytes[i + 2..]
+            .iter()
+            .take_while(|b| localize::is_name_byte(**b))
+            .count();
+        let name = &source[i + 2..i + 2 + len];
+        if !name.is_empty() && !sections.iter().any(|s| s == name) {
+            sections.push(name.to_string());
         }
     }
     (deps, sections)

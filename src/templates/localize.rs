@@ -160,8 +160,7 @@ fn literals(expr: &str, tree: &Value) -> String {
             i += expr[i + 1..].find(b as char).map_or(bytes.len(), |n| n + 2);
             continue;
         }
-        let starts_name = i == 0 || !is_name_byte(bytes[i - 1]) && bytes[i - 1] != b'.';
-        if b == b'L' && starts_name && bytes.get(i + 1) == Some(&b'.') {
+        if lookup_at(bytes, i) {
             let end = (i + 2..bytes.len())
                 .find(|&j| !(is_name_byte(bytes[j]) || bytes[j] == b'.'))
                 .unwrap_or(bytes.len());
@@ -187,7 +186,14 @@ fn literals(expr: &str, tree: &Value) -> String {
     out
 }
 
-fn is_name_byte(b: u8) -> bool {
+/// Whether a catalogue lookup (`L.`) starts at `i`: `L.` not inside a
+/// longer name or after a dot (`XL.a`, `foo.L.a` are not lookups).
+pub(super) fn lookup_at(bytes: &[u8], i: usize) -> bool {
+    bytes[i..].starts_with(b"L.")
+        && (i == 0 || !(is_name_byte(bytes[i - 1]) || bytes[i - 1] == b'.'))
+}
+
+pub(super) fn is_name_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_'
 }
 
