@@ -48,6 +48,13 @@ pub enum AppError {
     /// A service this request needs is down for now (503).
     #[error("{0}")]
     Unavailable(String),
+    /// The server is at its limit for this kind of work (image decoding):
+    /// 503 with Retry-After; nothing was written.
+    #[error("{message}")]
+    Busy {
+        message: String,
+        retry_after_secs: u64,
+    },
     /// A failure the user cannot fix. The message is logged, not shown.
     #[error("internal error: {0}")]
     Internal(String),
@@ -83,7 +90,7 @@ impl AppError {
             AppError::InsufficientBalance(_) => 402,
             AppError::Forbidden(_) | AppError::Banned(_) => 403,
             AppError::ContentBlocked(_) => 422,
-            AppError::Unavailable(_) => 503,
+            AppError::Unavailable(_) | AppError::Busy { .. } => 503,
             AppError::NotFound => 404,
             AppError::Conflict(_) => 409,
             AppError::TooLarge(_) => 413,
@@ -103,6 +110,7 @@ impl AppError {
             AppError::Banned(_) => ("permission_error", "banned"),
             AppError::ContentBlocked(_) => ("invalid_request_error", "content_blocked"),
             AppError::Unavailable(_) => ("server_error", "service_unavailable"),
+            AppError::Busy { .. } => ("server_error", "server_busy"),
             AppError::NotFound => ("invalid_request_error", "not_found"),
             AppError::Conflict(_) => ("invalid_request_error", "conflict"),
             AppError::TooLarge(_) => ("invalid_request_error", "too_large"),

@@ -44,6 +44,8 @@ pub struct App {
     pub auth_limits: domain::ratelimit::AuthLimits,
     /// Writes the API request log in batches.
     pub request_log: domain::reqlog::RequestLog,
+    /// Bounds how many uploaded images decode at once.
+    pub decodes: Arc<domain::uploads::DecodeGate>,
 }
 
 impl App {
@@ -64,6 +66,7 @@ impl App {
         let engine = jobs::queue::Engine::new(db.clone(), &config);
         let request_log = domain::reqlog::RequestLog::start(db.clone());
         Ok(App {
+            decodes: Arc::new(domain::uploads::DecodeGate::from_config(&config)),
             config,
             db,
             mailer,

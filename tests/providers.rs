@@ -67,18 +67,18 @@ impl World {
             size: Some("768x512".into()),
             n: Some(n),
             seed: Some(1234),
-            references,
+            references: references.into_iter().map(Into::into).collect(),
             ..Default::default()
         };
-        let t = tasks::submit(&mut conn, &self.app.engine.catalog, self.user, &input).unwrap();
+        let t = tasks::submit(&mut conn, &self.app.engine.config, &self.app.engine.catalog, self.user, &input).unwrap();
         drop(conn);
         assert!(self.app.engine.process_one("w").unwrap());
         tasks::get(&self.app.db.get().unwrap(), self.user, &t.public_id).unwrap()
     }
 
     fn reference(&self) -> String {
-        let conn = self.app.db.get().unwrap();
-        novart::domain::uploads::ingest_reference(&conn, &self.app.config, self.user, &png(16, 16))
+        let mut conn = self.app.db.get().unwrap();
+        novart::domain::uploads::ingest_reference(&mut conn, &self.app.config, self.user, &png(16, 16))
             .unwrap()
             .public_id
     }

@@ -59,7 +59,7 @@ fn submit(
     inp: &NewTaskInput,
 ) -> Result<novart::model::Task, AppError> {
     let mut conn = engine.db.get().unwrap();
-    tasks::submit(&mut conn, &engine.catalog, user, inp)
+    tasks::submit(&mut conn, &engine.config, &engine.catalog, user, inp)
 }
 
 fn status(engine: &Engine, user: UserId, id: &str) -> tasks::TaskView {

@@ -39,14 +39,14 @@ fn results_after_48_hours_references_after_24_and_no_orphans() {
     let config = novart::Config::for_data_dir(dir.path());
     let (app, user) = common::app_with_user(&config, "keep@example.com");
     let mut conn = app.db.get().unwrap();
-    let reference = uploads::ingest_reference(&conn, &config, user, &png()).unwrap();
+    let reference = uploads::ingest_reference(&mut conn, &config, user, &png()).unwrap();
     let input = NewTaskInput {
         prompt: "x".into(),
         model: "novart-builtin".into(),
         n: Some(2),
         ..Default::default()
     };
-    let task = tasks::submit(&mut conn, &app.engine.catalog, user, &input).unwrap();
+    let task = tasks::submit(&mut conn, &app.engine.config, &app.engine.catalog, user, &input).unwrap();
     assert!(app.engine.process_one("w").unwrap());
     let assets = config.assets_dir();
     assert_eq!(
@@ -86,9 +86,9 @@ fn orphan_files_and_dangling_rows_are_mended() {
     let dir = tempfile::tempdir().unwrap();
     let config = novart::Config::for_data_dir(dir.path());
     let (app, user) = common::app_with_user(&config, "o@example.com");
-    let conn = app.db.get().unwrap();
-    let a = uploads::ingest_reference(&conn, &config, user, &png()).unwrap();
-    let b = uploads::ingest_reference(&conn, &config, user, &png()).unwrap();
+    let mut conn = app.db.get().unwrap();
+    let a = uploads::ingest_reference(&mut conn, &config, user, &png()).unwrap();
+    let b = uploads::ingest_reference(&mut conn, &config, user, &png()).unwrap();
     // a's file vanished (crash after deleting the file): its row must go.
     std::fs::remove_file(config.storage.data_dir.join(&a.path)).unwrap();
     // Two strays with no row: an old one (removed) and a fresh one (kept: a

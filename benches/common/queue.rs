@@ -116,7 +116,7 @@ pub fn run(normal: bool, tasks_total: usize, workers: usize, side: u32) -> Queue
                         model: "instant".into(),
                         ..Default::default()
                     };
-                    tasks::submit(&mut conn, &engine.catalog, users[i % users.len()], &input)
+                    tasks::submit(&mut conn, &engine.config, &engine.catalog, users[i % users.len()], &input)
                         .unwrap();
                 }
             });
@@ -146,7 +146,7 @@ pub fn run(normal: bool, tasks_total: usize, workers: usize, side: u32) -> Queue
                 model: "instant".into(),
                 ..Default::default()
             };
-            tasks::submit(&mut conn, &engine.catalog, users[i % users.len()], &input).unwrap();
+            tasks::submit(&mut conn, &engine.config, &engine.catalog, users[i % users.len()], &input).unwrap();
         }
     }
     let mut l = Vec::with_capacity(overhead_tasks);

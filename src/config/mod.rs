@@ -97,6 +97,12 @@ pub struct StorageConfig {
     /// Largest reference image, in pixels (width × height), read from the
     /// file header before decoding.
     pub max_upload_pixels: u64,
+    /// Uploads decoded at the same time, over all requests (each decode of
+    /// a large image takes a core and up to 8 bytes per pixel).
+    pub max_parallel_decodes: u32,
+    /// How long an upload waits for a free decode before the request is
+    /// answered 503 with Retry-After, in milliseconds.
+    pub decode_wait_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -205,6 +211,8 @@ impl Default for StorageConfig {
             reference_retention_hours: 24,
             max_upload_bytes: 10 * 1024 * 1024,
             max_upload_pixels: 40_000_000,
+            max_parallel_decodes: 2,
+            decode_wait_ms: 3000,
         }
     }
 }
@@ -387,6 +395,12 @@ impl Config {
                 "storage.max_upload_pixels",
                 "must be between 4096 and 200000000",
             ));
+        }
+        if st.max_parallel_decodes == 0 || st.max_parallel_decodes > 256 {
+            return Err(err("storage.max_parallel_decodes", "must be between 1 and 256"));
+        }
+        if st.decode_wait_ms > 60_000 {
+            return Err(err("storage.decode_wait_ms", "must be at most 60000"));
         }
         let (providers, models) = self.catalogue();
         catalog::validate(&providers, &models, &self.queue)?;

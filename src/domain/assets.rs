@@ -144,6 +144,7 @@ fn user_dir(config: &Config, user: UserId) -> PathBuf {
 }
 
 /// A result image written to disk but not yet recorded.
+#[derive(Debug, Clone)]
 pub struct Written {
     pub public_id: String,
     pub path: String,
@@ -161,7 +162,13 @@ pub fn rel(config: &Config, p: &Path) -> String {
 /// Writes a result's file and preview (outside any transaction, so the
 /// database's write lock is not held during file I/O).
 pub fn write_result(config: &Config, user: UserId, p: &Prepared) -> AppResult<Written> {
-    let public_id = new_public_id("img");
+    write_image(config, user, "img", p)
+}
+
+/// Writes an image and its preview under a new public id with `prefix`
+/// (`img` results, `ref` uploads).
+pub fn write_image(config: &Config, user: UserId, prefix: &str, p: &Prepared) -> AppResult<Written> {
+    let public_id = new_public_id(prefix);
     let dir = user_dir(config, user);
     let path = dir.join(format!("{public_id}.{}", p.ext));
     let preview_path = dir.join(format!("{public_id}.preview.jpg"));

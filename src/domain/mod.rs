@@ -32,6 +32,7 @@ pub mod secrets;
 pub mod sessions;
 pub mod ssrf;
 pub mod stats;
+pub mod submission;
 pub mod task_views;
 pub mod tasks;
 pub mod uploads;

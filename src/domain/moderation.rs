@@ -493,13 +493,28 @@ impl Moderator {
     /// service. Err only when the service is down and the config says to
     /// refuse then.
     pub fn check(&self, prompt: &str, negative: &str) -> AppResult<Option<Hit>> {
+        match self.check_local(prompt, negative) {
+            Some(hit) => Ok(Some(hit)),
+            None => self.check_service(prompt, negative),
+        }
+    }
+
+    /// Prompt and negative prompt through the local rules (cheap: no
+    /// network).
+    pub fn check_local(&self, prompt: &str, negative: &str) -> Option<Hit> {
+        if !self.enabled {
+            return None;
+        }
+        [("prompt", prompt), ("negative_prompt", negative)]
+            .into_iter()
+            .find_map(|(field, text)| self.check_rules(field, text))
+    }
+
+    /// The upstream moderation service, when one is configured: a network
+    /// call, so never made while holding a database connection.
+    pub fn check_service(&self, prompt: &str, negative: &str) -> AppResult<Option<Hit>> {
         if !self.enabled {
             return Ok(None);
-        }
-        for (field, text) in [("prompt", prompt), ("negative_prompt", negative)] {
-            if let Some(hit) = self.check_rules(field, text) {
-                return Ok(Some(hit));
-            }
         }
         let Some(provider) = &self.provider else {
             return Ok(None);

@@ -92,29 +92,47 @@ fn v4_is_public(ip: Ipv4Addr) -> bool {
         || a >= 240) // reserved
 }
 
-/// The IPv4 address an IPv6 address carries (mapped, compatible, NAT64,
-/// 6to4), if any.
-fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+/// What an IPv6 address says about IPv4, by the IPv4-embedding ranges of
+/// IANA's special-purpose registry and the older embedding forms.
+#[derive(Debug, PartialEq, Eq)]
+enum Embedded {
+    /// It carries this IPv4 address, which decides.
+    V4(Ipv4Addr),
+    /// A translation range whose embedding is local (64:ff9b:1::/48) or
+    /// unassigned: never called.
+    Refuse,
+    /// An ordinary IPv6 address.
+    None,
+}
+
+fn embedded_v4(ip: Ipv6Addr) -> Embedded {
     let s = ip.segments();
     let tail = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
-    if let Some(v4) = ip.to_ipv4_mapped() {
-        return Some(v4);
+    match s {
+        // ::ffff:0:0/96, IPv4-mapped
+        [0, 0, 0, 0, 0, 0xffff, _, _] => Embedded::V4(tail),
+        // ::ffff:0:0:0/96, IPv4-translated (SIIT)
+        [0, 0, 0, 0, 0xffff, 0, _, _] => Embedded::V4(tail),
+        // ::/96, IPv4-compatible (deprecated; also :: and ::1)
+        [0, 0, 0, 0, 0, 0, _, _] => Embedded::V4(tail),
+        // 64:ff9b::/96, the well-known NAT64 prefix
+        [0x64, 0xff9b, 0, 0, 0, 0, _, _] => Embedded::V4(tail),
+        // 64:ff9b:1::/48 (local-use NAT64) and the rest of 64:ff9b::/32
+        [0x64, 0xff9b, ..] => Embedded::Refuse,
+        // 2002::/16, 6to4: the IPv4 address follows the prefix
+        [0x2002, hi, lo, ..] => Embedded::V4(Ipv4Addr::new(
+            (hi >> 8) as u8,
+            hi as u8,
+            (lo >> 8) as u8,
+            lo as u8,
+        )),
+        // 2001::/32, Teredo: the server's and the (obfuscated) client's
+        // IPv4 addresses; relays are not called
+        [0x2001, 0, ..] => Embedded::Refuse,
+        // ISATAP interface identifiers (::0:5efe:a.b.c.d, ::200:5efe:a.b.c.d)
+        [_, _, _, _, i, 0x5efe, _, _] if i & 0xfdff == 0 => Embedded::V4(tail),
+        _ => Embedded::None,
     }
-    if s[..6] == [0, 0, 0, 0, 0, 0] {
-        return Some(tail); // ::a.b.c.d (deprecated "compatible")
-    }
-    if s[0] == 0x64 && s[1] == 0xff9b {
-        return Some(tail); // NAT64 64:ff9b::/96 (and the local-use /48)
-    }
-    if s[0] == 0x2002 {
-        return Some(Ipv4Addr::new(
-            (s[1] >> 8) as u8,
-            s[1] as u8,
-            (s[2] >> 8) as u8,
-            s[2] as u8,
-        )); // 6to4
-    }
-    None
 }
 
 /// Whether the server may call this address on a user's behalf.
@@ -122,8 +140,10 @@ pub fn is_public(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => v4_is_public(v4),
         IpAddr::V6(v6) => {
-            if let Some(v4) = embedded_v4(v6) {
-                return v4_is_public(v4);
+            match embedded_v4(v6) {
+                Embedded::V4(v4) => return v4_is_public(v4),
+                Embedded::Refuse => return false,
+                Embedded::None => {}
             }
             let s0 = v6.segments()[0];
             !(v6.is_unspecified()
@@ -139,9 +159,20 @@ pub fn is_public(ip: IpAddr) -> bool {
     }
 }
 
-/// Checks `url` and resolves it once; `allow_private` (development only)
-/// lets loopback and private addresses through.
-pub fn check(url: &str, resolver: &dyn Resolve, allow_private: bool) -> Result<Target, String> {
+/// A URL whose form passed the guard, not yet resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checked {
+    url: String,
+    host: String,
+    port: u16,
+    https: bool,
+    /// The address when the host is an IP literal.
+    literal: Option<IpAddr>,
+}
+
+/// The checks of a URL that need no network: scheme, length, credentials,
+/// host and port (cheap: run them before anything costly).
+pub fn check_form(url: &str) -> Result<Checked, String> {
     let url = url.trim();
     if url.len() > 2000 {
         return Err("The URL is longer than 2000 characters.".into());
@@ -196,10 +227,10 @@ pub fn check(url: &str, resolver: &dyn Resolve, allow_private: bool) -> Result<T
     if host.is_empty() {
         return Err("The URL has no host.".into());
     }
-    let ips: Vec<IpAddr> = if let Ok(v6) = host.parse::<Ipv6Addr>() {
-        vec![IpAddr::V6(v6)]
+    let literal = if let Ok(v6) = host.parse::<Ipv6Addr>() {
+        Some(IpAddr::V6(v6))
     } else if let Some(v4) = ipv4_literal(&host) {
-        vec![IpAddr::V4(v4)]
+        Some(IpAddr::V4(v4))
     } else {
         let valid_name = host.len() <= 253
             && host.trim_end_matches('.').split('.').all(|l| {
@@ -214,7 +245,25 @@ pub fn check(url: &str, resolver: &dyn Resolve, allow_private: bool) -> Result<T
         if host.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
             return Err("The URL's host is not a valid address.".into());
         }
-        resolver.resolve(host.trim_end_matches('.'), port)?
+        None
+    };
+    Ok(Checked {
+        url: url.to_string(),
+        host,
+        port,
+        https,
+        literal,
+    })
+}
+
+/// Resolves a checked URL once (a network call for a name: never while
+/// holding a database connection) and checks every address; `allow_private`
+/// (development only) lets loopback and private addresses through.
+pub fn resolve(c: Checked, resolver: &dyn Resolve, allow_private: bool) -> Result<Target, String> {
+    let host = c.host;
+    let ips: Vec<IpAddr> = match c.literal {
+        Some(ip) => vec![ip],
+        None => resolver.resolve(host.trim_end_matches('.'), c.port)?,
     };
     if ips.is_empty() {
         return Err(format!("{host} does not resolve to any address."));
@@ -227,15 +276,20 @@ pub fn check(url: &str, resolver: &dyn Resolve, allow_private: bool) -> Result<T
         }
     }
     Ok(Target {
-        url: url.to_string(),
+        url: c.url,
         host,
-        port,
-        https,
+        port: c.port,
+        https: c.https,
         addrs: ips
             .into_iter()
-            .map(|ip| SocketAddr::new(ip, port))
+            .map(|ip| SocketAddr::new(ip, c.port))
             .collect(),
     })
+}
+
+/// Checks `url` and resolves it once: `check_form`, then `resolve`.
+pub fn check(url: &str, resolver: &dyn Resolve, allow_private: bool) -> Result<Target, String> {
+    resolve(check_form(url)?, resolver, allow_private)
 }
 
 #[cfg(test)]
@@ -260,5 +314,49 @@ mod tests {
         assert_eq!(ipv4_literal("256.0.0.1"), None);
         assert_eq!(ipv4_literal("example.com"), None);
         assert_eq!(ipv4_literal("1.2.3.4.5"), None);
+    }
+
+    /// Every IPv4-embedding IPv6 form of IANA's special-purpose registry
+    /// (and the older forms), carrying loopback, a private, the metadata
+    /// and a CGNAT address: all refused; the same forms carrying a public
+    /// address are judged by it.
+    #[test]
+    fn ipv4_embedded_in_ipv6_is_judged_by_the_ipv4_address() {
+        let private = ["127.0.0.1", "10.1.2.3", "169.254.169.254", "100.64.0.1", "0.0.0.0"];
+        let forms: [(&str, fn(Ipv4Addr) -> String); 7] = [
+            ("mapped ::ffff:0:0/96", |v| format!("::ffff:{v}")),
+            ("translated ::ffff:0:0:0/96", |v| {
+                let o = v.octets();
+                format!("::ffff:0:{:x}:{:x}", u16::from_be_bytes([o[0], o[1]]), u16::from_be_bytes([o[2], o[3]]))
+            }),
+            ("compatible ::/96", |v| format!("::{v}")),
+            ("NAT64 64:ff9b::/96", |v| format!("64:ff9b::{v}")),
+            ("6to4 2002::/16", |v| {
+                let o = v.octets();
+                format!("2002:{:x}:{:x}::1", u16::from_be_bytes([o[0], o[1]]), u16::from_be_bytes([o[2], o[3]]))
+            }),
+            ("ISATAP ::0:5efe", |v| format!("2a00:1450::5efe:{v}")),
+            ("ISATAP ::200:5efe", |v| format!("2a00:1450::200:5efe:{v}")),
+        ];
+        for (name, form) in forms {
+            for v4 in private {
+                let ip: Ipv6Addr = form(v4.parse().unwrap()).parse().unwrap();
+                assert!(!is_public(IpAddr::V6(ip)), "{name}: {ip} carries {v4}");
+                let url = format!("http://[{ip}]/hook");
+                assert!(check(&url, &SystemResolver, false).is_err(), "{url}");
+            }
+            let ip: Ipv6Addr = form("8.8.8.8".parse().unwrap()).parse().unwrap();
+            assert!(is_public(IpAddr::V6(ip)), "{name}: {ip} carries a public address");
+        }
+        // The example from the attack, written as it was.
+        assert!(check("http://[::ffff:0:7f00:1]/", &SystemResolver, false).is_err());
+        // Ranges refused whatever they carry: local-use NAT64, Teredo.
+        for ip in ["64:ff9b:1::808:808", "64:ff9b:1:abcd::1", "2001:0:4136:e378:8000:63bf:3fff:fdd2", "2001::1"] {
+            assert!(!is_public(ip.parse().unwrap()), "{ip}");
+        }
+        // Ordinary public IPv6 stays callable.
+        for ip in ["2a00:1450:4001:80b::200e", "2606:4700:4700::1111"] {
+            assert!(is_public(ip.parse().unwrap()), "{ip}");
+        }
     }
 }

@@ -9,7 +9,6 @@ use crate::db;
 use crate::error::{AppError, AppResult};
 use crate::model::{Task, TaskId, TaskStatus, UserId};
 
-use super::assets::new_public_id;
 use super::catalog::Catalog;
 
 pub const MAX_PROMPT_CHARS: usize = 4000;
@@ -28,11 +27,11 @@ pub struct NewTaskInput {
     pub n: Option<u32>,
     pub seed: Option<i64>,
     pub webhook_url: Option<String>,
-    /// Public ids of the user's uploaded reference images.
-    pub references: Vec<String>,
-    /// For an edit: an uploaded mask, transparent where the first reference
-    /// may change.
-    pub mask: Option<String>,
+    /// The reference images: uploaded ids, or images sent with the request.
+    pub references: Vec<ImageInput>,
+    /// For an edit: the mask, transparent where the first reference may
+    /// change.
+    pub mask: Option<ImageInput>,
     /// Set when an API key submits: its limits are checked in the same
     /// transaction as the insert.
     pub api_key: Option<super::apikeys::KeyQuota>,
@@ -44,267 +43,19 @@ pub struct NewTaskInput {
 
 pub const MAX_IDEMPOTENCY_KEY: usize = 255;
 
-/// The task an earlier request with the same `Idempotency-Key` made: Ok(None)
-/// if the key is new, 409 if it came with a different body.
-pub fn replay(
-    conn: &Connection,
-    user: UserId,
-    key: &str,
-    body_hash: &str,
-) -> AppResult<Option<Task>> {
-    match db::tasks::idempotency_get(conn, user, key)? {
-        None => Ok(None),
-        Some((hash, task)) if hash == body_hash => db::tasks::by_id(conn, task),
-        Some(_) => Err(AppError::Conflict(
-            "This Idempotency-Key was already used with a different request body.".into(),
-        )),
-    }
-}
+pub use super::submission::{replay, ImageInput};
 
-/// Webhook URLs are checked by the SSRF guard when saved (and again when
-/// called).
-fn validate_webhook(url: &str, allow_private: bool) -> AppResult<()> {
-    super::ssrf::check(url, &super::ssrf::SystemResolver, allow_private)
-        .map(|_| ())
-        .map_err(|e| {
-            AppError::invalid(
-                "webhook_url",
-                format!("The webhook URL cannot be used: {e}"),
-            )
-        })
-}
-
-/// Checks a request against the catalogue and queues it.
+/// Checks a request and queues it, all while holding `conn` (the CLI and
+/// tests; request handlers go through `submission`'s three steps so that
+/// decoding and name resolution never hold a connection).
 pub fn submit(
     conn: &mut Connection,
+    config: &Config,
     catalog: &Catalog,
     user: UserId,
     input: &NewTaskInput,
 ) -> AppResult<Task> {
-    submit_replayable(conn, catalog, user, input).map(|(t, _)| t)
-}
-
-/// As `submit`; the flag is true when an earlier request with the same
-/// `Idempotency-Key` made the task.
-pub fn submit_replayable(
-    conn: &mut Connection,
-    catalog: &Catalog,
-    user: UserId,
-    input: &NewTaskInput,
-) -> AppResult<(Task, bool)> {
-    if let Some((key, _)) = &input.idempotency {
-        if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY || !key.is_ascii() {
-            return Err(AppError::invalid(
-                "Idempotency-Key",
-                format!("The Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} ASCII characters."),
-            ));
-        }
-    }
-    let prompt = input.prompt.trim();
-    if prompt.is_empty() {
-        return Err(AppError::invalid(
-            "prompt",
-            "Describe the image you want in the prompt.",
-        ));
-    }
-    if prompt.chars().count() > MAX_PROMPT_CHARS {
-        return Err(AppError::invalid(
-            "prompt",
-            format!("The prompt is too long: at most {MAX_PROMPT_CHARS} characters."),
-        ));
-    }
-    let negative = input.negative_prompt.as_deref().unwrap_or("").trim();
-    if negative.chars().count() > MAX_NEGATIVE_CHARS {
-        return Err(AppError::invalid(
-            "negative_prompt",
-            format!("The negative prompt is too long: at most {MAX_NEGATIVE_CHARS} characters."),
-        ));
-    }
-    super::bans::ensure(conn, user, super::bans::Action::Generate)?;
-    if !input.references.is_empty() || input.mask.as_deref().is_some_and(|m| !m.trim().is_empty()) {
-        super::bans::ensure(conn, user, super::bans::Action::Upload)?;
-    }
-    if let Some(hit) = catalog.moderator.check(prompt, negative)? {
-        let origin = super::bans::Origin {
-            user: Some(user),
-            api_key: input.api_key.as_ref().map(|q| q.key_id),
-            ip: input.client_ip.clone(),
-        };
-        let text = if hit.field == "negative_prompt" {
-            negative
-        } else {
-            prompt
-        };
-        return Err(super::bans::blocked(
-            conn,
-            &catalog.moderation,
-            &origin,
-            &hit,
-            text,
-        )?);
-    }
-    let model = catalog.model(input.model.trim())?;
-    let (width, height) = model.resolve_size(
-        input.size.as_deref(),
-        input.aspect_ratio.as_deref(),
-        input.resolution,
-    )?;
-    let n = input.n.unwrap_or(1);
-    if n == 0 || n > model.max_n {
-        return Err(AppError::invalid(
-            "n",
-            format!("{} makes 1 to {} images per task.", model.name, model.max_n),
-        ));
-    }
-    let seed = match input.seed {
-        Some(s) if (0..=MAX_SEED).contains(&s) => s,
-        Some(_) => {
-            return Err(AppError::invalid(
-                "seed",
-                format!("The seed must be between 0 and {MAX_SEED}."),
-            ))
-        }
-        None => (rand::random::<u32>()) as i64,
-    };
-    let webhook = input
-        .webhook_url
-        .as_deref()
-        .map(str::trim)
-        .filter(|u| !u.is_empty());
-    if let Some(url) = webhook {
-        validate_webhook(url, catalog.allow_private_webhooks)?;
-    }
-    if input.references.len() > super::uploads::MAX_REFERENCES {
-        return Err(AppError::invalid(
-            "reference_images",
-            format!(
-                "At most {} reference images per task.",
-                super::uploads::MAX_REFERENCES
-            ),
-        ));
-    }
-    if !input.references.is_empty() && !model.reference_images {
-        return Err(AppError::invalid(
-            "reference_images",
-            format!("{} does not take reference images.", model.name),
-        ));
-    }
-    let references = input
-        .references
-        .iter()
-        .map(|r| super::uploads::own_reference(conn, user, r.trim()))
-        .collect::<AppResult<Vec<_>>>()?;
-    let mask = match input
-        .mask
-        .as_deref()
-        .map(str::trim)
-        .filter(|m| !m.is_empty())
-    {
-        None => None,
-        Some(m) => {
-            if references.is_empty() {
-                return Err(AppError::invalid("mask", "A mask needs an image to edit."));
-            }
-            Some(
-                super::uploads::own_reference(conn, user, m).map_err(|e| match e {
-                    AppError::Invalid { message, .. } => AppError::invalid("mask", message),
-                    other => other,
-                })?,
-            )
-        }
-    };
-    let cost = (model.price as i64).saturating_mul(n as i64);
-    let item = Prepared {
-        public_id: new_public_id("tsk"),
-        user,
-        model: model.id.clone(),
-        prompt: prompt.to_string(),
-        negative: negative.to_string(),
-        width,
-        height,
-        n,
-        seed,
-        webhook: webhook.map(str::to_string),
-        cost,
-        references: references.iter().map(|r| r.id).collect(),
-        mask: mask.as_ref().map(|m| m.id),
-        api_key: input.api_key.clone(),
-        idempotency: input.idempotency.clone(),
-        now: super::now(),
-    };
-    static SUBMITS: std::sync::OnceLock<db::Batcher<Prepared, (Task, bool)>> =
-        std::sync::OnceLock::new();
-    SUBMITS
-        .get_or_init(Default::default)
-        .run(conn, item, insert_prepared)
-}
-
-/// A checked submission, ready to be written.
-struct Prepared {
-    public_id: String,
-    user: UserId,
-    model: String,
-    prompt: String,
-    negative: String,
-    width: u32,
-    height: u32,
-    n: u32,
-    seed: i64,
-    webhook: Option<String>,
-    cost: i64,
-    references: Vec<crate::model::AssetId>,
-    mask: Option<crate::model::AssetId>,
-    api_key: Option<super::apikeys::KeyQuota>,
-    idempotency: Option<(String, String)>,
-    now: i64,
-}
-
-/// The write half of a submission: the key's limits, the task, its images,
-/// the charge and the idempotency record, all in the caller's transaction
-/// (submissions are group-committed; see `db::Batcher`).
-fn insert_prepared(tx: &rusqlite::Transaction, p: &Prepared) -> AppResult<(Task, bool)> {
-    if let Some((key, hash)) = &p.idempotency {
-        if let Some(task) = replay(tx, p.user, key, hash)? {
-            return Ok((task, true));
-        }
-    }
-    // Again inside the write: a restriction imposed since the checks above.
-    super::bans::ensure(tx, p.user, super::bans::Action::Generate)?;
-    if !p.references.is_empty() || p.mask.is_some() {
-        super::bans::ensure(tx, p.user, super::bans::Action::Upload)?;
-    }
-    if let Some(q) = &p.api_key {
-        super::apikeys::check_quota(tx, q, &p.model)?;
-    }
-    let id = db::tasks::insert(
-        tx,
-        &db::tasks::NewTask {
-            public_id: &p.public_id,
-            user_id: p.user,
-            model: &p.model,
-            prompt: &p.prompt,
-            negative_prompt: &p.negative,
-            width: p.width,
-            height: p.height,
-            n: p.n,
-            seed: p.seed,
-            webhook_url: p.webhook.as_deref(),
-            cost: p.cost,
-            api_key_id: p.api_key.as_ref().map(|q| q.key_id),
-            now: p.now,
-        },
-    )?;
-    for (i, r) in p.references.iter().enumerate() {
-        db::assets::attach_reference(tx, id, *r, i as u32)?;
-    }
-    if let Some(m) = p.mask {
-        db::assets::attach_mask(tx, id, m)?;
-    }
-    super::wallet::charge_task(tx, p.user, id, p.cost, p.now)?;
-    if let Some((key, hash)) = &p.idempotency {
-        db::tasks::idempotency_put(tx, p.user, key, hash, id, p.now)?;
-    }
-    Ok((db::tasks::by_id(tx, id)?.ok_or(AppError::NotFound)?, false))
+    super::submission::submit_here(conn, config, catalog, user, input.clone()).map(|(t, _)| t)
 }
 
 pub use super::task_views::{get, list, output_view, present, view, OutputView, TaskView};

@@ -11,6 +11,57 @@ use crate::db::ledger::{NewEntry, Wallet};
 use crate::error::{AppError, AppResult};
 use crate::model::{TaskId, UserId};
 
+/// The most credits one amount may move: a grant, a deduction, a code, a
+/// reward, a price or a task's cost (one billion). Larger amounts are
+/// refused where they enter.
+pub const MAX_AMOUNT: i64 = 1_000_000_000;
+
+/// The most credits one bucket of a wallet (paid or bonus) may hold (one
+/// trillion): a change that would go past it is refused, so totals never
+/// overflow. `novart doctor` flags any wallet outside 0..=MAX_BUCKET.
+pub const MAX_BUCKET: i64 = 1_000_000_000_000;
+
+/// `amount` if it is a positive amount of at most `MAX_AMOUNT` credits.
+pub fn check_amount(field: &'static str, amount: i64) -> AppResult<i64> {
+    if amount <= 0 || amount > MAX_AMOUNT {
+        return Err(AppError::invalid(
+            field,
+            format!("The amount must be a whole number of credits from 1 to {MAX_AMOUNT}."),
+        ));
+    }
+    Ok(amount)
+}
+
+/// What `n` images at `price` credits each cost (at most `MAX_AMOUNT`).
+pub fn task_cost(price: u64, n: u32) -> AppResult<i64> {
+    i64::try_from(price)
+        .ok()
+        .and_then(|p| p.checked_mul(n as i64))
+        .filter(|c| *c <= MAX_AMOUNT)
+        .ok_or_else(|| AppError::invalid("n", format!("A task may cost at most {MAX_AMOUNT} credits.")))
+}
+
+/// Refuses (402) when the wallet cannot pay `cost`: the cheap check before
+/// a task's images are decoded; `charge_task` checks again in the write.
+pub fn ensure_affordable(conn: &Connection, user: UserId, cost: i64) -> AppResult<()> {
+    if cost <= 0 {
+        return Ok(());
+    }
+    let w = db::ledger::wallet(conn, user)?;
+    if w.total() < cost {
+        return Err(short_of(cost, &w));
+    }
+    Ok(())
+}
+
+fn short_of(cost: i64, w: &Wallet) -> AppError {
+    AppError::InsufficientBalance(format!(
+        "This task costs {cost} credit{}; your wallet has {}.",
+        if cost == 1 { "" } else { "s" },
+        w.total()
+    ))
+}
+
 pub const KINDS: &[&str] = &[
     "signup_bonus",
     "redeem",
@@ -44,10 +95,16 @@ pub fn apply(tx: &Connection, c: &Change<'_>, now: i64) -> AppResult<Option<Wall
         return Ok(None);
     }
     let w = db::ledger::wallet(tx, c.user)?;
-    let after = Wallet {
-        balance: w.balance + c.delta_balance,
-        bonus: w.bonus + c.delta_bonus,
+    let (Some(balance), Some(bonus)) = (
+        w.balance.checked_add(c.delta_balance),
+        w.bonus.checked_add(c.delta_bonus),
+    ) else {
+        return Err(too_full());
     };
+    let after = Wallet { balance, bonus };
+    if after.balance > MAX_BUCKET || after.bonus > MAX_BUCKET {
+        return Err(too_full());
+    }
     if after.balance < 0 || after.bonus < 0 {
         return Err(AppError::InsufficientBalance(format!(
             "Not enough credits: this needs {}, and you have {}.",
@@ -76,6 +133,13 @@ pub fn apply(tx: &Connection, c: &Change<'_>, now: i64) -> AppResult<Option<Wall
     Ok(Some(after))
 }
 
+fn too_full() -> AppError {
+    AppError::invalid(
+        "amount",
+        format!("A wallet holds at most {MAX_BUCKET} credits in each of its paid and bonus parts."),
+    )
+}
+
 pub fn get(conn: &Connection, user: UserId) -> AppResult<Wallet> {
     db::ledger::wallet(conn, user)
 }
@@ -98,11 +162,7 @@ pub fn charge_task(
     }
     let w = db::ledger::wallet(tx, user)?;
     if w.total() < cost {
-        return Err(AppError::InsufficientBalance(format!(
-            "This task costs {cost} credit{}; your wallet has {}.",
-            if cost == 1 { "" } else { "s" },
-            w.total()
-        )));
+        return Err(short_of(cost, &w));
     }
     let from_bonus = w.bonus.min(cost);
     let change = Change {
@@ -198,12 +258,7 @@ fn admin_change(
     actor: &str,
     reason: &str,
 ) -> AppResult<Wallet> {
-    if amount <= 0 {
-        return Err(AppError::invalid(
-            "amount",
-            "The amount must be a positive whole number of credits.",
-        ));
-    }
+    check_amount("amount", amount)?;
     let now = super::now();
     db::write(conn, |tx| {
         let (delta_balance, delta_bonus) = split(db::ledger::wallet(tx, user)?)?;

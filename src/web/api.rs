@@ -13,10 +13,10 @@ use serde_json::{json, Value};
 use super::caller::{task_summary, Caller, ReqNote};
 use super::render::json_response;
 use crate::domain::apikeys;
-use crate::domain::tasks::{self, NewTaskInput, TaskView};
+use crate::domain::tasks::{self, ImageInput, NewTaskInput, TaskView};
 use crate::domain::{secrets, uploads};
 use crate::error::{AppError, AppResult};
-use crate::model::{TaskStatus, UserId};
+use crate::model::TaskStatus;
 use crate::App;
 
 /// A JSON body with a status (and optional Location).
@@ -214,34 +214,6 @@ impl<'r> FromRequest<'r> for IdempotencyKey {
     }
 }
 
-/// Decodes `reference_images`: uploaded ids are kept, base64 images stored.
-pub fn references(
-    conn: &mut rusqlite::Connection,
-    app_config: &crate::Config,
-    user: UserId,
-    refs: Vec<String>,
-) -> AppResult<Vec<String>> {
-    let mut out = Vec::new();
-    for r in refs {
-        if r.starts_with("ref_") {
-            out.push(r);
-        } else {
-            use base64::Engine;
-            let b64 = r.split_once("base64,").map(|(_, b)| b).unwrap_or(&r);
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(b64.trim())
-                .map_err(|_| {
-                    AppError::invalid(
-                        "reference_images",
-                        "Each reference image is an uploaded image id (ref_...) or base64 image data.",
-                    )
-                })?;
-            out.push(uploads::ingest_reference(conn, app_config, user, &bytes)?.public_id);
-        }
-    }
-    Ok(out)
-}
-
 #[post("/api/v1/tasks", data = "<data>")]
 async fn create_task(
     app: &State<App>,
@@ -251,11 +223,10 @@ async fn create_task(
     data: Data<'_>,
 ) -> AppResult<ApiJson> {
     caller.require(apikeys::GENERATE)?;
-    let limit =
-        app.config.storage.max_upload_bytes * 4 / 3 * uploads::MAX_REFERENCES as u64 + 64 * 1024;
-    let raw = read_body(data, limit).await?;
+    let raw = read_body(data, uploads::max_task_body_bytes(&app.config)).await?;
     let idempotency = idempotency.0.map(|k| (k, secrets::sha256_hex(&raw)));
     let body: CreateTask = parse_json(&raw)?;
+    drop(raw);
     note.0.summary(task_summary(
         body.model.as_deref().unwrap_or("-"),
         body.size
@@ -265,53 +236,34 @@ async fn create_task(
         body.n.unwrap_or(1),
         body.prompt.as_deref().unwrap_or(""),
     ));
-    let engine = app.engine.clone();
-    let config = app.config.clone();
+    let model = body
+        .model
+        .filter(|m| !m.trim().is_empty())
+        .unwrap_or_else(|| app.engine.catalog.models[0].id.clone());
+    let input = NewTaskInput {
+        prompt: body.prompt.unwrap_or_default(),
+        negative_prompt: body.negative_prompt,
+        model,
+        size: body.size,
+        aspect_ratio: body.aspect_ratio,
+        resolution: body.resolution,
+        n: body.n,
+        seed: body.seed,
+        webhook_url: body.webhook_url,
+        references: body
+            .reference_images
+            .unwrap_or_default()
+            .into_iter()
+            .map(ImageInput::from_json)
+            .collect(),
+        mask: body.mask.map(ImageInput::from_json),
+        api_key: caller.quota(),
+        idempotency,
+        client_ip: caller.ip.clone(),
+    };
     let user = caller.user;
-    let quota = caller.quota();
-    let client_ip = caller.ip.clone();
-    let (view, replayed) = app
-        .db
-        .run(move |conn| {
-            if let Some((key, hash)) = &idempotency {
-                if let Some(task) = tasks::replay(conn, user, key, hash)? {
-                    return Ok((tasks::view(conn, task)?, true));
-                }
-            }
-            let model = body
-                .model
-                .filter(|m| !m.trim().is_empty())
-                .unwrap_or_else(|| engine.catalog.models[0].id.clone());
-            let refs = references(
-                conn,
-                &config,
-                user,
-                body.reference_images.unwrap_or_default(),
-            )?;
-            let mask = match body.mask {
-                Some(m) => references(conn, &config, user, vec![m])?.pop(),
-                None => None,
-            };
-            let input = NewTaskInput {
-                prompt: body.prompt.unwrap_or_default(),
-                negative_prompt: body.negative_prompt,
-                model,
-                size: body.size,
-                aspect_ratio: body.aspect_ratio,
-                resolution: body.resolution,
-                n: body.n,
-                seed: body.seed,
-                webhook_url: body.webhook_url,
-                references: refs,
-                mask,
-                api_key: quota,
-                idempotency,
-                client_ip,
-            };
-            let (task, replayed) = tasks::submit_replayable(conn, &engine.catalog, user, &input)?;
-            Ok((tasks::view(conn, task)?, replayed))
-        })
-        .await?;
+    let (task, replayed) = super::submit::task(app, user, input).await?;
+    let view = app.db.run(move |conn| tasks::view(conn, task)).await?;
     note.0.task(&view.task.public_id);
     if !replayed {
         app.engine.hub.wake();
@@ -407,12 +359,7 @@ async fn upload(app: &State<App>, caller: Caller, data: Data<'_>) -> AppResult<A
             max / 1_048_576
         )));
     }
-    let bytes = bytes.into_inner();
-    let (config, user) = (app.config.clone(), caller.user);
-    let asset = app
-        .db
-        .run(move |conn| uploads::ingest_reference(conn, &config, user, &bytes))
-        .await?;
+    let asset = super::submit::upload(app, caller.user, bytes.into_inner()).await?;
     Ok(ApiJson {
         status: Status::Created,
         body: json!({

@@ -23,6 +23,7 @@ mod privacy;
 pub mod render;
 mod settings;
 mod studio;
+mod submit;
 mod wallet;
 
 use rocket::{Build, Rocket};

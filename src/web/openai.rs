@@ -21,7 +21,7 @@ use super::api::{parse_json, read_body};
 use super::caller::{task_summary, Caller, ReqNote};
 use super::render::{error_envelope, json_response};
 use crate::domain::apikeys;
-use crate::domain::tasks::{self, NewTaskInput, TaskView};
+use crate::domain::tasks::{self, ImageInput, NewTaskInput, TaskView};
 use crate::domain::{secrets, uploads};
 use crate::error::{AppError, AppResult};
 use crate::model::{TaskStatus, UserId};
@@ -193,20 +193,21 @@ async fn generate(
         input.n.unwrap_or(1),
         &input.prompt,
     ));
-    let engine = app.engine.clone();
     let user = caller.user;
     let pk = pending_key.clone();
-    let (task, resumed) = app
+    let pending = app
         .db
         .run(move |conn| {
-            if let Some((_, id)) = crate::db::tasks::idempotency_get(conn, user, &pk)? {
-                if let Some(t) = crate::db::tasks::by_id(conn, id)? {
-                    return Ok((t, true));
-                }
-            }
-            Ok((tasks::submit(conn, &engine.catalog, user, &input)?, false))
+            Ok(match crate::db::tasks::idempotency_get(conn, user, &pk)? {
+                Some((_, id)) => crate::db::tasks::by_id(conn, id)?,
+                None => None,
+            })
         })
         .await?;
+    let (task, resumed) = match pending {
+        Some(t) => (t, true),
+        None => (super::submit::task(app, user, input).await?.0, false),
+    };
     note.0.task(&task.public_id);
     if !resumed {
         app.engine.hub.wake();
@@ -319,13 +320,13 @@ async fn generations(
 }
 
 /// Reads the multipart body of an edit: text fields into `ImageParams`,
-/// `image` / `image[]` files stored as references, `mask` as the mask.
+/// `image` / `image[]` files as references, `mask` as the mask (checked and
+/// decoded later, with the rest of the request).
 async fn read_edit(
     app: &App,
-    user: UserId,
     content_type: Option<&ContentType>,
     data: Data<'_>,
-) -> AppResult<(ImageParams, Vec<String>, Option<String>, String)> {
+) -> AppResult<(ImageParams, Vec<ImageInput>, Option<ImageInput>, String)> {
     let boundary = content_type
         .filter(|ct| ct.top() == "multipart" && ct.sub() == "form-data")
         .and_then(|ct| {
@@ -426,29 +427,8 @@ async fn read_edit(
     };
     let params: ImageParams = serde_json::from_value(Value::Object(fields))
         .map_err(|e| AppError::invalid("body", format!("A field has the wrong type: {e}")))?;
-    let config = app.config.clone();
-    let (refs, mask) = app
-        .db
-        .run(move |conn| {
-            let mut refs = Vec::new();
-            for bytes in &images {
-                refs.push(uploads::ingest_reference(conn, &config, user, bytes)?.public_id);
-            }
-            let mask = match mask {
-                Some(bytes) => Some(
-                    uploads::ingest_reference(conn, &config, user, &bytes)
-                        .map_err(|e| match e {
-                            AppError::Invalid { message, .. } => AppError::invalid("mask", message),
-                            other => other,
-                        })?
-                        .public_id,
-                ),
-                None => None,
-            };
-            Ok((refs, mask))
-        })
-        .await?;
-    Ok((params, refs, mask, fingerprint))
+    let refs = images.into_iter().map(ImageInput::Bytes).collect();
+    Ok((params, refs, mask.map(ImageInput::Bytes), fingerprint))
 }
 
 #[post("/v1/images/edits", data = "<data>")]
@@ -461,7 +441,7 @@ async fn edits(
 ) -> AppResult<OpenAiReply> {
     caller.require(apikeys::GENERATE)?;
     let (p, references, mask, fingerprint) =
-        read_edit(app, caller.user, content_type, data).await?;
+        read_edit(app, content_type, data).await?;
     let format = check_params(&p)?;
     let mut input = input_from(app, &p, &caller);
     input.references = references;

@@ -268,14 +268,10 @@ async fn submit(
         idempotency: None,
         client_ip: ip.0.map(|i| i.to_string()),
     };
-    let (engine, user) = (page.app.engine.clone(), me.0.user.id);
-    let result = page
-        .app
-        .db
-        .run(move |conn| tasks::submit(conn, &engine.catalog, user, &input))
-        .await;
+    let user = me.0.user.id;
+    let result = super::submit::task(page.app, user, input).await;
     match result {
-        Ok(task) => {
+        Ok((task, _)) => {
             page.app.engine.hub.wake();
             page.app.engine.hub.publish(user, &task.public_id);
             Ok(Ok(Flash::success(
@@ -288,7 +284,8 @@ async fn submit(
             | AppError::InsufficientBalance(_)
             | AppError::ContentBlocked(_)
             | AppError::Banned(_)
-            | AppError::Unavailable(_)),
+            | AppError::Unavailable(_)
+            | AppError::Busy { .. }),
         ) => {
             let status = Status::from_code(e.status()).unwrap_or(Status::BadRequest);
             let (field, message, wallet) = match e {
