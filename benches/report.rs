@@ -173,7 +173,14 @@ fn main() {
                 size: Some("512x512".into()),
                 ..Default::default()
             };
-            tasks::submit(&mut conn, &app.engine.config, &app.engine.catalog, user, &input).unwrap();
+            tasks::submit(
+                &mut conn,
+                &app.engine.config,
+                &app.engine.catalog,
+                user,
+                &input,
+            )
+            .unwrap();
         }
         while app.engine.process_one("bench").unwrap() {}
         let client = novart::model::Client {

@@ -378,7 +378,14 @@ fn tasks_list_cancel_and_cleanup() {
         model: "novart-builtin".into(),
         ..Default::default()
     };
-    let t = novart::domain::tasks::submit(&mut conn, &app.engine.config, &app.engine.catalog, user, &input).unwrap();
+    let t = novart::domain::tasks::submit(
+        &mut conn,
+        &app.engine.config,
+        &app.engine.catalog,
+        user,
+        &input,
+    )
+    .unwrap();
     drop(conn);
 
     let o = novart(d, &["tasks", "list", "--json"]);
@@ -521,7 +528,10 @@ fn doctor_passes_a_healthy_database_and_names_what_is_wrong() {
         model: "novart-builtin".into(),
         ..Default::default()
     };
-    novart::domain::tasks::submit(&mut app.db.get().unwrap(), &app.engine.config, &app.engine.catalog,
+    novart::domain::tasks::submit(
+        &mut app.db.get().unwrap(),
+        &app.engine.config,
+        &app.engine.catalog,
         user,
         &input,
     )

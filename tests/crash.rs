@@ -67,7 +67,14 @@ fn kill_9_while_tasks_run_then_every_task_ends() {
                 n: Some(2),
                 ..Default::default()
             };
-            tasks::submit(&mut conn, &app.engine.config, &app.engine.catalog, user, &input).unwrap();
+            tasks::submit(
+                &mut conn,
+                &app.engine.config,
+                &app.engine.catalog,
+                user,
+                &input,
+            )
+            .unwrap();
         }
     }
     let db = rusqlite::Connection::open(config.db_path()).unwrap();
@@ -152,9 +159,15 @@ sizes = ["512x512"]
             model: "slow-model".into(),
             ..Default::default()
         };
-        tasks::submit(&mut conn, &app.engine.config, &app.engine.catalog, user, &input)
-            .unwrap()
-            .public_id
+        tasks::submit(
+            &mut conn,
+            &app.engine.config,
+            &app.engine.catalog,
+            user,
+            &input,
+        )
+        .unwrap()
+        .public_id
     };
     let mut server = start(dir.path(), free_port());
     let db = rusqlite::Connection::open(config.db_path()).unwrap();

@@ -41,8 +41,14 @@ fn make_image(t: &TestApp) -> String {
         model: app.engine.catalog.models[0].id.clone(),
         ..Default::default()
     };
-    novart::domain::tasks::submit(&mut app.db.get().unwrap(), &app.engine.config, &app.engine.catalog, me, &input)
-        .unwrap();
+    novart::domain::tasks::submit(
+        &mut app.db.get().unwrap(),
+        &app.engine.config,
+        &app.engine.catalog,
+        me,
+        &input,
+    )
+    .unwrap();
     while app.engine.process_one("t").unwrap() {}
     t.db()
         .query_row(

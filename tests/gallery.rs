@@ -41,8 +41,14 @@ fn publish_share_and_take_back() {
         model: app.engine.catalog.models[0].id.clone(),
         ..Default::default()
     };
-    novart::domain::tasks::submit(&mut app.db.get().unwrap(), &app.engine.config, &app.engine.catalog, me, &input)
-        .unwrap();
+    novart::domain::tasks::submit(
+        &mut app.db.get().unwrap(),
+        &app.engine.config,
+        &app.engine.catalog,
+        me,
+        &input,
+    )
+    .unwrap();
     while app.engine.process_one("t").unwrap() {}
     let (id, created, expires): (String, i64, i64) = t
         .db()

@@ -41,7 +41,10 @@ fn metrics_need_the_token_and_speak_prometheus() {
             model: "novart-builtin".into(),
             ..Default::default()
         };
-        tasks::submit(&mut app.db.get().unwrap(), &app.engine.config, &app.engine.catalog,
+        tasks::submit(
+            &mut app.db.get().unwrap(),
+            &app.engine.config,
+            &app.engine.catalog,
             user.id,
             &input,
         )

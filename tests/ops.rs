@@ -64,7 +64,14 @@ fn a_backup_during_load_restores_to_a_reconciled_database() {
                     model: "novart-builtin".into(),
                     ..Default::default()
                 };
-                tasks::submit(&mut conn, &app.engine.config, &app.engine.catalog, user, &input).unwrap();
+                tasks::submit(
+                    &mut conn,
+                    &app.engine.config,
+                    &app.engine.catalog,
+                    user,
+                    &input,
+                )
+                .unwrap();
                 drop(conn);
                 app.engine.process_one(&format!("w{w}")).unwrap();
                 n += 1;

@@ -35,7 +35,14 @@ fn queue_and_run(app: &novart::App, user: novart::model::UserId, prompt: &str) {
         n: Some(2),
         ..Default::default()
     };
-    novart::domain::tasks::submit(&mut conn, &app.engine.config, &app.engine.catalog, user, &input).unwrap();
+    novart::domain::tasks::submit(
+        &mut conn,
+        &app.engine.config,
+        &app.engine.catalog,
+        user,
+        &input,
+    )
+    .unwrap();
     while app.engine.process_one("test").unwrap() {}
 }
 
@@ -74,9 +81,14 @@ fn the_export_has_every_part_and_nothing_of_anyone_else() {
             model: app.engine.catalog.models[0].id.clone(),
             ..Default::default()
         };
-        assert!(
-            novart::domain::tasks::submit(&mut conn, &app.engine.config, &app.engine.catalog, me, &blocked).is_err()
-        );
+        assert!(novart::domain::tasks::submit(
+            &mut conn,
+            &app.engine.config,
+            &app.engine.catalog,
+            me,
+            &blocked
+        )
+        .is_err());
     }
 
     let csrf = t.csrf("/settings");
@@ -307,8 +319,14 @@ fn deleting_an_account_leaves_no_personal_data_and_the_ledger_reconciles() {
         model: app.engine.catalog.models[0].id.clone(),
         ..Default::default()
     };
-    novart::domain::tasks::submit(&mut app.db.get().unwrap(), &app.engine.config, &app.engine.catalog, me, &queued)
-        .unwrap();
+    novart::domain::tasks::submit(
+        &mut app.db.get().unwrap(),
+        &app.engine.config,
+        &app.engine.catalog,
+        me,
+        &queued,
+    )
+    .unwrap();
     // An admin action that names the account in the audit log.
     novart::domain::audit::record_now(
         &mut app.db.get().unwrap(),

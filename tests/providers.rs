@@ -70,7 +70,14 @@ impl World {
             references: references.into_iter().map(Into::into).collect(),
             ..Default::default()
         };
-        let t = tasks::submit(&mut conn, &self.app.engine.config, &self.app.engine.catalog, self.user, &input).unwrap();
+        let t = tasks::submit(
+            &mut conn,
+            &self.app.engine.config,
+            &self.app.engine.catalog,
+            self.user,
+            &input,
+        )
+        .unwrap();
         drop(conn);
         assert!(self.app.engine.process_one("w").unwrap());
         tasks::get(&self.app.db.get().unwrap(), self.user, &t.public_id).unwrap()
@@ -78,9 +85,14 @@ impl World {
 
     fn reference(&self) -> String {
         let mut conn = self.app.db.get().unwrap();
-        novart::domain::uploads::ingest_reference(&mut conn, &self.app.config, self.user, &png(16, 16))
-            .unwrap()
-            .public_id
+        novart::domain::uploads::ingest_reference(
+            &mut conn,
+            &self.app.config,
+            self.user,
+            &png(16, 16),
+        )
+        .unwrap()
+        .public_id
     }
 
     fn raw_error(&self, id: &str) -> String {

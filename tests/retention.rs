@@ -46,7 +46,14 @@ fn results_after_48_hours_references_after_24_and_no_orphans() {
         n: Some(2),
         ..Default::default()
     };
-    let task = tasks::submit(&mut conn, &app.engine.config, &app.engine.catalog, user, &input).unwrap();
+    let task = tasks::submit(
+        &mut conn,
+        &app.engine.config,
+        &app.engine.catalog,
+        user,
+        &input,
+    )
+    .unwrap();
     assert!(app.engine.process_one("w").unwrap());
     let assets = config.assets_dir();
     assert_eq!(

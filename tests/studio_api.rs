@@ -568,7 +568,14 @@ fn a_page_of_tasks_carries_each_tasks_own_images() {
             n: Some(2),
             ..Default::default()
         };
-        novart::domain::tasks::submit(&mut conn, &t.engine.config, &t.engine.catalog, other, &input).unwrap();
+        novart::domain::tasks::submit(
+            &mut conn,
+            &t.engine.config,
+            &t.engine.catalog,
+            other,
+            &input,
+        )
+        .unwrap();
     }
     while engine(&app).process_one("test").unwrap() {}
     let list = json_of(api(&app, "GET", "/api/v1/tasks?limit=100", None));
@@ -633,9 +640,14 @@ fn studio_cards_follow_each_change_and_each_viewer() {
         size: Some("512x512".into()),
         ..Default::default()
     };
-    let task =
-        novart::domain::tasks::submit(&mut t.db.get().unwrap(), &t.engine.config, &t.engine.catalog, a, &input)
-            .unwrap();
+    let task = novart::domain::tasks::submit(
+        &mut t.db.get().unwrap(),
+        &t.engine.config,
+        &t.engine.catalog,
+        a,
+        &input,
+    )
+    .unwrap();
     let card = |html: &str| -> String {
         let start = html
             .find(&format!("id=\"task-{}\"", task.public_id))

@@ -27,7 +27,10 @@ fn submit(app: &App, user: UserId, n: u32) -> Result<novart::model::Task, AppErr
         n: Some(n),
         ..Default::default()
     };
-    tasks::submit(&mut app.db.get().unwrap(), &app.engine.config, &app.engine.catalog,
+    tasks::submit(
+        &mut app.db.get().unwrap(),
+        &app.engine.config,
+        &app.engine.catalog,
         user,
         &input,
     )

@@ -36,7 +36,14 @@ fn submit(app: &novart::App, user: novart::model::UserId, url: &str) -> novart::
         webhook_url: Some(url.into()),
         ..Default::default()
     };
-    tasks::submit(&mut conn, &app.engine.config, &app.engine.catalog, user, &input).unwrap()
+    tasks::submit(
+        &mut conn,
+        &app.engine.config,
+        &app.engine.catalog,
+        user,
+        &input,
+    )
+    .unwrap()
 }
 
 fn deliverer(app: &novart::App) -> Deliverer {
@@ -196,7 +203,14 @@ fn cancel_and_failure_write_the_outbox_in_the_same_transaction() {
         model: "novart-builtin".into(),
         ..Default::default()
     };
-    let t = tasks::submit(&mut conn, &app.engine.config, &app.engine.catalog, user, &input).unwrap();
+    let t = tasks::submit(
+        &mut conn,
+        &app.engine.config,
+        &app.engine.catalog,
+        user,
+        &input,
+    )
+    .unwrap();
     tasks::cancel(&mut conn, user, &t.public_id).unwrap();
     assert_eq!(deliveries(&app).len(), 2);
 }
@@ -446,7 +460,14 @@ fn delivery_connects_only_to_the_address_it_checked() {
             model: "novart-builtin".into(),
             ..Default::default()
         };
-        tasks::submit(&mut conn, &app.engine.config, &app.engine.catalog, user, &input).unwrap()
+        tasks::submit(
+            &mut conn,
+            &app.engine.config,
+            &app.engine.catalog,
+            user,
+            &input,
+        )
+        .unwrap()
     };
     let url = format!("http://rebind.example:{}/hook", local.port);
     db::write(&mut conn, |tx| {
@@ -498,7 +519,14 @@ fn webhook_urls_are_checked_when_saved() {
             webhook_url: Some(url.into()),
             ..Default::default()
         };
-        let err = tasks::submit(&mut conn, &app.engine.config, &app.engine.catalog, user, &input).unwrap_err();
+        let err = tasks::submit(
+            &mut conn,
+            &app.engine.config,
+            &app.engine.catalog,
+            user,
+            &input,
+        )
+        .unwrap_err();
         assert!(
             matches!(
                 err,

@@ -116,8 +116,14 @@ pub fn run(normal: bool, tasks_total: usize, workers: usize, side: u32) -> Queue
                         model: "instant".into(),
                         ..Default::default()
                     };
-                    tasks::submit(&mut conn, &engine.config, &engine.catalog, users[i % users.len()], &input)
-                        .unwrap();
+                    tasks::submit(
+                        &mut conn,
+                        &engine.config,
+                        &engine.catalog,
+                        users[i % users.len()],
+                        &input,
+                    )
+                    .unwrap();
                 }
             });
         }
@@ -146,7 +152,14 @@ pub fn run(normal: bool, tasks_total: usize, workers: usize, side: u32) -> Queue
                 model: "instant".into(),
                 ..Default::default()
             };
-            tasks::submit(&mut conn, &engine.config, &engine.catalog, users[i % users.len()], &input).unwrap();
+            tasks::submit(
+                &mut conn,
+                &engine.config,
+                &engine.catalog,
+                users[i % users.len()],
+                &input,
+            )
+            .unwrap();
         }
     }
     let mut l = Vec::with_capacity(overhead_tasks);

@@ -397,7 +397,10 @@ impl Config {
             ));
         }
         if st.max_parallel_decodes == 0 || st.max_parallel_decodes > 256 {
-            return Err(err("storage.max_parallel_decodes", "must be between 1 and 256"));
+            return Err(err(
+                "storage.max_parallel_decodes",
+                "must be between 1 and 256",
+            ));
         }
         if st.decode_wait_ms > 60_000 {
             return Err(err("storage.decode_wait_ms", "must be at most 60000"));

@@ -167,7 +167,12 @@ pub fn write_result(config: &Config, user: UserId, p: &Prepared) -> AppResult<Wr
 
 /// Writes an image and its preview under a new public id with `prefix`
 /// (`img` results, `ref` uploads).
-pub fn write_image(config: &Config, user: UserId, prefix: &str, p: &Prepared) -> AppResult<Written> {
+pub fn write_image(
+    config: &Config,
+    user: UserId,
+    prefix: &str,
+    p: &Prepared,
+) -> AppResult<Written> {
     let public_id = new_public_id(prefix);
     let dir = user_dir(config, user);
     let path = dir.join(format!("{public_id}.{}", p.ext));

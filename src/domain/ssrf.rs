@@ -322,18 +322,32 @@ mod tests {
     /// address are judged by it.
     #[test]
     fn ipv4_embedded_in_ipv6_is_judged_by_the_ipv4_address() {
-        let private = ["127.0.0.1", "10.1.2.3", "169.254.169.254", "100.64.0.1", "0.0.0.0"];
+        let private = [
+            "127.0.0.1",
+            "10.1.2.3",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+        ];
         let forms: [(&str, fn(Ipv4Addr) -> String); 7] = [
             ("mapped ::ffff:0:0/96", |v| format!("::ffff:{v}")),
             ("translated ::ffff:0:0:0/96", |v| {
                 let o = v.octets();
-                format!("::ffff:0:{:x}:{:x}", u16::from_be_bytes([o[0], o[1]]), u16::from_be_bytes([o[2], o[3]]))
+                format!(
+                    "::ffff:0:{:x}:{:x}",
+                    u16::from_be_bytes([o[0], o[1]]),
+                    u16::from_be_bytes([o[2], o[3]])
+                )
             }),
             ("compatible ::/96", |v| format!("::{v}")),
             ("NAT64 64:ff9b::/96", |v| format!("64:ff9b::{v}")),
             ("6to4 2002::/16", |v| {
                 let o = v.octets();
-                format!("2002:{:x}:{:x}::1", u16::from_be_bytes([o[0], o[1]]), u16::from_be_bytes([o[2], o[3]]))
+                format!(
+                    "2002:{:x}:{:x}::1",
+                    u16::from_be_bytes([o[0], o[1]]),
+                    u16::from_be_bytes([o[2], o[3]])
+                )
             }),
             ("ISATAP ::0:5efe", |v| format!("2a00:1450::5efe:{v}")),
             ("ISATAP ::200:5efe", |v| format!("2a00:1450::200:5efe:{v}")),
@@ -346,12 +360,20 @@ mod tests {
                 assert!(check(&url, &SystemResolver, false).is_err(), "{url}");
             }
             let ip: Ipv6Addr = form("8.8.8.8".parse().unwrap()).parse().unwrap();
-            assert!(is_public(IpAddr::V6(ip)), "{name}: {ip} carries a public address");
+            assert!(
+                is_public(IpAddr::V6(ip)),
+                "{name}: {ip} carries a public address"
+            );
         }
         // The example from the attack, written as it was.
         assert!(check("http://[::ffff:0:7f00:1]/", &SystemResolver, false).is_err());
         // Ranges refused whatever they carry: local-use NAT64, Teredo.
-        for ip in ["64:ff9b:1::808:808", "64:ff9b:1:abcd::1", "2001:0:4136:e378:8000:63bf:3fff:fdd2", "2001::1"] {
+        for ip in [
+            "64:ff9b:1::808:808",
+            "64:ff9b:1:abcd::1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "2001::1",
+        ] {
             assert!(!is_public(ip.parse().unwrap()), "{ip}");
         }
         // Ordinary public IPv6 stays callable.

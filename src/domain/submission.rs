@@ -27,7 +27,9 @@ use crate::model::{AssetId, Task, UserId};
 use super::assets::{new_public_id, Prepared as Image, Written};
 use super::catalog::Catalog;
 use super::moderation::Hit;
-use super::tasks::{NewTaskInput, MAX_IDEMPOTENCY_KEY, MAX_NEGATIVE_CHARS, MAX_PROMPT_CHARS, MAX_SEED};
+use super::tasks::{
+    NewTaskInput, MAX_IDEMPOTENCY_KEY, MAX_NEGATIVE_CHARS, MAX_PROMPT_CHARS, MAX_SEED,
+};
 use super::uploads::{self, DecodeGate, Inspected, MAX_REFERENCES};
 
 /// A reference image or mask as a request names it.
@@ -137,7 +139,11 @@ impl<I> Item<I> {
                 Slot::New(i) => Slot::New(f(i)?),
             })
         };
-        let references = self.references.into_iter().map(&mut map).collect::<AppResult<_>>()?;
+        let references = self
+            .references
+            .into_iter()
+            .map(&mut map)
+            .collect::<AppResult<_>>()?;
         let mask = self.mask.map(&mut map).transpose()?;
         Ok(Item {
             public_id: self.public_id,
@@ -191,7 +197,10 @@ pub fn replay(
 }
 
 fn webhook_error(e: String) -> AppError {
-    AppError::invalid("webhook_url", format!("The webhook URL cannot be used: {e}"))
+    AppError::invalid(
+        "webhook_url",
+        format!("The webhook URL cannot be used: {e}"),
+    )
 }
 
 /// Step 1: every check that costs little, before anything is decoded,
@@ -246,7 +255,16 @@ pub fn check(
         super::bans::ensure(conn, user, super::bans::Action::Upload)?;
     }
     if let Some(hit) = catalog.moderator.check_local(prompt, negative) {
-        return Err(refuse_prompt(conn, catalog, user, &input.api_key, &input.client_ip, &hit, prompt, negative)?);
+        return Err(refuse_prompt(
+            conn,
+            catalog,
+            user,
+            &input.api_key,
+            &input.client_ip,
+            &hit,
+            prompt,
+            negative,
+        )?);
     }
     let model = catalog.model(input.model.trim())?;
     let (width, height) = model.resolve_size(
@@ -386,8 +404,12 @@ fn refuse_prompt(
 /// holding a permit of `gate`).
 pub fn prepare(catalog: &Catalog, gate: &DecodeGate, plan: Plan) -> AppResult<Ready> {
     if let Some(url) = plan.webhook {
-        super::ssrf::resolve(url, &super::ssrf::SystemResolver, catalog.allow_private_webhooks)
-            .map_err(webhook_error)?;
+        super::ssrf::resolve(
+            url,
+            &super::ssrf::SystemResolver,
+            catalog.allow_private_webhooks,
+        )
+        .map_err(webhook_error)?;
     }
     if let Some(hit) = catalog
         .moderator
@@ -452,7 +474,9 @@ pub fn store(
     static SUBMITS: std::sync::OnceLock<db::Batcher<Batch, (Task, bool)>> =
         std::sync::OnceLock::new();
     let written = batch.written.clone();
-    let outcome = SUBMITS.get_or_init(Default::default).run(conn, batch, insert);
+    let outcome = SUBMITS
+        .get_or_init(Default::default)
+        .run(conn, batch, insert);
     // Files of a refused request, or of a replay (an earlier request made
     // the task), are not kept.
     if !matches!(outcome, Ok((_, false))) {
@@ -493,7 +517,9 @@ fn insert(tx: &Transaction, b: &Batch) -> AppResult<(Task, bool)> {
         match slot {
             Slot::Stored(id) => Ok(*id),
             Slot::New(image) => {
-                let w = files.next().ok_or_else(|| AppError::internal("an image without its file"))?;
+                let w = files
+                    .next()
+                    .ok_or_else(|| AppError::internal("an image without its file"))?;
                 db::assets::insert(
                     tx,
                     &db::assets::NewAsset {
@@ -514,7 +540,11 @@ fn insert(tx: &Transaction, b: &Batch) -> AppResult<(Task, bool)> {
             }
         }
     };
-    let references = p.references.iter().map(&mut asset).collect::<AppResult<Vec<_>>>()?;
+    let references = p
+        .references
+        .iter()
+        .map(&mut asset)
+        .collect::<AppResult<Vec<_>>>()?;
     let mask = p.mask.as_ref().map(&mut asset).transpose()?;
     let id = db::tasks::insert(
         tx,

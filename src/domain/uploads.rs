@@ -55,7 +55,12 @@ pub fn inspect(config: &Config, field: &'static str, bytes: &[u8]) -> AppResult<
             (max as f64 / 1_048_576.0 * 10.0).round() / 10.0
         )));
     }
-    let not_image = || AppError::invalid(field, "Reference images must be PNG, JPEG or WebP pictures.");
+    let not_image = || {
+        AppError::invalid(
+            field,
+            "Reference images must be PNG, JPEG or WebP pictures.",
+        )
+    };
     let format = image::guess_format(bytes).map_err(|_| not_image())?;
     if !matches!(
         format,
@@ -154,7 +159,12 @@ pub fn may_upload(conn: &Connection, user: UserId) -> AppResult<()> {
 
 /// Writes a cleaned stand-alone upload and records it; the files are taken
 /// back when the row cannot be written (a restriction imposed meanwhile).
-pub fn store(conn: &mut Connection, config: &Config, user: UserId, p: &Prepared) -> AppResult<Asset> {
+pub fn store(
+    conn: &mut Connection,
+    config: &Config,
+    user: UserId,
+    p: &Prepared,
+) -> AppResult<Asset> {
     let w = write(config, user, p)?;
     let now = super::now();
     let stored = db::write(conn, |tx| {

@@ -38,7 +38,12 @@ pub fn task_cost(price: u64, n: u32) -> AppResult<i64> {
         .ok()
         .and_then(|p| p.checked_mul(n as i64))
         .filter(|c| *c <= MAX_AMOUNT)
-        .ok_or_else(|| AppError::invalid("n", format!("A task may cost at most {MAX_AMOUNT} credits.")))
+        .ok_or_else(|| {
+            AppError::invalid(
+                "n",
+                format!("A task may cost at most {MAX_AMOUNT} credits."),
+            )
+        })
 }
 
 /// Refuses (402) when the wallet cannot pay `cost`: the cheap check before

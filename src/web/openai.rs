@@ -440,8 +440,7 @@ async fn edits(
     data: Data<'_>,
 ) -> AppResult<OpenAiReply> {
     caller.require(apikeys::GENERATE)?;
-    let (p, references, mask, fingerprint) =
-        read_edit(app, content_type, data).await?;
+    let (p, references, mask, fingerprint) = read_edit(app, content_type, data).await?;
     let format = check_params(&p)?;
     let mut input = input_from(app, &p, &caller);
     input.references = references;

@@ -365,7 +365,10 @@ impl<'r> Responder<'r, 'static> for AppError {
             error_page(req, status, &message).respond_to(req)?
         };
         match self {
-            AppError::RateLimited { retry_after_secs } | AppError::Busy { retry_after_secs, .. } => {
+            AppError::RateLimited { retry_after_secs }
+            | AppError::Busy {
+                retry_after_secs, ..
+            } => {
                 response.set_raw_header("Retry-After", retry_after_secs.to_string());
             }
             AppError::Quota {
