@@ -570,3 +570,9 @@ CREATE TABLE appeals (
 ) STRICT;
 CREATE INDEX appeals_user ON appeals(user_id, id);
 CREATE INDEX appeals_pending ON appeals(id) WHERE status = 'pending';
+
+-- migration 14: an e-mail change remembers the session that asked for it
+-- Confirming the change needs that session (or the password again), so a
+-- link confirmed from another browser cannot move an account whose password
+-- someone else knew. The SHA-256 of the session's token, like `sessions`.
+ALTER TABLE email_changes ADD COLUMN session_hash TEXT;

@@ -8,6 +8,7 @@ pub mod assets;
 pub mod audit;
 pub mod codes;
 pub mod deletion;
+pub mod email_changes;
 pub mod export;
 pub mod ledger;
 pub mod limits;

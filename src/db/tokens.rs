@@ -66,6 +66,15 @@ pub fn void_all(conn: &Connection, user: UserId, purpose: TokenPurpose, now: i64
     Ok(())
 }
 
+/// Voids every outstanding link of the user, whatever its purpose.
+pub fn void_every(conn: &Connection, user: UserId, now: i64) -> AppResult<usize> {
+    Ok(conn
+        .prepare_cached(
+            "UPDATE auth_tokens SET used_at = ?2 WHERE user_id = ?1 AND used_at IS NULL",
+        )?
+        .execute(params![user, now])?)
+}
+
 pub fn delete_stale(conn: &Connection, before: i64) -> AppResult<usize> {
     Ok(conn
         .prepare_cached("DELETE FROM auth_tokens WHERE expires_at < ?1 OR used_at < ?1")?

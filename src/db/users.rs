@@ -118,6 +118,13 @@ pub fn set_verified(conn: &Connection, id: UserId, now: i64) -> AppResult<()> {
     Ok(())
 }
 
+/// A confirmed new address (verified by the link that confirmed it).
+pub fn set_email(conn: &Connection, id: UserId, email: &str, now: i64) -> AppResult<()> {
+    conn.prepare_cached("UPDATE users SET email = ?2, email_verified_at = ?3 WHERE id = ?1")?
+        .execute(params![id, email, now])?;
+    Ok(())
+}
+
 pub fn set_role(conn: &Connection, id: UserId, role: Role) -> AppResult<()> {
     conn.prepare_cached("UPDATE users SET role = ?2 WHERE id = ?1")?
         .execute(params![id, role.as_str()])?;

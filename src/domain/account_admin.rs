@@ -4,12 +4,12 @@
 use rusqlite::Connection;
 
 use super::accounts::{find, notify_password_changed, send_reset_link};
-use super::{passwords, sessions};
+use super::passwords;
 use crate::config::Config;
 use crate::db;
 use crate::error::AppResult;
 use crate::mail::Mailer;
-use crate::model::{TokenPurpose, User};
+use crate::model::User;
 
 /// Sets a new password chosen by an admin; every session of the user ends.
 pub fn set_password_by_admin(
@@ -24,12 +24,7 @@ pub fn set_password_by_admin(
     let hash = passwords::hash(password, config.auth.bcrypt_cost)?;
     let now = super::now();
     db::write(conn, |tx| {
-        db::users::set_password(tx, user.id, &hash, now)?;
-        db::tokens::void_all(tx, user.id, TokenPurpose::ResetPassword, now)?;
-        sessions::end_all(tx, user.id, None)?;
-        let (title, body) = super::messages::PASSWORD_CHANGED;
-        super::messages::alert(tx, user.id, title, body, now)?;
-        Ok(())
+        super::recovery::password_replaced(tx, user.id, &hash, None, now)
     })?;
     notify_password_changed(mailer, &user);
     Ok(user)

@@ -454,12 +454,8 @@ pub fn reset_password(
         db::tokens::consume(tx, TokenPurpose::ResetPassword, &hash_token, now)?
             .filter(|id| *id == user_id)
             .ok_or_else(|| AppError::invalid("token", BAD_LINK))?;
-        db::users::set_password(tx, user_id, &hash, now)?;
         db::users::set_verified(tx, user_id, now)?;
-        sessions::end_all(tx, user_id, None)?;
-        let (title, body) = super::messages::PASSWORD_CHANGED;
-        super::messages::alert(tx, user_id, title, body, now)?;
-        Ok(())
+        super::recovery::password_replaced(tx, user_id, &hash, None, now)
     })?;
     tracing::info!(user = %user.id, "password reset by e-mail link");
     notify_password_changed(mailer, &user);
@@ -493,11 +489,7 @@ pub fn change_password(
     let hash = passwords::hash(new_password, config.auth.bcrypt_cost)?;
     let now = super::now();
     let session = db::write(conn, |tx| {
-        db::users::set_password(tx, user.id, &hash, now)?;
-        db::tokens::void_all(tx, user.id, TokenPurpose::ResetPassword, now)?;
-        sessions::end_all(tx, user.id, None)?;
-        let (title, body) = super::messages::PASSWORD_CHANGED;
-        super::messages::alert(tx, user.id, title, body, now)?;
+        super::recovery::password_replaced(tx, user.id, &hash, None, now)?;
         sessions::start(tx, config, user.id, client.ip, client.user_agent, now)
     })?;
     tracing::info!(user = %user.id, "password changed");

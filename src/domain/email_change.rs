@@ -1,13 +1,16 @@
 //! Changing the e-mail address: confirmed by a link sent to the new address
-//! (proof that it belongs to the user); the old address is told when the
-//! change is made, and the inbox gets a security alert.
+//! (proof that it belongs to the user), opened in the session that asked
+//! for it or with the password again (proof that the owner wants it). The
+//! change voids the links mailed to the old address and ends the other
+//! sessions; the old address is told, and the inbox gets a security alert.
+//! A new password voids a pending change (see `recovery`).
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::Connection;
 
 use crate::db;
 use crate::error::{AppError, AppResult};
 use crate::mail::{Email, Mailer};
-use crate::model::UserId;
+use crate::model::Session;
 
 use super::accounts::{deliver, normalize_email};
 use super::secrets::{random_token, sha256_hex};
@@ -21,10 +24,11 @@ pub const LINK_HOURS: i64 = 24;
 pub fn request(
     conn: &mut Connection,
     mailer: &Mailer,
-    user: UserId,
+    session: &Session,
     new_email: &str,
     password: &str,
 ) -> AppResult<String> {
+    let user = session.user_id;
     let u = db::users::by_id(conn, user)?.ok_or(AppError::NotFound)?;
     if !super::passwords::verify(password, &u.password_hash) {
         return Err(AppError::invalid(
@@ -56,15 +60,16 @@ pub fn request(
     let token = random_token(32);
     let now = super::now();
     db::write(conn, |tx| {
-        tx.execute(
-            "UPDATE email_changes SET used_at = ?2 WHERE user_id = ?1 AND used_at IS NULL",
-            params![user, now],
-        )?;
-        tx.execute(
-            "INSERT INTO email_changes (user_id, new_email, token_hash, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![user, new_email, sha256_hex(&token), now, now + LINK_HOURS * 3600],
-        )?;
-        Ok(())
+        db::email_changes::void_all(tx, user, now)?;
+        db::email_changes::insert(
+            tx,
+            user,
+            &new_email,
+            &sha256_hex(&token),
+            &session.token_hash,
+            now,
+            now + LINK_HOURS * 3600,
+        )
     })?;
     let url = format!(
         "{}/settings/email/confirm?token={token}",
@@ -89,19 +94,56 @@ pub fn request(
     Ok(new_email)
 }
 
-/// The address a link would confirm, if the link is still good.
-pub fn pending(conn: &Connection, token: &str) -> AppResult<Option<String>> {
-    Ok(conn
-        .query_row(
-            "SELECT new_email FROM email_changes WHERE token_hash = ?1 AND used_at IS NULL AND expires_at > ?2",
-            params![sha256_hex(token), super::now()],
-            |r| r.get(0),
-        )
-        .optional()?)
+/// How the owner shows that they want the change, besides the link.
+pub enum Proof<'a> {
+    /// The browser is signed in with this session (it must be the one that
+    /// asked for the change).
+    Session(&'a Session),
+    /// The account's password, typed again.
+    Password(&'a str),
+    /// Neither (a signed-out browser that typed no password).
+    None,
+}
+
+/// What a link would confirm, if it is still good.
+pub struct PendingChange {
+    pub new_email: String,
+    /// The change was asked for by this session: confirming it there needs
+    /// no password.
+    pub asked_here: bool,
+}
+
+/// The change behind a link, as seen from `session` (if signed in).
+pub fn pending(
+    conn: &Connection,
+    token: &str,
+    session: Option<&Session>,
+) -> AppResult<Option<PendingChange>> {
+    Ok(
+        db::email_changes::pending(conn, &sha256_hex(token), super::now())?.map(|p| {
+            PendingChange {
+                asked_here: asked_by(&p, session),
+                new_email: p.new_email,
+            }
+        }),
+    )
+}
+
+fn asked_by(p: &db::email_changes::Pending, session: Option<&Session>) -> bool {
+    session.is_some_and(|s| {
+        s.user_id == p.user && p.session_hash.as_deref() == Some(s.token_hash.as_str())
+    })
 }
 
 /// Confirms a change; the old address gets a notice. Returns the new address.
-pub fn confirm(conn: &mut Connection, mailer: &Mailer, token: &str) -> AppResult<String> {
+/// Without the asking session, `proof` must be the password: otherwise the
+/// answer is `Invalid` on the field `confirm_password`.
+pub fn confirm(
+    conn: &mut Connection,
+    mailer: &Mailer,
+    token: &str,
+    proof: Proof<'_>,
+) -> AppResult<String> {
     let now = super::now();
     let invalid = || {
         AppError::invalid(
@@ -109,30 +151,45 @@ pub fn confirm(conn: &mut Connection, mailer: &Mailer, token: &str) -> AppResult
             "This link has expired or was already used. Ask for a new one in Settings.",
         )
     };
+    let token_hash = sha256_hex(token);
+    let p = db::email_changes::pending(conn, &token_hash, now)?.ok_or_else(invalid)?;
+    let keep = match proof {
+        Proof::Session(s) if asked_by(&p, Some(s)) => Some(s.id),
+        Proof::Password(pw) if !pw.is_empty() => {
+            let u = db::users::by_id(conn, p.user)?.ok_or_else(invalid)?;
+            if !super::passwords::verify(pw, &u.password_hash) {
+                return Err(AppError::invalid(
+                    "confirm_password",
+                    "The password is not right.",
+                ));
+            }
+            None
+        }
+        _ => {
+            return Err(AppError::invalid(
+                "confirm_password",
+                "Open the link in the browser where you asked for the change, or enter your password to confirm it.",
+            ))
+        }
+    };
     let (user, old, new, name, lang) = db::write(conn, |tx| {
-        let row: Option<(i64, i64, String)> = tx
-            .query_row(
-                "SELECT id, user_id, new_email FROM email_changes WHERE token_hash = ?1 AND used_at IS NULL AND expires_at > ?2",
-                params![sha256_hex(token), now],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()?;
-        let (id, user, new_email) = row.ok_or_else(invalid)?;
-        let user = UserId(user);
+        let p = db::email_changes::pending(tx, &token_hash, now)?.ok_or_else(invalid)?;
+        let user = p.user;
         let u = db::users::by_id(tx, user)?.ok_or_else(invalid)?;
-        tx.execute(
-            "UPDATE email_changes SET used_at = ?2 WHERE id = ?1",
-            params![id, now],
-        )?;
+        if !db::email_changes::take(tx, p.id, now)? {
+            return Err(invalid());
+        }
+        let new_email = p.new_email;
         if db::users::by_email(tx, &new_email)?.is_some() {
             return Err(AppError::Conflict(
                 "That address has been taken by another account in the meantime.".into(),
             ));
         }
-        tx.execute(
-            "UPDATE users SET email = ?2, email_verified_at = ?3 WHERE id = ?1",
-            params![user, new_email, now],
-        )?;
+        db::users::set_email(tx, user, &new_email, now)?;
+        // Links mailed to the old address stop working, and so does every
+        // other device.
+        super::recovery::void_links(tx, user, now)?;
+        super::sessions::end_all(tx, user, keep)?;
         super::messages::alert(
             tx,
             user,

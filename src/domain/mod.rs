@@ -25,6 +25,7 @@ pub mod passwords;
 pub mod preferences;
 pub mod privacy;
 pub mod ratelimit;
+pub mod recovery;
 pub mod referrals;
 pub mod reqlog;
 pub mod retention;

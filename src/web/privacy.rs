@@ -6,7 +6,7 @@ use rocket::response::{self, Flash, Redirect, Responder, Response};
 use rocket::{get, post, routes, Request, Route};
 
 use super::auth::{csrf_form, EmptyForm};
-use super::guards::{ClientInfo, CsrfForm, CsrfProtected, CurrentUser};
+use super::guards::{ClientInfo, CsrfForm, CsrfProtected, CurrentUser, MaybeUser};
 use super::render::{Page, PageCtx};
 use crate::domain::export::{self, Requested};
 use crate::error::{AppError, AppResult};
@@ -207,7 +207,10 @@ csrf_form!(EmailForm {
     new_email,
     email_password
 });
-csrf_form!(ConfirmEmailForm { token });
+csrf_form!(ConfirmEmailForm {
+    token,
+    confirm_password
+});
 
 /// Asks to change the e-mail address: a link goes to the new one.
 #[post("/settings/email", data = "<form>")]
@@ -217,13 +220,13 @@ async fn change_email(
     form: CsrfForm<EmailForm>,
 ) -> AppResult<Result<Flash<Redirect>, Page>> {
     let f = form.0;
-    let (user, mailer) = (me.0.user.id, page.app.mailer.clone());
+    let (session, mailer) = (me.0.session.clone(), page.app.mailer.clone());
     let (email, password) = (f.new_email.clone(), f.email_password.clone());
     let r = page
         .app
         .db
         .run(move |conn| {
-            crate::domain::email_change::request(conn, &mailer, user, &email, &password)
+            crate::domain::email_change::request(conn, &mailer, &session, &email, &password)
         })
         .await;
     match r {
@@ -248,19 +251,29 @@ async fn change_email(
 }
 
 /// The link from the e-mail: shows what it would confirm; a click (POST)
-/// confirms, so mail scanners opening links change nothing.
+/// confirms, so mail scanners opening links change nothing. Outside the
+/// session that asked for the change, the page asks for the password too.
 #[get("/settings/email/confirm?<token>")]
-async fn confirm_email_page(page: PageCtx<'_>, token: Option<String>) -> AppResult<Page> {
+async fn confirm_email_page(
+    page: PageCtx<'_>,
+    me: MaybeUser,
+    token: Option<String>,
+) -> AppResult<Page> {
     let t = token.clone().unwrap_or_default();
+    let session = me.0.map(|s| s.session);
     let pending = page
         .app
         .db
-        .run(move |conn| crate::domain::email_change::pending(conn, &t))
+        .run(move |conn| crate::domain::email_change::pending(conn, &t, session.as_ref()))
         .await?;
     match pending {
-        Some(email) => page.render(
+        Some(p) => page.render(
             "confirm_email.html",
-            serde_json::json!({ "token": token, "new_email": email }),
+            serde_json::json!({
+                "token": token,
+                "new_email": p.new_email,
+                "needs_password": !p.asked_here,
+            }),
         ),
         None => page.render_status(
             rocket::http::Status::BadRequest,
@@ -273,19 +286,51 @@ async fn confirm_email_page(page: PageCtx<'_>, token: Option<String>) -> AppResu
 #[post("/settings/email/confirm", data = "<form>")]
 async fn confirm_email(
     page: PageCtx<'_>,
+    me: MaybeUser,
     form: CsrfForm<ConfirmEmailForm>,
 ) -> AppResult<Result<Flash<Redirect>, Page>> {
-    let (token, mailer) = (form.0.token, page.app.mailer.clone());
+    let f = form.0;
+    let (token, password) = (f.token.clone(), f.confirm_password.clone());
+    let (session, mailer) = (me.0.map(|s| s.session), page.app.mailer.clone());
     let r = page
         .app
         .db
-        .run(move |conn| crate::domain::email_change::confirm(conn, &mailer, &token))
+        .run(move |conn| {
+            use crate::domain::email_change::{confirm, Proof};
+            let proof = match (&session, password.as_str()) {
+                (_, pw) if !pw.is_empty() => Proof::Password(pw),
+                (Some(s), _) => Proof::Session(s),
+                (None, _) => Proof::None,
+            };
+            confirm(conn, &mailer, &token, proof)
+        })
         .await;
     match r {
         Ok(email) => Ok(Ok(Flash::success(
             Redirect::to("/settings"),
             format!("Your e-mail address is now {email}."),
         ))),
+        Err(AppError::Invalid {
+            field: Some("confirm_password"),
+            message,
+        }) => {
+            let t = f.token.clone();
+            let pending = page
+                .app
+                .db
+                .run(move |conn| crate::domain::email_change::pending(conn, &t, None))
+                .await?;
+            Ok(Err(page.render_status(
+                rocket::http::Status::BadRequest,
+                "confirm_email.html",
+                serde_json::json!({
+                    "token": f.token,
+                    "new_email": pending.map(|p| p.new_email),
+                    "needs_password": true,
+                    "error": { "field": "confirm_password", "message": message },
+                }),
+            )?))
+        }
         Err(AppError::Invalid { .. }) | Err(AppError::Conflict(_)) => Ok(Err(page.render_status(
             rocket::http::Status::BadRequest,
             "confirm_email.html",
