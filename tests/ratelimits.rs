@@ -271,3 +271,98 @@ fn redemption_is_rate_limited_per_account() {
     let v: serde_json::Value = serde_json::from_str(&r.into_string().unwrap()).unwrap();
     assert_eq!(v["error"]["type"], "rate_limit_error");
 }
+
+/// 79 wrong passwords for one account sent at the same moment from 79
+/// addresses: only the limit's worth are checked, the rest are refused
+/// before bcrypt runs.
+#[test]
+fn simultaneous_guesses_are_checked_at_most_up_to_the_limit() {
+    let srv = common::live(|c| {
+        c.server.trusted_proxies = vec!["127.0.0.1".into()];
+        c.queue.workers = 0;
+    });
+    let app = novart::App::new(srv.config.clone()).unwrap();
+    common::verified_user(&app, "target@example.com");
+    let mut r = common::http()
+        .get(&format!("{}/login", srv.base))
+        .call()
+        .unwrap();
+    let cookie = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok()?.split(';').next().map(str::to_string))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let csrf = common::csrf_in(&r.body_mut().read_to_string().unwrap());
+    let barrier = std::sync::Barrier::new(79);
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let threads: Vec<_> = (0..79)
+            .map(|i| {
+                let (barrier, cookie, csrf, base) = (&barrier, &cookie, &csrf, &srv.base);
+                s.spawn(move || {
+                    let body = form_body(&[
+                        ("csrf_token", csrf),
+                        ("email", "target@example.com"),
+                        ("password", &format!("guess number {i}")),
+                    ]);
+                    barrier.wait();
+                    common::http()
+                        .post(&format!("{base}/login"))
+                        .header("Content-Type", "application/x-www-form-urlencoded")
+                        .header("Cookie", cookie)
+                        .header("X-Forwarded-For", &format!("198.51.100.{i}"))
+                        .send(body)
+                        .unwrap()
+                        .status()
+                        .as_u16()
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let limit = srv.config.limits.sign_in_failures_per_account_15min as usize;
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!((checked, refused), (limit, 79 - limit), "{statuses:?}");
+}
+
+#[test]
+fn ipv6_clients_are_counted_per_network() {
+    let t = TestApp::new();
+    let per_ip = t.config.limits.sign_in_per_ip_15min;
+    // Every attempt from another address of one /64, about another account.
+    for i in 0..per_ip {
+        let r = post(
+            &t,
+            "/login",
+            &[
+                ("email", &format!("u{i}@example.com")),
+                ("password", "guess"),
+            ],
+            &format!("[2001:db8:42:1:{i:x}::9]:4000"),
+            None,
+        );
+        assert_eq!(r.status(), Status::Unauthorized, "attempt {i}");
+    }
+    let r = post(
+        &t,
+        "/login",
+        &[("email", "fresh@example.com"), ("password", "guess")],
+        "[2001:db8:42:1:ffff:ffff:ffff:fffe]:4000",
+        None,
+    );
+    assert_eq!(r.status(), Status::TooManyRequests, "the same /64");
+    let r = post(
+        &t,
+        "/login",
+        &[("email", "fresh@example.com"), ("password", "guess")],
+        "[2001:db8:42:2::9]:4000",
+        None,
+    );
+    assert_eq!(
+        r.status(),
+        Status::Unauthorized,
+        "the next /64 has its own budget"
+    );
+}

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::{err, ConfigError};
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
@@ -35,6 +37,9 @@ pub struct LimitsConfig {
     pub key_concurrency: u32,
     /// Default number of tasks a new API key may create per UTC day.
     pub key_daily_cap: u32,
+    /// IPv6 clients are counted per network of this prefix length (one home
+    /// or hosting customer usually gets a /64, that is 2^64 addresses).
+    pub ipv6_prefix: u8,
 }
 
 impl Default for LimitsConfig {
@@ -54,6 +59,47 @@ impl Default for LimitsConfig {
             key_rpm: 60,
             key_concurrency: 4,
             key_daily_cap: 500,
+            ipv6_prefix: 64,
         }
+    }
+}
+
+impl LimitsConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let l = self;
+        for (key, v) in [
+            ("limits.sign_in_per_ip_15min", l.sign_in_per_ip_15min),
+            (
+                "limits.sign_in_failures_per_account_15min",
+                l.sign_in_failures_per_account_15min,
+            ),
+            ("limits.register_per_ip_hour", l.register_per_ip_hour),
+            ("limits.reset_per_ip_hour", l.reset_per_ip_hour),
+            ("limits.reset_per_account_hour", l.reset_per_account_hour),
+            ("limits.resend_per_ip_hour", l.resend_per_ip_hour),
+            ("limits.resend_per_account_hour", l.resend_per_account_hour),
+            ("limits.redeem_per_ip_minute", l.redeem_per_ip_minute),
+            (
+                "limits.redeem_per_account_minute",
+                l.redeem_per_account_minute,
+            ),
+        ] {
+            if v == 0 {
+                return Err(err(key, "must be at least 1"));
+            }
+        }
+        for (key, v) in [
+            ("limits.key_rpm", l.key_rpm),
+            ("limits.key_concurrency", l.key_concurrency),
+            ("limits.key_daily_cap", l.key_daily_cap),
+        ] {
+            if !(1..=1_000_000).contains(&v) {
+                return Err(err(key, "must be between 1 and 1000000"));
+            }
+        }
+        if !(16..=128).contains(&self.ipv6_prefix) {
+            return Err(err("limits.ipv6_prefix", "must be between 16 and 128"));
+        }
+        Ok(())
     }
 }

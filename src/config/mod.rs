@@ -452,37 +452,7 @@ impl Config {
         if self.legal.operator_name.trim().is_empty() {
             return Err(err("legal.operator_name", "must not be empty"));
         }
-        let l = &self.limits;
-        for (key, v) in [
-            ("limits.sign_in_per_ip_15min", l.sign_in_per_ip_15min),
-            (
-                "limits.sign_in_failures_per_account_15min",
-                l.sign_in_failures_per_account_15min,
-            ),
-            ("limits.register_per_ip_hour", l.register_per_ip_hour),
-            ("limits.reset_per_ip_hour", l.reset_per_ip_hour),
-            ("limits.reset_per_account_hour", l.reset_per_account_hour),
-            ("limits.resend_per_ip_hour", l.resend_per_ip_hour),
-            ("limits.resend_per_account_hour", l.resend_per_account_hour),
-            ("limits.redeem_per_ip_minute", l.redeem_per_ip_minute),
-            (
-                "limits.redeem_per_account_minute",
-                l.redeem_per_account_minute,
-            ),
-        ] {
-            if v == 0 {
-                return Err(err(key, "must be at least 1"));
-            }
-        }
-        for (key, v) in [
-            ("limits.key_rpm", l.key_rpm),
-            ("limits.key_concurrency", l.key_concurrency),
-            ("limits.key_daily_cap", l.key_daily_cap),
-        ] {
-            if !(1..=1_000_000).contains(&v) {
-                return Err(err(key, "must be between 1 and 1000000"));
-            }
-        }
+        self.limits.validate()?;
         self.moderation.validate()?;
         self.api.validate()?;
         self.webhooks.validate()?;

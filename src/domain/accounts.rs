@@ -327,21 +327,25 @@ impl From<AppError> for SignInError {
 
 pub const BAD_CREDENTIALS: &str = "The e-mail address or password is not right.";
 
-/// Checks the password and starts a new session (a fresh token every time).
-pub fn sign_in(
-    conn: &mut Connection,
+/// Sign-in, step 1 (a connection, a quick read): the account behind an
+/// address, if any.
+pub fn sign_in_account(conn: &Connection, email: &str) -> AppResult<Option<User>> {
+    db::users::by_email(conn, email.trim())
+}
+
+/// Sign-in, step 2 (CPU-heavy, never while holding a connection): checks
+/// the password with bcrypt (a dummy check of the same cost for an unknown
+/// address, so both take as long) and whether the account may sign in.
+/// Returns the new hash when the stored one has a lower work factor.
+pub fn sign_in_check(
     config: &Config,
-    email: &str,
+    user: Option<&User>,
     password: &str,
-    client: &Client<'_>,
-) -> Result<(User, NewSession), SignInError> {
+) -> Result<Option<String>, SignInError> {
     let cost = config.auth.bcrypt_cost;
-    let user = match db::users::by_email(conn, email.trim())? {
-        Some(u) => u,
-        None => {
-            passwords::dummy_verify(password, cost);
-            return Err(SignInError::BadCredentials);
-        }
+    let Some(user) = user else {
+        passwords::dummy_verify(password, cost);
+        return Err(SignInError::BadCredentials);
     };
     if !passwords::verify(password, &user.password_hash) {
         return Err(SignInError::BadCredentials);
@@ -349,16 +353,25 @@ pub fn sign_in(
     if config.registration.require_email_verification && !user.is_verified() {
         return Err(SignInError::Unverified);
     }
-    // Hashes made with a lower work factor are upgraded on the next sign-in.
-    let rehash = match passwords::cost_of(&user.password_hash) {
+    // Hashes made with a lower work factor are upgraded on this sign-in.
+    Ok(match passwords::cost_of(&user.password_hash) {
         Some(c) if c < cost => Some(passwords::hash(password, cost)?),
         _ => None,
-    };
+    })
+}
+
+/// Sign-in, step 3: stores an upgraded hash and opens the session.
+pub fn sign_in_finish(
+    conn: &mut Connection,
+    config: &Config,
+    user: &User,
+    rehash: Option<String>,
+    client: &Client<'_>,
+) -> AppResult<NewSession> {
     if let Some(h) = &rehash {
         db::write(conn, |tx| db::users::set_password_hash(tx, user.id, h))?;
     }
-    let session = open_session(conn, config, user.id, client)?;
-    Ok((user, session))
+    open_session(conn, config, user.id, client)
 }
 
 /// Starts a session for a user whose identity was just proven (password, or

@@ -112,6 +112,9 @@ pub fn redeem(
 ) -> AppResult<Redeemed> {
     super::bans::ensure(conn, user, super::bans::Action::Redeem)?;
     let now = super::now();
+    // Failures are counted per IPv4 address or IPv6 network.
+    let ip = ip.map(|i| super::ratelimit::ip_key(config, i));
+    let ip = ip.as_deref();
     let (by_user, by_ip) = db::codes::failures_since(conn, user, ip, now - 3600)?;
     let limits = &config.limits;
     let paused_until = [

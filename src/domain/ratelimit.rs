@@ -83,10 +83,47 @@ impl<K: Eq + Hash + Clone> SlidingWindows<K> {
         }
     }
 
-    /// Counts a hit without checking (e.g. a failed sign-in).
-    pub fn record(&self, key: &K, now: Instant) {
+    /// Takes back one hit counted at `at` (a reservation that was settled
+    /// as not counting).
+    pub fn release(&self, key: &K, at: Instant) {
         let mut map = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-        map.entry(key.clone()).or_default().push_back(now);
+        if let Some(w) = map.get_mut(key) {
+            if let Some(i) = w.iter().rposition(|t| *t == at) {
+                w.remove(i);
+            }
+        }
+    }
+}
+
+/// The key an address is counted under: an IPv4 address itself, an IPv6
+/// address by its network of `limits.ipv6_prefix` bits (one home network
+/// has 2^64 addresses), written `2001:db8:1:2::/64`.
+pub fn ip_key(config: &Config, ip: &str) -> String {
+    match ip.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(v6)) => {
+            let bits = u32::from(config.limits.ipv6_prefix.min(128));
+            let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+            let net = std::net::Ipv6Addr::from(u128::from(v6) & mask);
+            format!("{net}/{bits}")
+        }
+        _ => ip.to_string(),
+    }
+}
+
+/// A sign-in attempt counted against its account before the password is
+/// checked: `settle` with the outcome. A failure keeps the count; a success
+/// gives it back. Dropped unsettled (an error), it keeps the count.
+#[must_use]
+pub struct SignInAttempt<'a> {
+    limits: &'a AuthLimits,
+    account: Option<((Action, String), Instant)>,
+}
+
+impl SignInAttempt<'_> {
+    pub fn settle(self, succeeded: bool) {
+        if let (true, Some((key, at))) = (succeeded, &self.account) {
+            self.limits.by_account.release(key, *at);
+        }
     }
 }
 
@@ -141,9 +178,8 @@ impl AuthLimits {
     }
 
     /// Checks and counts an attempt of `action` from `ip` about `account`
-    /// (an e-mail address or a user id). Sign-in counts only failures per
-    /// account (`failed`), so a stranger cannot lock an owner out for long
-    /// with correct-looking traffic; everything else counts every attempt.
+    /// (an e-mail address or a user id). Sign-in goes through
+    /// `sign_in_attempt` instead.
     pub fn attempt(
         &self,
         config: &Config,
@@ -151,41 +187,62 @@ impl AuthLimits {
         ip: Option<&str>,
         account: Option<&str>,
     ) -> AppResult<()> {
+        self.count(config, action, ip, account).map(|_| ())
+    }
+
+    /// Reserves a sign-in attempt before the password is checked: the
+    /// per-IP count and the account's count of failures both take it now, so
+    /// that N guesses sent at the same moment are checked against the limit
+    /// together; `SignInAttempt::settle` gives the account's count back when
+    /// the password was right (a stranger cannot lock an owner out for long
+    /// with correct-looking traffic).
+    pub fn sign_in_attempt(
+        &self,
+        config: &Config,
+        ip: Option<&str>,
+        account: &str,
+    ) -> AppResult<SignInAttempt<'_>> {
+        let at = self.count(config, Action::SignIn, ip, Some(account))?;
+        Ok(SignInAttempt {
+            limits: self,
+            account: at,
+        })
+    }
+
+    /// Checks and counts; returns the account's key and time when an
+    /// account count was taken.
+    fn count(
+        &self,
+        config: &Config,
+        action: Action,
+        ip: Option<&str>,
+        account: Option<&str>,
+    ) -> AppResult<Option<((Action, String), Instant)>> {
         let (per_ip, per_account, window) = Self::limits(config, action);
         let now = Instant::now();
-        let account = account
-            .map(|a| a.trim().to_lowercase())
-            .filter(|a| !a.is_empty());
-        if let Some(acc) = &account {
-            if per_account > 0 {
-                let record = action != Action::SignIn;
-                let s =
-                    self.by_account
-                        .check(&(action, acc.clone()), per_account, window, now, record);
-                if !s.allowed {
-                    tracing::warn!(?action, "rate limit per account reached");
-                    return Err(limited(s.reset_secs));
-                }
-            }
-        }
         if let (Some(ip), true) = (ip, per_ip > 0) {
-            let s = self
-                .by_ip
-                .check(&(action, ip.to_string()), per_ip, window, now, true);
+            let key = (action, ip_key(config, ip));
+            let s = self.by_ip.check(&key, per_ip, window, now, true);
             if !s.allowed {
                 tracing::warn!(?action, ip, "rate limit per IP reached");
                 return Err(limited(s.reset_secs));
             }
         }
-        Ok(())
-    }
-
-    /// A failed sign-in for `account`: counts against its limit.
-    pub fn failed_sign_in(&self, account: &str) {
-        self.by_account.record(
-            &(Action::SignIn, account.trim().to_lowercase()),
-            Instant::now(),
-        );
+        let account = account
+            .map(|a| a.trim().to_lowercase())
+            .filter(|a| !a.is_empty());
+        match account {
+            Some(acc) if per_account > 0 => {
+                let key = (action, acc);
+                let s = self.by_account.check(&key, per_account, window, now, true);
+                if !s.allowed {
+                    tracing::warn!(?action, "rate limit per account reached");
+                    return Err(limited(s.reset_secs));
+                }
+                Ok(Some((key, now)))
+            }
+            _ => Ok(None),
+        }
     }
 }
 
@@ -218,5 +275,82 @@ mod tests {
             !w.check(&1, 3, min, t0 + Duration::from_secs(60), true)
                 .allowed
         );
+    }
+
+    fn config(prefix: u8) -> Config {
+        let mut c = Config::for_data_dir(std::path::Path::new("/tmp/unused"));
+        c.limits.ipv6_prefix = prefix;
+        c
+    }
+
+    #[test]
+    fn ipv6_addresses_count_by_their_network() {
+        let c = config(64);
+        assert_eq!(ip_key(&c, "2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+        assert_eq!(
+            ip_key(&c, "2001:db8:1:2:ffff:ffff:ffff:ffff"),
+            "2001:db8:1:2::/64"
+        );
+        assert_ne!(ip_key(&c, "2001:db8:1:3::1"), ip_key(&c, "2001:db8:1:2::1"));
+        assert_eq!(ip_key(&c, "203.0.113.9"), "203.0.113.9");
+        assert_eq!(ip_key(&config(48), "2001:db8:1:2::1"), "2001:db8:1::/48");
+        assert_eq!(ip_key(&config(128), "2001:db8::1"), "2001:db8::1/128");
+    }
+
+    #[test]
+    fn simultaneous_sign_in_guesses_are_checked_against_the_limit_together() {
+        let mut c = config(64);
+        c.limits.sign_in_failures_per_account_15min = 10;
+        c.limits.sign_in_per_ip_15min = 1000;
+        let limits = AuthLimits::default();
+        let admitted = std::sync::atomic::AtomicUsize::new(0);
+        let barrier = std::sync::Barrier::new(79);
+        std::thread::scope(|s| {
+            for i in 0..79 {
+                let (limits, c, admitted, barrier) = (&limits, &c, &admitted, &barrier);
+                s.spawn(move || {
+                    barrier.wait();
+                    let ip = format!("198.51.100.{i}");
+                    if let Ok(a) = limits.sign_in_attempt(c, Some(&ip), "owner@example.com") {
+                        admitted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        // The password check takes a while; all are in flight.
+                        std::thread::sleep(Duration::from_millis(50));
+                        a.settle(false);
+                    }
+                });
+            }
+        });
+        assert_eq!(admitted.into_inner(), 10);
+        // A right password gives its reservation back.
+        let limits = AuthLimits::default();
+        for _ in 0..30 {
+            limits
+                .sign_in_attempt(&c, Some("198.51.100.1"), "owner@example.com")
+                .unwrap()
+                .settle(true);
+        }
+        assert!(limits
+            .sign_in_attempt(&c, None, "owner@example.com")
+            .is_ok());
+    }
+
+    #[test]
+    fn one_ipv6_network_shares_its_sign_in_limit() {
+        let mut c = config(64);
+        c.limits.sign_in_per_ip_15min = 5;
+        let limits = AuthLimits::default();
+        for i in 0..5 {
+            let ip = format!("2001:db8:7:7::{i:x}");
+            limits
+                .sign_in_attempt(&c, Some(&ip), &format!("a{i}@example.com"))
+                .unwrap()
+                .settle(false);
+        }
+        assert!(limits
+            .sign_in_attempt(&c, Some("2001:db8:7:7:dead:beef::1"), "x@example.com")
+            .is_err());
+        assert!(limits
+            .sign_in_attempt(&c, Some("2001:db8:7:8::1"), "x@example.com")
+            .is_ok());
     }
 }

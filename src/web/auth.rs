@@ -293,29 +293,51 @@ async fn login(
     let f = form.0;
     let app = page.app;
     let values = json!({ "form": { "email": f.email, "next": f.next } });
-    if let Err(e) = app.auth_limits.attempt(
-        &app.config,
-        Action::SignIn,
-        client.ip.as_deref(),
-        Some(&f.email),
-    ) {
-        return Ok(Ok(limited_form(&page, "login.html", values, e)?));
-    }
-    let config = app.config.clone();
-    let (email, password) = (f.email.clone(), f.password);
-    let (ip, ua) = (client.ip.clone(), client.user_agent.clone());
-    let result = app
+    // Counted before the password is checked, settled after (so guesses
+    // sent at the same moment cannot all be checked).
+    let attempt = match app
+        .auth_limits
+        .sign_in_attempt(&app.config, client.ip.as_deref(), &f.email)
+    {
+        Ok(a) => a,
+        Err(e) => return Ok(Ok(limited_form(&page, "login.html", values, e)?)),
+    };
+    let email = f.email.clone();
+    let user = app
         .db
-        .run(move |conn| {
-            let client = crate::model::Client {
-                ip: ip.as_deref(),
-                user_agent: ua.as_deref(),
-            };
-            Ok(accounts::sign_in(conn, &config, &email, &password, &client))
-        })
+        .run(move |conn| accounts::sign_in_account(conn, &email))
         .await?;
+    // bcrypt with no database connection held.
+    let (config, password) = (app.config.clone(), f.password);
+    let (checked, user) = rocket::tokio::task::spawn_blocking(move || {
+        (
+            accounts::sign_in_check(&config, user.as_ref(), &password),
+            user,
+        )
+    })
+    .await
+    .map_err(|e| AppError::internal(format!("password check: {e}")))?;
+    attempt.settle(!matches!(checked, Err(SignInError::BadCredentials)));
+    let result = match (checked, user) {
+        (Ok(rehash), Some(user)) => {
+            let config = app.config.clone();
+            let (ip, ua) = (client.ip.clone(), client.user_agent.clone());
+            app.db
+                .run(move |conn| {
+                    let client = crate::model::Client {
+                        ip: ip.as_deref(),
+                        user_agent: ua.as_deref(),
+                    };
+                    accounts::sign_in_finish(conn, &config, &user, rehash, &client)
+                })
+                .await
+                .map_err(SignInError::Other)
+        }
+        (Ok(_), None) => Err(SignInError::BadCredentials),
+        (Err(e), _) => Err(e),
+    };
     match result {
-        Ok((_, session)) => {
+        Ok(session) => {
             cookies.add(session_cookie(app, &session));
             Ok(Err(Flash::success(
                 Redirect::to(safe_next(&f.next)),
@@ -323,7 +345,6 @@ async fn login(
             )))
         }
         Err(SignInError::BadCredentials) => {
-            app.auth_limits.failed_sign_in(&f.email);
             let mut v = values;
             v["error"] = json!({ "field": null, "message": accounts::BAD_CREDENTIALS });
             Ok(Ok(page.render_status(
