@@ -118,6 +118,14 @@ pub fn authenticate(
     Ok(Some((user, session)))
 }
 
+/// Whether a session seen earlier (by a long-lived request such as the live
+/// stream) still stands: not ended (sign-out, password change or reset, the
+/// session list, a ban, the account's deletion) and not past its lifetime.
+pub fn still_alive(conn: &Connection, session: &Session, now: i64) -> AppResult<bool> {
+    Ok(db::sessions::by_token_hash(conn, &session.token_hash)?
+        .is_some_and(|s| s.id == session.id && s.expires_at > now))
+}
+
 pub fn end(conn: &Connection, id: SessionId) -> AppResult<()> {
     db::sessions::delete(conn, id)
 }

@@ -11,12 +11,14 @@ use rocket::{get, routes, Route, Shutdown, State};
 use serde_json::json;
 
 use super::guards::{Csrf, MaybeUser};
-use crate::domain::{messages, secrets, tasks};
+use crate::domain::{messages, secrets, sessions, tasks};
 use crate::error::{AppError, AppResult};
 use crate::App;
 
-/// How often the stream looks for new messages. Messages can come from
-/// another process (`novart announce`), so the database is the source.
+/// How often the stream looks for new messages (messages can come from
+/// another process, `novart announce`, so the database is the source) and
+/// checks that its session still stands: a stream ends within this time of
+/// its session ending, and sends nothing after.
 pub const MESSAGE_POLL: Duration = Duration::from_secs(2);
 
 /// The `Last-Event-ID` a reconnecting EventSource sends (a message id).
@@ -81,6 +83,7 @@ async fn events(
         ));
     }
     let me = signed_in.user.id;
+    let session = std::sync::Arc::new(signed_in.session);
     let mut last_message = last_event
         .0
         .or(messages_after)
@@ -95,9 +98,22 @@ async fn events(
             rocket::tokio::select! {
                 ev = rx.recv() => match ev {
                     Ok(ev) if ev.user == me => {
-                        let id = ev.task.clone();
-                        if let Ok(view) = db.run(move |conn| tasks::get(conn, me, &id)).await {
-                            yield Event::json(&view).event("task");
+                        let (id, s) = (ev.task.clone(), session.clone());
+                        let found = db
+                            .run(move |conn| {
+                                // One read snapshot: the session check and
+                                // what is sent see the same moment.
+                                let tx = conn.transaction()?;
+                                if !sessions::still_alive(&tx, &s, crate::domain::now())? {
+                                    return Ok(None);
+                                }
+                                tasks::get(&tx, me, &id).map(Some)
+                            })
+                            .await;
+                        match found {
+                            Ok(Some(view)) => yield Event::json(&view).event("task"),
+                            Ok(None) => break,
+                            Err(_) => {}
                         }
                     }
                     Ok(_) => {}
@@ -107,19 +123,28 @@ async fn events(
                     Err(_) => break,
                 },
                 _ = poll.tick() => {
-                    let after = last_message;
+                    let (after, s) = (last_message, session.clone());
                     let found = db
                         .run(move |conn| {
-                            let new = messages::after(conn, me, after)?;
-                            let unread = if new.is_empty() { 0 } else { messages::unread(conn, me)? };
-                            Ok((new, unread))
+                            let tx = conn.transaction()?;
+                            if !sessions::still_alive(&tx, &s, crate::domain::now())? {
+                                return Ok(None);
+                            }
+                            let new = messages::after(&tx, me, after)?;
+                            let unread = if new.is_empty() { 0 } else { messages::unread(&tx, me)? };
+                            Ok(Some((new, unread)))
                         })
                         .await;
-                    if let Ok((new, unread)) = found {
-                        for m in &new {
-                            last_message = last_message.max(m.id);
-                            yield message_event(m, unread, app.templates.catalogs(), lang.0);
+                    match found {
+                        Ok(Some((new, unread))) => {
+                            for m in &new {
+                                last_message = last_message.max(m.id);
+                                yield message_event(m, unread, app.templates.catalogs(), lang.0);
+                            }
                         }
+                        // The session ended: so does the stream.
+                        Ok(None) => break,
+                        Err(_) => {}
                     }
                 },
                 _ = &mut shutdown => break,
