@@ -68,10 +68,27 @@ pub fn safe_next(next: &str) -> String {
         && !next.starts_with("//")
         && !next.contains('\\')
         && !next.chars().any(char::is_control);
-    if ok {
-        next.to_string()
-    } else {
-        "/".to_string()
+    if !ok {
+        return "/".to_string();
+    }
+    // A path typed or pasted by someone: what a URI may not hold (spaces,
+    // quotes, non-ASCII text, a stray %) is percent-encoded; the fragment
+    // stays in the browser. What still does not parse goes home.
+    let path = next.split('#').next().unwrap_or("/");
+    let bytes = path.as_bytes();
+    let mut out = String::with_capacity(path.len());
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape_ok = b == b'%'
+            && bytes.get(i + 1..i + 3).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit));
+        if b.is_ascii_alphanumeric() || b"-._~!$&()*+,;=:@/?".contains(&b) || escape_ok {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    match rocket::http::uri::Origin::parse(&out) {
+        Ok(_) if !out.starts_with("//") => out,
+        _ => "/".to_string(),
     }
 }
 
