@@ -310,3 +310,13 @@ pub struct Asset {
     #[serde(skip)]
     pub share_id: Option<String>,
 }
+
+/// The most credits one amount may move: a grant, a deduction, a code, a
+/// reward, a price or a task's cost (one billion). Larger amounts are
+/// refused where they enter (config, CLI, web).
+pub const MAX_AMOUNT: i64 = 1_000_000_000;
+
+/// The most credits one bucket of a wallet (paid or bonus) may hold (one
+/// trillion): a change that would go past it is refused, so totals never
+/// overflow. `novart doctor` flags any wallet outside 0..=MAX_BUCKET.
+pub const MAX_BUCKET: i64 = 1_000_000_000_000;

@@ -65,7 +65,11 @@ fn sign_in_with_an_awkward_next_redirects_safely() {
     let r = t.submit(
         "/login",
         "/login",
-        &[("email", "next@example.com"), ("password", PASSWORD), ("next", "/gallery?q=a b")],
+        &[
+            ("email", "next@example.com"),
+            ("password", PASSWORD),
+            ("next", "/gallery?q=a b"),
+        ],
     );
     assert_eq!(r.headers().get_one("Location"), Some("/gallery?q=a%20b"));
 }
@@ -112,7 +116,11 @@ fn choosing_a_language_with_an_awkward_next_redirects_safely() {
 #[test]
 fn pages_behind_sign_in_with_awkward_paths_send_to_login() {
     let t = TestApp::new();
-    for path in ["/studio?x=%22%27%3C", "/library?q=%E6%9C%88", "/settings?a=b%20c"] {
+    for path in [
+        "/studio?x=%22%27%3C",
+        "/library?q=%E6%9C%88",
+        "/settings?a=b%20c",
+    ] {
         let r = t.get(path);
         assert_eq!(r.status(), Status::SeeOther, "{path}");
         let location = r.headers().get_one("Location").unwrap().to_string();

@@ -292,6 +292,16 @@ pub fn validate(
         if m.max_n == 0 || m.max_n > 10 {
             return Err(err(&key("max_n"), "must be between 1 and 10"));
         }
+        let most = crate::model::MAX_AMOUNT as u64 / u64::from(m.max_n);
+        if m.price > most {
+            return Err(err(
+                &key("price"),
+                format!(
+                    "must be at most {most} (a task may cost at most {} credits)",
+                    crate::model::MAX_AMOUNT
+                ),
+            ));
+        }
     }
     if queue.task_timeout_secs == 0 {
         return Err(err("queue.task_timeout_secs", "must be at least 1"));

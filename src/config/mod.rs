@@ -318,6 +318,17 @@ impl Config {
 
     /// Impossible values, each reported with the key it is about.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        for (key, v) in [
+            ("billing.signup_bonus", self.billing.signup_bonus),
+            ("billing.referral_reward", self.billing.referral_reward),
+        ] {
+            if i64::from(v) > crate::model::MAX_AMOUNT {
+                return Err(err(
+                    key,
+                    format!("must be at most {}", crate::model::MAX_AMOUNT),
+                ));
+            }
+        }
         let s = &self.server;
         if s.bind.parse::<IpAddr>().is_err() {
             return Err(err(

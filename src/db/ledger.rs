@@ -13,8 +13,10 @@ pub struct Wallet {
 }
 
 impl Wallet {
+    /// Paid plus bonus (saturating: a bucket out of bounds is for `novart
+    /// doctor` to report, never a wrapped or panicking sum).
     pub fn total(&self) -> i64 {
-        self.balance + self.bonus
+        self.balance.saturating_add(self.bonus)
     }
 }
 
@@ -132,6 +134,28 @@ pub fn entries(
          ORDER BY l.id DESC LIMIT ?4",
     )?;
     let rows = stmt.query_map(params![user, kind, before, limit], entry)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Amounts outside their bounds: wallet buckets outside 0..=`max_bucket`,
+/// ledger rows moving more than `max_bucket`, codes worth more than
+/// `max_amount` (or nothing). One line each.
+pub fn out_of_bounds(
+    conn: &Connection,
+    max_amount: i64,
+    max_bucket: i64,
+) -> AppResult<Vec<String>> {
+    let mut stmt = conn.prepare(
+        "SELECT 'user ' || user_id || ': wallet ' || balance || ' paid + ' || bonus || ' bonus'
+           FROM wallets WHERE balance NOT BETWEEN 0 AND ?2 OR bonus NOT BETWEEN 0 AND ?2
+         UNION ALL
+         SELECT 'ledger row ' || id || ' (user ' || user_id || ', ' || kind || '): ' || delta_balance || ' paid, ' || delta_bonus || ' bonus'
+           FROM ledger WHERE abs(delta_balance) > ?2 OR abs(delta_bonus) > ?2
+         UNION ALL
+         SELECT 'code ' || id || ': worth ' || amount
+           FROM codes WHERE amount NOT BETWEEN 1 AND ?1",
+    )?;
+    let rows = stmt.query_map(params![max_amount, max_bucket], |r| r.get(0))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 

@@ -49,12 +49,7 @@ pub struct NewCodes<'a> {
 
 /// Creates codes and returns their text: the only time it exists in clear.
 pub fn create(conn: &mut Connection, req: &NewCodes<'_>) -> AppResult<Vec<String>> {
-    if req.amount <= 0 {
-        return Err(AppError::invalid(
-            "amount",
-            "The amount must be a positive whole number of credits.",
-        ));
-    }
+    super::wallet::check_amount("amount", req.amount)?;
     if req.count == 0 || req.count > 100_000 {
         return Err(AppError::invalid(
             "count",

@@ -103,15 +103,27 @@ pub fn essentials(conn: &Connection, config: &Config) -> AppResult<Vec<Check>> {
         "foreign keys",
         strings(conn, "SELECT \"table\" || ' row ' || rowid || ' points to a missing ' || parent FROM pragma_foreign_key_check")?,
     ));
-    let ledger: Vec<String> = crate::db::ledger::mismatches(conn)?
-        .into_iter()
-        .map(|(u, w, s)| {
-            format!(
-                "user {u}: wallet {} paid + {} bonus, ledger sums {} + {}",
-                w.balance, w.bonus, s.balance, s.bonus
-            )
-        })
-        .collect();
+    out.push(check(
+        "amounts in bounds",
+        crate::db::ledger::out_of_bounds(
+            conn,
+            super::wallet::MAX_AMOUNT,
+            super::wallet::MAX_BUCKET,
+        )?,
+    ));
+    // A sum past 64 bits (amounts from before the bounds) is a finding too.
+    let ledger: Vec<String> = match crate::db::ledger::mismatches(conn) {
+        Ok(found) => found
+            .into_iter()
+            .map(|(u, w, s)| {
+                format!(
+                    "user {u}: wallet {} paid + {} bonus, ledger sums {} + {}",
+                    w.balance, w.bonus, s.balance, s.bonus
+                )
+            })
+            .collect(),
+        Err(e) => vec![format!("the ledger cannot be summed: {e}")],
+    };
     out.push(check("ledger reconciliation", ledger));
     let missing: Vec<String> = crate::db::assets::all(conn)?
         .into_iter()

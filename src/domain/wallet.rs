@@ -11,15 +11,7 @@ use crate::db::ledger::{NewEntry, Wallet};
 use crate::error::{AppError, AppResult};
 use crate::model::{TaskId, UserId};
 
-/// The most credits one amount may move: a grant, a deduction, a code, a
-/// reward, a price or a task's cost (one billion). Larger amounts are
-/// refused where they enter.
-pub const MAX_AMOUNT: i64 = 1_000_000_000;
-
-/// The most credits one bucket of a wallet (paid or bonus) may hold (one
-/// trillion): a change that would go past it is refused, so totals never
-/// overflow. `novart doctor` flags any wallet outside 0..=MAX_BUCKET.
-pub const MAX_BUCKET: i64 = 1_000_000_000_000;
+pub use crate::model::{MAX_AMOUNT, MAX_BUCKET};
 
 /// `amount` if it is a positive amount of at most `MAX_AMOUNT` credits.
 pub fn check_amount(field: &'static str, amount: i64) -> AppResult<i64> {

@@ -79,7 +79,9 @@ pub fn safe_next(next: &str) -> String {
     let mut out = String::with_capacity(path.len());
     for (i, &b) in bytes.iter().enumerate() {
         let escape_ok = b == b'%'
-            && bytes.get(i + 1..i + 3).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit));
+            && bytes
+                .get(i + 1..i + 3)
+                .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit));
         if b.is_ascii_alphanumeric() || b"-._~!$&()*+,;=:@/?".contains(&b) || escape_ok {
             out.push(b as char);
         } else {
