@@ -36,6 +36,7 @@ pub mod stats;
 pub mod submission;
 pub mod task_views;
 pub mod tasks;
+pub mod textfold;
 pub mod uploads;
 pub mod vault;
 pub mod wallet;

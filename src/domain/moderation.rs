@@ -1,16 +1,17 @@
 //! Content rules: the check every prompt passes before a task is queued or
 //! charged. Built-in categories and the operator's terms are matched after
-//! folding the tricks people use to slip past word lists: case, full-width
-//! and decorated letters, accents, look-alike Cyrillic and Greek letters,
-//! invisible characters, spaces and punctuation inside a word, stretched
-//! letters and common leetspeak. An optional upstream service (an
+//! folding the tricks people use to slip past word lists: case, full-width,
+//! enclosed, squared and decorated letters, small capitals, accents,
+//! look-alike letters of other scripts (Unicode's confusables data),
+//! invisible and default-ignorable characters, Traditional Chinese forms
+//! (see `textfold`), spaces and punctuation inside a word, stretched letters
+//! and common leetspeak. An optional upstream service (an
 //! OpenAI-compatible `/v1/moderations`) is asked after the local rules.
 
 use std::time::Duration;
 
+use super::textfold::is_cjk;
 use regex::Regex;
-use unicode_normalization::char::is_combining_mark;
-use unicode_normalization::UnicodeNormalization;
 
 use crate::config::{ModerationConfig, ProviderFailure};
 use crate::error::{AppError, AppResult};
@@ -133,42 +134,6 @@ struct Pos {
     end: bool,
 }
 
-fn is_invisible(c: char) -> bool {
-    matches!(c, '\u{00ad}' | '\u{034f}' | '\u{180e}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2064}' | '\u{feff}')
-}
-
-fn is_cjk(c: char) -> bool {
-    matches!(c, '\u{3040}'..='\u{30ff}' | '\u{3400}'..='\u{4dbf}' | '\u{4e00}'..='\u{9fff}' | '\u{f900}'..='\u{faff}' | '\u{ac00}'..='\u{d7af}')
-}
-
-/// Cyrillic and Greek letters that look like Latin ones.
-fn homoglyph(c: char) -> char {
-    match c {
-        'а' | 'α' => 'a',
-        'в' | 'β' => 'b',
-        'с' | 'ϲ' => 'c',
-        'ԁ' => 'd',
-        'е' | 'ё' | 'ε' => 'e',
-        'һ' => 'h',
-        'і' | 'ї' | 'ι' => 'i',
-        'ј' => 'j',
-        'к' | 'κ' => 'k',
-        'м' => 'm',
-        'п' | 'η' => 'n',
-        'о' | 'ο' | 'σ' => 'o',
-        'р' | 'ρ' => 'p',
-        'ԛ' => 'q',
-        'ѕ' => 's',
-        'т' | 'τ' => 't',
-        'υ' => 'u',
-        'ν' => 'v',
-        'ԝ' | 'ω' => 'w',
-        'х' | 'χ' => 'x',
-        'у' | 'γ' => 'y',
-        other => other,
-    }
-}
-
 /// Leetspeak: what a digit or symbol may stand for.
 fn leet(c: char) -> Option<[char; 2]> {
     Some(match c {
@@ -190,12 +155,9 @@ fn leet(c: char) -> Option<[char; 2]> {
 }
 
 /// Case, width, decorated letters, accents and look-alikes folded away;
-/// invisible characters dropped.
-fn fold(text: &str) -> impl Iterator<Item = char> + '_ {
-    text.nfkd()
-        .filter(|c| !is_combining_mark(*c) && !is_invisible(*c))
-        .flat_map(char::to_lowercase)
-        .map(homoglyph)
+/// invisible characters dropped (see `textfold`).
+fn fold(text: &str) -> Vec<char> {
+    super::textfold::fold(text)
 }
 
 /// The folded text as letters with word boundaries. Spaces and punctuation
@@ -449,10 +411,12 @@ impl Moderator {
             enabled: config.enabled,
             terms,
             // Validated with the config.
+            // Matched against folded text, where Traditional Chinese reads
+            // as Simplified: so are the patterns.
             patterns: config
                 .blocked_patterns
                 .iter()
-                .filter_map(|p| Regex::new(p).ok())
+                .filter_map(|p| Regex::new(&fast2s::convert(p)).ok())
                 .collect(),
             provider,
             on_failure: config.provider_failure,

@@ -329,7 +329,8 @@ mod tests {
             "100.64.0.1",
             "0.0.0.0",
         ];
-        let forms: [(&str, fn(Ipv4Addr) -> String); 7] = [
+        type Form = fn(Ipv4Addr) -> String;
+        let forms: [(&str, Form); 7] = [
             ("mapped ::ffff:0:0/96", |v| format!("::ffff:{v}")),
             ("translated ::ffff:0:0:0/96", |v| {
                 let o = v.octets();
