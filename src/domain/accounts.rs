@@ -120,14 +120,37 @@ pub fn register(
     input: Registration<'_>,
     client: &Client<'_>,
 ) -> AppResult<Registered> {
+    check_registration(config, &input)?;
+    let hash = passwords::hash(input.password, config.auth.bcrypt_cost)?;
+    register_hashed(conn, config, mailer, input, &hash, client)
+}
+
+/// The checks of a registration that need neither the database nor bcrypt
+/// (run them first).
+pub fn check_registration(config: &Config, input: &Registration<'_>) -> AppResult<()> {
     if !config.registration.open {
         return Err(AppError::Forbidden(
             "Registration is closed on this studio. Ask its operator for an account.".into(),
         ));
     }
     let email = normalize_email(input.email)?;
+    normalize_display_name(input.display_name, email_local_part(&email))?;
+    passwords::check_new(input.password, &email)
+}
+
+/// `register` with the password hashed already (by the caller, with no
+/// database connection held).
+pub fn register_hashed(
+    conn: &mut Connection,
+    config: &Config,
+    mailer: &Mailer,
+    input: Registration<'_>,
+    hash: &str,
+    client: &Client<'_>,
+) -> AppResult<Registered> {
+    check_registration(config, &input)?;
+    let email = normalize_email(input.email)?;
     let display_name = normalize_display_name(input.display_name, email_local_part(&email))?;
-    passwords::check_new(input.password, &email)?;
     let referred_by = match input.referral_code.map(str::trim).filter(|c| !c.is_empty()) {
         None => None,
         Some(code) => Some(db::users::by_referral_code(conn, code)?.ok_or_else(|| {
@@ -137,7 +160,6 @@ pub fn register(
             )
         })?),
     };
-    let hash = passwords::hash(input.password, config.auth.bcrypt_cost)?;
     let now = super::now();
     let verify = config.registration.require_email_verification;
     let created = db::write(conn, |tx| {
@@ -147,7 +169,7 @@ pub fn register(
             &db::users::NewUser {
                 email: &email,
                 display_name: &display_name,
-                password_hash: &hash,
+                password_hash: hash,
                 role: Role::User,
                 verified_at: (!verify).then_some(now),
                 referral_code: &code,
@@ -456,23 +478,48 @@ pub fn reset_password(
     token: &str,
     new_password: &str,
 ) -> AppResult<User> {
-    let now = super::now();
-    let hash_token = sha256_hex(token);
-    let user_id = db::tokens::peek(conn, TokenPurpose::ResetPassword, &hash_token, now)?
-        .ok_or_else(|| AppError::invalid("token", BAD_LINK))?;
+    let user = reset_target(conn, token, new_password)?;
+    let hash = passwords::hash(new_password, config.auth.bcrypt_cost)?;
+    reset_password_hashed(conn, mailer, token, &user, &hash)
+}
+
+/// The account a reset link is for, if the link is good and the new
+/// password acceptable (cheap: no bcrypt).
+pub fn reset_target(conn: &Connection, token: &str, new_password: &str) -> AppResult<User> {
+    let user_id = db::tokens::peek(
+        conn,
+        TokenPurpose::ResetPassword,
+        &sha256_hex(token),
+        super::now(),
+    )?
+    .ok_or_else(|| AppError::invalid("token", BAD_LINK))?;
     let user = db::users::by_id(conn, user_id)?.ok_or(AppError::NotFound)?;
     passwords::check_new(new_password, &user.email)?;
-    let hash = passwords::hash(new_password, config.auth.bcrypt_cost)?;
+    Ok(user)
+}
+
+/// `reset_password` with the new password hashed already (by the caller,
+/// with no database connection held): the link is used up in the same
+/// write.
+pub fn reset_password_hashed(
+    conn: &mut Connection,
+    mailer: &Mailer,
+    token: &str,
+    user: &User,
+    hash: &str,
+) -> AppResult<User> {
+    let now = super::now();
+    let user_id = user.id;
     db::write(conn, |tx| {
-        db::tokens::consume(tx, TokenPurpose::ResetPassword, &hash_token, now)?
+        db::tokens::consume(tx, TokenPurpose::ResetPassword, &sha256_hex(token), now)?
             .filter(|id| *id == user_id)
             .ok_or_else(|| AppError::invalid("token", BAD_LINK))?;
         db::users::set_verified(tx, user_id, now)?;
-        super::recovery::password_replaced(tx, user_id, &hash, None, now)
+        super::recovery::password_replaced(tx, user_id, hash, None, now)
     })?;
     tracing::info!(user = %user.id, "password reset by e-mail link");
-    notify_password_changed(mailer, &user);
-    Ok(user)
+    notify_password_changed(mailer, user);
+    Ok(user.clone())
 }
 
 /// Changes the password from settings: checks the current one, ends every
@@ -486,12 +533,18 @@ pub fn change_password(
     new_password: &str,
     client: &Client<'_>,
 ) -> AppResult<NewSession> {
-    if !passwords::verify(current_password, &user.password_hash) {
-        return Err(AppError::invalid(
-            "current_password",
-            "Your current password is not right.",
-        ));
-    }
+    let hash = new_password_hash(config, user, current_password, new_password)?;
+    change_password_hashed(conn, config, mailer, user, &hash, client)
+}
+
+/// The checks of a password change and the new hash: bcrypt twice, so
+/// called with no database connection held.
+pub fn new_password_hash(
+    config: &Config,
+    user: &User,
+    current_password: &str,
+    new_password: &str,
+) -> AppResult<String> {
     passwords::check_new(new_password, &user.email)?;
     if new_password == current_password {
         return Err(AppError::invalid(
@@ -499,10 +552,27 @@ pub fn change_password(
             "The new password is the same as the current one.",
         ));
     }
-    let hash = passwords::hash(new_password, config.auth.bcrypt_cost)?;
+    if !passwords::verify(current_password, &user.password_hash) {
+        return Err(AppError::invalid(
+            "current_password",
+            "Your current password is not right.",
+        ));
+    }
+    passwords::hash(new_password, config.auth.bcrypt_cost)
+}
+
+/// Puts a checked new password in force (`new_password_hash`).
+pub fn change_password_hashed(
+    conn: &mut Connection,
+    config: &Config,
+    mailer: &Mailer,
+    user: &User,
+    hash: &str,
+    client: &Client<'_>,
+) -> AppResult<NewSession> {
     let now = super::now();
     let session = db::write(conn, |tx| {
-        super::recovery::password_replaced(tx, user.id, &hash, None, now)?;
+        super::recovery::password_replaced(tx, user.id, hash, None, now)?;
         sessions::start(tx, config, user.id, client.ip, client.user_agent, now)
     })?;
     tracing::info!(user = %user.id, "password changed");

@@ -134,36 +134,61 @@ async fn register(
     let ip = client.ip.clone();
     let ua = client.user_agent.clone();
     let language = page.lang;
-    let result = app
-        .db
-        .run(move |conn| {
-            let client = crate::model::Client {
-                ip: ip.as_deref(),
-                user_agent: ua.as_deref(),
+    // The cheap checks, then bcrypt with no database connection held, then
+    // the writes.
+    let hashed = {
+        let (config, password) = (config.clone(), password.clone());
+        let (email, name) = (email.clone(), name.clone());
+        super::submit::off_thread(move || {
+            let input = Registration {
+                email: &email,
+                password: &password,
+                display_name: &name,
+                referral_code: None,
+                language: None,
             };
-            let outcome = accounts::register(
-                conn,
-                &config,
-                &mailer,
-                Registration {
-                    email: &email,
-                    password: &password,
-                    display_name: &name,
-                    referral_code: Some(&referral),
-                    language: Some(language),
-                },
-                &client,
-            )?;
-            // Without e-mail verification a new account is signed in at once.
-            let session = match &outcome {
-                Registered::Created(user) if !config.registration.require_email_verification => {
-                    Some(accounts::open_session(conn, &config, user.id, &client)?)
-                }
-                _ => None,
-            };
-            Ok((outcome, session))
+            accounts::check_registration(&config, &input)?;
+            crate::domain::passwords::hash(&password, config.auth.bcrypt_cost)
         })
-        .await;
+        .await
+    };
+    let result = match hashed {
+        Err(e) => Err(e),
+        Ok(hash) => {
+            app.db
+                .run(move |conn| {
+                    let client = crate::model::Client {
+                        ip: ip.as_deref(),
+                        user_agent: ua.as_deref(),
+                    };
+                    let outcome = accounts::register_hashed(
+                        conn,
+                        &config,
+                        &mailer,
+                        Registration {
+                            email: &email,
+                            password: &password,
+                            display_name: &name,
+                            referral_code: Some(&referral),
+                            language: Some(language),
+                        },
+                        &hash,
+                        &client,
+                    )?;
+                    // Without e-mail verification a new account is signed in at once.
+                    let session = match &outcome {
+                        Registered::Created(user)
+                            if !config.registration.require_email_verification =>
+                        {
+                            Some(accounts::open_session(conn, &config, user.id, &client)?)
+                        }
+                        _ => None,
+                    };
+                    Ok((outcome, session))
+                })
+                .await
+        }
+    };
     let form_values =
         json!({ "form": { "email": f.email, "display_name": f.display_name, "ref": f.referral } });
     match result {
@@ -472,12 +497,34 @@ async fn reset(
     let f = form.0;
     let (config, mailer) = (page.app.config.clone(), page.app.mailer.clone());
     let token = f.token.clone();
-    match page
+    // The link and the new password checked, bcrypt with no database
+    // connection held, then the write that uses the link up.
+    let (t, p) = (token.clone(), f.password.clone());
+    let checked = page
         .app
         .db
-        .run(move |conn| accounts::reset_password(conn, &config, &mailer, &token, &f.password))
-        .await
-    {
+        .run(move |conn| accounts::reset_target(conn, &t, &p))
+        .await;
+    let hashed = match checked {
+        Ok(user) => {
+            let (cost, p) = (config.auth.bcrypt_cost, f.password.clone());
+            super::submit::off_thread(move || Ok((crate::domain::passwords::hash(&p, cost)?, user)))
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    let outcome = match hashed {
+        Ok((hash, user)) => {
+            page.app
+                .db
+                .run(move |conn| {
+                    accounts::reset_password_hashed(conn, &mailer, &token, &user, &hash)
+                })
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    match outcome {
         Ok(user) => {
             cookies.remove(Cookie::build(SESSION_COOKIE).path("/"));
             Ok(Err(Flash::success(

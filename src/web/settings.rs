@@ -166,25 +166,28 @@ async fn password(
     let user = me.0.user.clone();
     let (config, mailer) = (page.app.config.clone(), page.app.mailer.clone());
     let (ip, ua) = (client.ip.clone(), client.user_agent.clone());
-    let result = page
-        .app
-        .db
-        .run(move |conn| {
-            let client = crate::model::Client {
-                ip: ip.as_deref(),
-                user_agent: ua.as_deref(),
-            };
-            accounts::change_password(
-                conn,
-                &config,
-                &mailer,
-                &user,
-                &f.current_password,
-                &f.password,
-                &client,
-            )
-        })
-        .await;
+    // bcrypt (the current password, the new hash) with no database
+    // connection held.
+    let (c, u) = (config.clone(), user.clone());
+    let hashed = super::submit::off_thread(move || {
+        accounts::new_password_hash(&c, &u, &f.current_password, &f.password)
+    })
+    .await;
+    let result = match hashed {
+        Ok(hash) => {
+            page.app
+                .db
+                .run(move |conn| {
+                    let client = crate::model::Client {
+                        ip: ip.as_deref(),
+                        user_agent: ua.as_deref(),
+                    };
+                    accounts::change_password_hashed(conn, &config, &mailer, &user, &hash, &client)
+                })
+                .await
+        }
+        Err(e) => Err(e),
+    };
     match result {
         Ok(session) => {
             cookies.add(session_cookie(page.app, &session));

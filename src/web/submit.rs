@@ -12,7 +12,7 @@ use crate::model::{Asset, Task, UserId};
 use crate::App;
 
 /// Runs blocking work with no database connection.
-async fn off_thread<T: Send + 'static>(
+pub(super) async fn off_thread<T: Send + 'static>(
     f: impl FnOnce() -> AppResult<T> + Send + 'static,
 ) -> AppResult<T> {
     rocket::tokio::task::spawn_blocking(f)
