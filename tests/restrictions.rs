@@ -496,18 +496,20 @@ fn restrictions_end_by_themselves_with_a_message() {
         name: "admin:test",
         ip: None,
     };
+    // Two seconds: the end is kept in whole seconds, so a one-second
+    // restriction imposed late in a second could end before the next check.
     bans::ban(
         &mut conn,
         user,
         "api",
-        Some(1),
-        "a one-second restriction",
+        Some(2),
+        "a two-second restriction",
         &admin,
     )
     .unwrap();
     bans::ban(&mut conn, user, "upload", None, "stays", &admin).unwrap();
     assert_eq!(s.key_status(&key), Status::Forbidden);
-    std::thread::sleep(std::time::Duration::from_millis(1100));
+    std::thread::sleep(std::time::Duration::from_millis(2100));
     // In force no longer, even before the scheduler closes it.
     assert_eq!(s.key_status(&key), Status::Ok);
     assert_eq!(

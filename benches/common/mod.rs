@@ -3,7 +3,8 @@
 
 #![allow(dead_code)]
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
@@ -246,4 +247,77 @@ pub fn wrk(req: &Req, connections: usize, secs: u64) -> Option<Run> {
         p99_ms: ms(&field("99%")?)?,
         errors: errors as usize,
     })
+}
+
+pub fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
+        })
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Starts the release server on `data` (queue off, key limits lifted, plus
+/// `env`) and waits for /healthz; the caller stops it.
+#[allow(clippy::zombie_processes)]
+pub fn start(data: &std::path::Path, port: u16, env: &[(&str, &str)]) -> (Child, Duration) {
+    let t = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_novart"))
+        .arg("serve")
+        .env_remove("NOVART_CONFIG")
+        .env("NOVART_STORAGE__DATA_DIR", data)
+        .env("NOVART_SERVER__PORT", port.to_string())
+        .env("NOVART_QUEUE__WORKERS", "0")
+        .env("NOVART_LIMITS__KEY_RPM", "1000000")
+        .env("NOVART_LIMITS__KEY_CONCURRENCY", "1000000")
+        .env("NOVART_LIMITS__KEY_DAILY_CAP", "1000000")
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start novart");
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let url = format!("http://127.0.0.1:{port}/healthz");
+    loop {
+        if let Ok(r) = agent.get(&url).call() {
+            if r.status().as_u16() == 200 {
+                return (child, t.elapsed());
+            }
+        }
+        if t.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the server did not start within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+pub fn stop(mut child: Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// The highest RSS seen while `f` runs.
+pub fn peak_rss<T>(pid: u32, f: impl FnOnce() -> T) -> (T, u64) {
+    let done = Arc::new(AtomicBool::new(false));
+    let peak = Arc::new(AtomicU64::new(0));
+    let (d, p) = (done.clone(), peak.clone());
+    let sampler = std::thread::spawn(move || {
+        while !d.load(Ordering::Relaxed) {
+            p.fetch_max(rss_kb(pid), Ordering::Relaxed);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    let out = f();
+    done.store(true, Ordering::Relaxed);
+    sampler.join().unwrap();
+    (out, peak.load(Ordering::Relaxed))
 }
