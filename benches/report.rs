@@ -19,7 +19,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{free_port, load, peak_rss, rss_kb, start, stop, Req, Run};
 use novart::domain::apikeys::{self, Authority, KeySpec};
