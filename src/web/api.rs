@@ -343,23 +343,12 @@ async fn cancel_task(
 }
 
 /// Uploads one reference image as the raw request body (`Content-Type:
-/// image/png|jpeg|webp`). The body is read only up to the configured limit.
+/// image/png|jpeg|webp`). The account's restrictions are checked before the
+/// body is read, and the body only up to the configured limit.
 #[post("/api/v1/uploads", data = "<data>")]
 async fn upload(app: &State<App>, caller: Caller, data: Data<'_>) -> AppResult<ApiJson> {
     caller.require(apikeys::GENERATE)?;
-    let max = app.config.storage.max_upload_bytes;
-    let bytes = data
-        .open((max + 1).bytes())
-        .into_bytes()
-        .await
-        .map_err(|e| AppError::invalid("image", format!("The upload could not be read: {e}")))?;
-    if !bytes.is_complete() || bytes.len() as u64 > max {
-        return Err(AppError::TooLarge(format!(
-            "The image is larger than {} MB.",
-            max / 1_048_576
-        )));
-    }
-    let asset = super::submit::upload(app, caller.user, bytes.into_inner()).await?;
+    let asset = super::submit::upload(app, caller.user, data).await?;
     Ok(ApiJson {
         status: Status::Created,
         body: json!({

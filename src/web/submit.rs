@@ -10,6 +10,7 @@ use crate::domain::uploads;
 use crate::error::{AppError, AppResult};
 use crate::model::{Asset, Task, UserId};
 use crate::App;
+use rocket::data::{Data, ToByteUnit};
 
 /// Runs blocking work with no database connection.
 pub(super) async fn off_thread<T: Send + 'static>(
@@ -40,11 +41,26 @@ pub async fn task(app: &App, user: UserId, input: NewTaskInput) -> AppResult<(Ta
         .await
 }
 
-/// Checks, cleans and stores one uploaded reference image.
-pub async fn upload(app: &App, user: UserId, bytes: Vec<u8>) -> AppResult<Asset> {
+/// Checks, cleans and stores one uploaded reference image: the account's
+/// restrictions before the body is read, the size while it is read, the
+/// header before anything is decoded.
+pub async fn upload(app: &App, user: UserId, data: Data<'_>) -> AppResult<Asset> {
     app.db
         .run(move |conn| uploads::may_upload(conn, user))
         .await?;
+    let max = app.config.storage.max_upload_bytes;
+    let bytes = data
+        .open((max + 1).bytes())
+        .into_bytes()
+        .await
+        .map_err(|e| AppError::invalid("image", format!("The upload could not be read: {e}")))?;
+    if !bytes.is_complete() || bytes.len() as u64 > max {
+        return Err(AppError::TooLarge(format!(
+            "The image is larger than {} MB.",
+            max / 1_048_576
+        )));
+    }
+    let bytes = bytes.into_inner();
     let inspected = uploads::inspect(&app.config, "reference_images", &bytes)?;
     let gate = app.decodes.clone();
     let image = off_thread(move || {
