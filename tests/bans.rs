@@ -490,14 +490,7 @@ fn the_live_stream_delivers_new_messages() {
     let srv = live(|c| c.queue.workers = 0);
     let app = novart::App::new(srv.config.clone()).unwrap();
     let (user, _) = make_user(&app, "listener@example.com", 0);
-    let session = novart::domain::accounts::open_session(
-        &mut app.db.get().unwrap(),
-        &app.config,
-        user,
-        &novart::model::Client::default(),
-    )
-    .unwrap();
-    let cookie = format!("nova_art_session={}", session.token);
+    let (cookie, csrf, _) = common::live_session(&srv, &app, user);
     let page = http()
         .get(&format!("{}/messages", srv.base))
         .header("Cookie", &cookie)
@@ -506,14 +499,6 @@ fn the_live_stream_delivers_new_messages() {
         .body_mut()
         .read_to_string()
         .unwrap();
-    let csrf = page
-        .split("name=\"csrf-token\" content=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_string();
     assert!(page.contains("data-live data-messages-after=\""));
 
     let open = |last_event_id: Option<&str>| {

@@ -35,11 +35,18 @@ fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-fn post_json(base: &str, key: &str, path: &str, body: &str) -> (u16, Value, Option<String>) {
+/// Posts `body` with the key; the status, the JSON answer and Retry-After.
+fn post(
+    base: &str,
+    key: &str,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+) -> (u16, Value, Option<String>) {
     let mut r = http()
         .post(&format!("{base}{path}"))
         .header("Authorization", &format!("Bearer {key}"))
-        .header("Content-Type", "application/json")
+        .header("Content-Type", content_type)
         .send(body)
         .unwrap();
     let retry = r
@@ -55,19 +62,13 @@ fn post_json(base: &str, key: &str, path: &str, body: &str) -> (u16, Value, Opti
     )
 }
 
+fn post_json(base: &str, key: &str, path: &str, body: &str) -> (u16, Value, Option<String>) {
+    post(base, key, path, "application/json", body.as_bytes())
+}
+
 fn post_bytes(base: &str, key: &str, path: &str, body: &[u8]) -> (u16, Option<String>) {
-    let r = http()
-        .post(&format!("{base}{path}"))
-        .header("Authorization", &format!("Bearer {key}"))
-        .header("Content-Type", "image/png")
-        .send(body)
-        .unwrap();
-    let retry = r
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    (r.status().as_u16(), retry)
+    let (status, _, retry) = post(base, key, path, "image/png", body);
+    (status, retry)
 }
 
 /// Every file under the data directory's assets.
@@ -261,13 +262,7 @@ fn abuse_in_parallel_does_not_stall_other_users() {
             let mut r = http().get(&format!("{}/login", srv.base)).call().unwrap();
             let page = r.body_mut().read_to_string().unwrap();
             let csrf = common::csrf_in(&page);
-            let pre = r
-                .headers()
-                .get_all("set-cookie")
-                .iter()
-                .filter_map(|v| v.to_str().ok()?.split(';').next().map(str::to_string))
-                .collect::<Vec<_>>()
-                .join("; ");
+            let pre = common::cookies_of(&r);
             let r = http()
                 .post(&format!("{}/login", srv.base))
                 .header("Content-Type", "application/x-www-form-urlencoded")

@@ -17,23 +17,7 @@ fn open_stream(
     app: &novart::App,
     user: UserId,
 ) -> (BufReader<std::net::TcpStream>, novart::model::SessionId) {
-    let session = novart::domain::accounts::open_session(
-        &mut app.db.get().unwrap(),
-        &app.config,
-        user,
-        &novart::model::Client::default(),
-    )
-    .unwrap();
-    let cookie = format!("nova_art_session={}", session.token);
-    let page = http()
-        .get(&format!("{}/messages", srv.base))
-        .header("Cookie", &cookie)
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_to_string()
-        .unwrap();
-    let csrf = common::csrf_in(&page);
+    let (cookie, csrf, session) = common::live_session(srv, app, user);
     let addr = srv.base.trim_start_matches("http://").to_string();
     let mut s = std::net::TcpStream::connect(&addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
@@ -53,7 +37,7 @@ fn open_stream(
         lines.push(line);
     }
     assert!(lines[0].contains("200"), "{lines:?}");
-    (r, session.id)
+    (r, session)
 }
 
 /// Everything the stream sends until it closes; panics if it stays open

@@ -287,13 +287,7 @@ fn simultaneous_guesses_are_checked_at_most_up_to_the_limit() {
         .get(&format!("{}/login", srv.base))
         .call()
         .unwrap();
-    let cookie = r
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok()?.split(';').next().map(str::to_string))
-        .collect::<Vec<_>>()
-        .join("; ");
+    let cookie = common::cookies_of(&r);
     let csrf = common::csrf_in(&r.body_mut().read_to_string().unwrap());
     let barrier = std::sync::Barrier::new(79);
     let statuses: Vec<u16> = std::thread::scope(|s| {

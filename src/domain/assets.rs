@@ -199,13 +199,37 @@ pub fn record_result(
     w: &Written,
     now: i64,
 ) -> AppResult<()> {
+    let expires_at = now + config.storage.result_retention_hours as i64 * 3600;
+    record(
+        conn,
+        user,
+        Some(task),
+        AssetKind::Result,
+        p,
+        w,
+        (now, expires_at),
+    )?;
+    Ok(())
+}
+
+/// The row of a written image (a result of `task`, or an upload), kept from
+/// `now` until `expires_at`.
+pub fn record(
+    conn: &Connection,
+    user: UserId,
+    task: Option<TaskId>,
+    kind: AssetKind,
+    p: &Prepared,
+    w: &Written,
+    (now, expires_at): (i64, i64),
+) -> AppResult<crate::model::AssetId> {
     db::assets::insert(
         conn,
         &db::assets::NewAsset {
             public_id: &w.public_id,
             user_id: user,
-            task_id: Some(task),
-            kind: AssetKind::Result,
+            task_id: task,
+            kind,
             path: &w.path,
             preview_path: Some(&w.preview_path),
             mime: p.mime,
@@ -213,10 +237,9 @@ pub fn record_result(
             height: p.height,
             bytes: p.bytes.len() as i64,
             now,
-            expires_at: now + config.storage.result_retention_hours as i64 * 3600,
+            expires_at,
         },
-    )?;
-    Ok(())
+    )
 }
 
 /// Removes written files that were never recorded (the task was canceled).

@@ -520,23 +520,7 @@ fn insert(tx: &Transaction, b: &Batch) -> AppResult<(Task, bool)> {
                 let w = files
                     .next()
                     .ok_or_else(|| AppError::internal("an image without its file"))?;
-                db::assets::insert(
-                    tx,
-                    &db::assets::NewAsset {
-                        public_id: &w.public_id,
-                        user_id: p.user,
-                        task_id: None,
-                        kind: crate::model::AssetKind::Reference,
-                        path: &w.path,
-                        preview_path: Some(&w.preview_path),
-                        mime: image.mime,
-                        width: image.width,
-                        height: image.height,
-                        bytes: image.bytes.len() as i64,
-                        now: b.now,
-                        expires_at: b.now + b.retention as i64 * 3600,
-                    },
-                )
+                uploads::record(tx, p.user, image, w, b.now, b.retention)
             }
         }
     };

@@ -124,31 +124,24 @@ pub fn write(config: &Config, user: UserId, p: &Prepared) -> AppResult<Written> 
 }
 
 /// Records written upload files as the user's reference image (in the
-/// caller's transaction).
+/// caller's transaction), kept for `retention_hours`.
 pub fn record(
     conn: &Connection,
-    config: &Config,
     user: UserId,
     p: &Prepared,
     w: &Written,
     now: i64,
+    retention_hours: u32,
 ) -> AppResult<AssetId> {
-    db::assets::insert(
+    let expires_at = now + retention_hours as i64 * 3600;
+    super::assets::record(
         conn,
-        &db::assets::NewAsset {
-            public_id: &w.public_id,
-            user_id: user,
-            task_id: None,
-            kind: AssetKind::Reference,
-            path: &w.path,
-            preview_path: Some(&w.preview_path),
-            mime: p.mime,
-            width: p.width,
-            height: p.height,
-            bytes: p.bytes.len() as i64,
-            now,
-            expires_at: now + config.storage.reference_retention_hours as i64 * 3600,
-        },
+        user,
+        None,
+        AssetKind::Reference,
+        p,
+        w,
+        (now, expires_at),
     )
 }
 
@@ -169,7 +162,14 @@ pub fn store(
     let now = super::now();
     let stored = db::write(conn, |tx| {
         super::bans::ensure(tx, user, super::bans::Action::Upload)?;
-        record(tx, config, user, p, &w, now)
+        record(
+            tx,
+            user,
+            p,
+            &w,
+            now,
+            config.storage.reference_retention_hours,
+        )
     });
     match stored {
         Ok(_) => db::assets::by_public_id(conn, &w.public_id)?.ok_or(AppError::NotFound),

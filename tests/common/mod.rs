@@ -475,3 +475,42 @@ pub fn http() -> ureq::Agent {
         .build()
         .new_agent()
 }
+
+/// The `name=value` pairs of a response's Set-Cookie headers, as a Cookie
+/// header.
+#[allow(dead_code)]
+pub fn cookies_of(r: &ureq::http::Response<ureq::Body>) -> String {
+    r.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok()?.split(';').next().map(str::to_string))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// A fresh session of `user` on a live server: its Cookie header, the CSRF
+/// token its pages carry, and its id.
+#[allow(dead_code)]
+pub fn live_session(
+    srv: &Live,
+    app: &novart::App,
+    user: novart::model::UserId,
+) -> (String, String, novart::model::SessionId) {
+    let session = novart::domain::accounts::open_session(
+        &mut app.db.get().unwrap(),
+        &app.config,
+        user,
+        &novart::model::Client::default(),
+    )
+    .unwrap();
+    let cookie = format!("nova_art_session={}", session.token);
+    let page = http()
+        .get(&format!("{}/messages", srv.base))
+        .header("Cookie", &cookie)
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    (cookie, csrf_in(&page), session.id)
+}
