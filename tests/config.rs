@@ -270,3 +270,89 @@ fn a_configured_catalogue_replaces_the_default_model() {
         Ok(())
     });
 }
+
+/// Each mistake names its key once, in one spelling (`models[0].x`), says
+/// where it is (file and line, or the variable), and suggests the nearest
+/// valid key.
+#[test]
+fn config_errors_name_the_key_once_and_say_where() {
+    let model = "[[models]]\nid = \"m\"\nname = \"M\"\nproviders = [\"builtin\"]\n";
+    let cases: Vec<(String, &str, &[&str])> = vec![
+        (
+            "[sever]\nport = 9000\n".into(),
+            "sever",
+            &["did you mean server?", "line 1"],
+        ),
+        (
+            "[server]\nprot = 9000\n".into(),
+            "server.prot",
+            &["did you mean port?", "line 2"],
+        ),
+        (
+            "# a comment\n\n[storage]\ndata_dir = \"./d\"\nmax_uplaod_bytes = 5\n".into(),
+            "storage.max_uplaod_bytes",
+            &["did you mean max_upload_bytes?", "line 5"],
+        ),
+        (
+            "[moderation]\nblocked_termz = [\"x\"]\n".into(),
+            "moderation.blocked_termz",
+            &["did you mean blocked_terms?", "line 2"],
+        ),
+        (
+            format!("{model}upstrem_model = \"sdxl\"\n"),
+            "models[0].upstrem_model",
+            &["did you mean upstream_model?", "line 5"],
+        ),
+        (
+            format!(
+                "{model}{}upstrem_model = \"sdxl\"\n",
+                model.replace("\"m\"", "\"n\"")
+            ),
+            "models[1].upstrem_model",
+            &["did you mean upstream_model?", "line 9"],
+        ),
+        (
+            format!("{model}price = \"cheap\"\n"),
+            "models[0].price",
+            &["line 5"],
+        ),
+        (
+            "[server]\nport = \"eighty\"\n".into(),
+            "server.port",
+            &["line 2"],
+        ),
+        (
+            "[limits]\nzzzz = 1\n".into(),
+            "limits.zzzz",
+            &["unknown key", "line 2"],
+        ),
+    ];
+    for (file, key, says) in cases {
+        Jail::expect_with(|jail| {
+            jail.create_file("novart.toml", &file)?;
+            let e = Config::load(None).unwrap_err();
+            assert_eq!(e.key, key, "{file}: {e}");
+            let text = e.to_string();
+            assert_eq!(text.matches(key).count(), 1, "the key once: {text}");
+            assert!(text.contains("novart.toml"), "{text}");
+            for s in says {
+                assert!(text.contains(s), "{file}: {text} lacks {s:?}");
+            }
+            // No doubled or dotted-index spellings.
+            let last = key.rsplit(['.', ']']).next().unwrap();
+            assert!(!text.contains(&format!("{last}.{last}")), "{text}");
+            assert!(!text.contains("models.0"), "{text}");
+            Ok(())
+        });
+    }
+    Jail::expect_with(|jail| {
+        jail.set_env("NOVART_SERVER__PROT", "9000");
+        let e = Config::load(None).unwrap_err();
+        assert_eq!(e.key, "server.prot");
+        let text = e.to_string();
+        assert!(text.contains("did you mean port?"), "{text}");
+        assert!(text.contains("NOVART_SERVER__PROT"), "{text}");
+        assert_eq!(text.matches("server.prot").count(), 1, "{text}");
+        Ok(())
+    });
+}

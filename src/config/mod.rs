@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 pub mod catalog;
 mod developer;
+mod errors;
 mod limits;
 mod moderation;
 mod net;
@@ -17,6 +18,9 @@ mod ops;
 mod parse;
 
 pub use developer::{ApiConfig, WebhooksConfig};
+pub(crate) use errors::err;
+use errors::figment_error;
+pub use errors::{check_env_names, ConfigError};
 pub use limits::LimitsConfig;
 pub use moderation::{ban_length, ModerationConfig, ProviderFailure, CATEGORIES};
 pub use net::{canonical_ip, IpNet};
@@ -26,9 +30,6 @@ pub use parse::{parse_asset_key, parse_duration};
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
-
-/// Environment variables with the `NOVART_` prefix that are not config keys.
-const PROCESS_VARS: &[&str] = &["CONFIG", "LOG", "REQUIRE_BROWSER"];
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -254,28 +255,6 @@ impl Default for LegalConfig {
             operator_name: "The operator of this Novart Studio instance".into(),
             contact: String::new(),
         }
-    }
-}
-
-/// A configuration mistake, naming the key it is about.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    pub key: String,
-    pub message: String,
-}
-
-impl std::fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "config error: {}: {}", self.key, self.message)
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
-pub(crate) fn err(key: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError {
-        key: key.to_string(),
-        message: message.into(),
     }
 }
 
@@ -532,65 +511,5 @@ impl Config {
         let mut c = Config::default();
         c.storage.data_dir = dir.to_path_buf();
         c
-    }
-}
-
-/// A `NOVART_` variable that is neither a process setting nor shaped like a
-/// config key is a typo (`NOVART_SERVER_PORT`): refuse it rather than ignore it.
-pub fn check_env_names(names: impl Iterator<Item = String>) -> Result<(), ConfigError> {
-    for name in names {
-        let Some(rest) = name.strip_prefix("NOVART_") else {
-            continue;
-        };
-        if !PROCESS_VARS.contains(&rest) && !rest.contains("__") {
-            return Err(err(
-                &name,
-                "not a setting; config variables look like NOVART_<SECTION>__<KEY>, e.g. NOVART_SERVER__PORT",
-            ));
-        }
-    }
-    Ok(())
-}
-
-fn figment_error(e: figment::Error) -> ConfigError {
-    use figment::error::Kind;
-    let e = e
-        .into_iter()
-        .next()
-        .expect("figment errors are never empty");
-    let mut key = e.path.join(".");
-    let source = match &e.metadata {
-        Some(m) if m.name.contains("environment") => {
-            let var: Vec<String> = e.path.iter().map(|p| p.to_ascii_uppercase()).collect();
-            format!(" (from environment variable NOVART_{})", var.join("__"))
-        }
-        Some(m) => match &m.source {
-            Some(src) => format!(" (in {src})"),
-            None => String::new(),
-        },
-        None => String::new(),
-    };
-    let message = match &e.kind {
-        Kind::UnknownField(field, expected) => {
-            if !key.is_empty() {
-                key.push('.');
-            }
-            key.push_str(field);
-            format!("unknown key; expected one of: {}", expected.join(", "))
-        }
-        Kind::UnknownVariant(v, expected) => {
-            format!(
-                "{v:?} is not allowed; expected one of: {}",
-                expected.join(", ")
-            )
-        }
-        other => other.to_string(),
-    };
-    if key.is_empty() {
-        key = "config".into();
-    }
-    ConfigError {
-        key,
-        message: format!("{message}{source}"),
     }
 }
