@@ -75,9 +75,7 @@ fn nearest<'a>(typo: &str, expected: &[&'a str]) -> Option<&'a str> {
 /// The line of a TOML file where `path` is written: the key under its
 /// table, counting `[[array]]` tables for an index.
 fn line_of(text: &str, path: &[String]) -> Option<usize> {
-    let Some((last, tables)) = path.split_last() else {
-        return None;
-    };
+    let (last, tables) = path.split_last()?;
     let mut table: Vec<String> = Vec::new();
     let mut counts: std::collections::HashMap<String, usize> = Default::default();
     for (i, line) in text.lines().enumerate() {
