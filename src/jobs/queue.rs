@@ -264,9 +264,9 @@ impl Engine {
         Err(last)
     }
 
+    /// A task's references, read from disk after the connection is given back.
     fn load_references(&self, task: &Task) -> AppResult<Vec<Vec<u8>>> {
-        let conn = self.db.get()?;
-        let refs = crate::db::assets::references_of_task(&conn, task.id)?;
+        let refs = crate::db::assets::references_of_task(&*self.db.get()?, task.id)?;
         refs.iter()
             .map(|a| {
                 crate::domain::assets::read_file(
@@ -279,8 +279,8 @@ impl Engine {
     }
 
     fn load_mask(&self, task: &Task) -> AppResult<Option<Vec<u8>>> {
-        let conn = self.db.get()?;
-        match crate::db::assets::mask_of_task(&conn, task.id)? {
+        let mask = crate::db::assets::mask_of_task(&*self.db.get()?, task.id)?;
+        match mask {
             None => Ok(None),
             Some(a) => crate::domain::assets::read_file(
                 &self.config,
