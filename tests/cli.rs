@@ -979,3 +979,27 @@ fn announce_to_everyone_or_one_account() {
         .unwrap();
     assert_eq!(audited, 2);
 }
+
+#[test]
+fn a_port_in_use_names_the_address_and_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_novart"))
+        .arg("serve")
+        .current_dir(dir.path())
+        .env_remove("NOVART_CONFIG")
+        .env("NOVART_SERVER__PORT", &port)
+        .env("NOVART_STORAGE__DATA_DIR", dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert!(err.contains("already in use"), "{err}");
+    assert!(
+        err.contains("server.port") && err.contains("NOVART_SERVER__PORT"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+}

@@ -18,6 +18,7 @@ pub fn serve(config: Config) -> CliResult {
         .map_err(|e| fail(1, format!("cannot create {}: {e}", data_dir.display())))?;
     // Held until the process ends: one server per data directory.
     let _lock = crate::domain::backup::lock_data_dir(&config)?;
+    check_address_free(&config)?;
     let rocket = crate::build_rocket(config)?;
     let rocket = rocket.attach(AdHoc::on_liftoff("announce", move |r| {
         Box::pin(async move {
@@ -33,6 +34,33 @@ pub fn serve(config: Config) -> CliResult {
     rocket::execute(rocket.launch()).map_err(|e| fail(1, format!("server: {e}")))?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// A port another program holds stops start-up with the address and the
+/// keys that change it, before anything else starts.
+fn check_address_free(config: &Config) -> CliResult {
+    let (bind, port) = (config.server.bind.as_str(), config.server.port);
+    match std::net::TcpListener::bind((bind, port)) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let addr = if bind.contains(':') {
+                format!("[{bind}]:{port}")
+            } else {
+                format!("{bind}:{port}")
+            };
+            let why = if e.kind() == std::io::ErrorKind::AddrInUse {
+                "the address is already in use (another Novart or another program is listening there)".to_string()
+            } else {
+                e.to_string()
+            };
+            Err(fail(
+                1,
+                format!(
+                    "cannot listen on {addr}: {why}; choose another port with server.port in novart.toml or NOVART_SERVER__PORT (the address is server.bind)"
+                ),
+            ))
+        }
+    }
 }
 
 pub fn migrate(config: &Config) -> CliResult {
