@@ -1003,3 +1003,42 @@ fn a_port_in_use_names_the_address_and_the_key() {
     );
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
 }
+
+/// Every option and argument of every command says what it is in --help.
+#[test]
+fn every_argument_has_help() {
+    use clap::CommandFactory;
+    fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            if id == "help" || id == "version" {
+                continue;
+            }
+            if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                missing.push(format!("{path} {id}"));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            walk(sub, &format!("{path} {}", sub.get_name()), missing);
+        }
+    }
+    let mut missing = Vec::new();
+    walk(&novart::cli::Cli::command(), "novart", &mut missing);
+    assert!(missing.is_empty(), "no help for: {missing:#?}");
+}
+
+#[test]
+fn stats_on_an_empty_instance_says_none_rather_than_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = novart(dir.path(), &["stats"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    let kept = text
+        .lines()
+        .find(|l| l.starts_with("tasks kept"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert_eq!(
+        kept.split_whitespace().collect::<Vec<_>>(),
+        ["tasks", "kept", "none"]
+    );
+}

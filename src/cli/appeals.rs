@@ -17,20 +17,26 @@ pub enum AppealsCmd {
         /// Only those waiting for a decision.
         #[arg(long)]
         pending: bool,
+        /// How many rows at most.
         #[arg(long, default_value_t = 100)]
         limit: u32,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Accept an appeal: the restriction is lifted and the user told why.
     Accept {
+        /// The number shown by the list command.
         id: i64,
+        /// Why: shown to the account where it concerns it, and kept in the audit log.
         #[arg(long)]
         reason: String,
     },
     /// Reject an appeal: the restriction stays; the user is told why.
     Reject {
+        /// The number shown by the list command.
         id: i64,
+        /// Why: shown to the account where it concerns it, and kept in the audit log.
         #[arg(long)]
         reason: String,
     },

@@ -14,8 +14,10 @@ use crate::App;
 pub enum CodesCmd {
     /// Create codes worth AMOUNT credits each.
     Create {
+        /// Whole credits (1 to 1000000000).
         #[arg(long)]
         amount: i64,
+        /// How many codes to make (1 to 100000).
         #[arg(long, default_value_t = 1)]
         count: u32,
         /// Credit the bonus bucket instead of the paid balance.
@@ -33,14 +35,18 @@ pub enum CodesCmd {
     },
     /// List codes (their last 4 characters; the codes themselves are not stored).
     List {
+        /// Only the codes of this batch.
         #[arg(long)]
         batch: Option<String>,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Withdraw a code, or every code of a batch.
     Revoke {
+        /// The code (NVA-XXXX-XXXX-XXXX-XXXX).
         code: Option<String>,
+        /// Every code of this batch instead.
         #[arg(long, conflicts_with = "code")]
         batch: Option<String>,
     },

@@ -16,23 +16,32 @@ use crate::App;
 pub enum CreditsCmd {
     /// Add credits to an account (paid balance, or bonus with --bonus).
     Grant {
+        /// The account's e-mail address.
         email: String,
+        /// Whole credits (1 to 1000000000).
         amount: i64,
+        /// Into the bonus bucket instead of the paid balance.
         #[arg(long)]
         bonus: bool,
+        /// Why: shown to the account where it concerns it, and kept in the audit log.
         #[arg(long)]
         reason: String,
     },
     /// Remove credits (paid balance first, then bonus; never below zero).
     Deduct {
+        /// The account's e-mail address.
         email: String,
+        /// Whole credits (1 to 1000000000).
         amount: i64,
+        /// Why: shown to the account where it concerns it, and kept in the audit log.
         #[arg(long)]
         reason: String,
     },
     /// Show an account's wallet and its latest ledger entries.
     Show {
+        /// The account's e-mail address.
         email: String,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },

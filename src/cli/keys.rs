@@ -15,7 +15,9 @@ use crate::App;
 pub enum KeysCmd {
     /// Create an API key for an account (any limits; no approval needed).
     Create {
+        /// The account's e-mail address.
         email: String,
+        /// A name for the key, shown in the developer center.
         #[arg(long)]
         name: String,
         /// Requests per minute (default: limits.key_rpm).
@@ -40,13 +42,16 @@ pub enum KeysCmd {
     },
     /// List keys (prefixes only; secrets are not stored), of one account or all.
     List {
+        /// Only this account's (by e-mail address).
         email: Option<String>,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Revoke a key by its prefix; it answers 401 from the next request on.
     /// The owner gets a message with the reason.
     Revoke {
+        /// The key's prefix (nva_<prefix>_...), as `keys list` shows it.
         prefix: String,
         /// Why, for the owner's message and the audit log.
         #[arg(long)]

@@ -16,16 +16,21 @@ pub enum LimitsCmd {
         /// Only those waiting for a decision.
         #[arg(long)]
         pending: bool,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Approve a request; the options replace what was asked for.
     Approve {
+        /// The number shown by the list command.
         id: i64,
+        /// Requests per minute (default: what was asked for).
         #[arg(long)]
         rpm: Option<u32>,
+        /// Tasks queued or running at once (default: what was asked for).
         #[arg(long)]
         concurrency: Option<u32>,
+        /// Tasks per UTC day (default: what was asked for).
         #[arg(long)]
         daily_cap: Option<u32>,
         /// A note for the creator.
@@ -34,7 +39,9 @@ pub enum LimitsCmd {
     },
     /// Deny a request with a reason the creator will read.
     Deny {
+        /// The number shown by the list command.
         id: i64,
+        /// Why: shown to the account where it concerns it, and kept in the audit log.
         #[arg(long)]
         reason: String,
     },

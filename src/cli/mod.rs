@@ -81,6 +81,7 @@ pub enum Command {
     /// (no new tasks, web or API; queued ones refunded), api (API keys
     /// refused, the website works), upload (no reference images).
     Ban {
+        /// The account's e-mail address.
         email: String,
         /// all, generate, api or upload.
         #[arg(long, default_value = "all")]
@@ -88,6 +89,7 @@ pub enum Command {
         /// How long: 30m, 12h, 7d, ... or permanent.
         #[arg(long = "for", value_name = "LENGTH")]
         length: String,
+        /// Why: shown to the account where it concerns it, and kept in the audit log.
         #[arg(long)]
         reason: String,
     },
@@ -97,25 +99,33 @@ pub enum Command {
     Appeals(appeals::AppealsCmd),
     /// List bans and restrictions, newest first (with --active only those in force).
     Bans {
+        /// Only restrictions in force now.
         #[arg(long)]
         active: bool,
+        /// How many rows at most.
         #[arg(long, default_value_t = 100)]
         limit: u32,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Lift an account's ban and restrictions (only one scope's with --scope).
     Unban {
+        /// The account's e-mail address.
         email: String,
+        /// Lift only this kind (all, generate, api or upload; default: every one).
         #[arg(long)]
         scope: Option<String>,
+        /// Why: shown to the account where it concerns it, and kept in the audit log.
         #[arg(long)]
         reason: String,
     },
     /// Send a message to every account's inbox, or to one.
     Announce {
+        /// The message's title.
         #[arg(long)]
         title: String,
+        /// The message's text.
         #[arg(long)]
         body: String,
         /// Only this account (default: everyone).
@@ -124,14 +134,18 @@ pub enum Command {
     },
     /// Write one account's data export (the ZIP "Download my data" gives).
     ExportUser {
+        /// The account's e-mail address.
         email: String,
+        /// Where to write the ZIP file.
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
     /// Show the newest audit log entries (admin actions and risk decisions).
     Audit {
+        /// How many rows at most.
         #[arg(long, default_value_t = 50)]
         limit: u32,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -139,18 +153,26 @@ pub enum Command {
     Cleanup,
     /// Write a backup (database and stored files) into a new directory,
     /// while the server keeps running.
-    Backup { path: PathBuf },
+    Backup {
+        /// The file to write the copy to.
+        path: PathBuf,
+    },
     /// Restore a backup into the data directory (the server must be
     /// stopped); the backup is checked first.
-    Restore { path: PathBuf },
+    Restore {
+        /// The backup file.
+        path: PathBuf,
+    },
     /// The instance at a glance: queue, tasks, accounts, sessions, credits,
     /// webhooks, database size (what /metrics exports as gauges).
     Stats {
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Check the database, the ledger and the queue (exit 1 on a problem).
     Doctor {
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },

@@ -19,16 +19,21 @@ pub enum Decision {
 pub enum PrivacyCmd {
     /// Users' privacy requests, newest first.
     List {
+        /// Only those still waiting for a decision.
         #[arg(long)]
         pending: bool,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Answer a request; the user gets the answer in their inbox.
     Resolve {
+        /// The number shown by the list command.
         id: i64,
+        /// accepted or rejected.
         #[arg(long, value_enum)]
         status: Decision,
+        /// Why: shown to the account where it concerns it, and kept in the audit log.
         #[arg(long)]
         reason: String,
     },

@@ -17,13 +17,18 @@ pub enum TasksCmd {
         /// queued, running, succeeded, failed or canceled.
         #[arg(long)]
         status: Option<String>,
+        /// How many rows at most.
         #[arg(long, default_value_t = 50)]
         limit: u32,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Cancel a queued or running task (its result is discarded).
-    Cancel { id: String },
+    Cancel {
+        /// The task's id (tsk_...).
+        id: String,
+    },
 }
 
 pub fn run(config: &Config, cmd: TasksCmd) -> CliResult {

@@ -20,6 +20,7 @@ pub enum RoleArg {
 pub enum UserCmd {
     /// Create an account (prints a generated password unless --password-stdin).
     Create {
+        /// The account's e-mail address.
         #[arg(long)]
         email: String,
         /// Read the password from the first line of standard input.
@@ -37,25 +38,39 @@ pub enum UserCmd {
     },
     /// List all accounts.
     List {
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Show one account.
     Show {
+        /// The account's e-mail address.
         email: String,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Mark an account's e-mail address as confirmed.
-    Verify { email: String },
+    Verify {
+        /// The account's e-mail address.
+        email: String,
+    },
     /// Make an account an admin or a regular user.
-    SetRole { email: String, role: RoleArg },
+    SetRole {
+        /// The account's e-mail address.
+        email: String,
+        /// admin or user.
+        role: RoleArg,
+    },
     /// Set a new password (generated and printed unless --password-stdin) and
     /// sign the account out everywhere; or, with --send-link, e-mail a reset link.
     ResetPassword {
+        /// The account's e-mail address.
         email: String,
+        /// Read the new password from the first line of standard input.
         #[arg(long, conflicts_with = "send_link")]
         password_stdin: bool,
+        /// E-mail a reset link instead of setting a password.
         #[arg(long)]
         send_link: bool,
     },
@@ -63,7 +78,9 @@ pub enum UserCmd {
     /// personal data are erased; ledger, redemption, audit and risk records
     /// stay without the e-mail.
     Delete {
+        /// The account's e-mail address.
         email: String,
+        /// Why: shown to the account where it concerns it, and kept in the audit log.
         #[arg(long)]
         reason: String,
     },

@@ -212,7 +212,12 @@ impl Stats {
             let _ = writeln!(out, "queue {model:<12} {q} waiting, {r} running");
         }
         let kept: Vec<String> = self.tasks.iter().map(|(s, n)| format!("{n} {s}")).collect();
-        let _ = writeln!(out, "tasks kept         {}", kept.join(", "));
+        let kept = if kept.is_empty() {
+            "none".to_string()
+        } else {
+            kept.join(", ")
+        };
+        let _ = writeln!(out, "tasks kept         {kept}");
         let _ = writeln!(
             out,
             "credits held       {} paid + {} bonus",
