@@ -1042,3 +1042,98 @@ fn stats_on_an_empty_instance_says_none_rather_than_nothing() {
         ["tasks", "kept", "none"]
     );
 }
+
+#[test]
+fn init_takes_the_operator_and_doctor_reminds_when_it_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let named = d.join("named");
+    let o = novart(
+        d,
+        &[
+            "init",
+            "--dir",
+            named.to_str().unwrap(),
+            "--operator",
+            "Lumen \"Art\" Collective",
+            "--contact",
+            "hello@lumen.example",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let cfg = named.join("novart.toml");
+    let config = novart::Config::load(Some(&cfg)).unwrap();
+    assert_eq!(config.legal.operator_name, "Lumen \"Art\" Collective");
+    assert_eq!(config.legal.contact, "hello@lumen.example");
+    assert!(
+        !stdout(&o).contains("legal.operator_name"),
+        "{}",
+        stdout(&o)
+    );
+    let o = novart(d, &["--config", cfg.to_str().unwrap(), "doctor"]);
+    assert!(!stdout(&o).contains("legal."), "{}", stdout(&o));
+
+    // Without them (no terminal to ask on): a reminder, and doctor warns.
+    let bare = d.join("bare");
+    let o = novart(d, &["init", "--dir", bare.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("legal.operator_name and legal.contact"),
+        "{}",
+        stdout(&o)
+    );
+    let o = novart(
+        d,
+        &[
+            "--config",
+            bare.join("novart.toml").to_str().unwrap(),
+            "doctor",
+        ],
+    );
+    assert!(o.status.success(), "warnings do not fail doctor");
+    let out = stdout(&o);
+    assert!(
+        out.contains("legal.operator_name is still the default"),
+        "{out}"
+    );
+    assert!(out.contains("legal.contact is empty"), "{out}");
+}
+
+#[test]
+fn doctor_warns_about_image_services_it_cannot_reach_and_plain_http_with_open_registration() {
+    use novart::config::catalog::{ProviderConfig, ProviderKind};
+    let listening = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let up = listening.local_addr().unwrap().port();
+    let down = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut config = novart::Config::for_data_dir(std::path::Path::new("/tmp/unused"));
+    config.providers = vec![
+        ProviderConfig::new(
+            "gpu-up",
+            ProviderKind::Automatic1111,
+            &format!("http://127.0.0.1:{up}"),
+        ),
+        ProviderConfig::new(
+            "gpu-down",
+            ProviderKind::Comfyui,
+            &format!("http://127.0.0.1:{down}/"),
+        ),
+    ];
+    let found =
+        novart::domain::doctor::unreachable_providers(&config, std::time::Duration::from_secs(2));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].contains("gpu-down") && found[0].contains(&down.to_string()),
+        "{found:?}"
+    );
+
+    config.server.public_url = "http://studio.example.com".into();
+    config.registration.open = true;
+    let w = novart::domain::doctor::config_warnings(&config);
+    assert!(w.iter().any(|w| w.contains("unencrypted")), "{w:?}");
+    config.server.public_url = "https://studio.example.com".into();
+    let w = novart::domain::doctor::config_warnings(&config);
+    assert!(!w.iter().any(|w| w.contains("unencrypted")), "{w:?}");
+}

@@ -51,6 +51,14 @@ pub enum Command {
         /// Overwrite an existing novart.toml.
         #[arg(long)]
         force: bool,
+        /// Who runs this instance, as /privacy and /terms name them
+        /// (legal.operator_name; asked for when standard input is a terminal).
+        #[arg(long, value_name = "NAME")]
+        operator: Option<String>,
+        /// How people reach the operator: an e-mail address or a URL
+        /// (legal.contact; asked for when standard input is a terminal).
+        #[arg(long, value_name = "EMAIL_OR_URL")]
+        contact: Option<String>,
     },
     /// Bring the database schema up to date.
     Migrate,
@@ -249,7 +257,12 @@ pub fn run(cli: Cli) -> ExitCode {
     }
     crate::init_tracing();
     let result = match command {
-        Command::Init { dir, force } => setup::init(dir, force),
+        Command::Init {
+            dir,
+            force,
+            operator,
+            contact,
+        } => setup::init(dir, force, operator, contact),
         command => match Config::load(cli.config.as_deref()) {
             Err(e) => Err(e.into()),
             Ok(config) => match command {

@@ -89,7 +89,36 @@ pub fn migrate(config: &Config) -> CliResult {
     Ok(())
 }
 
-pub fn init(dir: Option<PathBuf>, force: bool) -> CliResult {
+/// A value from a flag, or asked for on a terminal (empty: keep the default).
+fn flag_or_ask(flag: Option<String>, question: &str) -> Result<Option<String>, super::CliError> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if let Some(v) = flag {
+        return Ok(Some(v.trim().to_string()).filter(|v| !v.is_empty()));
+    }
+    if !std::io::stdin().is_terminal() {
+        return Ok(None);
+    }
+    print!("{question} ");
+    let _ = std::io::stdout().flush();
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| fail(1, format!("cannot read the answer: {e}")))?;
+    Ok(Some(line.trim().to_string()).filter(|v| !v.is_empty()))
+}
+
+/// A TOML basic string.
+fn toml_string(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+}
+
+pub fn init(
+    dir: Option<PathBuf>,
+    force: bool,
+    operator: Option<String>,
+    contact: Option<String>,
+) -> CliResult {
     let dir = dir.unwrap_or_else(|| PathBuf::from("."));
     std::fs::create_dir_all(&dir)
         .map_err(|e| fail(1, format!("cannot create {}: {e}", dir.display())))?;
@@ -107,11 +136,33 @@ pub fn init(dir: Option<PathBuf>, force: bool) -> CliResult {
         ));
     }
     let data_dir = dir.join("data");
-    let text = EXAMPLE_CONFIG.replacen(
+    let operator = flag_or_ask(
+        operator,
+        "Who runs this studio (named on /privacy and /terms)? [leave empty to set later]",
+    )?;
+    let contact = flag_or_ask(
+        contact,
+        "How do people reach you (an e-mail address or a URL)? [leave empty to set later]",
+    )?;
+    let mut text = EXAMPLE_CONFIG.replacen(
         "data_dir = \"./data\"",
         &format!("data_dir = {:?}", data_dir.display().to_string()),
         1,
     );
+    if let Some(name) = &operator {
+        text = text.replacen(
+            "operator_name = \"The operator of this Novart Studio instance\"",
+            &format!("operator_name = {}", toml_string(name)),
+            1,
+        );
+    }
+    if let Some(c) = &contact {
+        text = text.replacen(
+            "contact = \"\"",
+            &format!("contact = {}", toml_string(c)),
+            1,
+        );
+    }
     std::fs::write(&path, text)
         .map_err(|e| fail(1, format!("cannot write {}: {e}", path.display())))?;
     let figment = rocket::figment::Figment::from(rocket::figment::providers::Serialized::defaults(
@@ -122,6 +173,12 @@ pub fn init(dir: Option<PathBuf>, force: bool) -> CliResult {
     db::Db::open(&config)?;
     println!("wrote {}", path.display());
     println!("created database {}", config.db_path().display());
+    if operator.is_none() || contact.is_none() {
+        println!(
+            "set legal.operator_name and legal.contact in {} before you open the studio to others (novart doctor reminds you)",
+            path.display()
+        );
+    }
     println!(
         "next: novart --config {} user create --email you@example.com --admin --verified",
         path.display()

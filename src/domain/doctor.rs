@@ -80,7 +80,80 @@ pub fn config_warnings(config: &Config) -> Vec<String> {
     if config.backup.dir.as_os_str().is_empty() {
         out.push("backup.dir is empty: no scheduled backups".into());
     }
+    if config.registration.open && config.server.public_url.starts_with("http://") {
+        out.push(format!(
+            "server.public_url is {} and registration is open: passwords and session cookies cross the network unencrypted; put the studio behind https",
+            config.server.public_url
+        ));
+    }
+    if config.legal.operator_name == crate::config::Config::default().legal.operator_name {
+        out.push("legal.operator_name is still the default: /privacy and /terms name no one; set who runs this studio".into());
+    }
+    if config.legal.contact.trim().is_empty() {
+        out.push(
+            "legal.contact is empty: /privacy and /terms give no way to reach the operator".into(),
+        );
+    }
     out
+}
+
+/// The configured image services that do not accept a connection now (a
+/// TCP connect to each, at most `timeout`, all at once).
+pub fn unreachable_providers(config: &Config, timeout: std::time::Duration) -> Vec<String> {
+    use std::net::ToSocketAddrs;
+    let (providers, _) = config.catalogue();
+    let probe = |url: &str| -> Result<(), String> {
+        let (https, rest) = match url.split_once("://") {
+            Some(("https", r)) => (true, r),
+            Some((_, r)) => (false, r),
+            None => return Err("not a URL".into()),
+        };
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        let authority = authority.rsplit('@').next().unwrap_or(authority);
+        let default_port = if https { 443 } else { 80 };
+        let (host, port) = match authority.strip_prefix('[') {
+            Some(v6) => {
+                let (h, after) = v6.split_once(']').unwrap_or((v6, ""));
+                (
+                    h,
+                    after
+                        .strip_prefix(':')
+                        .and_then(|p| p.parse().ok())
+                        .unwrap_or(default_port),
+                )
+            }
+            None => match authority.rsplit_once(':') {
+                Some((h, p)) => (h, p.parse().map_err(|_| format!("bad port {p:?}"))?),
+                None => (authority, default_port),
+            },
+        };
+        let addr = (host, port)
+            .to_socket_addrs()
+            .map_err(|e| format!("cannot resolve {host}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("{host} has no address"))?;
+        std::net::TcpStream::connect_timeout(&addr, timeout)
+            .map(|_| ())
+            .map_err(|e| format!("{addr}: {e}"))
+    };
+    std::thread::scope(|s| {
+        let probes: Vec<_> = providers
+            .iter()
+            .filter(|p| !p.base_url.trim().is_empty())
+            .map(|p| (p, s.spawn(move || probe(p.base_url.trim()))))
+            .collect();
+        probes
+            .into_iter()
+            .filter_map(|(p, h)| match h.join() {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(format!(
+                    "provider {} ({}) cannot be reached: {e}",
+                    p.id, p.base_url
+                )),
+                Err(_) => Some(format!("provider {}: the probe failed", p.id)),
+            })
+            .collect()
+    })
 }
 
 fn strings(conn: &Connection, sql: &str) -> AppResult<Vec<String>> {
@@ -205,5 +278,9 @@ pub fn run(conn: &Connection, config: &Config) -> AppResult<Vec<Check>> {
         )?,
     ));
     out.push(warning("configuration", config_warnings(config)));
+    out.push(warning(
+        "image services",
+        unreachable_providers(config, std::time::Duration::from_secs(3)),
+    ));
     Ok(out)
 }
