@@ -356,3 +356,25 @@ fn config_errors_name_the_key_once_and_say_where() {
         Ok(())
     });
 }
+
+#[test]
+fn model_sizes_off_the_8_pixel_grid_are_refused_with_the_nearest() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "novart.toml",
+            "[[models]]\nid = \"m\"\nname = \"M\"\nproviders = [\"builtin\"]\nsizes = [\"1024x1024\", \"1152x897\"]\n",
+        )?;
+        let e = Config::load(None).unwrap_err();
+        assert_eq!(e.key, "models[0].sizes");
+        assert!(
+            e.message.contains("multiple of 8") && e.message.contains("1152x896"),
+            "{e}"
+        );
+        jail.create_file(
+            "novart.toml",
+            "[[models]]\nid = \"m\"\nname = \"M\"\nproviders = [\"builtin\"]\nsizes = [\"1024x1024\", \"1152x896\"]\n",
+        )?;
+        Config::load(None).unwrap();
+        Ok(())
+    });
+}

@@ -282,10 +282,23 @@ pub fn validate(
             ));
         }
         for s in &m.sizes {
-            if parse_size(s).is_none() {
+            let Some((w, h)) = parse_size(s) else {
                 return Err(err(
                     &key("sizes"),
                     format!("{s:?} is not a size like \"1024x1024\" (64 to 4096 per side)"),
+                ));
+            };
+            // Image models work in steps of 8 pixels (a latent pixel); a
+            // size off that grid is cropped or refused upstream.
+            if w % 8 != 0 || h % 8 != 0 {
+                let fit = |n: u32| (n + 4) / 8 * 8;
+                return Err(err(
+                    &key("sizes"),
+                    format!(
+                        "{s:?}: each side must be a multiple of 8 (the nearest is \"{}x{}\")",
+                        fit(w),
+                        fit(h)
+                    ),
                 ));
             }
         }
