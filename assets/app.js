@@ -12,45 +12,77 @@
   };
   var T = window.novartText;
 
-  // Toasts: dismiss on click, fade out after a while.
-  function wireToast(t) {
-    var close = t.querySelector(".toast-close");
-    if (close) close.addEventListener("click", function () { t.remove(); });
-    setTimeout(function () { t.remove(); }, 8000);
+  // Toasts: one at a time. A new one replaces the one shown; it leaves by
+  // itself after a few seconds, except an error, which stays until
+  // dismissed. The box sits at the bottom of the screen, or at the top when
+  // there it would cover the form being used.
+  var TOAST_SECS = 6;
+  function placeToasts() {
+    var box = document.getElementById("toasts");
+    if (!box || !box.querySelector(".toast:not([hidden])")) return;
+    box.classList.remove("at-top");
+    var r = box.getBoundingClientRect();
+    var covered = Array.prototype.some.call(
+      document.querySelectorAll("main input, main textarea, main select, main button, main .btn"),
+      function (el) {
+        var e = el.getBoundingClientRect();
+        return e.width > 0 && e.bottom > r.top && e.top < r.bottom && e.right > r.left && e.left < r.right;
+      });
+    if (covered) box.classList.add("at-top");
   }
-  window.novartToast = function (message, kind) {
+  var placing = false;
+  function placeSoon() {
+    if (placing) return;
+    placing = true;
+    window.requestAnimationFrame(function () { placing = false; placeToasts(); });
+  }
+  window.addEventListener("scroll", placeSoon, { passive: true });
+  window.addEventListener("resize", placeSoon);
+  function showToast(t, kind) {
     var box = document.getElementById("toasts");
     if (!box) return;
+    Array.prototype.forEach.call(box.querySelectorAll(".toast"), function (old) { if (old !== t) old.remove(); });
+    if (t.parentNode !== box) box.appendChild(t);
+    t.hidden = false;
+    var close = t.querySelector(".toast-close");
+    if (close) close.addEventListener("click", function () { t.remove(); });
+    if (kind !== "error") setTimeout(function () { t.remove(); }, TOAST_SECS * 1000);
+    placeToasts();
+  }
+  window.novartToast = function (message, kind) {
     var t = document.createElement("div");
     t.className = "toast toast-" + (kind || "info");
+    if (kind === "error") t.setAttribute("role", "alert");
     var span = document.createElement("span");
     span.textContent = message;
     var b = document.createElement("button");
     b.type = "button"; b.className = "toast-close"; b.setAttribute("aria-label", T("dismiss")); b.textContent = "×";
     t.appendChild(span); t.appendChild(b);
-    box.appendChild(t);
-    wireToast(t);
+    showToast(t, kind || "info");
   };
 
   // ---- the live stream: tasks and messages (one EventSource per page) ----
   // localStorage keeps only message ids the user dismissed and whether they
   // want browser notifications; nothing else is stored.
-  var DISMISSED = "novart.toasts.dismissed", NOTIFY = "novart.notify";
+  // Inbox items are shown as a toast once: the ids already shown are kept
+  // (the last 100).
+  var SEEN = "novart.toasts.seen", NOTIFY = "novart.notify";
   function store(key, value) { try { if (value === null) localStorage.removeItem(key); else localStorage.setItem(key, value); } catch (e) { /* private mode */ } }
   function load(key) { try { return localStorage.getItem(key); } catch (e) { return null; } }
-  function dismissed() {
-    try { var v = JSON.parse(load(DISMISSED) || "[]"); return Array.isArray(v) ? v : []; } catch (e) { return []; }
+  function seen() {
+    try { var v = JSON.parse(load(SEEN) || "[]"); return Array.isArray(v) ? v : []; } catch (e) { return []; }
   }
-  function dismiss(id) {
-    var list = dismissed().filter(function (x) { return x !== id; });
+  function markSeen(id) {
+    var list = seen().filter(function (x) { return x !== id; });
     list.push(id);
-    store(DISMISSED, JSON.stringify(list.slice(-50)));
+    store(SEEN, JSON.stringify(list.slice(-100)));
   }
   function messageToast(id, title) {
     var box = document.getElementById("toasts");
     if (!box || box.querySelector('[data-message-id="' + id + '"]')) return;
     var t = document.createElement("div");
     t.className = "toast toast-message"; t.setAttribute("data-message-id", String(id));
+    t.hidden = true;
     var span = document.createElement("span");
     var strong = document.createElement("strong"); strong.textContent = title;
     var a = document.createElement("a"); a.href = "/messages#m" + id; a.textContent = T("open");
@@ -63,11 +95,9 @@
   }
   function wireMessageToast(t) {
     var id = parseInt(t.getAttribute("data-message-id"), 10);
-    if (dismissed().indexOf(id) >= 0) { t.remove(); return; }
-    t.hidden = false;
-    t.querySelector(".toast-close").addEventListener("click", function () { dismiss(id); t.remove(); });
-    var link = t.querySelector("a");
-    if (link) link.addEventListener("click", function () { dismiss(id); });
+    if (seen().indexOf(id) >= 0) { t.remove(); return; }
+    markSeen(id);
+    showToast(t, "info");
   }
   function setBadge(count) {
     var link = document.querySelector('.nav a[href="/messages"]');
@@ -135,8 +165,17 @@
   }
 
   document.addEventListener("DOMContentLoaded", function () {
-    document.querySelectorAll("[data-toast]").forEach(wireToast);
-    document.querySelectorAll(".toast-message[data-message-id]").forEach(wireMessageToast);
+    // The result of the user's own action (a flash) comes first; inbox
+    // items wait for a page without one. Only the newest is shown.
+    var flash = document.querySelector("[data-toast]");
+    if (flash) {
+      showToast(flash, flash.getAttribute("data-toast") || "info");
+    } else {
+      var waiting = document.querySelectorAll(".toast-message[data-message-id]");
+      Array.prototype.forEach.call(waiting, function (t, i) {
+        if (i < waiting.length - 1) t.remove(); else wireMessageToast(t);
+      });
+    }
 
     // Browser notifications: a switch on the inbox page.
     var sw = document.getElementById("notify-toggle");

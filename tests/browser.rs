@@ -747,3 +747,77 @@ fn studio_journey_in_chromium() {
     b.script("window.scrollTo(0, 0); return true;");
     b.screenshot("18-studio-zh-CN");
 }
+
+/// The visible toasts' texts.
+fn toasts(b: &Browser) -> Vec<String> {
+    let v = b.script(
+        "return Array.from(document.querySelectorAll('#toasts .toast:not([hidden])')).map(t => t.textContent.replace('×', '').trim());",
+    );
+    serde_json::from_value(v).unwrap()
+}
+
+#[test]
+fn toasts_are_one_at_a_time_leave_by_themselves_and_show_inbox_items_once() {
+    let Some(s) = start("toasts_are_one_at_a_time_leave_by_themselves_and_show_inbox_items_once")
+    else {
+        return;
+    };
+    let (b, app_url) = (&s.b, &s.app_url);
+    sign_in_new_user(&s, "toast@example.com", "Toast", "/studio");
+    b.wait_text("Generate");
+    // The sign-in's own notice is the one toast; a new one replaces it.
+    wait_for("the sign-in toast", || toasts(b).len() == 1);
+    b.script("window.novartToast('Queued: 2 images on the way.', 'success'); window.novartToast('Canceled.', 'info');");
+    assert_eq!(toasts(b), ["Canceled."]);
+    // It leaves by itself.
+    wait_for("the toast to leave", || toasts(b).is_empty());
+    // An error stays until dismissed.
+    b.script("window.novartToast('The upload failed.', 'error');");
+    std::thread::sleep(Duration::from_secs(8));
+    assert_eq!(toasts(b), ["The upload failed."]);
+    b.script("document.querySelector('#toasts .toast-close').click();");
+    assert!(toasts(b).is_empty());
+
+    // An inbox item: a toast on the page it arrives on, and never again.
+    let out = Command::new(env!("CARGO_BIN_EXE_novart"))
+        .args([
+            "announce",
+            "--title",
+            "Maintenance tonight",
+            "--body",
+            "Back at 2:00.",
+            "--to",
+            "toast@example.com",
+        ])
+        .current_dir(s.dir.path())
+        .env("NOVART_STORAGE__DATA_DIR", s.dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    wait_for("the inbox toast", || {
+        toasts(b).iter().any(|t| t.contains("Maintenance tonight"))
+    });
+    for path in ["/studio", "/library", "/wallet"] {
+        b.goto(&format!("{app_url}{path}"));
+        b.wait_text("Novart Studio");
+        assert!(
+            !toasts(b).iter().any(|t| t.contains("Maintenance tonight")),
+            "shown once, not again on {path}"
+        );
+    }
+
+    // On a phone the toast keeps off the form: at the bottom it would cover
+    // Generate, so it goes to the top.
+    b.resize(390, 844);
+    b.goto(&format!("{app_url}/studio"));
+    b.wait_text("Generate");
+    b.script("document.querySelector('.studio-panel button[type=submit]').scrollIntoView({block: 'end'});");
+    b.script("window.novartToast('Your images are ready.', 'success');");
+    let covered = b.script(
+        "const t = document.querySelector('#toasts').getBoundingClientRect();
+         const g = document.querySelector('.studio-panel button[type=submit]').getBoundingClientRect();
+         return g.bottom > t.top && g.top < t.bottom;",
+    );
+    assert_eq!(covered, json!(false), "the toast covers Generate");
+    b.screenshot("28-toast-phone");
+}
