@@ -533,7 +533,7 @@ fn developer_center_in_chromium() {
     });
     assert!(b.source().contains("3 unread"), "the badge follows");
     b.screenshot("25-live-toast");
-    // Dismissed, it stays dismissed on the next page (localStorage).
+    // Shown once, it does not come back on the next page (localStorage).
     b.script("Array.from(document.querySelectorAll('.toast-message')).filter(t => t.textContent.includes('New models')).forEach(t => t.querySelector('.toast-close').click()); return 1;");
     b.goto(&format!("{app_url}/wallet"));
     b.wait_text("Wallet");
@@ -542,7 +542,7 @@ fn developer_center_in_chromium() {
         json!(0)
     );
     assert_eq!(
-        b.script("return localStorage.getItem('novart.toasts.dismissed') !== null;"),
+        b.script("return localStorage.getItem('novart.toasts.seen') !== null;"),
         json!(true)
     );
 
