@@ -21,12 +21,20 @@
   var T = window.novartText || function (k) { return k; };
   function plural(n, word) { return T(n === 1 ? word + "_one" : word, { n: n }); }
 
+  // Generate waits while the cost is over the balance, and says why.
+  var busy = false;
   function updateCost() {
     var m = current();
     var n = parseInt(el("n").value, 10) || 1;
-    el("cost-total").textContent = plural(m.price * n, "credits");
+    var cost = m.price * n;
+    el("cost-total").textContent = plural(cost, "credits");
     var available = parseInt(el("available").textContent, 10);
-    el("cost").classList.toggle("short", !isNaN(available) && m.price * n > available);
+    var short = !isNaN(available) && cost > available;
+    el("cost").classList.toggle("short", short);
+    el("generate").disabled = short || busy;
+    var why = el("generate-why");
+    why.hidden = !short;
+    why.textContent = short ? T("short_of_credits", { cost: plural(cost, "credits"), available: plural(available, "credits") }) : "";
   }
 
   // Credits change on submit and on refunds: ask the server, never guess.
@@ -221,6 +229,7 @@
     var seed = el("seed").value.trim();
     if (seed !== "") body.seed = Number(seed);
     form.querySelectorAll(".has-error").forEach(function (f) { f.classList.remove("has-error"); });
+    busy = true;
     btn.disabled = true;
     var spin = document.createElement("span");
     spin.className = "spinner"; spin.setAttribute("aria-hidden", "true");
@@ -232,7 +241,7 @@
     }).then(function (r) {
       return r.json().then(function (b) { return { ok: r.ok, body: b }; });
     }).then(function (res) {
-      btn.disabled = false; spin.remove();
+      busy = false; btn.disabled = false; spin.remove(); updateCost();
       if (!res.ok) {
         var e = res.body.error || {};
         var extra = e.code === "insufficient_balance" ? " " + T("see_wallet") : "";
@@ -251,7 +260,7 @@
       refreshCard(res.body.id);
       watch();
     }).catch(function () {
-      btn.disabled = false; spin.remove();
+      busy = false; btn.disabled = false; spin.remove(); updateCost();
       toast(T("unreachable"), "error");
     });
   }

@@ -821,3 +821,53 @@ fn toasts_are_one_at_a_time_leave_by_themselves_and_show_inbox_items_once() {
     assert_eq!(covered, json!(false), "the toast covers Generate");
     b.screenshot("28-toast-phone");
 }
+
+#[test]
+fn generate_waits_while_the_cost_is_over_the_balance() {
+    let Some(s) = start("generate_waits_while_the_cost_is_over_the_balance") else {
+        return;
+    };
+    let b = &s.b;
+    sign_in_new_user(&s, "short@example.com", "Short", "/studio");
+    b.wait_text("Generate");
+    // Leave 2 credits (the built-in model costs 1 per image).
+    let out = Command::new(env!("CARGO_BIN_EXE_novart"))
+        .args([
+            "credits",
+            "deduct",
+            "short@example.com",
+            "18",
+            "--reason",
+            "test",
+        ])
+        .current_dir(s.dir.path())
+        .env("NOVART_STORAGE__DATA_DIR", s.dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    b.goto(&format!("{}/studio", s.app_url));
+    b.wait_text("Generate");
+    let state = || {
+        b.script(
+            "return [document.getElementById('generate').disabled, document.getElementById('generate-why').hidden, document.getElementById('generate-why').textContent];",
+        )
+    };
+    assert_eq!(state()[0], json!(false), "1 image for 1 of 2 credits");
+    b.select("Images", "4");
+    let v = state();
+    assert_eq!((&v[0], &v[1]), (&json!(true), &json!(false)), "{v}");
+    assert!(
+        v[2].as_str().unwrap().contains("4 credits")
+            && v[2].as_str().unwrap().contains("2 credits"),
+        "{v}"
+    );
+    b.script("document.getElementById('generate').scrollIntoView({block: 'center'});");
+    b.screenshot("29-generate-short");
+    b.select("Images", "2");
+    let v = state();
+    assert_eq!((&v[0], &v[1]), (&json!(false), &json!(true)), "{v}");
+}
