@@ -545,3 +545,29 @@ fn the_sweep_removes_dead_sessions_and_keeps_live_ones() {
         "the live session still works"
     );
 }
+
+#[test]
+fn sessions_are_listed_by_browser_and_system() {
+    let t = TestApp::new();
+    t.signed_in_user("devices@example.com");
+    t.sign_in_elsewhere(
+        "devices@example.com",
+        PASSWORD,
+        "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0",
+    );
+    t.sign_in_elsewhere(
+        "devices@example.com",
+        PASSWORD,
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Mobile/15E148 Safari/604.1",
+    );
+    let page = t.page("/settings");
+    assert!(page.contains(">Firefox on Linux</strong>"), "{page}");
+    assert!(page.contains(">Safari on iOS</strong>"), "{page}");
+    // The full User-Agent is still there on hover.
+    assert!(
+        page.contains("title=\"Mozilla&#x2F;5.0 (X11; Linux x86_64; rv:133.0)"),
+        "{page}"
+    );
+    // The alert for the new device names it too.
+    assert!(t.page("/messages").contains("Firefox on Linux"));
+}

@@ -41,16 +41,62 @@ pub fn device_hash(ip: Option<&str>, user_agent: Option<&str>) -> String {
 }
 
 /// The inbox alert for a sign-in from an address or browser not seen before.
+/// A browser's User-Agent as people name it: ("Firefox", "Linux"). Either
+/// part is None when it cannot be told.
+pub fn device_name(user_agent: &str) -> (Option<&'static str>, Option<&'static str>) {
+    let ua = user_agent;
+    let has = |s: &str| ua.contains(s);
+    let browser = if has("Edg/") || has("EdgA/") || has("EdgiOS/") {
+        Some("Edge")
+    } else if has("OPR/") || has("Opera") {
+        Some("Opera")
+    } else if has("SamsungBrowser/") {
+        Some("Samsung Internet")
+    } else if has("Firefox/") || has("FxiOS/") {
+        Some("Firefox")
+    } else if has("CriOS/") || has("Chrome/") {
+        Some(if has("Chromium/") {
+            "Chromium"
+        } else {
+            "Chrome"
+        })
+    } else if has("Safari/") && has("Version/") {
+        Some("Safari")
+    } else if ua.starts_with("curl/") {
+        Some("curl")
+    } else if ua.starts_with("python-requests/") || ua.starts_with("Python-urllib/") {
+        Some("Python")
+    } else {
+        None
+    };
+    let os = if has("iPhone") || has("iPad") || has("iPod") {
+        Some("iOS")
+    } else if has("Android") {
+        Some("Android")
+    } else if has("CrOS") {
+        Some("ChromeOS")
+    } else if has("Windows") {
+        Some("Windows")
+    } else if has("Mac OS X") || has("Macintosh") {
+        Some("macOS")
+    } else if has("Linux") || has("X11") {
+        Some("Linux")
+    } else {
+        None
+    };
+    (browser, os)
+}
+
 pub fn new_device_alert(
     ip: Option<&str>,
     user_agent: Option<&str>,
     now: i64,
 ) -> (&'static str, String) {
-    let ua: String = user_agent
-        .unwrap_or("an unknown browser")
-        .chars()
-        .take(160)
-        .collect();
+    let ua: String = match user_agent.map(|ua| (ua, device_name(ua))) {
+        Some((_, (Some(b), Some(os)))) => format!("{b} on {os}"),
+        Some((raw, _)) => raw.chars().take(160).collect(),
+        None => "an unknown browser".into(),
+    };
     (
         "New sign-in to your account",
         format!(
@@ -149,4 +195,27 @@ pub fn sweep(conn: &Connection, config: &Config, now: i64) -> AppResult<usize> {
     let n = db::sessions::delete_expired(conn, now, idle_secs(config))?;
     db::tokens::delete_stale(conn, now - 7 * 24 * 3600)?;
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::device_name;
+
+    #[test]
+    fn browsers_are_named_as_people_name_them() {
+        for (ua, want) in [
+            ("Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0", (Some("Firefox"), Some("Linux"))),
+            ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36", (Some("Chrome"), Some("Windows"))),
+            ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36 Edg/131.0.0.0", (Some("Edge"), Some("Windows"))),
+            ("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Safari/605.1.15", (Some("Safari"), Some("macOS"))),
+            ("Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Mobile/15E148 Safari/604.1", (Some("Safari"), Some("iOS"))),
+            ("Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Mobile Safari/537.36", (Some("Chrome"), Some("Android"))),
+            ("Mozilla/5.0 (Linux; Android 14; SM-S921B) AppleWebKit/537.36 (KHTML, like Gecko) SamsungBrowser/26.0 Chrome/122.0.0.0 Mobile Safari/537.36", (Some("Samsung Internet"), Some("Android"))),
+            ("Mozilla/5.0 (X11; CrOS x86_64 14541.0.0) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36", (Some("Chrome"), Some("ChromeOS"))),
+            ("curl/8.5.0", (Some("curl"), None)),
+            ("something else", (None, None)),
+        ] {
+            assert_eq!(device_name(ua), want, "{ua}");
+        }
+    }
 }

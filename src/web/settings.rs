@@ -59,10 +59,17 @@ pub(super) async fn settings_page(
     let list: Vec<_> = list
         .into_iter()
         .map(|s| {
+            let (browser, os) = s
+                .user_agent
+                .as_deref()
+                .map(crate::domain::sessions::device_name)
+                .unwrap_or((None, None));
             json!({
                 "id": s.id,
                 "ip": s.ip,
                 "user_agent": s.user_agent,
+                "browser": browser,
+                "os": os,
                 "created_at": s.created_at,
                 "last_seen_at": s.last_seen_at,
                 "current": s.id == current,
