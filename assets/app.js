@@ -21,6 +21,7 @@
     var box = document.getElementById("toasts");
     if (!box || !box.querySelector(".toast:not([hidden])")) return;
     box.classList.remove("at-top");
+    box.style.top = "";
     var r = box.getBoundingClientRect();
     var covered = Array.prototype.some.call(
       document.querySelectorAll("main input, main textarea, main select, main button, main .btn"),
@@ -28,7 +29,13 @@
         var e = el.getBoundingClientRect();
         return e.width > 0 && e.bottom > r.top && e.top < r.bottom && e.right > r.left && e.left < r.right;
       });
-    if (covered) box.classList.add("at-top");
+    if (covered) {
+      box.classList.add("at-top");
+      // Below the site's header while it is on screen.
+      var header = document.querySelector(".topbar");
+      var below = header ? header.getBoundingClientRect().bottom : 0;
+      if (below > 0) box.style.top = Math.round(below + 8) + "px";
+    }
   }
   var placing = false;
   function placeSoon() {
