@@ -170,12 +170,19 @@ fn create_run_fetch_and_download_a_task() {
 
     let r = app.get(&format!("{url}/preview"));
     assert_eq!(r.content_type(), Some(ContentType::JPEG));
+    // Downloads are named after the prompt and the seed (and the image's
+    // place in its task after the first).
     let r = app.get(&format!("{url}/download"));
-    assert!(r
+    let disposition = r
         .headers()
         .get_one("Content-Disposition")
         .unwrap()
-        .starts_with("attachment; filename=\"novart-img_"));
+        .to_string();
+    assert!(
+        disposition.starts_with("attachment; filename=\"a-galaxy-of-stars-5")
+            && disposition.contains(".png\"; filename*=UTF-8''a-galaxy-of-stars-5"),
+        "{disposition}"
+    );
     let downloads: i64 = app
         .db()
         .query_row("SELECT max(downloads) FROM assets", [], |r| r.get(0))
@@ -690,4 +697,44 @@ fn studio_cards_follow_each_change_and_each_viewer() {
     novart::domain::wallet::grant(&mut t.db.get().unwrap(), a, 7, false, "test", "credits")
         .unwrap();
     assert_eq!(balance(&page(&a1, "en")), (before + 7).to_string());
+}
+
+#[test]
+fn downloads_are_named_after_the_prompt_and_seed_in_any_script() {
+    let app = app();
+    app.signed_in_user("names@example.com");
+    let r = api(
+        &app,
+        "POST",
+        "/api/v1/tasks",
+        Some(json!({"prompt": "月光下的灯塔, \"oil\" painting", "n": 2, "seed": 77})),
+    );
+    assert_eq!(r.status(), Status::Created);
+    let a = json_of(r)["id"].as_str().unwrap().to_string();
+    let state = app.client.rocket().state::<novart::App>().unwrap();
+    while state.engine.process_one("w").unwrap() {}
+    let v = json_of(api(&app, "GET", &format!("/api/v1/tasks/{a}"), None));
+    let names: Vec<String> = v["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            let url = common::local_path(o["url"].as_str().unwrap());
+            let path = url.split('?').next().unwrap().to_string();
+            app.get(&format!("{path}/download"))
+                .headers()
+                .get_one("Content-Disposition")
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        names[0],
+        "attachment; filename=\"oil-painting-77.png\"; filename*=UTF-8''%E6%9C%88%E5%85%89%E4%B8%8B%E7%9A%84%E7%81%AF%E5%A1%94-oil-painting-77.png"
+    );
+    assert!(
+        names[1].starts_with("attachment; filename=\"oil-painting-77-2.png\""),
+        "{}",
+        names[1]
+    );
 }

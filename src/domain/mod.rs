@@ -14,6 +14,7 @@ pub mod codes;
 pub mod csrf;
 pub mod deletion;
 pub mod doctor;
+pub mod download_names;
 pub mod email_change;
 pub mod export;
 pub mod gallery;

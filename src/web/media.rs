@@ -109,7 +109,7 @@ async fn serve(
     };
     let owner = me.0.map(|s| s.user.id);
     let (id_owned, config, share) = (id.to_string(), app.config.clone(), signed.share);
-    let asset = app
+    let (asset, name) = app
         .db
         .run(move |conn| {
             let a = crate::db::assets::by_public_id(conn, &id_owned)?
@@ -126,10 +126,14 @@ async fn serve(
                     AppError::NotFound
                 });
             }
-            if variant == Variant::Download {
+            let name = if variant == Variant::Download {
                 assets::record_download(conn, &a)?;
-            }
-            Ok(a)
+                let ext = if a.mime == "image/jpeg" { "jpg" } else { "png" };
+                Some(crate::domain::download_names::for_asset(conn, &a, ext)?)
+            } else {
+                None
+            };
+            Ok((a, name))
         })
         .await?;
     let rel = match variant {
@@ -144,14 +148,19 @@ async fn serve(
     let bytes = crate::domain::vault::open(&config, bytes)?;
     let jpeg =
         (variant == Variant::Preview && asset.preview_path.is_some()) || asset.mime == "image/jpeg";
-    let (content_type, ext) = if jpeg {
-        (ContentType::JPEG, "jpg")
+    let content_type = if jpeg {
+        ContentType::JPEG
     } else {
-        (ContentType::PNG, "png")
+        ContentType::PNG
     };
-    let disposition = match variant {
-        Variant::Download => format!("attachment; filename=\"novart-{}.{ext}\"", asset.public_id),
-        _ => "inline".to_string(),
+    let disposition = match name {
+        // RFC 6266: an ASCII name for every client, the full one (any
+        // script) for those that read filename*.
+        Some((full, ascii)) => format!(
+            "attachment; filename=\"{ascii}\"; filename*=UTF-8''{}",
+            crate::templates::urlencode(&full)
+        ),
+        None => "inline".to_string(),
     };
     let tag = if variant == Variant::Preview {
         "p"
