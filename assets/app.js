@@ -249,16 +249,28 @@
     // The image viewer: any [data-viewer] thumbnail opens the <dialog>.
     var viewer = document.getElementById("viewer");
     if (viewer && typeof viewer.showModal === "function") {
-      document.addEventListener("click", function (ev) {
-        var t = ev.target.closest ? ev.target.closest("[data-viewer]") : null;
-        if (!t) return;
-        ev.preventDefault();
+      // Previous and next walk the page's images in order: buttons, the
+      // arrow keys and a swipe.
+      var shown = null;
+      var all = function () { return Array.prototype.slice.call(document.querySelectorAll("[data-viewer]")); };
+      var step = function (by) {
+        var list = all(), i = list.indexOf(shown);
+        if (i < 0 || !list[i + by]) return;
+        open(list[i + by]);
+      };
+      var open = function (t) {
+        shown = t;
         var img = document.getElementById("viewer-img");
         var thumb = t.querySelector("img");
         img.src = t.getAttribute("data-full");
         img.alt = thumb ? thumb.alt : "";
         if (thumb) { img.width = thumb.width; img.height = thumb.height; }
-        document.getElementById("viewer-prompt").textContent = t.getAttribute("data-prompt") || "";
+        document.getElementById("viewer-title").textContent = t.getAttribute("data-prompt") || T("image");
+        var list = all(), i = list.indexOf(t);
+        document.getElementById("viewer-prev").hidden = i <= 0;
+        document.getElementById("viewer-next").hidden = i >= list.length - 1;
+        document.getElementById("viewer-position").textContent =
+          list.length > 1 ? T("viewer_position", { n: i + 1, total: list.length }) : "";
         document.getElementById("viewer-meta").textContent = t.getAttribute("data-meta") || "";
         document.getElementById("viewer-download").href = t.getAttribute("data-download");
         document.getElementById("viewer-reuse").href = t.getAttribute("data-reuse") || "/studio";
@@ -268,7 +280,27 @@
           del.hidden = !url;
           if (url) del.action = url;
         }
-        viewer.showModal();
+        if (!viewer.open) viewer.showModal();
+      };
+      document.addEventListener("click", function (ev) {
+        var t = ev.target.closest ? ev.target.closest("[data-viewer]") : null;
+        if (!t) return;
+        ev.preventDefault();
+        open(t);
+      });
+      document.getElementById("viewer-prev").addEventListener("click", function () { step(-1); });
+      document.getElementById("viewer-next").addEventListener("click", function () { step(1); });
+      viewer.addEventListener("keydown", function (ev) {
+        if (ev.key === "ArrowLeft") { ev.preventDefault(); step(-1); }
+        if (ev.key === "ArrowRight") { ev.preventDefault(); step(1); }
+      });
+      var touchX = null;
+      viewer.addEventListener("touchstart", function (ev) { touchX = ev.touches.length === 1 ? ev.touches[0].clientX : null; }, { passive: true });
+      viewer.addEventListener("touchend", function (ev) {
+        if (touchX === null || !ev.changedTouches.length) return;
+        var dx = ev.changedTouches[0].clientX - touchX;
+        touchX = null;
+        if (Math.abs(dx) > 50) step(dx < 0 ? 1 : -1);
       });
       document.getElementById("viewer-close").addEventListener("click", function () { viewer.close(); });
       viewer.addEventListener("click", function (ev) { if (ev.target === viewer) viewer.close(); });

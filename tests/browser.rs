@@ -646,8 +646,56 @@ fn studio_journey_in_chromium() {
         b.script("const i = document.getElementById('viewer-img'); return i.complete && i.naturalWidth === 1024;") == json!(true)
     });
     b.screenshot("12-viewer");
-    b.call("POST", "/actions", Some(json!({ "actions": [{ "type": "key", "id": "kb", "actions": [
-        { "type": "keyDown", "value": "\u{E00C}" }, { "type": "keyUp", "value": "\u{E00C}" } ] }] })));
+    // The heading is the prompt; the arrow keys and the buttons walk the
+    // images, and the ends have no button past them.
+    let viewer_state = || {
+        b.script("const v = k => document.getElementById(k); return [v('viewer-title').textContent, v('viewer-img').getAttribute('src'), v('viewer-prev').hidden, v('viewer-next').hidden, v('viewer-position').textContent];")
+    };
+    let first = viewer_state();
+    assert!(
+        first[0]
+            .as_str()
+            .unwrap()
+            .starts_with("a sunset over the ocean"),
+        "{first}"
+    );
+    assert_eq!(
+        (&first[2], &first[3]),
+        (&json!(true), &json!(false)),
+        "{first}"
+    );
+    assert_eq!(first[4], "1 of 2");
+    let key = |code: &str| {
+        b.call(
+            "POST",
+            "/actions",
+            Some(
+                json!({ "actions": [{ "type": "key", "id": "kb", "actions": [
+            { "type": "keyDown", "value": code }, { "type": "keyUp", "value": code } ] }] }),
+            ),
+        );
+    };
+    key("\u{E014}"); // ArrowRight
+    let second = viewer_state();
+    assert_ne!(second[1], first[1], "another image");
+    assert_eq!(
+        (&second[2], &second[3], &second[4]),
+        (&json!(false), &json!(true), &json!("2 of 2")),
+        "{second}"
+    );
+    b.script("document.getElementById('viewer-prev').click();");
+    assert_eq!(viewer_state()[1], first[1]);
+    key("\u{E012}"); // ArrowLeft at the first image: nothing before it
+    assert_eq!(viewer_state()[1], first[1]);
+    // The close button is on screen, at desktop and phone sizes.
+    for (w, h) in [(1280, 800), (390, 844)] {
+        b.resize(w, h);
+        let on_screen = b.script("const r = document.getElementById('viewer-close').getBoundingClientRect(); return r.top >= 0 && r.right <= window.innerWidth && r.bottom <= window.innerHeight && r.width > 0;");
+        assert_eq!(on_screen, json!(true), "{w}x{h}");
+    }
+    b.screenshot("12b-viewer-phone");
+    b.resize(1280, 800);
+    key("\u{E00C}");
     wait_for("the viewer to close", || {
         b.script("return document.getElementById('viewer').open;") == json!(false)
     });
