@@ -19,6 +19,22 @@
   }
 
   var T = window.novartText || function (k) { return k; };
+
+  // Beside the results the panel ends at the window's bottom edge (it
+  // scrolls on its own, its action bar always on screen); on one column it
+  // is part of the page.
+  var wide = window.matchMedia ? window.matchMedia("(min-width: 901px)") : null;
+  var fitting = false;
+  function fitPanel() {
+    fitting = false;
+    if (!wide || !wide.matches) { form.style.maxHeight = ""; return; }
+    var top = Math.max(form.getBoundingClientRect().top, 16);
+    form.style.maxHeight = Math.max(240, window.innerHeight - top - 16) + "px";
+  }
+  function fitSoon() { if (!fitting) { fitting = true; window.requestAnimationFrame(fitPanel); } }
+  window.addEventListener("scroll", fitSoon, { passive: true });
+  window.addEventListener("resize", fitSoon);
+  fitPanel();
   function plural(n, word) { return T(n === 1 ? word + "_one" : word, { n: n }); }
 
   // Generate waits while the cost is over the balance, and says why.
@@ -169,6 +185,9 @@
   // ---- task cards ----
   var tasks = el("tasks");
 
+  // A card the creator just made is brought into view (without moving the
+  // form: only when it is off screen).
+  var bringIntoView = {};
   function placeCard(html, id) {
     var tmp = document.createElement("div");
     tmp.innerHTML = html.trim();
@@ -176,6 +195,14 @@
     var old = document.getElementById("task-" + id);
     if (old) old.replaceWith(card); else tasks.prepend(card);
     el("tasks-empty").hidden = true;
+    if (bringIntoView[id]) {
+      delete bringIntoView[id];
+      var r = card.getBoundingClientRect();
+      if (r.top < 0 || r.bottom > window.innerHeight) {
+        var still = window.matchMedia && window.matchMedia("(prefers-reduced-motion: reduce)").matches;
+        card.scrollIntoView({ block: "nearest", behavior: still ? "auto" : "smooth" });
+      }
+    }
     return card;
   }
 
@@ -257,6 +284,7 @@
       }
       toast(T("queued", { images: plural(res.body.n, "images") }), "success");
       refreshBalance();
+      bringIntoView[res.body.id] = true;
       refreshCard(res.body.id);
       watch();
     }).catch(function () {

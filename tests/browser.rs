@@ -617,6 +617,8 @@ fn studio_journey_in_chromium() {
 
     // Write a prompt, pick 16:9 and two images; the cost follows.
     b.fill("Prompt", "a sunset over the ocean, warm light, calm water");
+    // As a person would: scroll the choice out from under the action bar.
+    b.script("document.querySelector('label[for=\"ar-16-9\"]').scrollIntoView({block: 'center'});");
     let wide = b.xpath("//label[normalize-space()='16:9']");
     b.call("POST", &format!("/element/{wide}/click"), None);
     b.select("Images", "2");
@@ -918,4 +920,58 @@ fn generate_waits_while_the_cost_is_over_the_balance() {
     b.select("Images", "2");
     let v = state();
     assert_eq!((&v[0], &v[1]), (&json!(false), &json!(true)), "{v}");
+}
+
+/// Whether the element's box is wholly inside the window.
+fn on_screen(b: &Browser, selector: &str) -> bool {
+    b.script(&format!(
+        "const r = document.querySelector({selector:?}).getBoundingClientRect(); return r.width > 0 && r.top >= 0 && r.bottom <= window.innerHeight;"
+    )) == json!(true)
+}
+
+#[test]
+fn generate_is_always_reachable_and_a_new_card_comes_into_view() {
+    let Some(s) = start("generate_is_always_reachable_and_a_new_card_comes_into_view") else {
+        return;
+    };
+    let (b, app_url) = (&s.b, &s.app_url);
+    sign_in_new_user(&s, "reach@example.com", "Reach", "/studio");
+    b.wait_text("Generate");
+    for (w, h, name) in [
+        (1280, 800, "30-studio-actions"),
+        (390, 844, "31-studio-actions-phone"),
+    ] {
+        b.resize(w, h);
+        b.goto(&format!("{app_url}/studio"));
+        b.wait_text("Generate");
+        assert!(on_screen(b, "#generate"), "Generate on screen at {w}x{h}");
+        assert!(on_screen(b, "#cost"), "the cost beside it at {w}x{h}");
+        // Opening more options does not push it away.
+        b.script("document.querySelector('details.more').open = true;");
+        assert!(
+            on_screen(b, "#generate"),
+            "with more options open at {w}x{h}"
+        );
+        b.screenshot(name);
+    }
+    // On the phone, a new task's card is brought into view.
+    b.fill("Prompt", "a paper boat on a puddle");
+    b.select("Images", "4");
+    b.click_button("Generate");
+    wait_for("the new card", || {
+        b.script("return document.querySelectorAll('.task-card').length;") == json!(1)
+    });
+    wait_for("the card in view", || {
+        b.script("const r = document.querySelector('.task-card').getBoundingClientRect(); return r.top < window.innerHeight && r.bottom > 0;")
+            == json!(true)
+    });
+    // Four images sit in a grid, not one long column.
+    wait_for("the images", || {
+        b.script("return document.querySelectorAll('.task-card .thumb img').length;") == json!(4)
+    });
+    let columns = b.script(
+        "const xs = Array.from(document.querySelectorAll('.task-card .thumb')).map(t => Math.round(t.getBoundingClientRect().left)); return new Set(xs).size;",
+    );
+    assert_eq!(columns, json!(2), "two columns on a phone");
+    b.screenshot("32-studio-phone-grid");
 }
