@@ -738,3 +738,35 @@ fn downloads_are_named_after_the_prompt_and_seed_in_any_script() {
         names[1]
     );
 }
+
+#[test]
+fn the_library_searches_prompts_and_counts_what_it_shows() {
+    let app = app();
+    app.signed_in_user("search@example.com");
+    for (prompt, n) in [("a paper BOAT on a puddle", 2), ("a red fox in snow", 1)] {
+        let r = api(
+            &app,
+            "POST",
+            "/api/v1/tasks",
+            Some(json!({ "prompt": prompt, "n": n })),
+        );
+        assert_eq!(r.status(), Status::Created);
+    }
+    let state = app.client.rocket().state::<novart::App>().unwrap();
+    while state.engine.process_one("w").unwrap() {}
+    let page = app.page("/library");
+    assert!(page.contains("3 images"), "{page}");
+    assert!(page.contains("the oldest is deleted in"), "{page}");
+    let page = app.page("/library?q=boat");
+    assert!(
+        page.contains("a paper BOAT") && !page.contains("a red fox"),
+        "{page}"
+    );
+    assert!(page.contains("2 images"), "{page}");
+    assert!(
+        page.contains("value=\"boat\""),
+        "the search stays in its field"
+    );
+    let page = app.page("/library?q=zebra");
+    assert!(page.contains("No images match this filter"), "{page}");
+}

@@ -136,30 +136,57 @@ pub struct LibraryItem {
 }
 
 /// A user's results (with their task's model and prompt), newest first.
+/// Which of a user's images a library page shows.
+#[derive(Debug, Clone, Default)]
+pub struct LibraryFilter {
+    pub model: Option<String>,
+    /// Made at or after (unix seconds).
+    pub since: Option<i64>,
+    /// Words the prompt contains (case-insensitive for ASCII letters).
+    pub text: Option<String>,
+}
+
 pub fn results_for_user(
     conn: &Connection,
     user: UserId,
-    model: Option<&str>,
-    since: Option<i64>,
+    f: &LibraryFilter,
     before: Option<AssetId>,
     limit: u32,
 ) -> AppResult<Vec<LibraryItem>> {
     let sql = format!(
         "SELECT {COLUMNS}, t.model, t.prompt, t.public_id FROM assets a JOIN tasks t ON t.id = a.task_id
          WHERE a.user_id = ?1 AND a.kind = 'result' AND (?2 IS NULL OR t.model = ?2) AND (?3 IS NULL OR a.id < ?3)
-           AND (?5 IS NULL OR a.created_at >= ?5)
+           AND (?5 IS NULL OR a.created_at >= ?5) AND (?6 IS NULL OR instr(lower(t.prompt), lower(?6)) > 0)
          ORDER BY a.id DESC LIMIT ?4"
     );
     let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(params![user, model, before, limit, since], |r| {
-        Ok(LibraryItem {
-            asset: from_row(r)?,
-            model: r.get(16)?,
-            prompt: r.get(17)?,
-            task_public_id: r.get(18)?,
-        })
-    })?;
+    let rows = stmt.query_map(
+        params![user, f.model, before, limit, f.since, f.text],
+        |r| {
+            Ok(LibraryItem {
+                asset: from_row(r)?,
+                model: r.get(16)?,
+                prompt: r.get(17)?,
+                task_public_id: r.get(18)?,
+            })
+        },
+    )?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// How many images a filter matches, and when the first of them expires.
+pub fn results_summary(
+    conn: &Connection,
+    user: UserId,
+    f: &LibraryFilter,
+) -> AppResult<(i64, Option<i64>)> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT count(*), min(a.expires_at) FROM assets a JOIN tasks t ON t.id = a.task_id
+             WHERE a.user_id = ?1 AND a.kind = 'result' AND (?2 IS NULL OR t.model = ?2)
+               AND (?3 IS NULL OR a.created_at >= ?3) AND (?4 IS NULL OR instr(lower(t.prompt), lower(?4)) > 0)",
+        )?
+        .query_row(params![user, f.model, f.since, f.text], |r| Ok((r.get(0)?, r.get(1)?)))?)
 }
 
 pub fn count_download(conn: &Connection, id: AssetId) -> AppResult<()> {

@@ -356,20 +356,30 @@ async fn library(page: PageCtx<'_>, me: CurrentUser, uri: &Origin<'_>) -> AppRes
     let since = period
         .as_deref()
         .map(|p| now() - if p == "hour" { 3600 } else { 86_400 });
-    let (user, m) = (me.0.user.id, model.clone());
+    let text = query_param(uri, "q")
+        .map(|q| q.trim().chars().take(200).collect::<String>())
+        .filter(|q| !q.is_empty());
+    let filter = db::assets::LibraryFilter {
+        model: model.clone(),
+        since,
+        text: text.clone(),
+    };
+    let user = me.0.user.id;
     const PAGE: u32 = 48;
-    let rows = page
+    let (rows, (total, first_expiry)) = page
         .app
         .db
         .run(move |conn| {
-            db::assets::results_for_user(
-                conn,
-                user,
-                m.as_deref(),
-                since,
-                before.map(crate::model::AssetId),
-                PAGE,
-            )
+            Ok((
+                db::assets::results_for_user(
+                    conn,
+                    user,
+                    &filter,
+                    before.map(crate::model::AssetId),
+                    PAGE,
+                )?,
+                db::assets::results_summary(conn, user, &filter)?,
+            ))
         })
         .await?;
     let next = (rows.len() == PAGE as usize)
@@ -387,6 +397,9 @@ async fn library(page: PageCtx<'_>, me: CurrentUser, uri: &Origin<'_>) -> AppRes
             "models": page.app.engine.catalog.models.iter().map(|m| json!({ "id": m.id, "name": model_name(&page, &m.id) })).collect::<Vec<_>>(),
             "model": model,
             "since": period,
+            "q": text,
+            "total": total,
+            "first_expiry": first_expiry.map(|t| crate::templates::time_left(page.app.templates.catalogs(), page.lang, t - now())),
             "next": next,
             "allow_delete": true,
             "result_hours": page.app.config.storage.result_retention_hours,
