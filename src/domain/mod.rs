@@ -32,6 +32,7 @@ pub mod reqlog;
 pub mod retention;
 pub mod secrets;
 pub mod sessions;
+pub mod sign_in;
 pub mod ssrf;
 pub mod stats;
 pub mod submission;
