@@ -405,6 +405,21 @@ fn account_journey_in_chromium() {
     b.wait_text("Hello, Browser Artist.");
 }
 
+/// Runs the admin CLI on the session's data directory; it must succeed.
+fn cli(s: &Session, args: &[&str]) {
+    let out = Command::new(env!("CARGO_BIN_EXE_novart"))
+        .args(args)
+        .current_dir(s.dir.path())
+        .env("NOVART_STORAGE__DATA_DIR", s.dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "novart {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Creates a verified account with the CLI and signs in, landing on `next`.
 fn sign_in_new_user(s: &Session, email: &str, name: &str, next: &str) {
     let data = s.dir.path().join("data");
@@ -477,19 +492,16 @@ fn developer_center_in_chromium() {
     b.screenshot("23-docs-api");
 
     // An announcement shows in the inbox with the unread badge.
-    let out = Command::new(env!("CARGO_BIN_EXE_novart"))
-        .args([
+    cli(
+        &s,
+        &[
             "announce",
             "--title",
             "Maintenance tonight",
             "--body",
             "The studio pauses at 02:00 UTC for ten minutes.",
-        ])
-        .current_dir(s.dir.path())
-        .env("NOVART_STORAGE__DATA_DIR", s.dir.path().join("data"))
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+        ],
+    );
     b.goto(&format!("{app_url}/messages"));
     b.wait_text("Maintenance tonight");
     assert!(
@@ -511,8 +523,9 @@ fn developer_center_in_chromium() {
     // A new message arrives live on another page: a toast and a new count.
     b.goto(&format!("{app_url}/library"));
     b.wait_text("Library");
-    let out = Command::new(env!("CARGO_BIN_EXE_novart"))
-        .args([
+    cli(
+        &s,
+        &[
             "announce",
             "--title",
             "New models this week",
@@ -520,12 +533,8 @@ fn developer_center_in_chromium() {
             "Two new styles are in the studio.",
             "--to",
             "dev@example.com",
-        ])
-        .current_dir(s.dir.path())
-        .env("NOVART_STORAGE__DATA_DIR", s.dir.path().join("data"))
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+        ],
+    );
     wait_for("the live toast", || {
         b.script("return Array.from(document.querySelectorAll('.toast-message:not([hidden])')).map(t => t.textContent).join(' | ');")
             .as_str()
@@ -547,20 +556,17 @@ fn developer_center_in_chromium() {
     );
 
     // Suspended: signed out at once; signing in again shows why and until when.
-    let out = Command::new(env!("CARGO_BIN_EXE_novart"))
-        .args([
+    cli(
+        &s,
+        &[
             "ban",
             "dev@example.com",
             "--for",
             "7d",
             "--reason",
             "Automated requests for forged documents",
-        ])
-        .current_dir(s.dir.path())
-        .env("NOVART_STORAGE__DATA_DIR", s.dir.path().join("data"))
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+        ],
+    );
     b.goto(&format!("{app_url}/login?next=%2Fstudio"));
     b.fill("E-mail address", "dev@example.com");
     b.fill("Password", "maker passphrase 1");
@@ -573,8 +579,9 @@ fn developer_center_in_chromium() {
 
     // A narrower restriction stands next to the ban; the banner names both
     // and leads to Settings, where each can be appealed once.
-    let out = Command::new(env!("CARGO_BIN_EXE_novart"))
-        .args([
+    cli(
+        &s,
+        &[
             "ban",
             "dev@example.com",
             "--scope",
@@ -583,12 +590,8 @@ fn developer_center_in_chromium() {
             "30d",
             "--reason",
             "Uploads of other people's documents",
-        ])
-        .current_dir(s.dir.path())
-        .env("NOVART_STORAGE__DATA_DIR", s.dir.path().join("data"))
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+        ],
+    );
     b.goto(&format!("{app_url}/library"));
     b.wait_text("You may not upload reference images until");
     b.goto(&format!("{app_url}/settings#restrictions-h"));
@@ -829,8 +832,9 @@ fn toasts_are_one_at_a_time_leave_by_themselves_and_show_inbox_items_once() {
     assert!(toasts(b).is_empty());
 
     // An inbox item: a toast on the page it arrives on, and never again.
-    let out = Command::new(env!("CARGO_BIN_EXE_novart"))
-        .args([
+    cli(
+        &s,
+        &[
             "announce",
             "--title",
             "Maintenance tonight",
@@ -838,12 +842,8 @@ fn toasts_are_one_at_a_time_leave_by_themselves_and_show_inbox_items_once() {
             "Back at 2:00.",
             "--to",
             "toast@example.com",
-        ])
-        .current_dir(s.dir.path())
-        .env("NOVART_STORAGE__DATA_DIR", s.dir.path().join("data"))
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+        ],
+    );
     wait_for("the inbox toast", || {
         toasts(b).iter().any(|t| t.contains("Maintenance tonight"))
     });
@@ -881,23 +881,16 @@ fn generate_waits_while_the_cost_is_over_the_balance() {
     sign_in_new_user(&s, "short@example.com", "Short", "/studio");
     b.wait_text("Generate");
     // Leave 2 credits (the built-in model costs 1 per image).
-    let out = Command::new(env!("CARGO_BIN_EXE_novart"))
-        .args([
+    cli(
+        &s,
+        &[
             "credits",
             "deduct",
             "short@example.com",
             "18",
             "--reason",
             "test",
-        ])
-        .current_dir(s.dir.path())
-        .env("NOVART_STORAGE__DATA_DIR", s.dir.path().join("data"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
     );
     b.goto(&format!("{}/studio", s.app_url));
     b.wait_text("Generate");
