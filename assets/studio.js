@@ -134,9 +134,16 @@
   });
 
   // ---- reference images ----
+  // On touch screens there is nothing to drop onto: the hint says choose.
+  var hint = el("refs-hint");
+  if (window.matchMedia && window.matchMedia("(pointer: coarse)").matches && hint.getAttribute("data-touch")) {
+    hint.textContent = hint.getAttribute("data-touch");
+  }
+  var noneChosen = el("refs-chosen").textContent;
   function renderRefs() {
     var list = el("ref-list");
     list.innerHTML = "";
+    el("refs-chosen").textContent = refs.length ? T("references_chosen", { n: refs.length }) : noneChosen;
     refs.forEach(function (r, i) {
       var li = document.createElement("li");
       li.className = "ref-chip";
