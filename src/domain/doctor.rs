@@ -100,39 +100,17 @@ pub fn config_warnings(config: &Config) -> Vec<String> {
 /// The configured image services that do not accept a connection now (a
 /// TCP connect to each, at most `timeout`, all at once).
 pub fn unreachable_providers(config: &Config, timeout: std::time::Duration) -> Vec<String> {
-    use std::net::ToSocketAddrs;
     let (providers, _) = config.catalogue();
+    // The URL read and resolved as the webhook guard does (private
+    // addresses allowed: image servers usually are), then one connect.
     let probe = |url: &str| -> Result<(), String> {
-        let (https, rest) = match url.split_once("://") {
-            Some(("https", r)) => (true, r),
-            Some((_, r)) => (false, r),
-            None => return Err("not a URL".into()),
-        };
-        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-        let authority = authority.rsplit('@').next().unwrap_or(authority);
-        let default_port = if https { 443 } else { 80 };
-        let (host, port) = match authority.strip_prefix('[') {
-            Some(v6) => {
-                let (h, after) = v6.split_once(']').unwrap_or((v6, ""));
-                (
-                    h,
-                    after
-                        .strip_prefix(':')
-                        .and_then(|p| p.parse().ok())
-                        .unwrap_or(default_port),
-                )
-            }
-            None => match authority.rsplit_once(':') {
-                Some((h, p)) => (h, p.parse().map_err(|_| format!("bad port {p:?}"))?),
-                None => (authority, default_port),
-            },
-        };
-        let addr = (host, port)
-            .to_socket_addrs()
-            .map_err(|e| format!("cannot resolve {host}: {e}"))?
-            .next()
-            .ok_or_else(|| format!("{host} has no address"))?;
-        std::net::TcpStream::connect_timeout(&addr, timeout)
+        let target = super::ssrf::resolve(
+            super::ssrf::check_form(url)?,
+            &super::ssrf::SystemResolver,
+            true,
+        )?;
+        let addr = target.addrs.first().ok_or("no address")?;
+        std::net::TcpStream::connect_timeout(addr, timeout)
             .map(|_| ())
             .map_err(|e| format!("{addr}: {e}"))
     };
