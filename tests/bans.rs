@@ -490,15 +490,9 @@ fn the_live_stream_delivers_new_messages() {
     let srv = live(|c| c.queue.workers = 0);
     let app = novart::App::new(srv.config.clone()).unwrap();
     let (user, _) = make_user(&app, "listener@example.com", 0);
-    let (cookie, csrf, _) = common::live_session(&srv, &app, user);
-    let page = http()
-        .get(&format!("{}/messages", srv.base))
-        .header("Cookie", &cookie)
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_to_string()
-        .unwrap();
+    let common::LiveSession {
+        cookie, csrf, page, ..
+    } = common::live_session(&srv, &app, user);
     assert!(page.contains("data-live data-messages-after=\""));
 
     let open = |last_event_id: Option<&str>| {

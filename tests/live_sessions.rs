@@ -17,7 +17,12 @@ fn open_stream(
     app: &novart::App,
     user: UserId,
 ) -> (BufReader<std::net::TcpStream>, novart::model::SessionId) {
-    let (cookie, csrf, session) = common::live_session(srv, app, user);
+    let common::LiveSession {
+        cookie,
+        csrf,
+        id: session,
+        ..
+    } = common::live_session(srv, app, user);
     let addr = srv.base.trim_start_matches("http://").to_string();
     let mut s = std::net::TcpStream::connect(&addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();

@@ -488,14 +488,21 @@ pub fn cookies_of(r: &ureq::http::Response<ureq::Body>) -> String {
         .join("; ")
 }
 
-/// A fresh session of `user` on a live server: its Cookie header, the CSRF
-/// token its pages carry, and its id.
+/// A fresh session on a live server, as a browser holds it.
 #[allow(dead_code)]
-pub fn live_session(
-    srv: &Live,
-    app: &novart::App,
-    user: novart::model::UserId,
-) -> (String, String, novart::model::SessionId) {
+pub struct LiveSession {
+    /// The Cookie header.
+    pub cookie: String,
+    /// The CSRF token its pages carry.
+    pub csrf: String,
+    pub id: novart::model::SessionId,
+    /// The inbox page it was read from.
+    pub page: String,
+}
+
+/// Opens a session of `user` on a live server and reads its inbox page.
+#[allow(dead_code)]
+pub fn live_session(srv: &Live, app: &novart::App, user: novart::model::UserId) -> LiveSession {
     let session = novart::domain::accounts::open_session(
         &mut app.db.get().unwrap(),
         &app.config,
@@ -512,5 +519,10 @@ pub fn live_session(
         .body_mut()
         .read_to_string()
         .unwrap();
-    (cookie, csrf_in(&page), session.id)
+    LiveSession {
+        csrf: csrf_in(&page),
+        cookie,
+        id: session.id,
+        page,
+    }
 }
