@@ -249,7 +249,7 @@ fn openai_errors_become_readable_task_failures() {
         ("html answer", "could not be read", TaskStatus::Failed),
         ("empty list", "returned no images", TaskStatus::Failed),
         ("notimage", "not an image", TaskStatus::Failed),
-        ("overloaded", "did not answer", TaskStatus::Queued),
+        ("overloaded", "had an error (HTTP 503)", TaskStatus::Queued),
         ("slow", "did not answer", TaskStatus::Queued),
     ];
     for (prompt, message, status) in cases {
@@ -525,4 +525,44 @@ fn failover_to_the_next_provider_when_one_is_down() {
         .query_row("SELECT provider FROM tasks", [], |r| r.get(0))
         .unwrap();
     assert_eq!(used, "sd");
+}
+
+/// A creator is told the real cause when the only provider is down: a
+/// refused connection, an unknown host and a silent server are three
+/// different messages, and none of them is a timeout but the last.
+#[test]
+fn an_unreachable_provider_is_reported_with_its_real_cause() {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // Accepts connections and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let cases = [
+        (
+            format!("http://127.0.0.1:{dead}/v1"),
+            "refused the connection",
+        ),
+        (
+            "http://no-such-host.invalid/v1".to_string(),
+            "address could not be found",
+        ),
+        (
+            format!("http://127.0.0.1:{silent_port}/v1"),
+            "did not answer in time",
+        ),
+    ];
+    for (url, words) in cases {
+        let mut p = provider("oa", ProviderKind::Openai, url.clone());
+        p.timeout_secs = 1;
+        let w = world(vec![p], model(&["oa"], "", false));
+        let v = w.run("a harbour", 1, vec![]);
+        assert_eq!(v.task.status, TaskStatus::Queued, "{url}: retried later");
+        let error = v.task.error.clone().unwrap_or_default();
+        let raw = w.raw_error(&v.task.public_id);
+        assert!(error.contains(words), "{url}: {error} ({raw})");
+    }
+    drop(silent);
 }

@@ -12,7 +12,7 @@ use novart::domain::catalog::Catalog;
 use novart::domain::tasks::{self, NewTaskInput};
 use novart::jobs::queue::{Engine, Providers};
 use novart::model::{Role, TaskStatus, UserId};
-use novart::providers::{Control, GenRequest, Provider, ProviderError};
+use novart::providers::{Cause, Control, GenRequest, Provider, ProviderError};
 use novart::{App, AppError, Config};
 
 struct Setup {
@@ -252,6 +252,7 @@ impl Provider for Scripted {
         let mut a = self.answers.lock().unwrap();
         if a.is_empty() {
             Err(ProviderError::Unavailable {
+                cause: Cause::Broken,
                 raw: "script ran out".into(),
             })
         } else {
@@ -331,6 +332,7 @@ fn failover_on_unavailable_but_not_on_refusal() {
     let u = user(&s.app, "f@example.com");
     let down = || {
         Err(ProviderError::Unavailable {
+            cause: Cause::Refused,
             raw: "connection refused".into(),
         })
     };
@@ -430,7 +432,7 @@ fn garbage_and_empty_answers_fail_with_a_readable_message() {
 fn temporary_failures_are_retried_with_backoff_then_fail() {
     let s = setup(|c| c.queue.max_attempts = 2);
     let u = user(&s.app, "r@example.com");
-    let down = || Err(ProviderError::Unavailable { raw: "503".into() });
+    let down = || Err(ProviderError::status(503, "HTTP 503".into()));
     let (e, _, _) = scripted_engine(&s, vec![down(), down()], vec![down(), down()]);
     let t = submit(&e, u, &m_input()).unwrap();
     e.process_one("w").unwrap();
@@ -451,7 +453,11 @@ fn temporary_failures_are_retried_with_backoff_then_fail() {
     let v = status(&e, u, &t.public_id);
     assert_eq!(v.task.status, TaskStatus::Failed);
     assert_eq!(v.task.attempts, 2);
-    assert!(v.task.error.unwrap().contains("did not answer"));
+    assert_eq!(
+        v.task.error.as_deref(),
+        Some("The image service had an error (HTTP 503)."),
+        "the creator is told the upstream's status, not a timeout"
+    );
 }
 
 #[test]

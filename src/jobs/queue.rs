@@ -238,6 +238,7 @@ impl Engine {
             mask,
         };
         let mut last = ProviderError::Unavailable {
+            cause: providers::Cause::NoProvider,
             raw: "the model has no usable provider".into(),
         };
         for id in &model.providers {
@@ -252,10 +253,12 @@ impl Engine {
             };
             match entry.provider.generate(&req, ctl) {
                 Ok(images) => return check_images(id, images, ctl),
-                Err(e @ ProviderError::Unavailable { .. }) => {
-                    tracing::warn!(task = %task.public_id, provider = %id, "provider unavailable: {}", e.raw());
+                Err(ProviderError::Unavailable { cause, raw }) => {
+                    tracing::warn!(task = %task.public_id, provider = %id, "provider unavailable: {raw}");
+                    let named = raw.starts_with(&format!("{id}:"));
                     last = ProviderError::Unavailable {
-                        raw: format!("{id}: {}", e.raw()),
+                        cause,
+                        raw: if named { raw } else { format!("{id}: {raw}") },
                     };
                 }
                 Err(e) => return Err(e),

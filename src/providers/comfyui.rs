@@ -162,6 +162,7 @@ impl Provider for ComfyUi {
             }
             if started.elapsed() > self.timeout {
                 return Err(ProviderError::Unavailable {
+                    cause: super::Cause::TimedOut,
                     raw: format!("{}: no result after {:?}", self.id, self.timeout),
                 });
             }

@@ -8,7 +8,7 @@ use base64::Engine;
 use serde_json::Value;
 use ureq::Agent;
 
-use super::ProviderError;
+use super::{Cause, ProviderError};
 
 /// Largest upstream answer read into memory.
 pub const MAX_BODY: u64 = 64 * 1024 * 1024;
@@ -49,9 +49,7 @@ impl Answer {
     /// Fails with `Unavailable` when the status is the upstream's trouble.
     pub fn check_temporary(&self, provider: &str) -> Result<(), ProviderError> {
         if is_temporary(self.status) {
-            Err(ProviderError::Unavailable {
-                raw: self.describe(provider),
-            })
+            Err(ProviderError::status(self.status, self.describe(provider)))
         } else {
             Ok(())
         }
@@ -65,10 +63,30 @@ impl Answer {
     }
 }
 
-/// Turns a transport failure into `Unavailable` (failover, retry).
+/// Turns a transport failure into `Unavailable` (failover, retry), keeping
+/// what went wrong: refused, unknown host, timeout or a broken connection.
 pub fn transport(name: &str, e: ureq::Error) -> ProviderError {
     ProviderError::Unavailable {
+        cause: cause_of(&e),
         raw: format!("{name}: {e}"),
+    }
+}
+
+fn cause_of(e: &ureq::Error) -> Cause {
+    use std::io::ErrorKind;
+    match e {
+        ureq::Error::Timeout(_) => Cause::TimedOut,
+        ureq::Error::HostNotFound => Cause::NoAddress,
+        ureq::Error::ConnectionFailed => Cause::Refused,
+        ureq::Error::Io(io) => match io.kind() {
+            ErrorKind::ConnectionRefused => Cause::Refused,
+            ErrorKind::TimedOut | ErrorKind::WouldBlock => Cause::TimedOut,
+            ErrorKind::NotFound | ErrorKind::AddrNotAvailable => Cause::NoAddress,
+            // The system resolver's failure has no kind of its own.
+            _ if io.to_string().contains("lookup address") => Cause::NoAddress,
+            _ => Cause::Broken,
+        },
+        _ => Cause::Broken,
     }
 }
 

@@ -32,7 +32,7 @@ pub struct GenRequest {
 pub enum ProviderError {
     /// Could not reach it, it timed out, or it answered 5xx: another provider
     /// may succeed, and the task may be retried later.
-    Unavailable { raw: String },
+    Unavailable { cause: Cause, raw: String },
     /// The upstream refused the content: final, no failover.
     Refused { message: String, raw: String },
     /// It answered, but not with usable images (bad request, garbage, an
@@ -40,13 +40,55 @@ pub enum ProviderError {
     Failed { message: String, raw: String },
 }
 
+/// Why an upstream was unavailable, as the creator is told it: a refused
+/// connection is not a slow answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// Nothing accepts connections at the address (it is down).
+    Refused,
+    /// The host name does not resolve.
+    NoAddress,
+    /// It accepted the connection but did not answer in time.
+    TimedOut,
+    /// The connection broke off (reset, TLS or protocol trouble).
+    Broken,
+    /// It answered with a status that is its own trouble (5xx, 408, 429).
+    Status(u16),
+    /// The model has no provider this build can drive.
+    NoProvider,
+}
+
+impl Cause {
+    /// The creator's words for it.
+    pub fn describe(self) -> String {
+        match self {
+            Cause::Refused => {
+                "The image service refused the connection: it is not running or not reachable."
+                    .into()
+            }
+            Cause::NoAddress => "The image service's address could not be found.".into(),
+            Cause::TimedOut => "The image service did not answer in time.".into(),
+            Cause::Broken => "The connection to the image service broke off.".into(),
+            Cause::Status(429) => "The image service is busy (HTTP 429).".into(),
+            Cause::Status(status) => format!("The image service had an error (HTTP {status})."),
+            Cause::NoProvider => "No image service is set up for this model.".into(),
+        }
+    }
+}
+
 impl ProviderError {
+    /// Unavailable because it answered `status` (its own trouble).
+    pub fn status(status: u16, raw: String) -> ProviderError {
+        ProviderError::Unavailable {
+            cause: Cause::Status(status),
+            raw,
+        }
+    }
+
     /// A message a creator can understand.
     pub fn user_message(&self) -> String {
         match self {
-            ProviderError::Unavailable { .. } => {
-                "The image service did not answer in time. Please try again later.".into()
-            }
+            ProviderError::Unavailable { cause, .. } => cause.describe(),
             ProviderError::Refused { message, .. } => message.clone(),
             ProviderError::Failed { message, .. } => message.clone(),
         }
@@ -55,7 +97,7 @@ impl ProviderError {
     /// The upstream's own words, for admins.
     pub fn raw(&self) -> &str {
         match self {
-            ProviderError::Unavailable { raw } => raw,
+            ProviderError::Unavailable { raw, .. } => raw,
             ProviderError::Refused { raw, .. } | ProviderError::Failed { raw, .. } => raw,
         }
     }

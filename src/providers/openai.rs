@@ -139,9 +139,10 @@ impl Provider for OpenAi {
                     .map_err(|e| http::transport(&self.id, e))?;
                 let file = http::read(&self.id, resp)?;
                 if file.status != 200 {
-                    return Err(ProviderError::Unavailable {
-                        raw: format!("{}: fetching {url}: HTTP {}", self.id, file.status),
-                    });
+                    return Err(ProviderError::status(
+                        file.status,
+                        format!("{}: fetching {url}: HTTP {}", self.id, file.status),
+                    ));
                 }
                 images.push(file.body);
             }
