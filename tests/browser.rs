@@ -1,294 +1,12 @@
-//! The account journey in a real browser: headless Chromium driven through
-//! chromedriver (W3C WebDriver), against the built `novart` binary.
-//!
-//! Skips loudly when Chromium or chromedriver is missing, unless
-//! NOVART_REQUIRE_BROWSER=1 (set by .ci/run), where that is a failure.
-//! Screenshots land in target/screenshots/.
+//! Journeys in a real browser (headless Chromium through chromedriver,
+//! against the built `novart` binary; see `common::browser`): accounts, the
+//! developer center, the studio, toasts.
 
 mod common;
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
+use common::browser::*;
 use serde_json::{json, Value};
-
-const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
-
-struct Kill(Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn find_program(names: &[&str]) -> Option<PathBuf> {
-    for name in names {
-        for dir in std::env::var("PATH").unwrap_or_default().split(':') {
-            let p = Path::new(dir).join(name);
-            if p.is_file() {
-                return Some(p);
-            }
-        }
-    }
-    None
-}
-
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    // Generous: the whole suite shares two cores with this browser.
-    while start.elapsed() < Duration::from_secs(45) {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("timed out waiting for {what}");
-}
-
-struct Browser {
-    base: String,
-    session: String,
-    shots: PathBuf,
-}
-
-impl Browser {
-    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let url = format!("{}/session/{}{}", self.base, self.session, path);
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into();
-        let mut resp = match (method, body) {
-            ("GET", _) => agent.get(&url).call(),
-            ("DELETE", _) => agent.delete(&url).call(),
-            (_, b) => agent.post(&url).send_json(b.unwrap_or(json!({}))),
-        }
-        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-        let status = resp.status();
-        let v: Value = resp.body_mut().read_json().unwrap_or(Value::Null);
-        assert!(status.is_success(), "{method} {path} → {status}: {v}");
-        v["value"].clone()
-    }
-
-    fn goto(&self, url: &str) {
-        self.call("POST", "/url", Some(json!({ "url": url })));
-    }
-
-    fn url(&self) -> String {
-        self.call("GET", "/url", None)
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
-    }
-
-    fn source(&self) -> String {
-        self.call("GET", "/source", None)
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
-    }
-
-    fn xpath(&self, xpath: &str) -> String {
-        let v = self.call(
-            "POST",
-            "/element",
-            Some(json!({ "using": "xpath", "value": xpath })),
-        );
-        v[ELEMENT]
-            .as_str()
-            .unwrap_or_else(|| panic!("no element {xpath}: {v}\n{}", self.source()))
-            .to_string()
-    }
-
-    /// The input labelled `label` (found through <label for>, as a person would).
-    fn field(&self, label: &str) -> String {
-        let lab = self.xpath(&format!("//label[normalize-space()='{label}']"));
-        let id = self.call("GET", &format!("/element/{lab}/attribute/for"), None);
-        let id = id
-            .as_str()
-            .unwrap_or_else(|| panic!("label {label} has no for="));
-        let v = self.call(
-            "POST",
-            "/element",
-            Some(json!({ "using": "css selector", "value": format!("#{id}") })),
-        );
-        v[ELEMENT].as_str().unwrap().to_string()
-    }
-
-    fn fill(&self, label: &str, text: &str) {
-        let el = self.field(label);
-        self.call("POST", &format!("/element/{el}/clear"), None);
-        self.call(
-            "POST",
-            &format!("/element/{el}/value"),
-            Some(json!({ "text": text })),
-        );
-    }
-
-    /// Chooses the option shown as `option` in the select labelled `label`.
-    fn select(&self, label: &str, option: &str) {
-        let lab = self.xpath(&format!("//label[normalize-space()='{label}']"));
-        let id = self.call("GET", &format!("/element/{lab}/attribute/for"), None);
-        let opt = self.xpath(&format!(
-            "//select[@id='{}']/option[normalize-space()='{option}']",
-            id.as_str().unwrap()
-        ));
-        self.call("POST", &format!("/element/{opt}/click"), None);
-    }
-
-    fn click_button(&self, text: &str) {
-        let el = self.xpath(&format!("//button[normalize-space()='{text}']"));
-        self.call("POST", &format!("/element/{el}/click"), None);
-    }
-
-    fn wait_text(&self, text: &str) {
-        wait_for(&format!("page text {text:?}"), || {
-            self.source().contains(text)
-        });
-    }
-
-    fn script(&self, js: &str) -> Value {
-        self.call(
-            "POST",
-            "/execute/sync",
-            Some(json!({ "script": js, "args": [] })),
-        )
-    }
-
-    fn resize(&self, w: u32, h: u32) {
-        self.call(
-            "POST",
-            "/window/rect",
-            Some(json!({ "width": w, "height": h })),
-        );
-    }
-
-    fn screenshot(&self, name: &str) {
-        use base64::Engine;
-        let b64 = self.call("GET", "/screenshot", None);
-        let png = base64::engine::general_purpose::STANDARD
-            .decode(b64.as_str().unwrap())
-            .unwrap();
-        std::fs::create_dir_all(&self.shots).unwrap();
-        std::fs::write(self.shots.join(format!("{name}.png")), png).unwrap();
-    }
-
-    fn no_horizontal_scroll(&self) -> bool {
-        self.script("return document.documentElement.scrollWidth <= window.innerWidth;")
-            == json!(true)
-    }
-}
-
-/// A running studio, a chromedriver and a browser session on it.
-struct Session {
-    b: Browser,
-    app_url: String,
-    dir: tempfile::TempDir,
-    _server: Kill,
-    _driver: Kill,
-    _profile: tempfile::TempDir,
-}
-
-/// Starts everything, or returns None (after saying so loudly) when Chromium
-/// is not installed and NOVART_REQUIRE_BROWSER is not set.
-fn start(test: &str) -> Option<Session> {
-    let required = std::env::var("NOVART_REQUIRE_BROWSER")
-        .map(|v| v == "1")
-        .unwrap_or(false);
-    let chromium = find_program(&["chromium", "chromium-browser", "google-chrome"]);
-    let driver = find_program(&["chromedriver"]);
-    let (Some(chromium), Some(driver)) = (chromium, driver) else {
-        if required {
-            panic!("NOVART_REQUIRE_BROWSER=1 but chromium/chromedriver is not installed");
-        }
-        eprintln!("\n*** SKIPPED {test}: chromium and chromedriver are not installed (apt-get install chromium chromium-driver) ***\n");
-        return None;
-    };
-
-    // The real binary on a free port with its own data.
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let app_url = format!("http://127.0.0.1:{port}");
-    let server = Kill(
-        Command::new(env!("CARGO_BIN_EXE_novart"))
-            .arg("serve")
-            .current_dir(dir.path())
-            .env_remove("NOVART_CONFIG")
-            .env("NOVART_SERVER__PORT", port.to_string())
-            .env("NOVART_STORAGE__DATA_DIR", dir.path().join("data"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_for("the studio to answer /healthz", || {
-        ureq::get(format!("{app_url}/healthz")).call().is_ok()
-    });
-
-    let dport = free_port();
-    let driver = Kill(
-        Command::new(driver)
-            .arg(format!("--port={dport}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let base = format!("http://127.0.0.1:{dport}");
-    wait_for("chromedriver", || {
-        ureq::get(format!("{base}/status")).call().is_ok()
-    });
-    let profile = tempfile::tempdir().unwrap();
-    let caps = json!({ "capabilities": { "alwaysMatch": { "browserName": "chrome", "goog:chromeOptions": {
-        "binary": chromium.to_str().unwrap(),
-        "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                 "--disable-background-networking", "--disable-quic", "--disable-component-update",
-                 "--disable-sync", "--window-size=1280,900",
-                 format!("--user-data-dir={}", profile.path().display())]
-    }}}});
-    let mut resp = ureq::post(format!("{base}/session"))
-        .send_json(caps)
-        .expect("new WebDriver session");
-    let v: Value = resp.body_mut().read_json().unwrap();
-    let session = v["value"]["sessionId"]
-        .as_str()
-        .expect("session id")
-        .to_string();
-    let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
-    let b = Browser {
-        base,
-        session,
-        shots,
-    };
-    Some(Session {
-        b,
-        app_url,
-        dir,
-        _server: server,
-        _driver: driver,
-        _profile: profile,
-    })
-}
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.b.call("DELETE", "", None)
-        }));
-    }
-}
+use std::time::Duration;
 
 #[test]
 fn account_journey_in_chromium() {
@@ -403,57 +121,6 @@ fn account_journey_in_chromium() {
     b.fill("Password", "the newest passphrase");
     b.click_button("Sign in");
     b.wait_text("Hello, Browser Artist.");
-}
-
-/// Runs the admin CLI on the session's data directory; it must succeed.
-fn cli(s: &Session, args: &[&str]) {
-    let out = Command::new(env!("CARGO_BIN_EXE_novart"))
-        .args(args)
-        .current_dir(s.dir.path())
-        .env("NOVART_STORAGE__DATA_DIR", s.dir.path().join("data"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "novart {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Creates a verified account with the CLI and signs in, landing on `next`.
-fn sign_in_new_user(s: &Session, email: &str, name: &str, next: &str) {
-    let data = s.dir.path().join("data");
-    let out = Command::new(env!("CARGO_BIN_EXE_novart"))
-        .args([
-            "user",
-            "create",
-            "--email",
-            email,
-            "--name",
-            name,
-            "--verified",
-            "--password-stdin",
-        ])
-        .current_dir(s.dir.path())
-        .env("NOVART_STORAGE__DATA_DIR", &data)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .and_then(|mut c| {
-            use std::io::Write;
-            c.stdin.take().unwrap().write_all(b"maker passphrase 1\n")?;
-            c.wait()
-        })
-        .unwrap();
-    assert!(out.success());
-    s.b.goto(&format!(
-        "{}/login?next={}",
-        s.app_url,
-        next.replace('/', "%2F")
-    ));
-    s.b.fill("E-mail address", email);
-    s.b.fill("Password", "maker passphrase 1");
-    s.b.click_button("Sign in");
 }
 
 #[test]
@@ -756,8 +423,9 @@ fn studio_journey_in_chromium() {
 
     // Sharing: publish one image to the gallery and share it by link.
     b.goto(&format!("{app_url}/library"));
-    b.script("document.querySelector('.tile details.share').open = true; return 1;");
-    b.click_button("Publish to the gallery");
+    b.hover(&b.xpath("//li[contains(@class, 'tile')]"));
+    let publish = b.xpath("//button[@aria-label='Publish to the gallery']");
+    b.call("POST", &format!("/element/{publish}/click"), None);
     b.wait_text("The image is in the public gallery.");
     b.script("document.querySelector('.tile details.share').open = true; return 1;");
     b.click_button("Create a share link");
@@ -824,14 +492,6 @@ fn studio_journey_in_chromium() {
     );
     b.script("document.getElementById('dropzone').scrollIntoView({block: 'center'}); return true;");
     b.screenshot("18b-reference-zh-CN");
-}
-
-/// The visible toasts' texts.
-fn toasts(b: &Browser) -> Vec<String> {
-    let v = b.script(
-        "return Array.from(document.querySelectorAll('#toasts .toast:not([hidden])')).map(t => t.textContent.replace('×', '').trim());",
-    );
-    serde_json::from_value(v).unwrap()
 }
 
 #[test]
@@ -938,13 +598,6 @@ fn generate_waits_while_the_cost_is_over_the_balance() {
     b.select("Images", "2");
     let v = state();
     assert_eq!((&v[0], &v[1]), (&json!(false), &json!(true)), "{v}");
-}
-
-/// Whether the element's box is wholly inside the window.
-fn on_screen(b: &Browser, selector: &str) -> bool {
-    b.script(&format!(
-        "const r = document.querySelector({selector:?}).getBoundingClientRect(); return r.width > 0 && r.top >= 0 && r.bottom <= window.innerHeight;"
-    )) == json!(true)
 }
 
 #[test]

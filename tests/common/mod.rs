@@ -3,6 +3,8 @@
 //! and read links from the mail outbox.
 #![allow(dead_code)]
 
+pub mod browser;
+
 use std::path::{Path, PathBuf};
 
 use novart::config::Config;
