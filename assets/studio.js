@@ -202,6 +202,7 @@
     var old = document.getElementById("task-" + id);
     if (old) old.replaceWith(card); else tasks.prepend(card);
     el("tasks-empty").hidden = true;
+    countdown();
     if (bringIntoView[id]) {
       delete bringIntoView[id];
       var r = card.getBoundingClientRect();
@@ -212,6 +213,17 @@
     }
     return card;
   }
+
+  // A task waiting to be tried again counts down to its next try.
+  function countdown() {
+    var now = Date.now() / 1000;
+    tasks.querySelectorAll("[data-retry-at]").forEach(function (w) {
+      var left = Math.ceil(parseInt(w.getAttribute("data-retry-at"), 10) - now);
+      w.textContent = left > 0 ? T("retrying_in", { n: left }) : T("retrying_now");
+    });
+  }
+  countdown();
+  setInterval(countdown, 1000);
 
   var inflight = {};
   function refreshCard(id) {
@@ -233,7 +245,12 @@
     var card = document.getElementById("task-" + t.id);
     if (card && card.getAttribute("data-status") === t.status && t.status === "running") {
       var bar = card.querySelector("progress");
-      if (bar && t.progress > 0) bar.value = Math.round(t.progress * 100);
+      var words = card.querySelector(".task-state-words");
+      if (bar && t.progress > 0) {
+        var pct = Math.round(t.progress * 100);
+        bar.value = pct;
+        if (words) words.textContent = T("creating_pct", { pct: pct });
+      }
       return;
     }
     var before = card ? card.getAttribute("data-status") : null;

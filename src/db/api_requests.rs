@@ -65,12 +65,25 @@ pub fn insert(conn: &Connection, e: &RequestRow) -> AppResult<()> {
     Ok(())
 }
 
+/// Whose calls the log shows.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// Calls made with any of the user's API keys (the default view: the
+    /// studio's own calls would drown them).
+    #[default]
+    Keys,
+    /// Only the studio's own calls (made with a session, no key).
+    Studio,
+    /// Everything.
+    All,
+    /// One key's calls, by its prefix.
+    Key(String),
+}
+
 /// Filters for the developer center's log view.
 #[derive(Debug, Default, Clone)]
 pub struct Filter {
-    pub key_prefix: Option<String>,
-    /// Only the studio's own calls (made with a session, no key).
-    pub studio_only: bool,
+    pub source: Source,
     /// "ok" (status < 400) or "error".
     pub outcome: Option<String>,
     /// Rows with a smaller id (the next page).
@@ -80,13 +93,24 @@ pub struct Filter {
 
 pub fn list(conn: &Connection, user: UserId, f: &Filter) -> AppResult<Vec<RequestRow>> {
     let mut sql = format!("SELECT {COLUMNS} FROM api_requests WHERE user_id = ?1");
-    if f.studio_only {
-        sql.push_str(" AND key_prefix IS NULL AND ?2 IS NULL");
-    } else if f.key_prefix.is_some() {
-        sql.push_str(" AND key_prefix IS ?2");
-    } else {
-        sql.push_str(" AND ?2 IS NULL");
-    }
+    let key = match &f.source {
+        Source::Keys => {
+            sql.push_str(" AND key_prefix IS NOT NULL AND ?2 IS NULL");
+            None
+        }
+        Source::Studio => {
+            sql.push_str(" AND key_prefix IS NULL AND ?2 IS NULL");
+            None
+        }
+        Source::All => {
+            sql.push_str(" AND ?2 IS NULL");
+            None
+        }
+        Source::Key(prefix) => {
+            sql.push_str(" AND key_prefix = ?2");
+            Some(prefix.as_str())
+        }
+    };
     match f.outcome.as_deref() {
         Some("ok") => sql.push_str(" AND status < 400"),
         Some("error") => sql.push_str(" AND status >= 400"),
@@ -95,10 +119,19 @@ pub fn list(conn: &Connection, user: UserId, f: &Filter) -> AppResult<Vec<Reques
     sql.push_str(" AND (?3 IS NULL OR id < ?3) ORDER BY id DESC LIMIT ?4");
     let mut stmt = conn.prepare(&sql)?;
     let rows = stmt.query_map(
-        params![user, f.key_prefix, f.before, f.limit.clamp(1, 10_000)],
+        params![user, key, f.before, f.limit.clamp(1, 10_000)],
         from_row,
     )?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Whether the user has any logged call made by the studio (no key).
+pub fn has_studio_calls(conn: &Connection, user: UserId) -> AppResult<bool> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS(SELECT 1 FROM api_requests WHERE user_id = ?1 AND key_prefix IS NULL)",
+        )?
+        .query_row([user], |r| r.get(0))?)
 }
 
 pub fn sweep(conn: &Connection, before: i64) -> AppResult<usize> {

@@ -94,6 +94,24 @@ pub fn references_of_task(conn: &Connection, task: TaskId) -> AppResult<Vec<Asse
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// The reference images of several tasks in one query, in each task's
+/// order, with the task each belongs to.
+pub fn references_of_tasks(conn: &Connection, tasks: &[TaskId]) -> AppResult<Vec<(TaskId, Asset)>> {
+    if tasks.is_empty() {
+        return Ok(Vec::new());
+    }
+    let marks = vec!["?"; tasks.len()].join(", ");
+    let sql = format!(
+        "SELECT {COLUMNS}, tr.task_id FROM task_references tr JOIN assets a ON a.id = tr.asset_id
+         WHERE tr.task_id IN ({marks}) AND tr.role = 'image' ORDER BY tr.task_id, tr.position"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(tasks), |r| {
+        Ok((r.get(16)?, from_row(r)?))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// The mask given with an edit, if any.
 pub fn mask_of_task(conn: &Connection, task: TaskId) -> AppResult<Option<Asset>> {
     let sql = format!(

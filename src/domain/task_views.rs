@@ -15,6 +15,10 @@ pub struct TaskView {
     #[serde(flatten)]
     pub task: Task,
     pub outputs: Vec<OutputView>,
+    /// The reference images it was given that are still kept (the studio's
+    /// card shows them; the API's task object does not carry them).
+    #[serde(skip)]
+    pub references: Vec<OutputView>,
 }
 
 #[derive(Debug, Clone, Hash, Serialize)]
@@ -64,7 +68,15 @@ pub fn view(conn: &Connection, task: Task) -> AppResult<TaskView> {
     } else {
         Vec::new()
     };
-    Ok(TaskView { task, outputs })
+    let references = db::assets::references_of_task(conn, task.id)?
+        .iter()
+        .map(output_view)
+        .collect();
+    Ok(TaskView {
+        task,
+        outputs,
+        references,
+    })
 }
 
 /// One of the user's own tasks (another user's id is simply not found).
@@ -107,11 +119,17 @@ pub fn list(
             outputs.entry(task).or_default().push(output_view(&a));
         }
     }
+    let ids: Vec<TaskId> = tasks.iter().map(|t| t.id).collect();
+    let mut references: std::collections::HashMap<TaskId, Vec<OutputView>> = Default::default();
+    for (task, a) in db::assets::references_of_tasks(conn, &ids)? {
+        references.entry(task).or_default().push(output_view(&a));
+    }
     let views = tasks
         .into_iter()
         .map(|task| TaskView {
             // Only finished tasks were asked for.
             outputs: outputs.remove(&task.id).unwrap_or_default(),
+            references: references.remove(&task.id).unwrap_or_default(),
             task,
         })
         .collect();

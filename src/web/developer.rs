@@ -15,7 +15,7 @@ use super::guards::{CsrfForm, CsrfProtected, CurrentUser};
 use super::render::{query_param, Page, PageCtx};
 use super::wallet::field as csv_field;
 use crate::db::api_keys::ApiKey;
-use crate::db::api_requests::{Filter, RequestRow};
+use crate::db::api_requests::{Filter, RequestRow, Source};
 use crate::domain::apikeys::{self, Authority, KeySpec};
 use crate::domain::{limits, webhooks};
 use crate::error::{AppError, AppResult};
@@ -73,8 +73,12 @@ fn log_filter(uri: Option<&Origin<'_>>) -> Filter {
             .filter(|v| !v.is_empty())
     };
     Filter {
-        key_prefix: p("key").filter(|k| k != "studio"),
-        studio_only: p("key").as_deref() == Some("studio"),
+        source: match p("key").as_deref() {
+            None => Source::Keys,
+            Some("studio") => Source::Studio,
+            Some("all") => Source::All,
+            Some(prefix) => Source::Key(prefix.to_string()),
+        },
         outcome: p("outcome").filter(|o| o == "ok" || o == "error"),
         before: p("before").and_then(|b| b.parse().ok()),
         limit: LOG_PAGE,
@@ -92,11 +96,17 @@ async fn render(
     let user = me.0.user.id;
     let filter = log_filter(uri);
     let f = filter.clone();
-    let (keys, secret, deliveries, logs, requests) = page
+    let (keys, secret, deliveries, (logs, studio_calls), requests) = page
         .app
         .db
         .run(move |conn| {
             let logs = crate::db::api_requests::list(conn, user, &f)?;
+            // Say so when the default view is empty only because it hides
+            // the studio's own calls.
+            let hidden = logs.is_empty()
+                && f.source == Source::Keys
+                && crate::db::api_requests::has_studio_calls(conn, user)?;
+            let logs = (logs, hidden);
             Ok((
                 apikeys::list(conn, user)?,
                 webhooks::secret(conn, user)?,
@@ -185,6 +195,7 @@ async fn render(
         "webhook_secret": secret,
         "deliveries": delivery_rows,
         "logs": log_rows,
+        "studio_calls": studio_calls,
         "log_filter": { "key": uri.and_then(|u| query_param(u, "key")), "outcome": filter.outcome },
         "log_query": query(None),
         "next_page": next.map(|b| query(Some(b))),

@@ -61,6 +61,15 @@ pub fn card(page: &PageCtx<'_>, view: &TaskView, model_name: &str) -> Value {
         "created": format_time(t.created_at),
         "active": !t.status.is_final(),
     });
+    let state = state_words(page, t);
+    card["state"] = state.words.into();
+    card["reason"] = state.reason.into();
+    card["retry_at"] = state.retry_at.into();
+    card["references"] = view
+        .references
+        .iter()
+        .map(|r| json!({"id": r.id, "preview_url": r.preview_url}))
+        .collect();
     let outputs = view.outputs.iter().map(|o| {
         let left = crate::templates::time_left(c, page.lang, o.expires_at - now);
         let expires = c.text(page.lang, "task.expires_in", &[("left", left)]);
@@ -72,6 +81,51 @@ pub fn card(page: &PageCtx<'_>, view: &TaskView, model_name: &str) -> Value {
     // Moved in: `json!` would copy a nested array value by value.
     card["outputs"] = Value::Array(outputs.collect());
     card
+}
+
+/// What an unfinished task is doing, in words: waiting for a GPU, trying
+/// again after the image service failed (and why), creating.
+struct StateWords {
+    words: Option<String>,
+    reason: Option<String>,
+    /// When a retry is due (the page counts down to it).
+    retry_at: Option<i64>,
+}
+
+fn state_words(page: &PageCtx<'_>, t: &crate::model::Task) -> StateWords {
+    let c = page.app.templates.catalogs();
+    let text = |key: &str, args: &[(&str, String)]| Some(c.text(page.lang, key, args));
+    let retrying = t.attempts > 0 && t.error.is_some();
+    match t.status {
+        crate::model::TaskStatus::Queued if retrying => StateWords {
+            words: text("task.state_retrying", &[]),
+            reason: t.error.as_deref().map(|e| c.message(page.lang, e)),
+            retry_at: Some(t.not_before),
+        },
+        crate::model::TaskStatus::Queued => StateWords {
+            words: text("task.state_waiting", &[]),
+            reason: None,
+            retry_at: None,
+        },
+        crate::model::TaskStatus::Running if t.progress > 0.0 => StateWords {
+            words: text(
+                "task.state_creating_pct",
+                &[("pct", ((t.progress * 100.0).round() as i64).to_string())],
+            ),
+            reason: None,
+            retry_at: None,
+        },
+        crate::model::TaskStatus::Running => StateWords {
+            words: text("task.state_creating", &[]),
+            reason: None,
+            retry_at: None,
+        },
+        _ => StateWords {
+            words: None,
+            reason: None,
+            retry_at: None,
+        },
+    }
 }
 
 /// A task's card as HTML, the same for the studio's list and for the live
