@@ -472,20 +472,7 @@ fn studio_journey_in_chromium() {
     // file button, which stays English, is hidden) and says what was chosen.
     let picker = b.script("const i = document.getElementById('refs'); return [document.getElementById('refs-choose').textContent, document.getElementById('refs-chosen').textContent, i.getBoundingClientRect().width <= 1];");
     assert_eq!(picker, json!(["选择图片", "未选择", true]));
-    let png = s.dir.path().join("reference.png");
-    image::RgbImage::from_pixel(64, 48, image::Rgb([200, 120, 40]))
-        .save(&png)
-        .unwrap();
-    let input = b.xpath("//input[@id='refs']");
-    b.call(
-        "POST",
-        &format!("/element/{input}/value"),
-        Some(json!({ "text": png.to_str().unwrap() })),
-    );
-    wait_for("the reference's thumbnail", || {
-        b.script("const i = document.querySelector('#ref-list img'); return !!i && i.complete && i.naturalWidth > 0;")
-            == json!(true)
-    });
+    upload_reference(&s, [200, 120, 40]);
     assert_eq!(
         b.script("return document.getElementById('refs-chosen').textContent;"),
         json!("已选 1 张，最多 4 张")

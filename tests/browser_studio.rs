@@ -101,19 +101,7 @@ fn a_task_card_shows_the_references_it_used() {
     let b = &s.b;
     sign_in_new_user(&s, "refs@example.com", "Refs", "/studio");
     b.wait_text("Generate");
-    let png = s.dir.path().join("reference.png");
-    image::RgbImage::from_pixel(64, 48, image::Rgb([40, 120, 200]))
-        .save(&png)
-        .unwrap();
-    let input = b.xpath("//input[@id='refs']");
-    b.call(
-        "POST",
-        &format!("/element/{input}/value"),
-        Some(json!({ "text": png.to_str().unwrap() })),
-    );
-    wait_for("the reference chip", || {
-        b.script("return document.querySelectorAll('#ref-list img').length;") == json!(1)
-    });
+    upload_reference(&s, [40, 120, 200]);
     b.fill("Prompt", "the same colours, as a landscape");
     b.click_button("Generate");
     wait_for("the finished card", || {

@@ -378,3 +378,24 @@ pub fn on_screen(b: &Browser, selector: &str) -> bool {
         "const r = document.querySelector({selector:?}).getBoundingClientRect(); return r.width > 0 && r.top >= 0 && r.bottom <= window.innerHeight;"
     )) == json!(true)
 }
+
+/// Chooses a small PNG of one colour in the studio's reference picker and
+/// waits for its thumbnail.
+pub fn upload_reference(s: &Session, rgb: [u8; 3]) {
+    let png = s.dir.path().join(format!("reference-{}.png", rgb[0]));
+    image::RgbImage::from_pixel(64, 48, image::Rgb(rgb))
+        .save(&png)
+        .unwrap();
+    let before =
+        s.b.script("return document.querySelectorAll('#ref-list img').length;");
+    let input = s.b.xpath("//input[@id='refs']");
+    s.b.call(
+        "POST",
+        &format!("/element/{input}/value"),
+        Some(json!({ "text": png.to_str().unwrap() })),
+    );
+    wait_for("the reference's thumbnail", || {
+        let js = format!("const i = document.querySelectorAll('#ref-list img'); return i.length > {before} && Array.from(i).every(x => x.complete && x.naturalWidth > 0);");
+        s.b.script(&js) == json!(true)
+    });
+}
