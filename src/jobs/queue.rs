@@ -26,11 +26,14 @@ pub struct TaskEvent {
     pub task: String,
 }
 
-/// Wakes idle workers and fans task events out to listeners.
+/// Wakes idle workers, fans task events out to listeners, and tells a
+/// running task of this node that it was canceled.
 #[derive(Clone)]
 pub struct Hub {
     notify: Arc<Notify>,
     events: broadcast::Sender<TaskEvent>,
+    /// The controls of the tasks this node's workers are running.
+    running: Arc<Mutex<HashMap<String, Arc<TaskControl>>>>,
 }
 
 impl Default for Hub {
@@ -38,11 +41,54 @@ impl Default for Hub {
         Hub {
             notify: Arc::new(Notify::new()),
             events: broadcast::channel(1024).0,
+            running: Arc::default(),
         }
     }
 }
 
+/// Keeps a running task's control findable by `Hub::canceled` until dropped.
+struct Running<'a> {
+    hub: &'a Hub,
+    task: String,
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.hub
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.task);
+    }
+}
+
 impl Hub {
+    /// The task was just canceled: if a worker of this node runs it, its
+    /// provider call is told at once (other nodes notice within a second,
+    /// see `Engine::run_task`), and listeners are told.
+    pub fn canceled(&self, user: UserId, task: &str) {
+        if let Some(ctl) = self
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(task)
+        {
+            ctl.canceled.store(true, Ordering::Relaxed);
+        }
+        self.publish(user, task);
+    }
+
+    fn register(&self, task: &str, ctl: Arc<TaskControl>) -> Running<'_> {
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(task.to_string(), ctl);
+        Running {
+            hub: self,
+            task: task.to_string(),
+        }
+    }
+
     /// A task was queued: one idle worker wakes up.
     pub fn wake(&self) {
         self.notify.notify_one();
@@ -478,16 +524,30 @@ impl Engine {
     async fn run_task(&self, worker: &str, task: Task) -> Option<Task> {
         self.hub.publish(task.user_id, &task.public_id);
         let ctl = Arc::new(TaskControl::default());
+        let _running = self.hub.register(&task.public_id, ctl.clone());
         let (engine, t, c) = (self.clone(), task.clone(), ctl.clone());
         let mut call = tokio::task::spawn_blocking(move || engine.execute(&t, c.as_ref()));
         let lease = tasks::lease_secs(&self.config);
         let mut beat = tokio::time::interval(Duration::from_secs((lease as u64 / 3).max(1)));
         beat.tick().await;
+        // A cancel made elsewhere (another node, the admin CLI) is read from
+        // the database each second: one indexed read, no write.
+        let mut look = tokio::time::interval(Duration::from_secs(1));
+        look.tick().await;
         let deadline = tokio::time::sleep(Duration::from_secs(self.config.queue.task_timeout_secs));
         tokio::pin!(deadline);
         let outcome = loop {
             tokio::select! {
                 res = &mut call => break res,
+                _ = look.tick(), if !ctl.canceled() => {
+                    let (db, id) = (self.db.clone(), task.id);
+                    let status = tokio::task::spawn_blocking(move || -> AppResult<Option<TaskStatus>> {
+                        crate::db::tasks::status_of(&*db.get()?, id)
+                    }).await;
+                    if matches!(status, Ok(Ok(Some(s))) if s != TaskStatus::Running) {
+                        ctl.canceled.store(true, Ordering::Relaxed);
+                    }
+                }
                 _ = beat.tick() => {
                     let (db, id, w, p) = (self.db.clone(), task.id, worker.to_string(), ctl.progress_value());
                     let held = tokio::task::spawn_blocking(move || -> AppResult<bool> {

@@ -1,9 +1,14 @@
 //! ComfyUI, driven by an operator-supplied workflow in API format. Strings in
 //! the workflow may hold placeholders: `{{prompt}}`, `{{negative_prompt}}`,
-//! `{{width}}`, `{{height}}`, `{{seed}}`, `{{image}}` (the uploaded reference)
-//! and `{{batch_size}}`. A string that is exactly a numeric placeholder
-//! becomes a number. Flow: `POST /upload/image` (references), `POST /prompt`,
-//! poll `GET /history/{id}`, fetch each output with `GET /view`.
+//! `{{width}}`, `{{height}}`, `{{seed}}`, `{{batch_size}}`, `{{image}}` (the
+//! uploaded reference) and `{{mask}}` (an edit's mask). A string that is
+//! exactly a numeric placeholder becomes a number. Flow: `POST /upload/image`
+//! (references), `POST /prompt`, poll `GET /history/{id}`, fetch each output
+//! with `GET /view`. A cancel (or this adapter's own timeout) touches only
+//! this task's prompt: `POST /queue {"delete": [id]}` while it waits, and
+//! `POST /interrupt {"prompt_id": id}` only while `GET /queue` shows it
+//! running. HTTP Basic credentials are sent when configured (a reverse
+//! proxy in front of ComfyUI).
 
 use std::time::{Duration, Instant};
 
@@ -18,7 +23,10 @@ pub struct ComfyUi {
     base: String,
     workflow: Value,
     timeout: Duration,
+    auth: Option<String>,
     agent: ureq::Agent,
+    /// Short calls (queue, interrupt) must not wait as long as a render.
+    quick: ureq::Agent,
 }
 
 impl ComfyUi {
@@ -33,7 +41,63 @@ impl ComfyUi {
             base: c.base_url.trim_end_matches('/').to_string(),
             workflow,
             timeout: Duration::from_secs(c.timeout_secs),
+            auth: (!c.username.is_empty()).then(|| http::basic_auth(&c.username, &c.password)),
             agent: http::agent(c.timeout_secs.min(60)),
+            quick: http::agent(5),
+        }
+    }
+
+    fn get(&self, path: &str) -> ureq::RequestBuilder<ureq::typestate::WithoutBody> {
+        self.get_with(&self.agent, path)
+    }
+
+    fn get_with(
+        &self,
+        agent: &ureq::Agent,
+        path: &str,
+    ) -> ureq::RequestBuilder<ureq::typestate::WithoutBody> {
+        let req = agent.get(format!("{}{path}", self.base));
+        match &self.auth {
+            Some(a) => req.header("Authorization", a),
+            None => req,
+        }
+    }
+
+    fn post(
+        &self,
+        agent: &ureq::Agent,
+        path: &str,
+    ) -> ureq::RequestBuilder<ureq::typestate::WithBody> {
+        let req = agent.post(format!("{}{path}", self.base));
+        match &self.auth {
+            Some(a) => req.header("Authorization", a),
+            None => req,
+        }
+    }
+
+    /// Stops this prompt and nothing else: deleted from the queue if it
+    /// still waits, interrupted if it is the one running.
+    pub fn cancel(&self, prompt_id: &str) {
+        let _ = self
+            .post(&self.quick, "/queue")
+            .send_json(json!({ "delete": [prompt_id] }));
+        let queue = self
+            .get_with(&self.quick, "/queue")
+            .call()
+            .ok()
+            .and_then(|r| http::read(&self.id, r).ok())
+            .and_then(|a| a.json());
+        let running = queue.as_ref().is_some_and(|q| {
+            q["queue_running"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|item| item[1].as_str() == Some(prompt_id))
+        });
+        if running {
+            let _ = self
+                .post(&self.quick, "/interrupt")
+                .send_json(json!({ "prompt_id": prompt_id }));
         }
     }
 
@@ -54,8 +118,7 @@ impl ComfyUi {
             .text("overwrite", "true")
             .finish();
         let a = self.answer(
-            self.agent
-                .post(format!("{}/upload/image", self.base))
+            self.post(&self.agent, "/upload/image")
                 .header("Content-Type", ct)
                 .send(&body[..]),
         )?;
@@ -125,17 +188,20 @@ impl Provider for ComfyUi {
         let workflow = fill(&self.workflow, &vars);
         let client_id = format!("novart-{}", crate::domain::secrets::random_token(12));
         let a = self.answer(
-            self.agent
-                .post(format!("{}/prompt", self.base))
+            self.post(&self.agent, "/prompt")
                 .send_json(json!({ "prompt": workflow, "client_id": client_id })),
         )?;
         let raw = |a: &http::Answer| a.describe(&self.id);
         let json = a.json();
         if a.status != 200 {
-            let message = json
-                .as_ref()
-                .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
-                .unwrap_or_else(|| "the workflow was refused".into());
+            let v = json.unwrap_or(Value::Null);
+            let mut message = v["error"]["message"]
+                .as_str()
+                .unwrap_or("the workflow was refused")
+                .to_string();
+            if let Some(why) = node_errors(&v["node_errors"]) {
+                message = format!("{message}: {why}");
+            }
             return Err(ProviderError::Failed {
                 message: format!(
                     "The image service could not run this studio's workflow ({message})."
@@ -150,27 +216,25 @@ impl Provider for ComfyUi {
                 message: "The image service sent an answer that could not be read.".into(),
                 raw: raw(&a),
             })?;
+        // Some output nodes were refused while others run: if nothing comes
+        // back, these are why.
+        let refused = json.as_ref().and_then(|v| node_errors(&v["node_errors"]));
 
         let started = Instant::now();
         let entry = loop {
             if ctl.canceled() {
-                let _ = self
-                    .agent
-                    .post(format!("{}/interrupt", self.base))
-                    .send_empty();
+                self.cancel(&prompt_id);
                 return Ok(Vec::new());
             }
             if started.elapsed() > self.timeout {
+                // Nothing is left running upstream before a retry.
+                self.cancel(&prompt_id);
                 return Err(ProviderError::Unavailable {
                     cause: super::Cause::TimedOut,
                     raw: format!("{}: no result after {:?}", self.id, self.timeout),
                 });
             }
-            let h = self.answer(
-                self.agent
-                    .get(format!("{}/history/{prompt_id}", self.base))
-                    .call(),
-            )?;
+            let h = self.answer(self.get(&format!("/history/{prompt_id}")).call())?;
             if h.status != 200 {
                 return Err(ProviderError::Failed {
                     message: "The image service lost track of the task.".into(),
@@ -187,7 +251,7 @@ impl Provider for ComfyUi {
                 let status = &e["status"];
                 if status["status_str"] == "error" {
                     return Err(ProviderError::Failed {
-                        message: "The image service failed while running the workflow.".into(),
+                        message: execution_error(&status["messages"]),
                         raw: format!("{}: {}", self.id, status["messages"]),
                     });
                 }
@@ -207,12 +271,20 @@ impl Provider for ComfyUi {
                 }
             }
         }
+        if files.is_empty() {
+            if let Some(why) = refused {
+                return Err(ProviderError::Failed {
+                    message: format!(
+                        "The image service could not run this studio's workflow ({why})."
+                    ),
+                    raw: format!("{}: node_errors: {why}", self.id),
+                });
+            }
+        }
         let mut images = Vec::new();
         for f in files {
-            let url = format!("{}/view", self.base);
             let r = self
-                .agent
-                .get(&url)
+                .get("/view")
                 .query("filename", f["filename"].as_str().unwrap_or_default())
                 .query("subfolder", f["subfolder"].as_str().unwrap_or_default())
                 .query("type", f["type"].as_str().unwrap_or("output"))
@@ -228,6 +300,44 @@ impl Provider for ComfyUi {
             ctl.progress(images.len() as f64 / req.n.max(1) as f64);
         }
         Ok(images)
+    }
+}
+
+/// ComfyUI's `node_errors` in words: "KSampler (node 3): Value bigger than
+/// max: steps 99 > 31", one clause per error; None when there are none.
+fn node_errors(v: &Value) -> Option<String> {
+    let mut out = Vec::new();
+    for (node, e) in v.as_object().into_iter().flatten() {
+        let class = e["class_type"].as_str().unwrap_or("node");
+        for err in e["errors"].as_array().into_iter().flatten() {
+            let message = err["message"]
+                .as_str()
+                .or(err["type"].as_str())
+                .unwrap_or("invalid");
+            let details = err["details"].as_str().unwrap_or("");
+            out.push(if details.is_empty() {
+                format!("{class} (node {node}): {message}")
+            } else {
+                format!("{class} (node {node}): {message}: {details}")
+            });
+        }
+    }
+    (!out.is_empty()).then(|| out.join("; "))
+}
+
+/// What a failed run says, from its history messages
+/// (`["execution_error", {"node_type", "exception_message", …}]`).
+fn execution_error(messages: &Value) -> String {
+    let found = messages.as_array().into_iter().flatten().find_map(|m| {
+        (m[0] == "execution_error").then(|| {
+            let node = m[1]["node_type"].as_str().unwrap_or("a node");
+            let why = m[1]["exception_message"].as_str().unwrap_or("").trim();
+            format!("{node}: {why}")
+        })
+    });
+    match found {
+        Some(why) => format!("The image service failed while running the workflow ({why})."),
+        None => "The image service failed while running the workflow.".into(),
     }
 }
 

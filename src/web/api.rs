@@ -338,7 +338,7 @@ async fn cancel_task(
         .db
         .run(move |conn| tasks::cancel(conn, user, &id))
         .await?;
-    app.engine.hub.publish(user, &view.task.public_id);
+    app.engine.hub.canceled(user, &view.task.public_id);
     Ok(ApiJson::ok(present(app, &view)))
 }
 

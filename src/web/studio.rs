@@ -393,7 +393,7 @@ async fn cancel(
         .await;
     Ok(match result {
         Ok(v) => {
-            page.app.engine.hub.publish(user, &v.task.public_id);
+            page.app.engine.hub.canceled(user, &v.task.public_id);
             Flash::success(Redirect::to("/studio"), "The task is canceled.")
         }
         Err(AppError::Conflict(m)) => Flash::error(Redirect::to("/studio"), m),

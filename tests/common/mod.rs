@@ -407,6 +407,7 @@ pub fn novart_with_stdin(dir: &Path, args: &[&str], stdin: Option<&str>) -> std:
     }
     child.wait_with_output().unwrap()
 }
+pub mod fake_comfy;
 pub mod fake_http;
 
 /// The real server (build_rocket) on a free loopback port, for tests that

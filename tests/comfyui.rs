@@ -1,0 +1,281 @@
+//! The ComfyUI adapter with the server's own workers, against an imitation
+//! with a real queue (`common::fake_comfy`): cancels touch only their own
+//! prompt and arrive within a second, an upstream timeout leaves nothing
+//! running, validation errors reach the creator, Basic credentials are sent.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::fake_comfy::{self, FakeComfy};
+use novart::config::catalog::{ModelConfig, ProviderConfig, ProviderKind};
+use novart::domain::tasks::{self, NewTaskInput};
+use novart::model::{TaskStatus, UserId};
+use novart::App;
+use rocket::tokio;
+use serde_json::json;
+
+struct World {
+    _dir: tempfile::TempDir,
+    app: App,
+    _rt: tokio::runtime::Runtime,
+}
+
+fn world(fake: &FakeComfy, f: impl FnOnce(&mut ProviderConfig)) -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let workflow = json!({
+        "3": {"class_type": "KSampler", "inputs": {"seed": "{{seed}}", "steps": 20}},
+        "5": {"class_type": "EmptyLatentImage", "inputs": {"width": "{{width}}", "height": "{{height}}", "batch_size": "{{batch_size}}"}},
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "{{prompt}}"}},
+        "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "ComfyUI"}}
+    });
+    let path = dir.path().join("workflow_api.json");
+    std::fs::write(&path, workflow.to_string()).unwrap();
+    let mut p = ProviderConfig {
+        timeout_secs: 20,
+        concurrency: 4,
+        ..ProviderConfig::new("comfy", ProviderKind::Comfyui, &fake.url())
+    };
+    p.workflow = path.display().to_string();
+    f(&mut p);
+    let mut config = novart::Config::for_data_dir(dir.path());
+    config.providers = vec![p];
+    config.models = vec![ModelConfig {
+        id: "sd".into(),
+        name: "SD".into(),
+        providers: vec!["comfy".into()],
+        upstream_model: String::new(),
+        price: 1,
+        sizes: vec!["512x512".into()],
+        max_n: 4,
+        reference_images: false,
+        description: String::new(),
+    }];
+    config.queue.workers = 4;
+    config.validate().unwrap();
+    let app = App::new(config).unwrap();
+    // The server's workers, on a runtime of their own.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let engine = app.engine.clone();
+    rt.block_on(async move { engine.spawn_workers() });
+    World {
+        _dir: dir,
+        app,
+        _rt: rt,
+    }
+}
+
+impl World {
+    fn user(&self, email: &str) -> UserId {
+        common::verified_user(&self.app, email)
+    }
+
+    fn submit(&self, user: UserId, prompt: &str, n: u32) -> String {
+        let mut conn = self.app.db.get().unwrap();
+        let input = NewTaskInput {
+            prompt: prompt.into(),
+            model: "sd".into(),
+            size: Some("512x512".into()),
+            n: Some(n),
+            ..Default::default()
+        };
+        let t = tasks::submit(
+            &mut conn,
+            &self.app.engine.config,
+            &self.app.engine.catalog,
+            user,
+            &input,
+        )
+        .unwrap();
+        self.app.engine.hub.wake();
+        t.public_id
+    }
+
+    /// What the studio's cancel button does.
+    fn cancel(&self, user: UserId, id: &str) {
+        let mut conn = self.app.db.get().unwrap();
+        tasks::cancel(&mut conn, user, id).unwrap();
+        self.app.engine.hub.canceled(user, id);
+    }
+
+    fn task(&self, user: UserId, id: &str) -> tasks::TaskView {
+        tasks::get(&self.app.db.get().unwrap(), user, id).unwrap()
+    }
+
+    fn wait_status(&self, user: UserId, id: &str, status: TaskStatus) -> tasks::TaskView {
+        wait("the task's status", Duration::from_secs(30), || {
+            self.task(user, id).task.status == status
+        });
+        self.task(user, id)
+    }
+}
+
+fn wait(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// Two creators on one server: canceling one's running prompt interrupts
+/// that prompt only (by its id, within a second), canceling a waiting one
+/// deletes it from ComfyUI's queue, and another client's job is never
+/// touched.
+#[test]
+fn a_cancel_stops_only_its_own_prompt_within_a_second() {
+    let fake = fake_comfy::start(None);
+    let w = world(&fake, |_| {});
+    let (ann, bob) = (w.user("ann@example.com"), w.user("bob@example.com"));
+    // Someone else's job runs first on the shared server.
+    let foreign = fake.foreign_job(Duration::from_millis(1500));
+    let a = w.submit(ann, "slow harbour", 1);
+    let b = w.submit(bob, "slow forest", 1);
+    wait(
+        "both prompts queued behind the foreign job",
+        Duration::from_secs(10),
+        || fake.pending().len() == 2,
+    );
+    // Bob cancels while his prompt waits: deleted from the queue, nothing
+    // interrupted (the foreign job keeps running).
+    let pending = fake.pending();
+    let clicked = Instant::now();
+    w.cancel(bob, &b);
+    wait("the delete", Duration::from_secs(5), || {
+        fake.deletes().len() == 1
+    });
+    assert!(
+        clicked.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        clicked.elapsed()
+    );
+    assert!(pending.contains(&fake.deletes()[0]));
+    assert!(fake.interrupts().is_empty(), "{:?}", fake.interrupts());
+    wait("the foreign job done", Duration::from_secs(10), || {
+        fake.finished().contains(&foreign)
+    });
+    // Ann's prompt runs; she cancels it: interrupted by its id.
+    wait("ann's prompt running", Duration::from_secs(10), || {
+        fake.running().is_some_and(|r| r != foreign)
+    });
+    let running = fake.running().unwrap();
+    let clicked = Instant::now();
+    w.cancel(ann, &a);
+    wait("the interrupt", Duration::from_secs(5), || {
+        !fake.interrupts().is_empty()
+    });
+    assert!(
+        clicked.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        clicked.elapsed()
+    );
+    assert_eq!(
+        fake.interrupts(),
+        vec![(Some(running.clone()), Some(running))],
+        "one interrupt, for ann's prompt, while it ran"
+    );
+    assert_eq!(w.task(ann, &a).task.status, TaskStatus::Canceled);
+    assert_eq!(w.task(bob, &b).task.status, TaskStatus::Canceled);
+    assert_eq!(fake.finished(), vec![foreign], "nothing of ours ran on");
+}
+
+/// A cancel made elsewhere (the admin CLI, another node) reaches the
+/// upstream within about a second too: the worker reads it from the
+/// database.
+#[test]
+fn a_cancel_from_another_process_reaches_comfyui_quickly() {
+    let fake = fake_comfy::start(None);
+    let w = world(&fake, |_| {});
+    let ann = w.user("ann@example.com");
+    let a = w.submit(ann, "slow lighthouse", 1);
+    wait("the prompt running", Duration::from_secs(10), || {
+        fake.running().is_some()
+    });
+    let clicked = Instant::now();
+    // Only the database changes (no signal to this node's workers).
+    tasks::cancel_by_admin(&mut w.app.db.get().unwrap(), &a).unwrap();
+    wait("the interrupt", Duration::from_secs(5), || {
+        !fake.interrupts().is_empty()
+    });
+    assert!(
+        clicked.elapsed() < Duration::from_millis(1600),
+        "{:?}",
+        clicked.elapsed()
+    );
+}
+
+/// When the adapter gives up waiting, it takes its prompt back before the
+/// task is retried: ComfyUI is never left running a prompt nobody waits for.
+#[test]
+fn an_upstream_timeout_cancels_the_prompt_before_the_retry() {
+    let fake = fake_comfy::start(None);
+    let w = world(&fake, |p| p.timeout_secs = 1);
+    let ann = w.user("ann@example.com");
+    let a = w.submit(ann, "slow meadow", 1);
+    wait(
+        "the first attempt given up",
+        Duration::from_secs(10),
+        || w.task(ann, &a).task.attempts >= 1 && w.task(ann, &a).task.status == TaskStatus::Queued,
+    );
+    assert_eq!(
+        fake.interrupts(),
+        vec![(Some("p-1".to_string()), Some("p-1".to_string()))]
+    );
+    assert!(
+        fake.finished().is_empty(),
+        "the abandoned prompt did not run on"
+    );
+    let v = w.task(ann, &a);
+    assert!(
+        v.task.error.unwrap().contains("did not answer in time"),
+        "a timeout is a timeout"
+    );
+}
+
+/// ComfyUI's validation errors are what the creator reads: from a 400, and
+/// from a 200 whose only output was refused.
+#[test]
+fn validation_errors_reach_the_creator() {
+    let fake = fake_comfy::start(None);
+    let w = world(&fake, |_| {});
+    let ann = w.user("ann@example.com");
+    let a = w.submit(ann, "bad steps", 1);
+    let v = w.wait_status(ann, &a, TaskStatus::Failed);
+    let error = v.task.error.unwrap();
+    assert!(
+        error.contains("KSampler (node 3): Value bigger than max: steps: 99 bigger than max of 31"),
+        "{error}"
+    );
+    let b = w.submit(ann, "half valid", 1);
+    let v = w.wait_status(ann, &b, TaskStatus::Failed);
+    let error = v.task.error.unwrap();
+    assert!(error.contains("sampler_name: 'euler_x' not in"), "{error}");
+    assert!(!error.contains("returned no images"), "{error}");
+}
+
+/// Behind a reverse proxy with HTTP Basic, every call carries the
+/// provider's username and password.
+#[test]
+fn basic_credentials_are_sent_to_comfyui() {
+    use base64::Engine;
+    let auth = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("gpu:hunter2")
+    );
+    let fake = fake_comfy::start(Some(auth));
+    let w = world(&fake, |p| {
+        p.username = "gpu".into();
+        p.password = "hunter2".into();
+    });
+    let ann = w.user("ann@example.com");
+    let a = w.submit(ann, "a lantern", 1);
+    let v = w.wait_status(ann, &a, TaskStatus::Succeeded);
+    assert_eq!(v.outputs.len(), 1);
+}
