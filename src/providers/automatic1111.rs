@@ -1,8 +1,12 @@
 //! AUTOMATIC1111 / Forge / SD.Next started with `--api`:
 //! `POST /sdapi/v1/txt2img`, or `/sdapi/v1/img2img` with `init_images` when
-//! the task has references. The call blocks until the images are done; while
-//! it runs, `GET /sdapi/v1/progress` feeds the progress bar, and a cancel
-//! sends `POST /sdapi/v1/interrupt`.
+//! the task has references. The call blocks until the images are done. It
+//! carries `force_task_id`, so `POST /internal/progress {"id_task"}` tells
+//! whether this job waits, runs or is done (and how far it is); a cancel
+//! sends `POST /sdapi/v1/interrupt` only while this job is the one running
+//! (the interrupt has no job id). A server without `/internal/progress`
+//! (before 1.6) gets the global `GET /sdapi/v1/progress` for the bar and no
+//! interrupt: whose job runs cannot be known there.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -40,33 +44,80 @@ impl Automatic1111 {
         }
     }
 
-    /// Polls progress and sends an interrupt on cancel, until `done`.
-    fn watch(&self, ctl: &dyn Control, done: &AtomicBool) {
+    /// This job's state from `/internal/progress`; None when the server
+    /// does not have it.
+    fn job_state(&self, job: &str) -> Option<JobState> {
+        let url = format!("{}/internal/progress", self.base);
+        let resp = self
+            .with_auth(self.quick.post(&url))
+            .send_json(json!({ "id_task": job, "id_live_preview": -1, "live_preview": false }))
+            .ok()?;
+        let a = http::read(&self.id, resp).ok()?;
+        let v = a.json().filter(|_| a.status == 200)?;
+        v.get("active")?;
+        Some(JobState {
+            active: v["active"] == true,
+            queued: v["queued"] == true,
+            progress: v["progress"].as_f64().unwrap_or(0.0),
+        })
+    }
+
+    /// Follows the job until `done`: progress for the bar, and on cancel an
+    /// interrupt once the job is the one running (never while another job
+    /// runs: a waiting job is interrupted when its turn comes).
+    fn watch(&self, job: &str, ctl: &dyn Control, done: &AtomicBool) {
         let mut interrupted = false;
+        let mut exact = true;
         while !done.load(Ordering::Relaxed) {
-            if ctl.canceled() && !interrupted {
-                let url = format!("{}/sdapi/v1/interrupt", self.base);
-                let _ = self.with_auth(self.quick.post(&url)).send_empty();
-                interrupted = true;
-            }
-            let url = format!("{}/sdapi/v1/progress?skip_current_image=true", self.base);
-            if let Ok(resp) = self.with_auth(self.quick.get(&url)).call() {
-                if let Ok(a) = http::read(&self.id, resp) {
-                    if let Some(p) = a.json().and_then(|v| v["progress"].as_f64()) {
-                        if p > 0.0 {
-                            ctl.progress(p.min(0.99));
+            let state = if exact { self.job_state(job) } else { None };
+            match state {
+                Some(s) => {
+                    if s.active && s.progress > 0.0 {
+                        ctl.progress(s.progress.min(0.99));
+                    }
+                    if ctl.canceled() && !interrupted && s.active {
+                        let url = format!("{}/sdapi/v1/interrupt", self.base);
+                        let _ = self.with_auth(self.quick.post(&url)).send_empty();
+                        interrupted = true;
+                    }
+                    if ctl.canceled() && !s.active && !s.queued {
+                        // Done, or never arrived: nothing to stop.
+                        return;
+                    }
+                }
+                None => {
+                    if exact {
+                        tracing::info!(provider = %self.id, "no /internal/progress: progress from /sdapi/v1/progress, cancels cannot interrupt");
+                        exact = false;
+                    }
+                    let url = format!("{}/sdapi/v1/progress?skip_current_image=true", self.base);
+                    if let Ok(resp) = self.with_auth(self.quick.get(&url)).call() {
+                        if let Ok(a) = http::read(&self.id, resp) {
+                            if let Some(p) = a.json().and_then(|v| v["progress"].as_f64()) {
+                                if p > 0.0 {
+                                    ctl.progress(p.min(0.99));
+                                }
+                            }
                         }
                     }
                 }
             }
-            for _ in 0..10 {
-                if done.load(Ordering::Relaxed) {
-                    return;
+            // Checked often for a cancel, asked less often for progress.
+            for _ in 0..5 {
+                if done.load(Ordering::Relaxed) || (ctl.canceled() && !interrupted) {
+                    break;
                 }
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
     }
+}
+
+/// Where one job is, per `/internal/progress`.
+struct JobState {
+    active: bool,
+    queued: bool,
+    progress: f64,
 }
 
 /// AUTOMATIC1111 paints where its mask is white; an OpenAI-style mask marks
@@ -106,6 +157,8 @@ impl Provider for Automatic1111 {
             "send_images": true,
             "save_images": false,
         });
+        let job = format!("task(novart-{})", crate::domain::secrets::random_token(12));
+        body["force_task_id"] = json!(job);
         if !req.upstream_model.is_empty() {
             body["override_settings"] = json!({ "sd_model_checkpoint": req.upstream_model });
             body["override_settings_restore_afterwards"] = json!(true);
@@ -124,7 +177,7 @@ impl Provider for Automatic1111 {
         let url = format!("{}/sdapi/v1/{endpoint}", self.base);
         let done = AtomicBool::new(false);
         let result = std::thread::scope(|s| {
-            s.spawn(|| self.watch(ctl, &done));
+            s.spawn(|| self.watch(&job, ctl, &done));
             let r = self.with_auth(self.agent.post(&url)).send_json(&body);
             let r = r
                 .map_err(|e| http::transport(&self.id, e))
