@@ -576,3 +576,8 @@ CREATE INDEX appeals_pending ON appeals(id) WHERE status = 'pending';
 -- link confirmed from another browser cannot move an account whose password
 -- someone else knew. The SHA-256 of the session's token, like `sessions`.
 ALTER TABLE email_changes ADD COLUMN session_hash TEXT;
+
+-- migration 15: what a creator should know about a finished task's images
+-- When the image service made fewer or more images than asked, or another
+-- size, the task says so (one sentence per line); NULL when all was as asked.
+ALTER TABLE tasks ADD COLUMN notice TEXT;

@@ -205,6 +205,9 @@ pub struct Task {
     pub error: Option<String>,
     #[serde(skip)]
     pub error_raw: Option<String>,
+    /// What the creator should know about a finished task's images (fewer
+    /// or more than asked, another size), one sentence per line.
+    pub notice: Option<String>,
     pub created_at: i64,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
@@ -236,6 +239,7 @@ impl std::hash::Hash for Task {
             provider,
             error,
             error_raw,
+            notice,
             created_at,
             started_at,
             finished_at,
@@ -261,7 +265,7 @@ impl std::hash::Hash for Task {
         )
             .hash(h);
         (attempts, not_before, lease_until, worker, provider, error).hash(h);
-        (error_raw, created_at, started_at, finished_at).hash(h);
+        (error_raw, notice, created_at, started_at, finished_at).hash(h);
     }
 }
 

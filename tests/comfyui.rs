@@ -279,3 +279,53 @@ fn basic_credentials_are_sent_to_comfyui() {
     let v = w.wait_status(ann, &a, TaskStatus::Succeeded);
     assert_eq!(v.outputs.len(), 1);
 }
+
+/// What comes back is held against what was asked: extra images are not
+/// kept (nor charged), missing ones are refunded, another size is recorded;
+/// each is said on the task.
+#[test]
+fn results_are_checked_against_the_request() {
+    let fake = fake_comfy::start(None);
+    let w = world(&fake, |_| {});
+    let ann = w.user("ann@example.com");
+    let available = || {
+        novart::domain::wallet::get(&w.app.db.get().unwrap(), ann)
+            .unwrap()
+            .total()
+    };
+    let start = available();
+
+    let a = w.submit(ann, "fixed batch 3", 1);
+    let v = w.wait_status(ann, &a, TaskStatus::Succeeded);
+    assert_eq!(v.outputs.len(), 1, "only what was asked for is kept");
+    assert_eq!(
+        v.task.notice.as_deref(),
+        Some(
+            "The image service made 3 images where 1 were asked for; only the first ones are kept."
+        )
+    );
+    assert_eq!(available(), start - 1, "one image charged");
+
+    let b = w.submit(ann, "fixed batch 1", 3);
+    let v = w.wait_status(ann, &b, TaskStatus::Succeeded);
+    assert_eq!(v.outputs.len(), 1);
+    assert_eq!(
+        v.task.notice.as_deref(),
+        Some("The image service made 1 of the 3 images asked for; the missing ones are refunded.")
+    );
+    assert_eq!(available(), start - 2, "two of three refunded");
+
+    let c = w.submit(ann, "wrong size", 1);
+    let v = w.wait_status(ann, &c, TaskStatus::Succeeded);
+    assert_eq!((v.outputs[0].width, v.outputs[0].height), (1024, 1024));
+    assert_eq!(
+        v.task.notice.as_deref(),
+        Some("The image service made 1024×1024 images instead of the 512×512 asked for.")
+    );
+    // A task that went as asked says nothing.
+    let d = w.submit(ann, "all as asked", 2);
+    assert_eq!(
+        w.wait_status(ann, &d, TaskStatus::Succeeded).task.notice,
+        None
+    );
+}

@@ -8,7 +8,7 @@ use crate::model::{Task, TaskId, TaskStatus, UserId};
 
 const COLUMNS: &str = "id, public_id, user_id, status, model, prompt, negative_prompt, width, height, n, seed, \
      webhook_url, cost, progress, attempts, not_before, lease_until, worker, provider, error, error_raw, \
-     created_at, started_at, finished_at";
+     created_at, started_at, finished_at, notice";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Task> {
     let status: String = r.get(3)?;
@@ -37,6 +37,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Task> {
         created_at: r.get(21)?,
         started_at: r.get(22)?,
         finished_at: r.get(23)?,
+        notice: r.get(24)?,
     })
 }
 
@@ -177,12 +178,13 @@ pub fn mark_succeeded(
     id: TaskId,
     worker: &str,
     provider: &str,
+    notice: Option<&str>,
     now: i64,
 ) -> AppResult<bool> {
     Ok(conn.prepare_cached("UPDATE tasks SET status = 'succeeded', progress = 1, provider = ?3, finished_at = ?4, lease_until = NULL,
-                          error = NULL, error_raw = NULL
+                          error = NULL, error_raw = NULL, notice = ?5
          WHERE id = ?1 AND worker = ?2 AND status = 'running'")?
-            .execute(params![id, worker, provider, now],
+            .execute(params![id, worker, provider, now, notice],
     )? == 1)
 }
 

@@ -144,6 +144,7 @@ pub fn complete_then(
     claim: bool,
 ) -> AppResult<(bool, Option<Task>)> {
     let now = super::now();
+    let (images, notice) = fit_results(task, images);
     let mut written = Vec::with_capacity(images.len());
     for p in images {
         match super::assets::write_result(config, task.user_id, p) {
@@ -156,7 +157,8 @@ pub fn complete_then(
     }
     let result = db::write(conn, |tx| {
         // Canceled (or taken over) meanwhile: keep nothing.
-        let kept = db::tasks::mark_succeeded(tx, task.id, worker, provider, now)?;
+        let kept =
+            db::tasks::mark_succeeded(tx, task.id, worker, provider, notice.as_deref(), now)?;
         if kept {
             for (p, w) in images.iter().zip(&written) {
                 super::assets::record_result(tx, config, task.user_id, task.id, p, w, now)?;
@@ -182,6 +184,42 @@ pub fn complete_then(
         super::assets::unwrite(config, &written);
     }
     result
+}
+
+/// Holds what an image service made against what was asked: at most `n`
+/// images are kept (the rest were not paid for), and the creator is told,
+/// one sentence per line, about extra or missing images (the missing ones
+/// are refunded) and about a size other than the one asked for.
+pub fn fit_results<'a>(
+    task: &Task,
+    images: &'a [super::assets::Prepared],
+) -> (&'a [super::assets::Prepared], Option<String>) {
+    let (n, made) = (task.n as usize, images.len());
+    let mut notes = Vec::new();
+    if made > n {
+        notes.push(format!(
+            "The image service made {made} images where {n} were asked for; only the first ones are kept."
+        ));
+    } else if made > 0 && made < n {
+        notes.push(format!(
+            "The image service made {made} of the {n} images asked for; the missing ones are refunded."
+        ));
+    }
+    let kept = &images[..made.min(n)];
+    if let Some(other) = kept
+        .iter()
+        .find(|p| (p.width, p.height) != (task.width, task.height))
+    {
+        let (w, h, asked) = (
+            other.width,
+            other.height,
+            format!("{}×{}", task.width, task.height),
+        );
+        notes.push(format!(
+            "The image service made {w}×{h} images instead of the {asked} asked for."
+        ));
+    }
+    (kept, (!notes.is_empty()).then(|| notes.join("\n")))
 }
 
 /// What to do after a failed attempt.

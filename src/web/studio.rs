@@ -61,6 +61,12 @@ pub fn card(page: &PageCtx<'_>, view: &TaskView, model_name: &str) -> Value {
         "created": format_time(t.created_at),
         "active": !t.status.is_final(),
     });
+    card["notices"] = t
+        .notice
+        .iter()
+        .flat_map(|n| n.lines())
+        .map(|line| c.message(page.lang, line))
+        .collect();
     let state = state_words(page, t);
     card["state"] = state.words.into();
     card["reason"] = state.reason.into();

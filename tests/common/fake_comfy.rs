@@ -6,7 +6,7 @@
 //! without `prompt_id` (without: whatever runs), `GET /history/{id}` and
 //! `GET /view`. The prompt text steers it:
 //! - "slow" runs 3 s (otherwise 200 ms);
-//! - "fixed batch 3" makes 3 images whatever the batch size;
+//! - "fixed batch 3" (or 1) makes 3 (or 1) images whatever the batch size;
 //! - "wrong size" makes 1024×1024 images;
 //! - "bad steps" is refused with 400 and node_errors;
 //! - "half valid" is accepted with node_errors and makes nothing.
@@ -242,6 +242,8 @@ fn prompt(state: &Mutex<State>, v: &Value) -> Resp {
     }
     let images = if text.contains("fixed batch 3") {
         3
+    } else if text.contains("fixed batch 1") {
+        1
     } else if text.contains("half valid") {
         0
     } else {
