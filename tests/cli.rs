@@ -1137,3 +1137,29 @@ fn doctor_warns_about_image_services_it_cannot_reach_and_plain_http_with_open_re
     let w = novart::domain::doctor::config_warnings(&config);
     assert!(!w.iter().any(|w| w.contains("unencrypted")), "{w:?}");
 }
+
+/// `novart stats | head -1` and friends: a reader that goes away ends the
+/// command quietly, as with any Unix tool, never with a panic.
+#[test]
+fn a_closed_pipe_ends_a_command_quietly() {
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    assert!(novart(dir.path(), &["migrate"]).status.success());
+    for args in [&["stats"][..], &["user", "list"], &["--help"]] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_novart"))
+            .args(args)
+            .current_dir(dir.path())
+            .env_remove("NOVART_CONFIG")
+            .env("NOVART_STORAGE__DATA_DIR", dir.path().join("data"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader is gone before the first line is written.
+        drop(child.stdout.take());
+        let o = child.wait_with_output().unwrap();
+        let err = stderr(&o);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_ne!(o.status.code(), Some(101), "{args:?}: {err}");
+    }
+}

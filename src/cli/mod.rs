@@ -250,8 +250,24 @@ pub fn audit(
     Ok(())
 }
 
+/// A command's output piped into `head`: when the reader goes away, the
+/// command ends silently (the default SIGPIPE action, as for any Unix
+/// tool) instead of panicking on a failed print. The server keeps Rust's
+/// default (ignored, errors returned), as a client closing a socket must
+/// not stop it.
+fn quiet_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: restoring a signal's default action before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 pub fn run(cli: Cli) -> ExitCode {
     let command = cli.command.unwrap_or(Command::Serve);
+    if !matches!(command, Command::Serve) {
+        quiet_on_closed_pipe();
+    }
     if std::env::var_os("NOVART_LOG").is_none() && !matches!(command, Command::Serve) {
         std::env::set_var("NOVART_LOG", "warn");
     }
