@@ -145,6 +145,11 @@ fn inpaint_mask(mask: &[u8]) -> Result<Vec<u8>, ProviderError> {
 }
 
 impl Provider for Automatic1111 {
+    fn probe(&self) -> Result<(), ProviderError> {
+        let url = format!("{}/sdapi/v1/progress?skip_current_image=true", self.base);
+        http::probe(&self.id, self.with_auth(self.quick.get(&url)))
+    }
+
     fn generate(&self, req: &GenRequest, ctl: &dyn Control) -> Result<Vec<Vec<u8>>, ProviderError> {
         let mut body = json!({
             "prompt": req.prompt,

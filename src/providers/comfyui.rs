@@ -165,6 +165,10 @@ pub fn fill(template: &Value, vars: &[(&str, Value)]) -> Value {
 }
 
 impl Provider for ComfyUi {
+    fn probe(&self) -> Result<(), ProviderError> {
+        http::probe(&self.id, self.get_with(&self.quick, "/system_stats"))
+    }
+
     fn generate(&self, req: &GenRequest, ctl: &dyn Control) -> Result<Vec<Vec<u8>>, ProviderError> {
         let mut image = Value::String(String::new());
         for (i, r) in req.references.iter().enumerate().take(1) {

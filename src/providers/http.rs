@@ -63,6 +63,23 @@ impl Answer {
     }
 }
 
+/// A health probe: a GET that must be answered quickly. Any answer but the
+/// upstream's own trouble (5xx, 408, 429) shows it is up: a 404 from a
+/// version without that route still answers. No answer is `Unavailable`
+/// with its cause.
+pub fn probe(
+    name: &str,
+    req: ureq::RequestBuilder<ureq::typestate::WithoutBody>,
+) -> Result<(), ProviderError> {
+    let a = read(name, req.call().map_err(|e| transport(name, e))?)?;
+    a.check_temporary(name)
+}
+
+/// The agent for probes and other short calls.
+pub fn quick() -> Agent {
+    agent(5)
+}
+
 /// Turns a transport failure into `Unavailable` (failover, retry), keeping
 /// what went wrong: refused, unknown host, timeout or a broken connection.
 pub fn transport(name: &str, e: ureq::Error) -> ProviderError {

@@ -123,6 +123,13 @@ impl Control for Unattended {
 pub trait Provider: Send + Sync {
     /// Makes `req.n` images (PNG or JPEG bytes each), blocking until done.
     fn generate(&self, req: &GenRequest, ctl: &dyn Control) -> Result<Vec<Vec<u8>>, ProviderError>;
+
+    /// A cheap call that shows the upstream answers (ComfyUI
+    /// `/system_stats`, AUTOMATIC1111 `/sdapi/v1/progress`, OpenAI
+    /// `/models`). Ok for providers with nothing to ask.
+    fn probe(&self) -> Result<(), ProviderError> {
+        Ok(())
+    }
 }
 
 /// Whether this build has an adapter for `kind`. The catalogue refuses the

@@ -14,6 +14,7 @@ pub struct OpenAi {
     base: String,
     api_key: String,
     agent: ureq::Agent,
+    quick: ureq::Agent,
 }
 
 impl OpenAi {
@@ -23,6 +24,7 @@ impl OpenAi {
             base: c.base_url.trim_end_matches('/').to_string(),
             api_key: c.api_key.clone(),
             agent: http::agent(c.timeout_secs),
+            quick: http::quick(),
         }
     }
 
@@ -47,6 +49,13 @@ fn is_refusal(code: &str, message: &str) -> bool {
 }
 
 impl Provider for OpenAi {
+    fn probe(&self) -> Result<(), ProviderError> {
+        http::probe(
+            &self.id,
+            self.auth(self.quick.get(format!("{}/models", self.base))),
+        )
+    }
+
     fn generate(&self, req: &GenRequest, ctl: &dyn Control) -> Result<Vec<Vec<u8>>, ProviderError> {
         let size = format!("{}x{}", req.width, req.height);
         let resp = if req.references.is_empty() {

@@ -2,7 +2,7 @@
 //! a time for a while, then its history holds its outputs. It answers the
 //! routes Novart uses as ComfyUI does (server.py): `POST /prompt` (with
 //! `node_errors` on 400, and on 200 when only some outputs are valid),
-//! `GET /queue`, `POST /queue {"delete": [...]}`, `POST /interrupt` with and
+//! `GET /queue`, `POST /queue {"delete": [...]}`, `GET /system_stats`, `POST /interrupt` with and
 //! without `prompt_id` (without: whatever runs), `GET /history/{id}` and
 //! `GET /view`. The prompt text steers it:
 //! - "slow" runs 3 s (otherwise 200 ms);
@@ -80,6 +80,17 @@ impl FakeComfy {
         s.pending.iter().map(|j| j.id.clone()).collect()
     }
 
+    /// A restart: everything in memory (queue, running prompt, history) is
+    /// lost, and connections are refused for `down`.
+    pub fn restart(&self, down: Duration) {
+        let mut s = self.state.lock().unwrap();
+        s.pending.clear();
+        s.running = None;
+        s.history.clear();
+        drop(s);
+        self.http.go_down_for(down);
+    }
+
     /// Queues a job of another client (not Novart's), as its own POST would.
     pub fn foreign_job(&self, run: Duration) -> String {
         let mut s = self.state.lock().unwrap();
@@ -150,6 +161,11 @@ fn handle(state: &Mutex<State>, req: &Req) -> Resp {
             json!({"name": "novart-ref.png", "subfolder": "", "type": "input"}),
         ),
         ("POST", "/prompt") => prompt(state, &req.json()),
+        ("GET", "/system_stats") => Resp::json(
+            200,
+            json!({"system": {"os": "posix", "comfyui_version": "0.8.0", "python_version": "3.12.3", "embedded_python": false},
+                   "devices": [{"name": "cpu", "type": "cpu", "index": null, "vram_total": 0, "vram_free": 0}]}),
+        ),
         ("GET", "/queue") => {
             let s = state.lock().unwrap();
             let item = |j: &Job| json!([j.number, j.id, {}, {}, ["9"]]);

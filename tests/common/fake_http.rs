@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone)]
 pub struct Req {
@@ -71,9 +71,16 @@ impl Resp {
 pub struct Fake {
     pub port: u16,
     pub requests: Arc<Mutex<Vec<Req>>>,
+    down_until: Arc<Mutex<Option<Instant>>>,
 }
 
 impl Fake {
+    /// Closes the listening socket for `d` (connections are refused, as
+    /// while a server restarts), then listens on the same port again.
+    pub fn go_down_for(&self, d: Duration) {
+        *self.down_until.lock().unwrap() = Some(Instant::now() + d);
+    }
+
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
@@ -92,9 +99,43 @@ pub fn serve(handler: impl Fn(&Req) -> Resp + Send + Sync + 'static) -> Fake {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let requests = Arc::new(Mutex::new(Vec::new()));
-    let (reqs, handler) = (requests.clone(), Arc::new(handler));
+    let down_until: Arc<Mutex<Option<Instant>>> = Arc::default();
+    let (reqs, handler, down) = (requests.clone(), Arc::new(handler), down_until.clone());
+    listener.set_nonblocking(true).unwrap();
     std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
+        let mut listener = Some(listener);
+        loop {
+            let until = *down.lock().unwrap();
+            match until {
+                Some(t) if Instant::now() < t => {
+                    listener = None;
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                }
+                Some(_) => *down.lock().unwrap() = None,
+                None => {}
+            }
+            if listener.is_none() {
+                match TcpListener::bind(("127.0.0.1", port)) {
+                    Ok(l) => {
+                        l.set_nonblocking(true).unwrap();
+                        listener = Some(l);
+                    }
+                    Err(_) => {
+                        std::thread::sleep(Duration::from_millis(20));
+                        continue;
+                    }
+                }
+            }
+            let stream = match listener.as_ref().unwrap().accept() {
+                Ok((stream, _)) => stream,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                }
+                Err(_) => continue,
+            };
+            stream.set_nonblocking(false).unwrap();
             let (reqs, handler) = (reqs.clone(), handler.clone());
             std::thread::spawn(move || {
                 let mut out = stream.try_clone().unwrap();
@@ -152,7 +193,11 @@ pub fn serve(handler: impl Fn(&Req) -> Resp + Send + Sync + 'static) -> Fake {
             });
         }
     });
-    Fake { port, requests }
+    Fake {
+        port,
+        requests,
+        down_until,
+    }
 }
 
 pub fn png(w: u32, h: u32) -> Vec<u8> {
