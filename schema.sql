@@ -581,3 +581,22 @@ ALTER TABLE email_changes ADD COLUMN session_hash TEXT;
 -- When the image service made fewer or more images than asked, or another
 -- size, the task says so (one sentence per line); NULL when all was as asked.
 ALTER TABLE tasks ADD COLUMN notice TEXT;
+
+-- migration 16: each server node's view of the providers' health
+-- Written by a node's fleet watch every few seconds; `novart providers`
+-- reads it. A row not updated for a while belongs to a node that stopped.
+CREATE TABLE provider_health (
+    node        TEXT NOT NULL,
+    provider    TEXT NOT NULL,
+    health      TEXT NOT NULL CHECK (health IN ('up', 'degraded', 'down')),
+    running     INTEGER NOT NULL,
+    concurrency INTEGER NOT NULL,
+    weight      INTEGER NOT NULL,
+    priority    INTEGER NOT NULL,
+    latency_ms  INTEGER,
+    calls       INTEGER NOT NULL,
+    errors      INTEGER NOT NULL,
+    last_error  TEXT,
+    updated_at  INTEGER NOT NULL,
+    PRIMARY KEY (node, provider)
+) STRICT;

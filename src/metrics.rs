@@ -116,6 +116,8 @@ pub struct Registry {
     provider_errors: Mutex<BTreeMap<(String, &'static str), u64>>,
     webhook_attempts: AtomicU64,
     webhook_failures: AtomicU64,
+    /// The fleet as last seen by this process's watch.
+    fleet: Mutex<Vec<crate::jobs::fleet::ProviderStatus>>,
 }
 
 /// The process's registry.
@@ -132,6 +134,7 @@ pub fn global() -> &'static Registry {
         provider_errors: Mutex::default(),
         webhook_attempts: AtomicU64::new(0),
         webhook_failures: AtomicU64::new(0),
+        fleet: Mutex::default(),
     })
 }
 
@@ -160,6 +163,11 @@ impl Registry {
             .entry((model.to_string(), provider.to_string()))
             .or_insert_with(|| Histogram::new(&TASK_BUCKETS))
             .observe(took);
+    }
+
+    /// The providers' health and load, as the fleet's watch last saw them.
+    pub fn fleet(&self, status: &[crate::jobs::fleet::ProviderStatus]) {
+        *lock(&self.fleet) = status.to_vec();
     }
 
     /// An upstream call that failed (`unavailable` or `failed`).
@@ -222,6 +230,45 @@ impl Registry {
                 label(p)
             );
         }
+        let fleet = lock(&self.fleet);
+        out.push_str("# HELP novart_provider_up 1 when the provider takes work (up or degraded), 0 when down.\n# TYPE novart_provider_up gauge\n");
+        for p in fleet.iter() {
+            let up = u8::from(p.health != crate::jobs::fleet::Health::Down);
+            let _ = writeln!(
+                out,
+                "novart_provider_up{{provider=\"{}\",health=\"{}\"}} {up}",
+                label(&p.id),
+                p.health.as_str()
+            );
+        }
+        out.push_str("# HELP novart_provider_running Tasks running on the provider, of its concurrency.\n# TYPE novart_provider_running gauge\n");
+        for p in fleet.iter() {
+            let _ = writeln!(
+                out,
+                "novart_provider_running{{provider=\"{}\"}} {}",
+                label(&p.id),
+                p.running
+            );
+        }
+        out.push_str("# HELP novart_provider_concurrency Tasks the provider may run at once.\n# TYPE novart_provider_concurrency gauge\n");
+        for p in fleet.iter() {
+            let _ = writeln!(
+                out,
+                "novart_provider_concurrency{{provider=\"{}\"}} {}",
+                label(&p.id),
+                p.concurrency
+            );
+        }
+        out.push_str("# HELP novart_provider_latency_seconds Moving average of the provider's successful calls.\n# TYPE novart_provider_latency_seconds gauge\n");
+        for p in fleet.iter().filter(|p| p.latency_ms.is_some()) {
+            let _ = writeln!(
+                out,
+                "novart_provider_latency_seconds{{provider=\"{}\"}} {:.3}",
+                label(&p.id),
+                p.latency_ms.unwrap_or(0) as f64 / 1000.0
+            );
+        }
+        drop(fleet);
         let _ = writeln!(
             out,
             "# HELP novart_webhook_attempts_total Webhook delivery attempts.\n# TYPE novart_webhook_attempts_total counter\nnovart_webhook_attempts_total {}\n# HELP novart_webhook_failures_total Attempts without a 2xx answer.\n# TYPE novart_webhook_failures_total counter\nnovart_webhook_failures_total {}",

@@ -32,13 +32,22 @@ fn card_text(b: &Browser) -> String {
         .to_string()
 }
 
-/// A model whose only image service is down: the card says it is waiting,
-/// then that it will try again and why (a refused connection, not a
-/// timeout), counting down; placeholders pulse unless the browser asks for
-/// reduced motion.
+/// Two models: one whose image service is down (the card says it waits for
+/// the service to come back, and why: a refused connection, not a timeout)
+/// and one whose service answers 503 (the card says it will try again, and
+/// counts down). Placeholders pulse unless the browser asks for reduced
+/// motion.
 #[test]
 fn a_waiting_task_says_what_it_waits_for_and_why() {
     let dead = free_port();
+    // Answers its health probe, but every render is a 503.
+    let busy = common::fake_http::serve(|req| {
+        if req.path.starts_with("/sdapi/v1/txt2img") {
+            common::fake_http::Resp::json(503, json!({"error": "overloaded"}))
+        } else {
+            common::fake_http::Resp::json(200, json!({"progress": 0.0, "state": {}}))
+        }
+    });
     let config = format!(
         r#"
 [queue]
@@ -50,6 +59,12 @@ kind = "automatic1111"
 base_url = "http://127.0.0.1:{dead}"
 timeout_secs = 2
 
+[[providers]]
+id = "busy"
+kind = "automatic1111"
+base_url = "{busy}"
+timeout_secs = 2
+
 [[models]]
 id = "sdxl"
 name = "Down SDXL"
@@ -57,7 +72,16 @@ providers = ["gpu"]
 price = 1
 sizes = ["512x512"]
 max_n = 2
-"#
+
+[[models]]
+id = "busy"
+name = "Busy SDXL"
+providers = ["busy"]
+price = 1
+sizes = ["512x512"]
+max_n = 2
+"#,
+        busy = busy.url()
     );
     let Some(s) = start_with("a_waiting_task_says_what_it_waits_for_and_why", &config) else {
         return;
@@ -68,25 +92,35 @@ max_n = 2
     b.fill("Prompt", "a lighthouse at dusk");
     b.select("Images", "2");
     b.click_button("Generate");
-    wait_for("the retry and its cause on the card", || {
+    wait_for("the wait and its cause on the card", || {
         let t = card_text(b);
-        t.contains("refused the connection") && t.contains("trying again in")
+        t.contains("Waiting for the image service to come back")
+            && t.contains("refused the connection")
     });
     let text = card_text(b);
     assert!(!text.contains("did not answer in time"), "{text}");
-    // The countdown moves.
-    let first = b.script("return document.querySelector('[data-retry-at]').textContent;");
-    std::thread::sleep(std::time::Duration::from_millis(2100));
-    let later = b.script("return document.querySelector('[data-retry-at]').textContent;");
-    assert_ne!(first, later, "the countdown ticks");
     // Placeholders pulse; with reduced motion they hold still.
     let animation =
         "return getComputedStyle(document.querySelector('.task-card .ph')).animationName;";
     assert_eq!(b.script(animation), json!("pulse"));
-    b.screenshot("40-task-retrying");
+    b.screenshot("40-task-waiting-for-service");
     reduced_motion(b, true);
     assert_eq!(b.script(animation), json!("none"));
     reduced_motion(b, false);
+
+    // The busy model: a retry with its cause, counting down.
+    b.select("Model", "Busy SDXL");
+    b.fill("Prompt", "a harbour in fog");
+    b.click_button("Generate");
+    wait_for("the retry and its cause on the card", || {
+        let t = card_text(b);
+        t.contains("HTTP 503") && t.contains("trying again in")
+    });
+    let first = b.script("return document.querySelector('[data-retry-at]').textContent;");
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let later = b.script("return document.querySelector('[data-retry-at]').textContent;");
+    assert_ne!(first, later, "the countdown ticks");
+    b.screenshot("40b-task-retrying");
     b.resize(390, 844);
     b.script("document.querySelector('.task-card').scrollIntoView(); return true;");
     b.screenshot("41-task-retrying-phone");

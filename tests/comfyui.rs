@@ -329,3 +329,52 @@ fn results_are_checked_against_the_request() {
         None
     );
 }
+
+/// ComfyUI restarts (20 s of refused connections, its queue lost) while
+/// tasks run and wait: every task still ends with its images. The tasks
+/// wait in Novart's queue while the server is down instead of using up
+/// their attempts, and are sent again when it answers.
+#[test]
+fn a_twenty_second_restart_loses_no_task() {
+    let fake = fake_comfy::start(None);
+    let w = world(&fake, |p| p.concurrency = 2);
+    let ann = w.user("ann@example.com");
+    let bob = w.user("bob@example.com");
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push((ann, w.submit(ann, &format!("slow boat {i}"), 1)));
+        ids.push((bob, w.submit(bob, &format!("slow kite {i}"), 1)));
+    }
+    wait("a prompt running", Duration::from_secs(10), || {
+        fake.running().is_some()
+    });
+    let down_at = Instant::now();
+    fake.restart(Duration::from_secs(20));
+    // While it is down, nothing fails and the tasks wait.
+    std::thread::sleep(Duration::from_secs(5));
+    for (user, id) in &ids {
+        let t = w.task(*user, id).task;
+        assert_ne!(t.status, TaskStatus::Failed, "{id}: {:?}", t.error);
+    }
+    let all_done = || {
+        ids.iter()
+            .all(|(u, id)| w.task(*u, id).task.status == TaskStatus::Succeeded)
+    };
+    let start = Instant::now();
+    while !all_done() && start.elapsed() < Duration::from_secs(90) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for (user, id) in &ids {
+        let v = w.task(*user, id);
+        assert_eq!(
+            v.task.status,
+            TaskStatus::Succeeded,
+            "{id}: attempts {} error {:?} ({:?})",
+            v.task.attempts,
+            v.task.error,
+            v.task.error_raw
+        );
+        assert_eq!(v.outputs.len(), 1);
+    }
+    assert!(down_at.elapsed() >= Duration::from_secs(20));
+}

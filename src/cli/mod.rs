@@ -178,6 +178,14 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The image services: each provider's health (up, degraded, down),
+    /// load, recent latency and errors, as each running server node sees
+    /// them (recorded every few seconds).
+    Providers {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check the database, the ledger and the queue (exit 1 on a problem).
     Doctor {
         /// Print JSON instead of a table.
@@ -318,6 +326,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 Command::Backup { path } => ops::backup(&config, &path),
                 Command::Restore { path } => ops::restore(&config, &path),
                 Command::Stats { json } => ops::stats(&config, json),
+                Command::Providers { json } => ops::providers(&config, json),
                 Command::Init { .. } => unreachable!("handled above"),
             },
         },

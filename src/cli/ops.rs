@@ -1,4 +1,5 @@
-//! Operations: `novart backup PATH`, `novart restore PATH`, `novart stats`.
+//! Operations: `novart backup PATH`, `novart restore PATH`, `novart stats`,
+//! `novart providers`.
 
 use std::path::Path;
 
@@ -75,6 +76,69 @@ pub fn stats(config: &Config, json: bool) -> CliResult {
         );
     } else {
         print!("{}", s.human());
+    }
+    Ok(())
+}
+
+/// A node's view older than this is from a node that stopped.
+const STALE_SECS: i64 = 30;
+
+pub fn providers(config: &Config, json: bool) -> CliResult {
+    let app = crate::App::new(config.clone())?;
+    let seen = crate::domain::fleet_status::list(&*app.db.get()?)?;
+    let now = crate::domain::now();
+    if json {
+        let rows: Vec<serde_json::Value> = seen
+            .iter()
+            .map(|s| {
+                let mut v = serde_json::json!(s);
+                v["stale"] = (now - s.updated_at > STALE_SECS).into();
+                v
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(rows));
+        return Ok(());
+    }
+    let configured: Vec<&str> = config.providers.iter().map(|p| p.id.as_str()).collect();
+    if seen.is_empty() {
+        println!(
+            "no server has recorded the providers' health yet (providers: {}); start novart serve",
+            if configured.is_empty() {
+                "builtin".to_string()
+            } else {
+                configured.join(", ")
+            }
+        );
+        return Ok(());
+    }
+    println!(
+        "{:<16} {:<24} {:<9} {:>7} {:>9} {:>7} {:>6}  {:<10} last error",
+        "provider", "node", "health", "running", "latency", "calls", "errors", "seen"
+    );
+    for s in &seen {
+        let p = &s.status;
+        let age = now - s.updated_at;
+        let latency = p
+            .latency_ms
+            .map(|l| format!("{:.1} s", l as f64 / 1000.0))
+            .unwrap_or_else(|| "-".into());
+        let seen_ago = if age > STALE_SECS {
+            format!("{age} s ago (stale)")
+        } else {
+            format!("{age} s ago")
+        };
+        println!(
+            "{:<16} {:<24} {:<9} {:>7} {:>9} {:>7} {:>6}  {:<10} {}",
+            p.id,
+            s.node,
+            p.health.as_str(),
+            format!("{}/{}", p.running, p.concurrency),
+            latency,
+            p.calls,
+            p.errors,
+            seen_ago,
+            p.last_error.as_deref().unwrap_or("-")
+        );
     }
     Ok(())
 }

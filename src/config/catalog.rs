@@ -45,6 +45,14 @@ pub struct ProviderConfig {
     /// Tasks this provider runs at once.
     #[serde(default = "default_concurrency")]
     pub concurrency: u32,
+    /// Among equally loaded providers of a model, the heavier one is chosen.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// Providers of a lower priority are used only while every provider of
+    /// a higher one (a smaller number) is full or down: "the local GPUs
+    /// first, the paid API when they are full".
+    #[serde(default)]
+    pub priority: u32,
 }
 
 impl ProviderConfig {
@@ -60,6 +68,8 @@ impl ProviderConfig {
             workflow: String::new(),
             timeout_secs: default_timeout(),
             concurrency: default_concurrency(),
+            weight: default_weight(),
+            priority: 0,
         }
     }
 }
@@ -69,6 +79,9 @@ fn default_timeout() -> u64 {
 }
 fn default_concurrency() -> u32 {
     2
+}
+fn default_weight() -> u32 {
+    1
 }
 fn default_price() -> u64 {
     1
@@ -138,6 +151,12 @@ pub struct QueueConfig {
     pub max_attempts: u32,
     /// Tasks of one user running at once; the rest wait their turn.
     pub per_user_concurrency: u32,
+    /// Seconds a task may wait in the queue while every provider of its
+    /// model is down; then it fails, refunded, saying so.
+    pub max_wait_secs: u64,
+    /// Seconds between health probes of each provider (a provider that is
+    /// down is probed every second until it answers).
+    pub probe_secs: u64,
 }
 
 impl Default for QueueConfig {
@@ -147,6 +166,8 @@ impl Default for QueueConfig {
             task_timeout_secs: 300,
             max_attempts: 3,
             per_user_concurrency: 2,
+            max_wait_secs: 600,
+            probe_secs: 15,
         }
     }
 }
@@ -246,8 +267,14 @@ pub fn validate(
         if p.timeout_secs == 0 || p.timeout_secs > 3600 {
             return Err(err(&key("timeout_secs"), "must be between 1 and 3600"));
         }
-        if p.concurrency == 0 {
-            return Err(err(&key("concurrency"), "must be at least 1"));
+        if p.concurrency == 0 || p.concurrency > 1000 {
+            return Err(err(&key("concurrency"), "must be between 1 and 1000"));
+        }
+        if p.weight == 0 || p.weight > 1000 {
+            return Err(err(&key("weight"), "must be between 1 and 1000"));
+        }
+        if p.priority > 100 {
+            return Err(err(&key("priority"), "must be between 0 and 100"));
         }
     }
     for (i, m) in models.iter().enumerate() {
@@ -324,6 +351,15 @@ pub fn validate(
     }
     if queue.per_user_concurrency == 0 {
         return Err(err("queue.per_user_concurrency", "must be at least 1"));
+    }
+    if queue.max_wait_secs > 7 * 86_400 {
+        return Err(err(
+            "queue.max_wait_secs",
+            "must be at most 604800 (a week)",
+        ));
+    }
+    if queue.probe_secs == 0 || queue.probe_secs > 3600 {
+        return Err(err("queue.probe_secs", "must be between 1 and 3600"));
     }
     if queue.workers > 256 {
         return Err(err("queue.workers", "must be at most 256"));

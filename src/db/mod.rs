@@ -10,6 +10,7 @@ pub mod codes;
 pub mod deletion;
 pub mod email_changes;
 pub mod export;
+pub mod fleet;
 pub mod ledger;
 pub mod limits;
 pub mod messages;

@@ -133,12 +133,14 @@ pub fn claim(
     now: i64,
     lease_secs: i64,
     per_user: u32,
+    skip_models: &[String],
 ) -> AppResult<Option<Task>> {
     let sql = format!(
         "WITH pick AS (
              SELECT q.running, q.served,
                     (SELECT min(t.id) FROM tasks t
-                     WHERE t.status = 'queued' AND t.user_id = q.user_id AND t.not_before <= ?1) AS first
+                     WHERE t.status = 'queued' AND t.user_id = q.user_id AND t.not_before <= ?1
+                       AND t.model NOT IN (SELECT value FROM json_each(?5))) AS first
              FROM queue_users q WHERE q.queued > 0 AND q.running < ?4
          )
          UPDATE tasks SET status = 'running', attempts = attempts + 1, lease_until = ?1 + ?2,
@@ -151,7 +153,16 @@ pub fn claim(
     );
     let mut stmt = conn.prepare_cached(&sql)?;
     Ok(stmt
-        .query_row(params![now, lease_secs, worker, per_user], from_row)
+        .query_row(
+            params![
+                now,
+                lease_secs,
+                worker,
+                per_user,
+                serde_json::to_string(skip_models).unwrap_or_else(|_| "[]".into())
+            ],
+            from_row,
+        )
         .optional()?)
 }
 
@@ -216,6 +227,33 @@ pub fn requeue(
          WHERE id = ?1 AND status = 'running'")?
             .execute(params![id, not_before, error, raw],
     )? == 1)
+}
+
+/// running → queued again at once, the attempt given back (it never
+/// reached an upstream).
+pub fn requeue_untried(
+    conn: &Connection,
+    id: TaskId,
+    now: i64,
+    error: &str,
+    raw: &str,
+) -> AppResult<bool> {
+    Ok(conn.prepare_cached("UPDATE tasks SET status = 'queued', not_before = ?2, lease_until = NULL, worker = NULL, progress = 0,
+                          attempts = max(attempts - 1, 0), error = ?3, error_raw = ?4
+         WHERE id = ?1 AND status = 'running'")?
+            .execute(params![id, now, error, raw],
+    )? == 1)
+}
+
+/// Queued tasks of this model created before `cutoff`.
+pub fn queued_before(conn: &Connection, model: &str, cutoff: i64) -> AppResult<Vec<Task>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM tasks WHERE status = 'queued' AND created_at < ?2 AND model = ?1
+         ORDER BY id LIMIT 1000"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params![model, cutoff], from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// queued|running → canceled.

@@ -17,6 +17,7 @@ pub mod doctor;
 pub mod download_names;
 pub mod email_change;
 pub mod export;
+pub mod fleet_status;
 pub mod gallery;
 pub mod limits;
 pub mod links;

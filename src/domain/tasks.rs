@@ -98,28 +98,60 @@ pub fn backoff_secs(attempt: u32) -> i64 {
 }
 
 pub fn claim(conn: &mut Connection, config: &Config, worker: &str) -> AppResult<Option<Task>> {
-    db::write(conn, |tx| claim_in(tx, config, worker))
+    claim_skipping(conn, config, worker, &[])
 }
 
-fn claim_in(conn: &Connection, config: &Config, worker: &str) -> AppResult<Option<Task>> {
+/// `claim`, leaving queued the tasks of `skip_models` (models whose every
+/// provider is down: their tasks wait in line rather than fail).
+pub fn claim_skipping(
+    conn: &mut Connection,
+    config: &Config,
+    worker: &str,
+    skip_models: &[String],
+) -> AppResult<Option<Task>> {
+    db::write(conn, |tx| claim_in(tx, config, worker, skip_models))
+}
+
+fn claim_in(
+    conn: &Connection,
+    config: &Config,
+    worker: &str,
+    skip_models: &[String],
+) -> AppResult<Option<Task>> {
     let (now, lease, per_user) = (
         super::now(),
         lease_secs(config),
         config.queue.per_user_concurrency,
     );
-    db::tasks::claim(conn, worker, now, lease, per_user)
+    db::tasks::claim(conn, worker, now, lease, per_user, skip_models)
+}
+
+/// The worker that records an outcome and, in the same transaction, claims
+/// its next task (skipping the models whose providers are all down).
+#[derive(Clone, Copy)]
+pub struct Next<'a> {
+    pub worker: &'a str,
+    pub skip_models: &'a [String],
 }
 
 /// When `worker` is given, claims its next task inside the transaction that
 /// records the last one, so a busy worker commits once per task. A failing
 /// claim is rolled back alone (the outcome before it stands) and the worker
 /// claims again on its own.
-fn claim_next(tx: &Transaction, config: &Config, worker: Option<&str>) -> AppResult<Option<Task>> {
-    let Some(worker) = worker else {
+fn claim_next(
+    tx: &Transaction,
+    config: &Config,
+    next: Option<Next<'_>>,
+) -> AppResult<Option<Task>> {
+    let Some(Next {
+        worker,
+        skip_models,
+    }) = next
+    else {
         return Ok(None);
     };
     tx.execute_batch("SAVEPOINT claim_next")?;
-    let claimed = claim_in(tx, config, worker);
+    let claimed = claim_in(tx, config, worker, skip_models);
     if claimed.is_err() {
         tx.execute_batch("ROLLBACK TO claim_next")?;
     }
@@ -141,7 +173,7 @@ pub fn complete_then(
     worker: &str,
     provider: &str,
     images: &[super::assets::Prepared],
-    claim: bool,
+    next: Option<Next<'_>>,
 ) -> AppResult<(bool, Option<Task>)> {
     let now = super::now();
     let (images, notice) = fit_results(task, images);
@@ -178,7 +210,7 @@ pub fn complete_then(
             }
             super::webhooks::enqueue(tx, task, TaskStatus::Succeeded, now)?;
         }
-        Ok((kept, claim_next(tx, config, claim.then_some(worker))?))
+        Ok((kept, claim_next(tx, config, next)?))
     });
     if !matches!(result, Ok((true, _))) {
         super::assets::unwrite(config, &written);
@@ -228,6 +260,19 @@ pub enum Failure<'a> {
     Temporary { message: &'a str, raw: &'a str },
     /// Final: the task fails now.
     Final { message: &'a str, raw: &'a str },
+    /// Every provider of the model is down: the task goes back to the
+    /// queue without using an attempt (it never reached a GPU) and waits
+    /// there, up to `queue.max_wait_secs` from its creation.
+    Postponed { message: &'a str, raw: &'a str },
+}
+
+/// What a creator reads when a task waited `queue.max_wait_secs` for an
+/// image service that stayed down.
+fn waited_too_long(config: &Config, cause: &str) -> String {
+    let minutes = config.queue.max_wait_secs.div_ceil(60);
+    format!(
+        "The task waited {minutes} min for an image service that stayed down, and was refunded: {cause}"
+    )
 }
 
 /// Fails or requeues a running task; returns its new status.
@@ -240,18 +285,18 @@ pub fn fail(
     Ok(fail_then(conn, config, task, failure, None)?.0)
 }
 
-/// `fail`, and with `claim` (a worker) that worker's next task claimed in
-/// the same transaction (see `claim_next`).
+/// `fail`, and with `next` that worker's next task claimed in the same
+/// transaction (see `claim_next`).
 pub fn fail_then(
     conn: &mut Connection,
     config: &Config,
     task: &Task,
     failure: Failure<'_>,
-    claim: Option<&str>,
+    next: Option<Next<'_>>,
 ) -> AppResult<(TaskStatus, Option<Task>)> {
     db::write(conn, |tx| {
         let status = fail_in(tx, config, task, failure)?;
-        Ok((status, claim_next(tx, config, claim)?))
+        Ok((status, claim_next(tx, config, next)?))
     })
 }
 
@@ -266,6 +311,24 @@ fn fail_in(
     if current.status != TaskStatus::Running {
         return Ok(current.status);
     }
+    if let Failure::Postponed { message, raw } = failure {
+        let waited = now.saturating_sub(current.created_at);
+        if waited < config.queue.max_wait_secs as i64
+            && db::tasks::requeue_untried(tx, task.id, now, message, raw)?
+        {
+            return Ok(TaskStatus::Queued);
+        }
+        let message = waited_too_long(config, message);
+        return fail_in(
+            tx,
+            config,
+            task,
+            Failure::Final {
+                message: &message,
+                raw,
+            },
+        );
+    }
     match failure {
         Failure::Temporary { message, raw } if current.attempts < config.queue.max_attempts => {
             db::tasks::requeue(
@@ -277,7 +340,9 @@ fn fail_in(
             )?;
             Ok(TaskStatus::Queued)
         }
-        Failure::Temporary { message, raw } | Failure::Final { message, raw } => {
+        Failure::Temporary { message, raw }
+        | Failure::Final { message, raw }
+        | Failure::Postponed { message, raw } => {
             if db::tasks::mark_failed(tx, task.id, TaskStatus::Running, message, raw, now)? {
                 let refunded = super::wallet::refund_task(
                     tx,
@@ -294,6 +359,46 @@ fn fail_in(
             Ok(TaskStatus::Failed)
         }
     }
+}
+
+/// Fails (refunded) the tasks of `model` that have waited in the queue
+/// longer than `queue.max_wait_secs` while every provider of the model was
+/// down, each with what its last attempt was told (else `down_because`).
+/// Returns how many.
+pub fn expire_waiting(
+    conn: &mut Connection,
+    config: &Config,
+    model: &str,
+    down_because: &str,
+) -> AppResult<usize> {
+    let now = super::now();
+    let cutoff = now.saturating_sub(config.queue.max_wait_secs as i64);
+    let stale = db::tasks::queued_before(conn, model, cutoff)?;
+    let mut failed = 0;
+    for task in stale {
+        // What its last attempt was told, else why the providers are down.
+        let cause = task.error.clone().unwrap_or_else(|| down_because.into());
+        let raw = task.error_raw.clone().unwrap_or_default();
+        let message = waited_too_long(config, &cause);
+        db::write(conn, |tx| {
+            if db::tasks::mark_failed(tx, task.id, TaskStatus::Queued, &message, &raw, now)? {
+                let refunded = super::wallet::refund_task(
+                    tx,
+                    task.user_id,
+                    task.id,
+                    task.n,
+                    task.n,
+                    "Failed",
+                    now,
+                )?;
+                super::webhooks::enqueue(tx, &task, TaskStatus::Failed, now)?;
+                super::messages::task_failed(tx, &task, &message, refunded, now)?;
+                failed += 1;
+            }
+            Ok(())
+        })?;
+    }
+    Ok(failed)
 }
 
 /// Running tasks whose worker vanished (crash, kill -9): those whose lease

@@ -1,6 +1,7 @@
 //! Background work that runs inside the server process: the queue workers
 //! and the scheduler's periodic sweeps.
 
+pub mod fleet;
 pub mod queue;
 pub mod webhooks;
 

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rocket::tokio;
@@ -18,6 +18,8 @@ use crate::domain::tasks::{self, Failure};
 use crate::error::{AppError, AppResult};
 use crate::model::{Task, TaskStatus, UserId};
 use crate::providers::{self, Control, GenRequest, Provider, ProviderError};
+
+use super::fleet::{Acquired, Fleet};
 
 /// "Task X of user U changed": the studio refetches and shows it.
 #[derive(Debug, Clone)]
@@ -106,52 +108,10 @@ impl Hub {
     }
 }
 
-/// A counting semaphore for blocking threads: a provider's concurrency.
-struct Slots {
-    free: Mutex<u32>,
-    cv: Condvar,
-}
-
-impl Slots {
-    fn new(n: u32) -> Slots {
-        Slots {
-            free: Mutex::new(n),
-            cv: Condvar::new(),
-        }
-    }
-
-    /// Waits for a slot; gives up (None) if the task is canceled meanwhile.
-    fn acquire<'a>(&'a self, ctl: &dyn Control) -> Option<SlotGuard<'a>> {
-        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            if ctl.canceled() {
-                return None;
-            }
-            if *free > 0 {
-                *free -= 1;
-                return Some(SlotGuard(self));
-            }
-            free = self
-                .cv
-                .wait_timeout(free, Duration::from_millis(200))
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-    }
-}
-
-struct SlotGuard<'a>(&'a Slots);
-
-impl Drop for SlotGuard<'_> {
-    fn drop(&mut self) {
-        *self.0.free.lock().unwrap_or_else(|e| e.into_inner()) += 1;
-        self.0.cv.notify_one();
-    }
-}
-
 struct Entry {
     provider: Box<dyn Provider>,
-    slots: Slots,
+    /// Overrides the configured concurrency (tests).
+    concurrency: Option<u32>,
 }
 
 /// The adapters of every configured provider.
@@ -170,7 +130,7 @@ impl Providers {
                     p.id.clone(),
                     Entry {
                         provider,
-                        slots: Slots::new(p.concurrency),
+                        concurrency: None,
                     },
                 ))
             })
@@ -184,7 +144,7 @@ impl Providers {
             id.to_string(),
             Entry {
                 provider,
-                slots: Slots::new(concurrency),
+                concurrency: Some(concurrency),
             },
         );
     }
@@ -220,7 +180,24 @@ pub struct Engine {
     pub config: Arc<Config>,
     pub catalog: Arc<Catalog>,
     pub providers: Arc<Providers>,
+    /// Health and load of the providers, as this node sees them.
+    pub fleet: Arc<Fleet>,
     pub hub: Hub,
+    /// This process, as `novart providers` names it (host and pid).
+    pub node: Arc<str>,
+    /// When this node last recorded its view of the fleet.
+    recorded: Arc<Mutex<Option<std::time::Instant>>>,
+}
+
+/// The host name and the process id.
+fn node_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "novart".into());
+    format!("{host}:{}", std::process::id())
 }
 
 /// What one attempt produced.
@@ -240,12 +217,27 @@ impl Engine {
         catalog: Catalog,
         providers: Providers,
     ) -> Engine {
+        let members: Vec<_> = catalog
+            .providers
+            .iter()
+            .map(|p| {
+                let mut p = p.clone();
+                if let Some(n) = providers.entries.get(&p.id).and_then(|e| e.concurrency) {
+                    p.concurrency = n;
+                }
+                p
+            })
+            .collect();
+        let probe_every = Duration::from_secs(config.queue.probe_secs);
         Engine {
             db,
             config: Arc::new(config.clone()),
             catalog: Arc::new(catalog),
             providers: Arc::new(providers),
+            fleet: Arc::new(Fleet::new(&members, probe_every)),
             hub: Hub::default(),
+            node: node_name().into(),
+            recorded: Arc::default(),
         }
     }
 
@@ -283,34 +275,79 @@ impl Engine {
             references,
             mask,
         };
+        // Each provider is tried at most once per attempt, the fleet
+        // choosing the order (priority, health, load, weight).
+        let mut left: Vec<String> = model
+            .providers
+            .iter()
+            .filter(|id| self.providers.entries.contains_key(*id))
+            .cloned()
+            .collect();
         let mut last = ProviderError::Unavailable {
             cause: providers::Cause::NoProvider,
             raw: "the model has no usable provider".into(),
         };
-        for id in &model.providers {
-            let Some(entry) = self.providers.entries.get(id) else {
+        loop {
+            let slot = match self.fleet.acquire(&left, ctl) {
+                Acquired::Slot(slot) => slot,
+                Acquired::AllDown => {
+                    if let ProviderError::Unavailable {
+                        cause: providers::Cause::NoProvider,
+                        ..
+                    } = last
+                    {
+                        // Nothing tried here: say why the providers are down.
+                        if let Some((cause, raw)) = self.fleet.down_cause(&model.providers) {
+                            return Err(ProviderError::Unavailable { cause, raw });
+                        }
+                    }
+                    return Err(last);
+                }
+                Acquired::Canceled => {
+                    return Err(ProviderError::Failed {
+                        message: "Canceled.".into(),
+                        raw: "canceled while waiting".into(),
+                    })
+                }
+            };
+            let id = slot.id.clone();
+            left.retain(|p| *p != id);
+            let Some(entry) = self.providers.entries.get(&id) else {
                 continue;
             };
-            let Some(_slot) = entry.slots.acquire(ctl) else {
-                return Err(ProviderError::Failed {
-                    message: "Canceled.".into(),
-                    raw: "canceled while waiting".into(),
-                });
-            };
+            let started = std::time::Instant::now();
             match entry.provider.generate(&req, ctl) {
-                Ok(images) => return check_images(id, images, ctl),
+                Ok(images) => {
+                    self.fleet.answered(&id, started.elapsed());
+                    return check_images(&id, images, ctl);
+                }
                 Err(ProviderError::Unavailable { cause, raw }) => {
                     tracing::warn!(task = %task.public_id, provider = %id, "provider unavailable: {raw}");
+                    self.fleet.failed(&id, cause, &raw);
                     let named = raw.starts_with(&format!("{id}:"));
                     last = ProviderError::Unavailable {
                         cause,
                         raw: if named { raw } else { format!("{id}: {raw}") },
                     };
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    // It answered: alive, and the answer is final.
+                    self.fleet.answered(&id, started.elapsed());
+                    return Err(e);
+                }
             }
         }
-        Err(last)
+    }
+
+    /// Models none of whose providers can take work now: their tasks wait
+    /// in the queue instead of being claimed.
+    pub fn down_models(&self) -> Vec<String> {
+        self.catalog
+            .models
+            .iter()
+            .filter(|m| !self.fleet.any_usable(&m.providers))
+            .map(|m| m.id.clone())
+            .collect()
     }
 
     /// A task's references, read from disk after the connection is given back.
@@ -377,6 +414,11 @@ impl Engine {
                 p
             }
         };
+        let skip = self.down_models();
+        let next = claim.then_some(tasks::Next {
+            worker,
+            skip_models: &skip,
+        });
         let (status, next) = match outcome {
             Ok((provider, images)) => {
                 let (kept, next) = tasks::complete_then(
@@ -386,7 +428,7 @@ impl Engine {
                     worker,
                     &provider,
                     &images,
-                    claim,
+                    next,
                 )?;
                 let status = if kept {
                     TaskStatus::Succeeded
@@ -398,6 +440,12 @@ impl Engine {
             Err(e) => {
                 let (message, raw) = (e.user_message(), e.raw().to_string());
                 let failure = match e {
+                    ProviderError::Unavailable { .. } if skip.contains(&task.model) => {
+                        Failure::Postponed {
+                            message: &message,
+                            raw: &raw,
+                        }
+                    }
                     ProviderError::Unavailable { .. } => Failure::Temporary {
                         message: &message,
                         raw: &raw,
@@ -407,13 +455,7 @@ impl Engine {
                         raw: &raw,
                     },
                 };
-                tasks::fail_then(
-                    &mut conn,
-                    &self.config,
-                    task,
-                    failure,
-                    claim.then_some(worker),
-                )?
+                tasks::fail_then(&mut conn, &self.config, task, failure, next)?
             }
         };
         let took = task
@@ -476,10 +518,97 @@ impl Engine {
         if n == 0 {
             tracing::warn!("queue.workers = 0: tasks are accepted but not processed");
         }
+        if n > 0 {
+            self.spawn_fleet_watch();
+        }
         for i in 0..n {
             let engine = self.clone();
             let id = format!("w{i}-{}", crate::domain::secrets::random_token(4));
             tokio::spawn(async move { engine.worker_loop(id).await });
+        }
+    }
+
+    /// The fleet's watch, once a second: probes the providers that are due
+    /// (a down one every second, the others every `queue.probe_secs`),
+    /// wakes the workers when one comes back, and fails the tasks that
+    /// waited `queue.max_wait_secs` for a model that stayed down.
+    pub fn spawn_fleet_watch(&self) {
+        let engine = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                let e = engine.clone();
+                let _ = tokio::task::spawn_blocking(move || e.watch_once()).await;
+            }
+        });
+    }
+
+    /// One pass of the fleet's watch (see `spawn_fleet_watch`).
+    pub fn watch_once(&self) {
+        let down_before = self.down_models();
+        for id in self.fleet.due_probes() {
+            let Some(entry) = self.providers.entries.get(&id) else {
+                continue;
+            };
+            let outcome = entry.provider.probe().map_err(|e| match e {
+                ProviderError::Unavailable { cause, raw } => (cause, raw),
+                other => (providers::Cause::Broken, other.raw().to_string()),
+            });
+            self.fleet.probed(&id, outcome);
+        }
+        let down = self.down_models();
+        if down.len() < down_before.len() {
+            // A model can be served again: its waiting tasks are claimable.
+            for _ in 0..self.config.queue.workers {
+                self.hub.wake();
+            }
+        }
+        let status = self.fleet.status();
+        crate::metrics::global().fleet(&status);
+        self.record_fleet(&status);
+        if down.is_empty() {
+            return;
+        }
+        for model in &down {
+            let providers = self
+                .catalog
+                .model(model)
+                .map(|m| m.providers.clone())
+                .unwrap_or_default();
+            let because = self
+                .fleet
+                .down_cause(&providers)
+                .map(|(cause, _)| cause.describe())
+                .unwrap_or_else(|| providers::Cause::NoProvider.describe());
+            let expired = self.db.get().and_then(|mut conn| {
+                tasks::expire_waiting(&mut conn, &self.config, model, &because)
+            });
+            match expired {
+                Ok(0) => {}
+                Ok(n) => tracing::warn!(
+                    model,
+                    "{n} tasks waited too long for a provider that stayed down"
+                ),
+                Err(e) => tracing::error!(model, "failing tasks that waited too long: {e}"),
+            }
+        }
+    }
+
+    /// Writes this node's view for `novart providers`, every 5 seconds.
+    fn record_fleet(&self, status: &[crate::jobs::fleet::ProviderStatus]) {
+        {
+            let mut last = self.recorded.lock().unwrap_or_else(|e| e.into_inner());
+            if last.is_some_and(|t| t.elapsed() < Duration::from_secs(5)) {
+                return;
+            }
+            *last = Some(std::time::Instant::now());
+        }
+        let recorded = self.db.get().and_then(|mut conn| {
+            crate::domain::fleet_status::record(&mut conn, &self.node, status)
+        });
+        if let Err(e) = recorded {
+            tracing::warn!("recording the providers' health failed: {e}");
         }
     }
 
@@ -494,8 +623,9 @@ impl Engine {
             let engine = self.clone();
             let wid = id.clone();
             let claimed = tokio::task::spawn_blocking(move || {
+                let skip = engine.down_models();
                 let mut conn = engine.db.get()?;
-                tasks::claim(&mut conn, &engine.config, &wid)
+                tasks::claim_skipping(&mut conn, &engine.config, &wid, &skip)
             })
             .await;
             match claimed {

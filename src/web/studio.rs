@@ -102,11 +102,18 @@ fn state_words(page: &PageCtx<'_>, t: &crate::model::Task) -> StateWords {
     let c = page.app.templates.catalogs();
     let text = |key: &str, args: &[(&str, String)]| Some(c.text(page.lang, key, args));
     let retrying = t.attempts > 0 && t.error.is_some();
+    // Sent back untried: every image service of its model is down.
+    let held = t.attempts == 0 && t.error.is_some();
     match t.status {
         crate::model::TaskStatus::Queued if retrying => StateWords {
             words: text("task.state_retrying", &[]),
             reason: t.error.as_deref().map(|e| c.message(page.lang, e)),
             retry_at: Some(t.not_before),
+        },
+        crate::model::TaskStatus::Queued if held => StateWords {
+            words: text("task.state_held", &[]),
+            reason: t.error.as_deref().map(|e| c.message(page.lang, e)),
+            retry_at: None,
         },
         crate::model::TaskStatus::Queued => StateWords {
             words: text("task.state_waiting", &[]),
