@@ -2,7 +2,9 @@
 //! and the scheduler's periodic sweeps.
 
 pub mod fleet;
+pub mod hub;
 pub mod queue;
+mod watch;
 pub mod webhooks;
 
 use std::time::Duration;

@@ -3,12 +3,11 @@
 //! listeners (the studio's live view) what changed.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rocket::tokio;
-use rocket::tokio::sync::{broadcast, Notify};
 
 use crate::config::Config;
 use crate::db::Db;
@@ -16,97 +15,11 @@ use crate::domain::assets::{prepare_result, Prepared};
 use crate::domain::catalog::Catalog;
 use crate::domain::tasks::{self, Failure};
 use crate::error::{AppError, AppResult};
-use crate::model::{Task, TaskStatus, UserId};
+use crate::model::{Task, TaskStatus};
 use crate::providers::{self, Control, GenRequest, Provider, ProviderError};
 
 use super::fleet::{Acquired, Fleet};
-
-/// "Task X of user U changed": the studio refetches and shows it.
-#[derive(Debug, Clone)]
-pub struct TaskEvent {
-    pub user: UserId,
-    pub task: String,
-}
-
-/// Wakes idle workers, fans task events out to listeners, and tells a
-/// running task of this node that it was canceled.
-#[derive(Clone)]
-pub struct Hub {
-    notify: Arc<Notify>,
-    events: broadcast::Sender<TaskEvent>,
-    /// The controls of the tasks this node's workers are running.
-    running: Arc<Mutex<HashMap<String, Arc<TaskControl>>>>,
-}
-
-impl Default for Hub {
-    fn default() -> Self {
-        Hub {
-            notify: Arc::new(Notify::new()),
-            events: broadcast::channel(1024).0,
-            running: Arc::default(),
-        }
-    }
-}
-
-/// Keeps a running task's control findable by `Hub::canceled` until dropped.
-struct Running<'a> {
-    hub: &'a Hub,
-    task: String,
-}
-
-impl Drop for Running<'_> {
-    fn drop(&mut self) {
-        self.hub
-            .running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.task);
-    }
-}
-
-impl Hub {
-    /// The task was just canceled: if a worker of this node runs it, its
-    /// provider call is told at once (other nodes notice within a second,
-    /// see `Engine::run_task`), and listeners are told.
-    pub fn canceled(&self, user: UserId, task: &str) {
-        if let Some(ctl) = self
-            .running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(task)
-        {
-            ctl.canceled.store(true, Ordering::Relaxed);
-        }
-        self.publish(user, task);
-    }
-
-    fn register(&self, task: &str, ctl: Arc<TaskControl>) -> Running<'_> {
-        self.running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(task.to_string(), ctl);
-        Running {
-            hub: self,
-            task: task.to_string(),
-        }
-    }
-
-    /// A task was queued: one idle worker wakes up.
-    pub fn wake(&self) {
-        self.notify.notify_one();
-    }
-
-    pub fn publish(&self, user: UserId, task: &str) {
-        let _ = self.events.send(TaskEvent {
-            user,
-            task: task.to_string(),
-        });
-    }
-
-    pub fn subscribe(&self) -> broadcast::Receiver<TaskEvent> {
-        self.events.subscribe()
-    }
-}
+pub use super::hub::{Hub, TaskControl, TaskEvent};
 
 struct Entry {
     provider: Box<dyn Provider>,
@@ -138,6 +51,11 @@ impl Providers {
         Providers { entries }
     }
 
+    /// Asks the provider `id` its health probe (None for an unknown id).
+    pub fn probe(&self, id: &str) -> Option<Result<(), ProviderError>> {
+        self.entries.get(id).map(|e| e.provider.probe())
+    }
+
     /// Replaces one adapter (tests use this to put a fake behind an id).
     pub fn insert(&mut self, id: &str, provider: Box<dyn Provider>, concurrency: u32) {
         self.entries.insert(
@@ -147,29 +65,6 @@ impl Providers {
                 concurrency: Some(concurrency),
             },
         );
-    }
-}
-
-/// A running task's cancel flag and progress, shared with the provider call.
-#[derive(Default)]
-pub struct TaskControl {
-    pub canceled: AtomicBool,
-    progress_bits: AtomicU64,
-}
-
-impl TaskControl {
-    pub fn progress_value(&self) -> f64 {
-        f64::from_bits(self.progress_bits.load(Ordering::Relaxed))
-    }
-}
-
-impl Control for TaskControl {
-    fn canceled(&self) -> bool {
-        self.canceled.load(Ordering::Relaxed)
-    }
-    fn progress(&self, fraction: f64) {
-        self.progress_bits
-            .store(fraction.clamp(0.0, 1.0).to_bits(), Ordering::Relaxed);
     }
 }
 
@@ -186,18 +81,7 @@ pub struct Engine {
     /// This process, as `novart providers` names it (host and pid).
     pub node: Arc<str>,
     /// When this node last recorded its view of the fleet.
-    recorded: Arc<Mutex<Option<std::time::Instant>>>,
-}
-
-/// The host name and the process id.
-fn node_name() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "novart".into());
-    format!("{host}:{}", std::process::id())
+    pub(super) recorded: Arc<Mutex<Option<std::time::Instant>>>,
 }
 
 /// What one attempt produced.
@@ -236,7 +120,7 @@ impl Engine {
             providers: Arc::new(providers),
             fleet: Arc::new(Fleet::new(&members, probe_every)),
             hub: Hub::default(),
-            node: node_name().into(),
+            node: super::watch::node_name().into(),
             recorded: Arc::default(),
         }
     }
@@ -525,90 +409,6 @@ impl Engine {
             let engine = self.clone();
             let id = format!("w{i}-{}", crate::domain::secrets::random_token(4));
             tokio::spawn(async move { engine.worker_loop(id).await });
-        }
-    }
-
-    /// The fleet's watch, once a second: probes the providers that are due
-    /// (a down one every second, the others every `queue.probe_secs`),
-    /// wakes the workers when one comes back, and fails the tasks that
-    /// waited `queue.max_wait_secs` for a model that stayed down.
-    pub fn spawn_fleet_watch(&self) {
-        let engine = self.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                tick.tick().await;
-                let e = engine.clone();
-                let _ = tokio::task::spawn_blocking(move || e.watch_once()).await;
-            }
-        });
-    }
-
-    /// One pass of the fleet's watch (see `spawn_fleet_watch`).
-    pub fn watch_once(&self) {
-        let down_before = self.down_models();
-        for id in self.fleet.due_probes() {
-            let Some(entry) = self.providers.entries.get(&id) else {
-                continue;
-            };
-            let outcome = entry.provider.probe().map_err(|e| match e {
-                ProviderError::Unavailable { cause, raw } => (cause, raw),
-                other => (providers::Cause::Broken, other.raw().to_string()),
-            });
-            self.fleet.probed(&id, outcome);
-        }
-        let down = self.down_models();
-        if down.len() < down_before.len() {
-            // A model can be served again: its waiting tasks are claimable.
-            for _ in 0..self.config.queue.workers {
-                self.hub.wake();
-            }
-        }
-        let status = self.fleet.status();
-        crate::metrics::global().fleet(&status);
-        self.record_fleet(&status);
-        if down.is_empty() {
-            return;
-        }
-        for model in &down {
-            let providers = self
-                .catalog
-                .model(model)
-                .map(|m| m.providers.clone())
-                .unwrap_or_default();
-            let because = self
-                .fleet
-                .down_cause(&providers)
-                .map(|(cause, _)| cause.describe())
-                .unwrap_or_else(|| providers::Cause::NoProvider.describe());
-            let expired = self.db.get().and_then(|mut conn| {
-                tasks::expire_waiting(&mut conn, &self.config, model, &because)
-            });
-            match expired {
-                Ok(0) => {}
-                Ok(n) => tracing::warn!(
-                    model,
-                    "{n} tasks waited too long for a provider that stayed down"
-                ),
-                Err(e) => tracing::error!(model, "failing tasks that waited too long: {e}"),
-            }
-        }
-    }
-
-    /// Writes this node's view for `novart providers`, every 5 seconds.
-    fn record_fleet(&self, status: &[crate::jobs::fleet::ProviderStatus]) {
-        {
-            let mut last = self.recorded.lock().unwrap_or_else(|e| e.into_inner());
-            if last.is_some_and(|t| t.elapsed() < Duration::from_secs(5)) {
-                return;
-            }
-            *last = Some(std::time::Instant::now());
-        }
-        let recorded = self.db.get().and_then(|mut conn| {
-            crate::domain::fleet_status::record(&mut conn, &self.node, status)
-        });
-        if let Err(e) = recorded {
-            tracing::warn!("recording the providers' health failed: {e}");
         }
     }
 
