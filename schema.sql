@@ -582,7 +582,7 @@ ALTER TABLE email_changes ADD COLUMN session_hash TEXT;
 -- size, the task says so (one sentence per line); NULL when all was as asked.
 ALTER TABLE tasks ADD COLUMN notice TEXT;
 
--- migration 16: each server node's view of the providers' health
+-- migration 16: each server node's view of the providers' health; run times
 -- Written by a node's fleet watch every few seconds; `novart providers`
 -- reads it. A row not updated for a while belongs to a node that stopped.
 CREATE TABLE provider_health (
@@ -600,3 +600,5 @@ CREATE TABLE provider_health (
     updated_at  INTEGER NOT NULL,
     PRIMARY KEY (node, provider)
 ) STRICT;
+-- A model's recent run times (the queue's time estimates).
+CREATE INDEX tasks_model_done ON tasks(model, status, finished_at);

@@ -224,6 +224,14 @@
   }
   countdown();
   setInterval(countdown, 1000);
+  // A waiting task's place in line moves as others start: refreshed every
+  // few seconds while the page is visible.
+  setInterval(function () {
+    if (document.hidden) return;
+    tasks.querySelectorAll('[data-status="queued"]').forEach(function (c) {
+      refreshCard(c.getAttribute("data-task"));
+    });
+  }, 5000);
 
   var inflight = {};
   function refreshCard(id) {

@@ -775,3 +775,89 @@ fn many_draining_workers_run_each_task_exactly_once() {
     assert_eq!((succeeded, attempts, results), (120, 120, 120));
     assert_queue_counts_exact(e);
 }
+
+/// Three creators with five waiting tasks each: every task's place in line
+/// is the order in which the queue then hands them out, and the time
+/// estimate is unknown until the model has run times, then grows with the
+/// place.
+#[test]
+fn queue_positions_match_the_order_tasks_are_served() {
+    let s = setup(|c| {
+        c.queue.workers = 2;
+        c.queue.per_user_concurrency = 5;
+    });
+    let e = &s.app.engine;
+    let users: Vec<UserId> = ["q1", "q2", "q3"]
+        .iter()
+        .map(|n| user(&s.app, &format!("{n}@example.com")))
+        .collect();
+    for u in &users {
+        let mut conn = e.db.get().unwrap();
+        novart::domain::wallet::grant(&mut conn, *u, 20, false, "test", "credits").unwrap();
+    }
+    // Creators submit in bursts: all of q1's, then q2's, then q3's.
+    let mut ids = Vec::new();
+    for u in &users {
+        for i in 0..5 {
+            ids.push((*u, submit(e, *u, &input(&format!("task {i}"))).unwrap()));
+        }
+    }
+    let placed = |u: UserId, id: &str| {
+        let conn = e.db.get().unwrap();
+        let mut v = tasks::get(&conn, u, id).unwrap();
+        tasks::place_in_queue(&conn, &e.config, &e.catalog, std::slice::from_mut(&mut v)).unwrap();
+        v.queue.unwrap()
+    };
+    let mut expected: Vec<(u32, String)> = ids
+        .iter()
+        .map(|(u, t)| (placed(*u, &t.public_id).position, t.public_id.clone()))
+        .collect();
+    assert!(
+        ids.iter()
+            .all(|(u, t)| placed(*u, &t.public_id).eta_secs.is_none()),
+        "no run times yet: no estimate"
+    );
+    expected.sort();
+    let positions: Vec<u32> = expected.iter().map(|p| p.0).collect();
+    assert_eq!(
+        positions,
+        (1..=15).collect::<Vec<u32>>(),
+        "15 distinct places"
+    );
+    // The order the queue serves them.
+    let mut served = Vec::new();
+    while let Some(t) = tasks::claim(&mut e.db.get().unwrap(), &e.config, "w").unwrap() {
+        served.push(t.public_id);
+    }
+    let expected_order: Vec<String> = expected.into_iter().map(|p| p.1).collect();
+    assert_eq!(served, expected_order);
+
+    // With run times known, the estimate is given and grows with the place.
+    let s2 = setup(|c| c.queue.workers = 1);
+    let e2 = &s2.app.engine;
+    let u = user(&s2.app, "eta@example.com");
+    novart::domain::wallet::grant(&mut e2.db.get().unwrap(), u, 20, false, "t", "c").unwrap();
+    submit(e2, u, &input("warm up")).unwrap();
+    assert!(e2.process_one("w").unwrap());
+    let waiting: Vec<String> = (0..3)
+        .map(|i| {
+            submit(e2, u, &input(&format!("after {i}")))
+                .unwrap()
+                .public_id
+        })
+        .collect();
+    let conn = e2.db.get().unwrap();
+    let mut views: Vec<_> = waiting
+        .iter()
+        .map(|id| tasks::get(&conn, u, id).unwrap())
+        .collect();
+    tasks::place_in_queue(&conn, &e2.config, &e2.catalog, &mut views).unwrap();
+    let etas: Vec<u32> = views
+        .iter()
+        .map(|v| v.queue.unwrap().eta_secs.unwrap())
+        .collect();
+    assert!(
+        etas[0] >= 1 && etas[0] <= etas[1] && etas[1] <= etas[2],
+        "{etas:?}"
+    );
+}

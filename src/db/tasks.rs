@@ -245,6 +245,37 @@ pub fn requeue_untried(
     )? == 1)
 }
 
+/// Each creator with queued tasks: (user, how many, the oldest's id).
+pub fn queue_heads(conn: &Connection) -> AppResult<Vec<(UserId, i64, TaskId)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT user_id, count(*), min(id) FROM tasks WHERE status = 'queued' GROUP BY user_id",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// How many of the user's queued tasks are at or before `id`.
+pub fn queued_up_to(conn: &Connection, user: UserId, id: TaskId) -> AppResult<i64> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT count(*) FROM tasks WHERE status = 'queued' AND user_id = ?1 AND id <= ?2",
+        )?
+        .query_row(params![user, id], |r| r.get(0))?)
+}
+
+/// The average seconds from start to finish of the model's last `n`
+/// succeeded tasks (None without any).
+pub fn recent_run_secs(conn: &Connection, model: &str, n: u32) -> AppResult<Option<f64>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT avg(finished_at - started_at) FROM (
+                 SELECT finished_at, started_at FROM tasks
+                 WHERE model = ?1 AND status = 'succeeded' AND started_at IS NOT NULL
+                 ORDER BY finished_at DESC LIMIT ?2)",
+        )?
+        .query_row(params![model, n], |r| r.get::<_, Option<f64>>(0))?)
+}
+
 /// Queued tasks of this model created before `cutoff`.
 pub fn queued_before(conn: &Connection, model: &str, cutoff: i64) -> AppResult<Vec<Task>> {
     let sql = format!(

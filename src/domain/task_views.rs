@@ -19,6 +19,18 @@ pub struct TaskView {
     /// card shows them; the API's task object does not carry them).
     #[serde(skip)]
     pub references: Vec<OutputView>,
+    /// For a queued task: its place in line and when it should be done
+    /// (see `place_in_queue`); null otherwise.
+    pub queue: Option<QueueSpot>,
+}
+
+/// A queued task's place in line (1 = next) and the seconds until its
+/// images should be ready, from the model's recent run times (null when
+/// there are none to go by).
+#[derive(Debug, Clone, Copy, Hash, Serialize)]
+pub struct QueueSpot {
+    pub position: u32,
+    pub eta_secs: Option<u32>,
 }
 
 #[derive(Debug, Clone, Hash, Serialize)]
@@ -76,6 +88,7 @@ pub fn view(conn: &Connection, task: Task) -> AppResult<TaskView> {
         task,
         outputs,
         references,
+        queue: None,
     })
 }
 
@@ -130,8 +143,70 @@ pub fn list(
             // Only finished tasks were asked for.
             outputs: outputs.remove(&task.id).unwrap_or_default(),
             references: references.remove(&task.id).unwrap_or_default(),
+            queue: None,
             task,
         })
         .collect();
     Ok((views, next))
+}
+
+/// Fills in `queue` for the queued tasks among `views`. The queue serves
+/// creators in turn (see `db::tasks::claim`), so a creator's k-th waiting
+/// task comes after their own k - 1, after up to k - 1 of each other
+/// creator's, and after the k-th of those whose turn comes first (an older
+/// head of line). The time is the rounds ahead at the model's capacity
+/// (workers, at most its providers' slots) times its recent average run.
+pub fn place_in_queue(
+    conn: &Connection,
+    config: &Config,
+    catalog: &super::catalog::Catalog,
+    views: &mut [TaskView],
+) -> AppResult<()> {
+    if !views.iter().any(|v| v.task.status == TaskStatus::Queued) {
+        return Ok(());
+    }
+    let heads = db::tasks::queue_heads(conn)?;
+    let mut averages: std::collections::HashMap<String, Option<f64>> = Default::default();
+    for v in views
+        .iter_mut()
+        .filter(|v| v.task.status == TaskStatus::Queued)
+    {
+        let t = &v.task;
+        let k = db::tasks::queued_up_to(conn, t.user_id, t.id)?.max(1);
+        let my_head = heads
+            .iter()
+            .find(|h| h.0 == t.user_id)
+            .map_or(t.id, |h| h.2);
+        let others: i64 = heads
+            .iter()
+            .filter(|h| h.0 != t.user_id)
+            .map(|&(_, count, head)| count.min(k - 1) + i64::from(count >= k && head < my_head))
+            .sum();
+        let position = (k + others).clamp(1, i64::from(u32::MAX)) as u32;
+        let average = match averages.get(&t.model) {
+            Some(a) => *a,
+            None => {
+                let a = db::tasks::recent_run_secs(conn, &t.model, 20)?;
+                averages.insert(t.model.clone(), a);
+                a
+            }
+        };
+        let slots: u32 = catalog
+            .model(&t.model)
+            .map(|m| {
+                m.providers
+                    .iter()
+                    .filter_map(|p| catalog.providers.iter().find(|c| &c.id == p))
+                    .map(|c| c.concurrency)
+                    .sum()
+            })
+            .unwrap_or(1);
+        let capacity = config.queue.workers.min(slots).max(1);
+        let rounds = position.div_ceil(capacity);
+        v.queue = Some(QueueSpot {
+            position,
+            eta_secs: average.map(|a| (f64::from(rounds) * a).ceil().max(1.0) as u32),
+        });
+    }
+    Ok(())
 }

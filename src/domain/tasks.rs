@@ -58,7 +58,9 @@ pub fn submit(
     super::submission::submit_here(conn, config, catalog, user, input.clone()).map(|(t, _)| t)
 }
 
-pub use super::task_views::{get, list, output_view, present, view, OutputView, TaskView};
+pub use super::task_views::{
+    get, list, output_view, place_in_queue, present, view, OutputView, QueueSpot, TaskView,
+};
 
 /// Cancels a queued task at once, or a running one (its result is
 /// discarded). A finished task cannot be canceled.

@@ -263,7 +263,15 @@ async fn create_task(
     };
     let user = caller.user;
     let (task, replayed) = super::submit::task(app, user, input).await?;
-    let view = app.db.run(move |conn| tasks::view(conn, task)).await?;
+    let (config, catalog) = (app.engine.config.clone(), app.engine.catalog.clone());
+    let view = app
+        .db
+        .run(move |conn| {
+            let mut view = tasks::view(conn, task)?;
+            tasks::place_in_queue(conn, &config, &catalog, std::slice::from_mut(&mut view))?;
+            Ok(view)
+        })
+        .await?;
     note.0.task(&view.task.public_id);
     if !replayed {
         app.engine.hub.wake();
@@ -300,9 +308,15 @@ async fn list_tasks(
         })?),
     };
     let user = caller.user;
+    let (config, catalog) = (app.engine.config.clone(), app.engine.catalog.clone());
     let (data, next) = app
         .db
-        .run(move |conn| tasks::list(conn, user, status, cursor.as_deref(), limit.unwrap_or(20)))
+        .run(move |conn| {
+            let (mut data, next) =
+                tasks::list(conn, user, status, cursor.as_deref(), limit.unwrap_or(20))?;
+            tasks::place_in_queue(conn, &config, &catalog, &mut data)?;
+            Ok((data, next))
+        })
         .await?;
     let data: Vec<Value> = data.iter().map(|v| present(app, v)).collect();
     Ok(ApiJson::ok(
@@ -320,7 +334,15 @@ async fn get_task(
     caller.require(apikeys::READ_TASKS)?;
     note.0.task(id);
     let (user, id) = (caller.user, id.to_string());
-    let view = app.db.run(move |conn| tasks::get(conn, user, &id)).await?;
+    let (config, catalog) = (app.engine.config.clone(), app.engine.catalog.clone());
+    let view = app
+        .db
+        .run(move |conn| {
+            let mut view = tasks::get(conn, user, &id)?;
+            tasks::place_in_queue(conn, &config, &catalog, std::slice::from_mut(&mut view))?;
+            Ok(view)
+        })
+        .await?;
     Ok(ApiJson::ok(present(app, &view)))
 }
 

@@ -142,12 +142,14 @@ pub fn openapi(app: &App) -> Value {
                     "preview_url": { "type": "string", "format": "uri" }, "width": { "type": "integer" }, "height": { "type": "integer" },
                     "expires_at": { "type": "integer", "description": "When the image is deleted (unix seconds)" },
                     "url_expires_at": { "type": "integer", "description": "When the signed links stop working" } } },
-                "Task": { "type": "object", "required": ["id", "status", "model", "prompt", "negative_prompt", "width", "height", "n", "seed", "webhook_url", "cost", "progress", "attempts", "error", "notice", "created_at", "started_at", "finished_at", "outputs"], "properties": {
+                "Task": { "type": "object", "required": ["id", "status", "model", "prompt", "negative_prompt", "width", "height", "n", "seed", "webhook_url", "cost", "progress", "attempts", "error", "notice", "queue", "created_at", "started_at", "finished_at", "outputs"], "properties": {
                     "id": { "type": "string" }, "status": { "$ref": "#/components/schemas/TaskStatus" }, "model": { "type": "string" },
                     "prompt": { "type": "string" }, "negative_prompt": { "type": "string" }, "width": { "type": "integer" }, "height": { "type": "integer" },
                     "n": { "type": "integer" }, "seed": { "type": "integer" }, "webhook_url": nullable_str, "cost": { "type": "integer", "description": "Credits charged" },
                     "progress": { "type": "number", "minimum": 0, "maximum": 1 }, "attempts": { "type": "integer" }, "error": nullable_str,
                     "notice": { "type": ["string", "null"], "description": "Set when the images differ from the request (fewer or more than n, another size); one sentence per line" },
+                    "queue": { "type": ["object", "null"], "description": "While queued: the place in line (1 = next) and the seconds until the images should be ready (null when unknown)",
+                               "required": ["position", "eta_secs"], "properties": { "position": { "type": "integer", "minimum": 1 }, "eta_secs": nullable_int } },
                     "created_at": { "type": "integer" }, "started_at": nullable_int, "finished_at": nullable_int,
                     "outputs": { "type": "array", "items": { "$ref": "#/components/schemas/Output" } } } },
                 "TaskList": { "type": "object", "required": ["object", "data", "next_cursor"], "properties": { "object": { "const": "list" }, "data": { "type": "array", "items": { "$ref": "#/components/schemas/Task" } }, "next_cursor": nullable_str } },

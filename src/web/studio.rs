@@ -14,7 +14,7 @@ use super::auth::{csrf_form, EmptyForm};
 use super::guards::{ClientIp, CsrfForm, CsrfProtected, CurrentUser};
 use super::render::{query_param, Page, PageCtx};
 use crate::db;
-use crate::domain::tasks::{self, NewTaskInput, TaskView};
+use crate::domain::tasks::{self, NewTaskInput, QueueSpot, TaskView};
 use crate::domain::{assets, now};
 use crate::error::{AppError, AppResult};
 use crate::templates::format_time;
@@ -67,7 +67,7 @@ pub fn card(page: &PageCtx<'_>, view: &TaskView, model_name: &str) -> Value {
         .flat_map(|n| n.lines())
         .map(|line| c.message(page.lang, line))
         .collect();
-    let state = state_words(page, t);
+    let state = state_words(page, t, view.queue);
     card["state"] = state.words.into();
     card["reason"] = state.reason.into();
     card["retry_at"] = state.retry_at.into();
@@ -98,7 +98,20 @@ struct StateWords {
     retry_at: Option<i64>,
 }
 
-fn state_words(page: &PageCtx<'_>, t: &crate::model::Task) -> StateWords {
+/// "40 s", "3 min".
+fn eta_words(c: &crate::i18n::Catalogs, lang: crate::i18n::Lang, secs: u32) -> String {
+    if secs < 90 {
+        c.text(lang, "task.eta_seconds", &[("n", secs.to_string())])
+    } else {
+        c.text(
+            lang,
+            "task.eta_minutes",
+            &[("n", secs.div_ceil(60).to_string())],
+        )
+    }
+}
+
+fn state_words(page: &PageCtx<'_>, t: &crate::model::Task, queue: Option<QueueSpot>) -> StateWords {
     let c = page.app.templates.catalogs();
     let text = |key: &str, args: &[(&str, String)]| Some(c.text(page.lang, key, args));
     let retrying = t.attempts > 0 && t.error.is_some();
@@ -116,7 +129,22 @@ fn state_words(page: &PageCtx<'_>, t: &crate::model::Task) -> StateWords {
             retry_at: None,
         },
         crate::model::TaskStatus::Queued => StateWords {
-            words: text("task.state_waiting", &[]),
+            words: match queue {
+                Some(QueueSpot {
+                    position,
+                    eta_secs: Some(eta),
+                }) => text(
+                    "task.state_waiting_eta",
+                    &[
+                        ("n", position.to_string()),
+                        ("eta", eta_words(c, page.lang, eta)),
+                    ],
+                ),
+                Some(QueueSpot { position, .. }) => {
+                    text("task.state_waiting_at", &[("n", position.to_string())])
+                }
+                None => text("task.state_waiting", &[]),
+            },
             reason: None,
             retry_at: None,
         },
@@ -203,14 +231,17 @@ async fn studio_page(
     error: Option<Value>,
 ) -> AppResult<Page> {
     let user = me.0.user.id;
+    let (config, catalog) = (
+        page.app.engine.config.clone(),
+        page.app.engine.catalog.clone(),
+    );
     let (views, available) = page
         .app
         .db
         .run(move |conn| {
-            Ok((
-                tasks::list(conn, user, None, None, 24)?.0,
-                crate::domain::wallet::get(conn, user)?.total(),
-            ))
+            let mut views = tasks::list(conn, user, None, None, 24)?.0;
+            tasks::place_in_queue(conn, &config, &catalog, &mut views)?;
+            Ok((views, crate::domain::wallet::get(conn, user)?.total()))
         })
         .await?;
     // One string for the list: the page copies it once.
@@ -379,10 +410,18 @@ async fn submit(
 #[get("/studio/tasks/<id>/card")]
 async fn task_card(page: PageCtx<'_>, me: CurrentUser, id: &str) -> AppResult<Page> {
     let (user, id) = (me.0.user.id, id.to_string());
+    let (config, catalog) = (
+        page.app.engine.config.clone(),
+        page.app.engine.catalog.clone(),
+    );
     let view = page
         .app
         .db
-        .run(move |conn| tasks::get(conn, user, &id))
+        .run(move |conn| {
+            let mut view = tasks::get(conn, user, &id)?;
+            tasks::place_in_queue(conn, &config, &catalog, std::slice::from_mut(&mut view))?;
+            Ok(view)
+        })
         .await?;
     Ok(Page {
         status: Status::Ok,
