@@ -251,7 +251,10 @@
   // Progress-only changes update the bar in place; anything else re-renders.
   function onTask(t) {
     var card = document.getElementById("task-" + t.id);
-    if (card && card.getAttribute("data-status") === t.status && t.status === "running") {
+    // A new preview: the card is fetched again (it shows the latest).
+    var seen = card && card.getAttribute("data-preview");
+    var fresh = t.preview_seq && (!seen || seen.slice(seen.lastIndexOf("=") + 1) !== String(t.preview_seq));
+    if (card && card.getAttribute("data-status") === t.status && t.status === "running" && !fresh) {
       var bar = card.querySelector("progress");
       var words = card.querySelector(".task-state-words");
       if (bar && t.progress > 0) {

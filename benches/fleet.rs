@@ -34,7 +34,10 @@ struct Gpu {
 impl Provider for Gpu {
     fn generate(&self, req: &GenRequest, _: &dyn Control) -> Result<Vec<Vec<u8>>, ProviderError> {
         let n: usize = req.prompt.trim_start_matches("task ").parse().unwrap_or(0);
-        self.log.lock().unwrap().push((n, Instant::now(), self.name));
+        self.log
+            .lock()
+            .unwrap()
+            .push((n, Instant::now(), self.name));
         std::thread::sleep(self.delay);
         Ok((0..req.n).map(|_| self.image.clone()).collect())
     }
@@ -147,9 +150,9 @@ fn run(routed: bool, total: usize) -> Outcome {
     rt.block_on(async move { e.spawn_workers() });
     loop {
         let conn = app.db.get().unwrap();
-        let done = ids.iter().all(|(u, id)| {
-            tasks::get(&conn, *u, id).unwrap().task.status == TaskStatus::Succeeded
-        });
+        let done = ids
+            .iter()
+            .all(|(u, id)| tasks::get(&conn, *u, id).unwrap().task.status == TaskStatus::Succeeded);
         if done {
             break;
         }

@@ -84,12 +84,24 @@ fn fake() -> FakeA1111 {
                 let id = req.json()["id_task"].as_str().unwrap_or("").to_string();
                 let s = st.lock().unwrap();
                 let active = s.current.as_deref() == Some(id.as_str());
+                // While active, a live preview newer than the one asked for.
+                let asked = req.json()["id_live_preview"].as_i64().unwrap_or(-1);
+                let preview = (active && asked < 1).then(|| {
+                    let img = image::RgbImage::from_pixel(8, 8, image::Rgb([10, 200, 90]));
+                    let mut jpeg = Vec::new();
+                    img.write_to(
+                        &mut std::io::Cursor::new(&mut jpeg),
+                        image::ImageFormat::Jpeg,
+                    )
+                    .unwrap();
+                    format!("data:image/jpeg;base64,{}", b64(&jpeg))
+                });
                 Resp::json(
                     200,
                     json!({
                         "active": active, "queued": s.pending.contains(&id), "completed": s.finished.contains(&id),
-                        "progress": if active { 0.4 } else { 0.0 }, "eta": null, "live_preview": null,
-                        "id_live_preview": -1, "textinfo": if active { "Running..." } else { "Waiting..." }
+                        "progress": if active { 0.4 } else { 0.0 }, "eta": null, "live_preview": preview,
+                        "id_live_preview": if active { 1 } else { -1 }, "textinfo": if active { "Running..." } else { "Waiting..." }
                     }),
                 )
             }
@@ -205,5 +217,68 @@ fn a_cancel_interrupts_only_while_the_running_job_is_ours() {
             .task
             .status,
         TaskStatus::Canceled
+    );
+}
+
+/// A running job's live preview and progress reach the task's control.
+#[test]
+fn a_running_jobs_preview_and_progress_arrive() {
+    let fake = fake();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = novart::Config::for_data_dir(dir.path());
+    config.providers = vec![ProviderConfig::new(
+        "sd",
+        ProviderKind::Automatic1111,
+        &fake.http.url(),
+    )];
+    config.models = vec![ModelConfig {
+        id: "sd".into(),
+        name: "SD".into(),
+        providers: vec!["sd".into()],
+        upstream_model: String::new(),
+        price: 1,
+        sizes: vec!["512x512".into()],
+        max_n: 1,
+        reference_images: false,
+        description: String::new(),
+    }];
+    config.validate().unwrap();
+    let app = App::new(config).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let engine = app.engine.clone();
+    rt.block_on(async move { engine.spawn_workers() });
+    let ann = common::verified_user(&app, "ann@example.com");
+    let t = tasks::submit(
+        &mut app.db.get().unwrap(),
+        &app.engine.config,
+        &app.engine.catalog,
+        ann,
+        &NewTaskInput {
+            prompt: "a meadow".into(),
+            model: "sd".into(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    app.engine.hub.wake();
+    wait("the preview", || {
+        app.engine.hub.preview(&t.public_id).is_some()
+    });
+    let (_, image) = app.engine.hub.preview(&t.public_id).unwrap();
+    assert!(image.starts_with(&[0xFF, 0xD8, 0xFF]));
+    let task = || {
+        tasks::get(&app.db.get().unwrap(), ann, &t.public_id)
+            .unwrap()
+            .task
+    };
+    wait("the progress written", || task().progress > 0.3);
+    wait("the end", || task().status == TaskStatus::Succeeded);
+    assert!(
+        app.engine.hub.preview(&t.public_id).is_none(),
+        "gone with the task"
     );
 }

@@ -378,3 +378,115 @@ fn a_twenty_second_restart_loses_no_task() {
     }
     assert!(down_at.elapsed() >= Duration::from_secs(20));
 }
+
+/// Progress and previews from ComfyUI's websocket reach the studio's live
+/// stream (SSE) while the task runs, and the latest preview can be fetched
+/// through the API; nothing of it is stored as a file.
+#[test]
+fn progress_and_previews_reach_the_live_stream() {
+    use std::io::{BufRead, BufReader, Write};
+    let fake = fake_comfy::start(None);
+    let dir = tempfile::tempdir().unwrap();
+    let workflow = json!({
+        "5": {"class_type": "EmptyLatentImage", "inputs": {"width": "{{width}}", "height": "{{height}}", "batch_size": "{{batch_size}}"}},
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "{{prompt}}"}},
+        "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "ComfyUI"}}
+    });
+    let path = dir.path().join("workflow_api.json");
+    std::fs::write(&path, workflow.to_string()).unwrap();
+    let url = fake.url();
+    let srv = common::live(move |c| {
+        let mut p = ProviderConfig::new("comfy", ProviderKind::Comfyui, &url);
+        p.workflow = path.display().to_string();
+        c.providers = vec![p];
+        c.models = vec![ModelConfig {
+            id: "sd".into(),
+            name: "SD".into(),
+            providers: vec!["comfy".into()],
+            upstream_model: String::new(),
+            price: 1,
+            sizes: vec!["512x512".into()],
+            max_n: 1,
+            reference_images: false,
+            description: String::new(),
+        }];
+    });
+    let app = App::new(srv.config.clone()).unwrap();
+    let (user, key) = common::user_with_key(&app, "live@example.com", 20);
+    let s = common::live_session(&srv, &app, user);
+    let addr = srv.base.trim_start_matches("http://").to_string();
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    write!(
+        stream,
+        "GET /api/v1/events?csrf_token={} HTTP/1.0\r\nHost: {addr}\r\nCookie: {}\r\nAccept: text/event-stream\r\n\r\n",
+        s.csrf, s.cookie
+    )
+    .unwrap();
+    let mut events = BufReader::new(stream);
+    let mut line = String::new();
+    while !line.starts_with("event: ready") && !line.starts_with("event:ready") {
+        line.clear();
+        assert!(events.read_line(&mut line).unwrap() > 0);
+    }
+    let resp = common::http()
+        .post(&format!("{}/api/v1/tasks", srv.base))
+        .header("Authorization", &format!("Bearer {key}"))
+        .send_json(json!({ "prompt": "slow aurora", "model": "sd" }))
+        .unwrap();
+    let task: serde_json::Value = resp.into_body().read_json().unwrap();
+    let id = task["id"].as_str().unwrap().to_string();
+    // Task events until it is done: progress climbs and previews arrive.
+    let (mut progress, mut previews, mut fetched) = (Vec::new(), 0u64, false);
+    loop {
+        line.clear();
+        assert!(events.read_line(&mut line).unwrap() > 0, "the stream ended");
+        let Some(data) = line.strip_prefix("data:") else {
+            continue;
+        };
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(data.trim()) else {
+            continue; // "ready", messages
+        };
+        if v["id"] != id.as_str() {
+            continue;
+        }
+        if v["status"] == "running" {
+            progress.push(v["progress"].as_f64().unwrap());
+            previews = previews.max(v["preview_seq"].as_u64().unwrap_or(0));
+            if previews > 0 && !fetched {
+                let r = common::http()
+                    .get(&format!("{}/api/v1/tasks/{id}/preview", srv.base))
+                    .header("Authorization", &format!("Bearer {key}"))
+                    .call()
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+                assert_eq!(
+                    r.headers().get("content-type").unwrap().to_str().unwrap(),
+                    "image/jpeg"
+                );
+                let bytes = r.into_body().read_to_vec().unwrap();
+                assert!(bytes.starts_with(&[0xFF, 0xD8, 0xFF]));
+                fetched = true;
+            }
+        }
+        if v["status"] == "succeeded" {
+            break;
+        }
+    }
+    assert!(fake.frames() > 10, "the websocket was used");
+    assert!(
+        progress.iter().any(|p| *p > 0.0 && *p < 1.0),
+        "progress while running: {progress:?}"
+    );
+    assert!(progress.windows(2).all(|w| w[0] <= w[1]), "{progress:?}");
+    assert!(fetched, "a preview was served while the task ran");
+    // Once done, there is no preview (it was never a stored file).
+    let r = common::http()
+        .get(&format!("{}/api/v1/tasks/{id}/preview", srv.base))
+        .header("Authorization", &format!("Bearer {key}"))
+        .call()
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}

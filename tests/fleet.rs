@@ -336,3 +336,35 @@ fn wait_for_cli(w: &World) {
         std::thread::sleep(Duration::from_millis(500));
     }
 }
+
+/// A call that cannot be stopped (an OpenAI-compatible request) is dropped
+/// on cancel: the worker takes the next task within seconds instead of
+/// waiting for the upstream's answer.
+#[test]
+fn a_canceled_call_that_cannot_stop_frees_its_worker() {
+    let gpu = Gpu::new(10_000);
+    let w = world(&[("api", 2, 1, 0, gpu.clone())], |c| c.queue.workers = 1);
+    let u = w.user("c@example.com", 10);
+    let first = w.submit(u);
+    let second = w.submit(u);
+    let start = Instant::now();
+    while gpu.running.load(Ordering::SeqCst) == 0 {
+        assert!(start.elapsed() < Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut conn = w.engine.db.get().unwrap();
+    tasks::cancel(&mut conn, u, &first).unwrap();
+    drop(conn);
+    w.engine.hub.canceled(u, &first);
+    let canceled = Instant::now();
+    // The second task reaches the upstream while the first call still hangs.
+    while gpu.running.load(Ordering::SeqCst) < 2 {
+        assert!(
+            canceled.elapsed() < Duration::from_secs(5),
+            "the worker still waits for the dropped call"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(w.status(u, &first).task.status, TaskStatus::Canceled);
+    assert_eq!(w.status(u, &second).task.status, TaskStatus::Running);
+}

@@ -183,6 +183,15 @@ pub fn renew_lease(
         == 1)
 }
 
+/// A running task's progress (never backwards).
+pub fn set_progress(conn: &Connection, id: TaskId, progress: f64) -> AppResult<()> {
+    conn.prepare_cached(
+        "UPDATE tasks SET progress = max(progress, ?2) WHERE id = ?1 AND status = 'running'",
+    )?
+    .execute(params![id, progress])?;
+    Ok(())
+}
+
 /// running → succeeded, only if this worker still holds it.
 pub fn mark_succeeded(
     conn: &Connection,

@@ -22,6 +22,10 @@ pub struct TaskView {
     /// For a queued task: its place in line and when it should be done
     /// (see `place_in_queue`); null otherwise.
     pub queue: Option<QueueSpot>,
+    /// How many previews the running task has had on this node (0: none);
+    /// set by the pages that show them.
+    #[serde(skip)]
+    pub preview_seq: u64,
 }
 
 /// A queued task's place in line (1 = next) and the seconds until its
@@ -68,6 +72,17 @@ pub fn present(config: &Config, secret: &[u8], view: &TaskView) -> serde_json::V
             o["url_expires_at"] = super::links::expiry(config, out.expires_at, now).into();
         }
     }
+    // While it runs: where its latest preview is (404 until there is one).
+    v["preview_url"] = if view.task.status == TaskStatus::Running {
+        format!(
+            "{}/api/v1/tasks/{}/preview",
+            config.public_url(),
+            view.task.public_id
+        )
+        .into()
+    } else {
+        serde_json::Value::Null
+    };
     v
 }
 
@@ -89,6 +104,7 @@ pub fn view(conn: &Connection, task: Task) -> AppResult<TaskView> {
         outputs,
         references,
         queue: None,
+        preview_seq: 0,
     })
 }
 
@@ -144,6 +160,7 @@ pub fn list(
             outputs: outputs.remove(&task.id).unwrap_or_default(),
             references: references.remove(&task.id).unwrap_or_default(),
             queue: None,
+            preview_seq: 0,
             task,
         })
         .collect();

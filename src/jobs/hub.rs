@@ -97,18 +97,48 @@ impl Hub {
     pub fn subscribe(&self) -> broadcast::Receiver<TaskEvent> {
         self.events.subscribe()
     }
+
+    /// The latest preview of a task running on this node, with its number.
+    pub fn preview(&self, task: &str) -> Option<(u64, Arc<Vec<u8>>)> {
+        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let ctl = running.get(task)?;
+        let image = ctl
+            .preview
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()?;
+        Some((ctl.preview_seq(), image))
+    }
+
+    /// How many previews a task running on this node has had (0: none).
+    pub fn preview_seq(&self, task: &str) -> u64 {
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(task)
+            .map_or(0, |c| c.preview_seq())
+    }
 }
 
-/// A running task's cancel flag and progress, shared with the provider call.
+/// A running task's cancel flag, progress and latest preview, shared with
+/// the provider call. The preview lives here, in memory, while the task
+/// runs: it is never a stored file.
 #[derive(Default)]
 pub struct TaskControl {
     pub canceled: AtomicBool,
     progress_bits: AtomicU64,
+    preview: Mutex<Option<Arc<Vec<u8>>>>,
+    /// How many previews arrived (the page asks again when it grows).
+    preview_seq: AtomicU64,
 }
 
 impl TaskControl {
     pub fn progress_value(&self) -> f64 {
         f64::from_bits(self.progress_bits.load(Ordering::Relaxed))
+    }
+
+    pub fn preview_seq(&self) -> u64 {
+        self.preview_seq.load(Ordering::Relaxed)
     }
 }
 
@@ -119,5 +149,12 @@ impl Control for TaskControl {
     fn progress(&self, fraction: f64) {
         self.progress_bits
             .store(fraction.clamp(0.0, 1.0).to_bits(), Ordering::Relaxed);
+    }
+    fn preview(&self, image: Vec<u8>) {
+        if image.is_empty() || image.len() > crate::providers::MAX_PREVIEW_BYTES {
+            return;
+        }
+        *self.preview.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(image));
+        self.preview_seq.fetch_add(1, Ordering::Relaxed);
     }
 }

@@ -464,18 +464,48 @@ impl Engine {
         // the database each second: one indexed read, no write.
         let mut look = tokio::time::interval(Duration::from_secs(1));
         look.tick().await;
+        let mut shown = (0.0_f64, 0_u64);
+        let mut canceled_at: Option<std::time::Instant> = None;
         let deadline = tokio::time::sleep(Duration::from_secs(self.config.queue.task_timeout_secs));
         tokio::pin!(deadline);
         let outcome = loop {
             tokio::select! {
                 res = &mut call => break res,
-                _ = look.tick(), if !ctl.canceled() => {
+                _ = look.tick() => {
+                    if ctl.canceled() {
+                        // A call that cannot be stopped (an OpenAI-compatible
+                        // request) is dropped: the worker stops waiting for it
+                        // after a short grace and takes the next task; its
+                        // answer, if any, is discarded.
+                        let since = *canceled_at.get_or_insert_with(std::time::Instant::now);
+                        if since.elapsed() >= Duration::from_secs(2) {
+                            let outcome = Err(ProviderError::Failed {
+                                message: "Canceled.".into(),
+                                raw: "canceled; the upstream call was dropped".into(),
+                            });
+                            let (engine, t, w) = (self.clone(), task.clone(), worker.to_string());
+                            let _ = tokio::task::spawn_blocking(move || engine.finish(&t, &w, outcome)).await;
+                            return None;
+                        }
+                        continue;
+                    }
+                    // Progress or a new preview since the last look: written
+                    // and told to the page (at most once a second).
+                    let (progress, seq) = (ctl.progress_value(), ctl.preview_seq());
+                    let moved = (progress - shown.0).abs() >= 0.01 || seq != shown.1;
+                    shown = (progress, seq);
                     let (db, id) = (self.db.clone(), task.id);
                     let status = tokio::task::spawn_blocking(move || -> AppResult<Option<TaskStatus>> {
-                        crate::db::tasks::status_of(&*db.get()?, id)
+                        let conn = db.get()?;
+                        if moved {
+                            crate::db::tasks::set_progress(&conn, id, progress)?;
+                        }
+                        crate::db::tasks::status_of(&conn, id)
                     }).await;
                     if matches!(status, Ok(Ok(Some(s))) if s != TaskStatus::Running) {
                         ctl.canceled.store(true, Ordering::Relaxed);
+                    } else if moved {
+                        self.hub.publish(task.user_id, &task.public_id);
                     }
                 }
                 _ = beat.tick() => {

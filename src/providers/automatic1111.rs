@@ -2,7 +2,8 @@
 //! `POST /sdapi/v1/txt2img`, or `/sdapi/v1/img2img` with `init_images` when
 //! the task has references. The call blocks until the images are done. It
 //! carries `force_task_id`, so `POST /internal/progress {"id_task"}` tells
-//! whether this job waits, runs or is done (and how far it is); a cancel
+//! whether this job waits, runs or is done (how far it is, and its live
+//! preview when the server makes them); a cancel
 //! sends `POST /sdapi/v1/interrupt` only while this job is the one running
 //! (the interrupt has no job id). A server without `/internal/progress`
 //! (before 1.6) gets the global `GET /sdapi/v1/progress` for the bar and no
@@ -46,19 +47,27 @@ impl Automatic1111 {
 
     /// This job's state from `/internal/progress`; None when the server
     /// does not have it.
-    fn job_state(&self, job: &str) -> Option<JobState> {
+    fn job_state(&self, job: &str, preview_id: i64) -> Option<JobState> {
         let url = format!("{}/internal/progress", self.base);
         let resp = self
             .with_auth(self.quick.post(&url))
-            .send_json(json!({ "id_task": job, "id_live_preview": -1, "live_preview": false }))
+            .send_json(
+                json!({ "id_task": job, "id_live_preview": preview_id, "live_preview": true }),
+            )
             .ok()?;
         let a = http::read(&self.id, resp).ok()?;
         let v = a.json().filter(|_| a.status == 200)?;
         v.get("active")?;
+        // "data:image/jpeg;base64,…" when a newer preview than ours exists.
+        let preview = v["live_preview"]
+            .as_str()
+            .and_then(|d| d.split_once(";base64,"))
+            .and_then(|(_, b)| http::unb64(b));
         Some(JobState {
             active: v["active"] == true,
             queued: v["queued"] == true,
             progress: v["progress"].as_f64().unwrap_or(0.0),
+            preview: preview.map(|p| (v["id_live_preview"].as_i64().unwrap_or(preview_id), p)),
         })
     }
 
@@ -68,12 +77,21 @@ impl Automatic1111 {
     fn watch(&self, job: &str, ctl: &dyn Control, done: &AtomicBool) {
         let mut interrupted = false;
         let mut exact = true;
+        let mut preview_id = -1;
         while !done.load(Ordering::Relaxed) {
-            let state = if exact { self.job_state(job) } else { None };
+            let state = if exact {
+                self.job_state(job, preview_id)
+            } else {
+                None
+            };
             match state {
                 Some(s) => {
                     if s.active && s.progress > 0.0 {
                         ctl.progress(s.progress.min(0.99));
+                    }
+                    if let Some((id, image)) = s.preview {
+                        preview_id = id;
+                        ctl.preview(image);
                     }
                     if ctl.canceled() && !interrupted && s.active {
                         let url = format!("{}/sdapi/v1/interrupt", self.base);
@@ -118,6 +136,8 @@ struct JobState {
     active: bool,
     queued: bool,
     progress: f64,
+    /// A newer live preview, with its id.
+    preview: Option<(i64, Vec<u8>)>,
 }
 
 /// AUTOMATIC1111 paints where its mask is white; an OpenAI-style mask marks

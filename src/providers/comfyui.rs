@@ -4,7 +4,8 @@
 //! uploaded reference) and `{{mask}}` (an edit's mask). A string that is
 //! exactly a numeric placeholder becomes a number. Flow: `POST /upload/image`
 //! (references), `POST /prompt`, poll `GET /history/{id}`, fetch each output
-//! with `GET /view`. A cancel (or this adapter's own timeout) touches only
+//! with `GET /view`. While it runs, the websocket (`/ws?clientId=…`, see
+//! `comfyui_ws`) gives progress and previews. A cancel (or this adapter's own timeout) touches only
 //! this task's prompt: `POST /queue {"delete": [id]}` while it waits, and
 //! `POST /interrupt {"prompt_id": id}` only while `GET /queue` shows it
 //! running. HTTP Basic credentials are sent when configured (a reverse
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use super::comfyui_ws::{Event, Socket};
 use super::http::{self, Multipart};
 use super::{Control, GenRequest, Provider, ProviderError};
 use crate::config::catalog::ProviderConfig;
@@ -191,6 +193,9 @@ impl Provider for ComfyUi {
         ];
         let workflow = fill(&self.workflow, &vars);
         let client_id = format!("novart-{}", crate::domain::secrets::random_token(12));
+        // Opened before the prompt is queued, so no event is missed; without
+        // it the history is polled.
+        let mut socket = Socket::open(&self.base, &client_id, self.auth.as_deref());
         let a = self.answer(
             self.post(&self.agent, "/prompt")
                 .send_json(json!({ "prompt": workflow, "client_id": client_id })),
@@ -225,6 +230,7 @@ impl Provider for ComfyUi {
         let refused = json.as_ref().and_then(|v| node_errors(&v["node_errors"]));
 
         let started = Instant::now();
+        let mut next_poll = Instant::now();
         let entry = loop {
             if ctl.canceled() {
                 self.cancel(&prompt_id);
@@ -238,6 +244,28 @@ impl Provider for ComfyUi {
                     raw: format!("{}: no result after {:?}", self.id, self.timeout),
                 });
             }
+            match socket.as_mut() {
+                Some(ws) => match ws.next(&prompt_id, Duration::from_millis(250)) {
+                    Event::Progress(f) => ctl.progress(f.min(0.99)),
+                    Event::Preview(image) => ctl.preview(image),
+                    Event::Ended => next_poll = Instant::now(),
+                    Event::Closed => socket = None,
+                    Event::Nothing => {}
+                },
+                None => std::thread::sleep(Duration::from_millis(250)),
+            }
+            // The history says how it ended: read when the socket says it
+            // did, and every 2 s in case a frame was missed (every 250 ms
+            // without a socket).
+            if Instant::now() < next_poll {
+                continue;
+            }
+            next_poll = Instant::now()
+                + if socket.is_some() {
+                    Duration::from_secs(2)
+                } else {
+                    Duration::ZERO
+                };
             let h = self.answer(self.get(&format!("/history/{prompt_id}")).call())?;
             if h.status != 200 {
                 return Err(ProviderError::Failed {
@@ -263,7 +291,6 @@ impl Provider for ComfyUi {
                     break e.clone();
                 }
             }
-            std::thread::sleep(Duration::from_millis(250));
         };
         let mut files = Vec::new();
         if let Some(outputs) = entry["outputs"].as_object() {

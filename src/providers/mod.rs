@@ -4,6 +4,7 @@
 pub mod automatic1111;
 pub mod builtin;
 pub mod comfyui;
+mod comfyui_ws;
 mod http;
 pub mod openai;
 
@@ -109,7 +110,13 @@ pub trait Control: Sync {
     fn canceled(&self) -> bool;
     /// Progress from 0.0 to 1.0, when the provider knows it.
     fn progress(&self, _fraction: f64) {}
+    /// The latest preview of the image being made (JPEG or PNG), when the
+    /// upstream sends them.
+    fn preview(&self, _image: Vec<u8>) {}
 }
+
+/// Largest preview kept (a bigger frame is dropped).
+pub const MAX_PREVIEW_BYTES: usize = 2 * 1024 * 1024;
 
 /// A control that never cancels and ignores progress (tools and tests).
 pub struct Unattended;

@@ -384,6 +384,18 @@ async fn upload(app: &State<App>, caller: Caller, data: Data<'_>) -> AppResult<A
     })
 }
 
+/// A running task's latest preview (JPEG or PNG; 404 until one arrives,
+/// or when the task runs on another node).
+#[get("/api/v1/tasks/<id>/preview")]
+async fn task_preview(
+    app: &State<App>,
+    caller: Caller,
+    id: &str,
+) -> AppResult<super::media::Preview> {
+    caller.require(apikeys::READ_TASKS)?;
+    super::media::preview_of(app, caller.user, id).await
+}
+
 pub fn routes() -> Vec<Route> {
     routes![
         models,
@@ -392,6 +404,7 @@ pub fn routes() -> Vec<Route> {
         create_task,
         list_tasks,
         get_task,
+        task_preview,
         cancel_task,
         upload
     ]

@@ -97,6 +97,8 @@ pub fn openapi(app: &App) -> Value {
                     ])),
             },
             "/api/v1/tasks/{id}": { "get": with(op("One task (needs read_tasks)", "tasks", ("200", ok("The task", "Task")), &[401, 403, 404, 429]), "parameters", task_id_param()) },
+            "/api/v1/tasks/{id}/preview": { "get": with(op("The latest preview of a running task (needs read_tasks): JPEG or PNG, not cached; 404 until the image service sends one and after the task ends", "tasks",
+                ("200", json!({ "description": "The preview image", "content": { "image/jpeg": { "schema": { "type": "string", "format": "binary" } }, "image/png": { "schema": { "type": "string", "format": "binary" } } } })), &[401, 403, 404, 429]), "parameters", task_id_param()) },
             "/api/v1/tasks/{id}/cancel": { "post": with(op("Cancel a queued or running task (needs generate); refunds it", "tasks", ("200", ok("The canceled task", "Task")), &[401, 403, 404, 409, 429]), "parameters", task_id_param()) },
             "/api/v1/uploads": { "post": with(op("Upload a reference image (raw body; needs generate)", "tasks", ("201", ok("Stored", "Upload")), &[400, 401, 403, 413, 429, 503]),
                 "requestBody", json!({ "required": true, "content": { "image/png": { "schema": { "type": "string", "format": "binary" } }, "image/jpeg": { "schema": { "type": "string", "format": "binary" } }, "image/webp": { "schema": { "type": "string", "format": "binary" } } } })) },
@@ -142,12 +144,13 @@ pub fn openapi(app: &App) -> Value {
                     "preview_url": { "type": "string", "format": "uri" }, "width": { "type": "integer" }, "height": { "type": "integer" },
                     "expires_at": { "type": "integer", "description": "When the image is deleted (unix seconds)" },
                     "url_expires_at": { "type": "integer", "description": "When the signed links stop working" } } },
-                "Task": { "type": "object", "required": ["id", "status", "model", "prompt", "negative_prompt", "width", "height", "n", "seed", "webhook_url", "cost", "progress", "attempts", "error", "notice", "queue", "created_at", "started_at", "finished_at", "outputs"], "properties": {
+                "Task": { "type": "object", "required": ["id", "status", "model", "prompt", "negative_prompt", "width", "height", "n", "seed", "webhook_url", "cost", "progress", "attempts", "error", "notice", "queue", "preview_url", "created_at", "started_at", "finished_at", "outputs"], "properties": {
                     "id": { "type": "string" }, "status": { "$ref": "#/components/schemas/TaskStatus" }, "model": { "type": "string" },
                     "prompt": { "type": "string" }, "negative_prompt": { "type": "string" }, "width": { "type": "integer" }, "height": { "type": "integer" },
                     "n": { "type": "integer" }, "seed": { "type": "integer" }, "webhook_url": nullable_str, "cost": { "type": "integer", "description": "Credits charged" },
                     "progress": { "type": "number", "minimum": 0, "maximum": 1 }, "attempts": { "type": "integer" }, "error": nullable_str,
                     "notice": { "type": ["string", "null"], "description": "Set when the images differ from the request (fewer or more than n, another size); one sentence per line" },
+                    "preview_url": { "type": ["string", "null"], "format": "uri", "description": "While running: the latest preview (JPEG or PNG, 404 until the image service sends one)" },
                     "queue": { "type": ["object", "null"], "description": "While queued: the place in line (1 = next) and the seconds until the images should be ready (null when unknown)",
                                "required": ["position", "eta_secs"], "properties": { "position": { "type": "integer", "minimum": 1 }, "eta_secs": nullable_int } },
                     "created_at": { "type": "integer" }, "started_at": nullable_int, "finished_at": nullable_int,

@@ -90,6 +90,7 @@ async fn events(
         .unwrap_or(signed_in.inbox.latest)
         .max(0);
     let mut rx = app.engine.hub.subscribe();
+    let hub = app.engine.hub.clone();
     let db = app.db.clone();
     Ok(EventStream! {
         yield Event::data("ready").event("ready");
@@ -111,7 +112,11 @@ async fn events(
                             })
                             .await;
                         match found {
-                            Ok(Some(view)) => yield Event::json(&view).event("task"),
+                            Ok(Some(view)) => {
+                                let mut v = serde_json::json!(view);
+                                v["preview_seq"] = hub.preview_seq(&view.task.public_id).into();
+                                yield Event::json(&v).event("task")
+                            }
                             Ok(None) => break,
                             Err(_) => {}
                         }

@@ -204,6 +204,41 @@ pub fn routes() -> Vec<Route> {
     routes![full, preview, download]
 }
 
+/// A running task's latest preview (in memory on the node running it),
+/// never cached: the next one replaces it.
+pub struct Preview(pub std::sync::Arc<Vec<u8>>);
+
+impl<'r> Responder<'r, 'static> for Preview {
+    fn respond_to(self, _: &'r Request<'_>) -> response::Result<'static> {
+        let png = self.0.starts_with(b"\x89PNG");
+        let bytes = self.0.as_ref().clone();
+        Response::build()
+            .header(if png {
+                ContentType::PNG
+            } else {
+                ContentType::JPEG
+            })
+            .header(Header::new("Cache-Control", "no-store"))
+            .header(Header::new("X-Content-Type-Options", "nosniff"))
+            .sized_body(bytes.len(), std::io::Cursor::new(bytes))
+            .ok()
+    }
+}
+
+/// The preview of the user's task `id` if it runs here and has one.
+pub async fn preview_of(app: &App, user: crate::model::UserId, id: &str) -> AppResult<Preview> {
+    let task = id.to_string();
+    // Another user's task is simply not found.
+    app.db
+        .run(move |conn| crate::domain::tasks::get(conn, user, &task).map(|_| ()))
+        .await?;
+    app.engine
+        .hub
+        .preview(id)
+        .map(|(_, image)| Preview(image))
+        .ok_or(AppError::NotFound)
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_range;

@@ -61,6 +61,13 @@ pub fn card(page: &PageCtx<'_>, view: &TaskView, model_name: &str) -> Value {
         "created": format_time(t.created_at),
         "active": !t.status.is_final(),
     });
+    if t.status == crate::model::TaskStatus::Running && view.preview_seq > 0 {
+        card["preview_url"] = format!(
+            "/studio/tasks/{}/preview?v={}",
+            t.public_id, view.preview_seq
+        )
+        .into();
+    }
     card["notices"] = t
         .notice
         .iter()
@@ -173,6 +180,9 @@ fn state_words(page: &PageCtx<'_>, t: &crate::model::Task, queue: Option<QueueSp
 /// update of one card; rendered once per distinct content (see
 /// `Templates::fragment`).
 fn card_html(page: &PageCtx<'_>, view: &TaskView) -> AppResult<Arc<str>> {
+    let mut view = view.clone();
+    view.preview_seq = page.app.engine.hub.preview_seq(&view.task.public_id);
+    let view = &view;
     page.fragment("partials/task_card.html", view, || {
         let task = card(page, view, &model_name(page, &view.task.model));
         [("task".into(), task)].into_iter().collect()
@@ -558,6 +568,24 @@ async fn delete(
     ))
 }
 
+/// A running task's latest preview, for its card.
+#[get("/studio/tasks/<id>/preview")]
+async fn task_preview(
+    page: PageCtx<'_>,
+    me: CurrentUser,
+    id: &str,
+) -> AppResult<super::media::Preview> {
+    super::media::preview_of(page.app, me.0.user.id, id).await
+}
+
 pub fn routes() -> Vec<Route> {
-    routes![studio, submit, task_card, cancel, library, delete]
+    routes![
+        studio,
+        submit,
+        task_card,
+        task_preview,
+        cancel,
+        library,
+        delete
+    ]
 }

@@ -4,7 +4,10 @@
 //! `node_errors` on 400, and on 200 when only some outputs are valid),
 //! `GET /queue`, `POST /queue {"delete": [...]}`, `GET /system_stats`, `POST /interrupt` with and
 //! without `prompt_id` (without: whatever runs), `GET /history/{id}` and
-//! `GET /view`. The prompt text steers it:
+//! `GET /view`, and the websocket `/ws?clientId=…`: while a prompt of that
+//! client runs it sends `executing`, `progress` (value/max, ten steps) and a
+//! binary JPEG preview per step (type 1, format 1), then `executing` with
+//! `node: null` (or `execution_interrupted`). The prompt text steers it:
 //! - "slow" runs 3 s (otherwise 200 ms);
 //! - "fixed batch 3" (or 1) makes 3 (or 1) images whatever the batch size;
 //! - "wrong size" makes 1024×1024 images;
@@ -18,11 +21,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::fake_http::{png, serve, Fake, Req, Resp};
+use super::fake_http::{png, serve_ws, Fake, Req, Resp};
 
 #[derive(Clone, Debug)]
 struct Job {
     id: String,
+    client_id: String,
+    /// Progress steps already sent.
+    steps: u32,
     number: u64,
     images: u32,
     width: u32,
@@ -41,6 +47,39 @@ struct State {
     deletes: Vec<String>,
     /// Prompts that ran to the end.
     finished: Vec<String>,
+    /// Open websockets by client id.
+    sockets: HashMap<String, std::sync::mpsc::Sender<tungstenite::Message>>,
+    /// Frames sent on websockets.
+    frames: usize,
+}
+
+impl State {
+    fn send(&mut self, client: &str, m: tungstenite::Message) {
+        if let Some(tx) = self.sockets.get(client) {
+            if tx.send(m).is_ok() {
+                self.frames += 1;
+            } else {
+                self.sockets.remove(client);
+            }
+        }
+    }
+}
+
+const STEPS: u32 = 10;
+
+/// A small JPEG, as a preview frame carries it.
+fn preview_frame() -> Vec<u8> {
+    let img = image::RgbImage::from_pixel(16, 16, image::Rgb([200, 80, 40]));
+    let mut jpeg = Vec::new();
+    img.write_to(
+        &mut std::io::Cursor::new(&mut jpeg),
+        image::ImageFormat::Jpeg,
+    )
+    .unwrap();
+    let mut frame = 1u32.to_be_bytes().to_vec();
+    frame.extend(1u32.to_be_bytes());
+    frame.extend(jpeg);
+    frame
 }
 
 pub struct FakeComfy {
@@ -56,6 +95,11 @@ impl FakeComfy {
     /// Interrupts received: (the prompt_id asked for, the prompt running).
     pub fn interrupts(&self) -> Vec<(Option<String>, Option<String>)> {
         self.state.lock().unwrap().interrupts.clone()
+    }
+
+    /// Websocket frames sent so far.
+    pub fn frames(&self) -> usize {
+        self.state.lock().unwrap().frames
     }
 
     pub fn deletes(&self) -> Vec<String> {
@@ -97,6 +141,8 @@ impl FakeComfy {
         s.number += 1;
         let job = Job {
             id: format!("foreign-{}", s.number),
+            client_id: "someone-else".into(),
+            steps: 0,
             number: s.number,
             images: 1,
             width: 64,
@@ -121,6 +167,24 @@ pub fn start(auth: Option<String>) -> FakeComfy {
             let Some(state) = state.upgrade() else { return };
             let mut s = state.lock().unwrap();
             if let Some((job, started)) = s.running.clone() {
+                let due = ((started.elapsed().as_secs_f64() / job.run.as_secs_f64())
+                    * f64::from(STEPS))
+                .floor()
+                .min(f64::from(STEPS)) as u32;
+                for step in job.steps + 1..=due {
+                    let progress = json!({"type": "progress", "data": {"value": step, "max": STEPS, "prompt_id": job.id, "node": "3"}});
+                    s.send(
+                        &job.client_id,
+                        tungstenite::Message::text(progress.to_string()),
+                    );
+                    s.send(
+                        &job.client_id,
+                        tungstenite::Message::binary(preview_frame()),
+                    );
+                }
+                if let Some((j, _)) = s.running.as_mut() {
+                    j.steps = j.steps.max(due);
+                }
                 if started.elapsed() >= job.run {
                     let outputs: Vec<Value> = (0..job.images)
                         .map(|k| json!({"filename": format!("{}_{}x{}_{k}.png", job.id, job.width, job.height), "subfolder": "", "type": "output"}))
@@ -132,24 +196,54 @@ pub fn start(auth: Option<String>) -> FakeComfy {
                     );
                     s.finished.push(job.id.clone());
                     s.running = None;
+                    let done = json!({"type": "executing", "data": {"node": null, "display_node": null, "prompt_id": job.id}});
+                    s.send(&job.client_id, tungstenite::Message::text(done.to_string()));
                 }
             }
             if s.running.is_none() {
                 if let Some(next) = s.pending.pop_front() {
+                    let start = json!({"type": "executing", "data": {"node": "3", "display_node": "3", "prompt_id": next.id}});
+                    let client = next.client_id.clone();
                     s.running = Some((next, Instant::now()));
+                    s.send(&client, tungstenite::Message::text(start.to_string()));
                 }
             }
         });
     }
     let st = state.clone();
-    let http = serve(move |req| {
-        if let Some(a) = &auth {
-            if req.header("authorization") != Some(a.as_str()) {
-                return Resp::json(401, json!({"error": "unauthorized"}));
+    let sockets = state.clone();
+    let upgrade: super::fake_http::Upgrade = Arc::new(move |req, mut ws| {
+        let client = req
+            .path
+            .split("clientId=")
+            .nth(1)
+            .and_then(|r| r.split('&').next())
+            .unwrap_or("")
+            .to_string();
+        let (tx, rx) = std::sync::mpsc::channel();
+        {
+            let mut s = sockets.lock().unwrap();
+            s.sockets.insert(client.clone(), tx);
+            let status = json!({"type": "status", "data": {"status": {"exec_info": {"queue_remaining": s.pending.len()}}, "sid": client}});
+            let _ = ws.send(tungstenite::Message::text(status.to_string()));
+        }
+        while let Ok(m) = rx.recv() {
+            if ws.send(m).is_err() {
+                break;
             }
         }
-        handle(&st, req)
     });
+    let http = serve_ws(
+        move |req| {
+            if let Some(a) = &auth {
+                if req.header("authorization") != Some(a.as_str()) {
+                    return Resp::json(401, json!({"error": "unauthorized"}));
+                }
+            }
+            handle(&st, req)
+        },
+        Some(upgrade),
+    );
     FakeComfy { http, state }
 }
 
@@ -200,6 +294,8 @@ fn handle(state: &Mutex<State>, req: &Req) -> Resp {
             };
             if stop {
                 let (job, _) = s.running.take().unwrap();
+                let note = json!({"type": "execution_interrupted", "data": {"prompt_id": job.id, "node_id": "3", "node_type": "KSampler", "executed": []}});
+                s.send(&job.client_id, tungstenite::Message::text(note.to_string()));
                 s.history.insert(
                     job.id.clone(),
                     json!({"prompt": [job.number, job.id, {}, {}, ["9"]], "outputs": {},
@@ -270,6 +366,8 @@ fn prompt(state: &Mutex<State>, v: &Value) -> Resp {
     s.number += 1;
     let job = Job {
         id: format!("p-{}", s.number),
+        client_id: v["client_id"].as_str().unwrap_or("").to_string(),
+        steps: 0,
         number: s.number,
         images,
         width,

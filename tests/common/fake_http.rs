@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -95,12 +95,25 @@ impl Fake {
     }
 }
 
+/// Takes a request that asked for a websocket, once the 101 answer is sent.
+pub type Upgrade = Arc<dyn Fn(&Req, tungstenite::WebSocket<TcpStream>) + Send + Sync>;
+
 pub fn serve(handler: impl Fn(&Req) -> Resp + Send + Sync + 'static) -> Fake {
+    serve_ws(handler, None)
+}
+
+/// `serve`, and requests with `Upgrade: websocket` handed to `upgrade`
+/// after the handshake (RFC 6455: the key's SHA-1 accept value).
+pub fn serve_ws(
+    handler: impl Fn(&Req) -> Resp + Send + Sync + 'static,
+    upgrade: Option<Upgrade>,
+) -> Fake {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let requests = Arc::new(Mutex::new(Vec::new()));
     let down_until: Arc<Mutex<Option<Instant>>> = Arc::default();
     let (reqs, handler, down) = (requests.clone(), Arc::new(handler), down_until.clone());
+    let upgrade = upgrade.clone();
     listener.set_nonblocking(true).unwrap();
     std::thread::spawn(move || {
         let mut listener = Some(listener);
@@ -136,7 +149,7 @@ pub fn serve(handler: impl Fn(&Req) -> Resp + Send + Sync + 'static) -> Fake {
                 Err(_) => continue,
             };
             stream.set_nonblocking(false).unwrap();
-            let (reqs, handler) = (reqs.clone(), handler.clone());
+            let (reqs, handler, upgrade) = (reqs.clone(), handler.clone(), upgrade.clone());
             std::thread::spawn(move || {
                 let mut out = stream.try_clone().unwrap();
                 let mut r = BufReader::new(stream);
@@ -175,6 +188,23 @@ pub fn serve(handler: impl Fn(&Req) -> Resp + Send + Sync + 'static) -> Fake {
                     body,
                 };
                 reqs.lock().unwrap().push(req.clone());
+                let wants_ws = req
+                    .header("upgrade")
+                    .is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
+                if let (true, Some(upgrade)) = (wants_ws, upgrade.as_ref()) {
+                    let key = req.header("sec-websocket-key").unwrap_or("").to_string();
+                    let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
+                    let head = format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n");
+                    if out.write_all(head.as_bytes()).is_ok() {
+                        let ws = tungstenite::WebSocket::from_raw_socket(
+                            out,
+                            tungstenite::protocol::Role::Server,
+                            None,
+                        );
+                        upgrade(&req, ws);
+                    }
+                    return;
+                }
                 let resp = handler(&req);
                 std::thread::sleep(resp.delay);
                 let extra: String = resp
