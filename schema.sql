@@ -602,3 +602,40 @@ CREATE TABLE provider_health (
 ) STRICT;
 -- A model's recent run times (the queue's time estimates).
 CREATE INDEX tasks_model_done ON tasks(model, status, finished_at);
+
+-- migration 17: extra images kept and charged
+-- A model with `charge_extra_images` keeps the images an image service made
+-- beyond those asked for and charges them: a ledger kind of its own
+-- (`task_extra`, once per task). SQLite cannot change a CHECK in place, so
+-- the append-only ledger is copied into a table that allows it.
+CREATE TABLE ledger_v17 (
+    id            INTEGER PRIMARY KEY,
+    user_id       INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    kind          TEXT NOT NULL CHECK (kind IN ('signup_bonus', 'redeem', 'referral_reward', 'task_charge',
+                                               'task_refund', 'admin_grant', 'admin_deduct', 'task_extra')),
+    delta_balance INTEGER NOT NULL,
+    delta_bonus   INTEGER NOT NULL,
+    balance_after INTEGER NOT NULL CHECK (balance_after >= 0),
+    bonus_after   INTEGER NOT NULL CHECK (bonus_after >= 0),
+    task_id       INTEGER,
+    code_id       INTEGER,
+    related_user  INTEGER,
+    idem_key      TEXT NOT NULL UNIQUE,
+    actor         TEXT NOT NULL,
+    reason        TEXT NOT NULL DEFAULT '',
+    created_at    INTEGER NOT NULL
+) STRICT;
+INSERT INTO ledger_v17 (id, user_id, kind, delta_balance, delta_bonus, balance_after, bonus_after, task_id,
+                        code_id, related_user, idem_key, actor, reason, created_at)
+    SELECT id, user_id, kind, delta_balance, delta_bonus, balance_after, bonus_after, task_id,
+           code_id, related_user, idem_key, actor, reason, created_at FROM ledger;
+DROP TABLE ledger;
+ALTER TABLE ledger_v17 RENAME TO ledger;
+CREATE INDEX ledger_user ON ledger(user_id, id);
+CREATE INDEX ledger_task ON ledger(task_id);
+CREATE TRIGGER ledger_no_update BEFORE UPDATE ON ledger BEGIN
+    SELECT RAISE(ABORT, 'ledger rows are immutable');
+END;
+CREATE TRIGGER ledger_no_delete BEFORE DELETE ON ledger WHEN (SELECT count(*) FROM users WHERE id = old.user_id) > 0 BEGIN
+    SELECT RAISE(ABORT, 'ledger rows are immutable');
+END;

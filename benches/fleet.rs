@@ -86,6 +86,7 @@ fn run(routed: bool, total: usize) -> Outcome {
         max_n: 1,
         reference_images: false,
         description: String::new(),
+        charge_extra_images: false,
     }];
     config.validate().unwrap();
     let app = novart::App::new(config.clone()).unwrap();

@@ -153,6 +153,7 @@ fn a_cancel_interrupts_only_while_the_running_job_is_ours() {
         max_n: 1,
         reference_images: false,
         description: String::new(),
+        charge_extra_images: false,
     }];
     config.queue.workers = 4;
     config.validate().unwrap();
@@ -241,6 +242,7 @@ fn a_running_jobs_preview_and_progress_arrive() {
         max_n: 1,
         reference_images: false,
         description: String::new(),
+        charge_extra_images: false,
     }];
     config.validate().unwrap();
     let app = App::new(config).unwrap();

@@ -22,6 +22,14 @@ struct World {
 }
 
 fn world(fake: &FakeComfy, f: impl FnOnce(&mut ProviderConfig)) -> World {
+    world_with(fake, f, |_| {})
+}
+
+fn world_with(
+    fake: &FakeComfy,
+    f: impl FnOnce(&mut ProviderConfig),
+    g: impl FnOnce(&mut novart::Config),
+) -> World {
     let dir = tempfile::tempdir().unwrap();
     let workflow = json!({
         "3": {"class_type": "KSampler", "inputs": {"seed": "{{seed}}", "steps": 20}},
@@ -50,8 +58,15 @@ fn world(fake: &FakeComfy, f: impl FnOnce(&mut ProviderConfig)) -> World {
         max_n: 4,
         reference_images: false,
         description: String::new(),
+        charge_extra_images: false,
     }];
     config.queue.workers = 4;
+    g(&mut config);
+    started(dir, config)
+}
+
+/// A world on `config`, with the server's workers running.
+fn started(dir: tempfile::TempDir, config: novart::Config) -> World {
     config.validate().unwrap();
     let app = App::new(config).unwrap();
     // The server's workers, on a runtime of their own.
@@ -409,6 +424,7 @@ fn progress_and_previews_reach_the_live_stream() {
             max_n: 1,
             reference_images: false,
             description: String::new(),
+            charge_extra_images: false,
         }];
     });
     let app = App::new(srv.config.clone()).unwrap();
@@ -489,4 +505,58 @@ fn progress_and_previews_reach_the_live_stream() {
         .call()
         .unwrap();
     assert_eq!(r.status(), 404);
+}
+
+/// A model set to charge extra images keeps them and charges them at its
+/// price, as far as the creator's credits go (a ledger row of its own).
+#[test]
+fn extra_images_are_kept_and_charged_when_the_model_says_so() {
+    let fake = fake_comfy::start(None);
+    let w = world_with(&fake, |_| {}, |c| c.models[0].charge_extra_images = true);
+    let ann = w.user("ann@example.com");
+    let total = |u| {
+        novart::domain::wallet::get(&w.app.db.get().unwrap(), u)
+            .unwrap()
+            .total()
+    };
+    let start = total(ann);
+    let a = w.submit(ann, "fixed batch 3", 1);
+    let v = w.wait_status(ann, &a, TaskStatus::Succeeded);
+    assert_eq!(v.outputs.len(), 3, "all kept");
+    assert_eq!(
+        v.task.notice.as_deref(),
+        Some("The image service made 3 images where 1 were asked for; the 2 extra ones are kept and charged.")
+    );
+    assert_eq!(total(ann), start - 3, "three images paid");
+    // Credits for one extra image only: one is kept.
+    let bob = w.user("bob@example.com");
+    let have = total(bob);
+    novart::domain::wallet::deduct(
+        &mut w.app.db.get().unwrap(),
+        bob,
+        have - 2,
+        "test",
+        "leave 2",
+    )
+    .unwrap();
+    let b = w.submit(bob, "fixed batch 3", 1);
+    let v = w.wait_status(bob, &b, TaskStatus::Succeeded);
+    assert_eq!(v.outputs.len(), 2);
+    assert!(v
+        .task
+        .notice
+        .unwrap()
+        .contains("1 extra ones are kept and charged, as many as your credits allowed"));
+    assert_eq!(total(bob), 0);
+    // The ledger and the doctor agree.
+    let checks = novart::domain::doctor::run(&w.app.db.get().unwrap(), &w.app.config).unwrap();
+    assert!(
+        checks.iter().all(|c| c.ok),
+        "{:?}",
+        checks
+            .iter()
+            .filter(|c| !c.ok)
+            .map(|c| &c.name)
+            .collect::<Vec<_>>()
+    );
 }

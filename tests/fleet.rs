@@ -106,6 +106,7 @@ fn world(gpus: &[(&str, u32, u32, u32, Arc<Gpu>)], f: impl FnOnce(&mut Config)) 
         max_n: 1,
         reference_images: false,
         description: String::new(),
+        charge_extra_images: false,
     }];
     config.queue.workers = 12;
     config.queue.per_user_concurrency = 12;

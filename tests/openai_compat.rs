@@ -251,6 +251,7 @@ fn failures_and_timeouts_say_do_not_retry_and_never_charge_twice() {
             max_n: 1,
             reference_images: false,
             description: String::new(),
+            charge_extra_images: false,
         }];
     });
     let (app, _user, key) = user_and_key(&server.config, "fail@example.com");

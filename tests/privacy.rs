@@ -527,6 +527,7 @@ fn the_legal_pages_describe_this_instance_from_its_config() {
             max_n: 1,
             reference_images: false,
             description: String::new(),
+            charge_extra_images: false,
         }];
     });
     let privacy = t.page("/privacy");

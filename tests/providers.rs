@@ -33,6 +33,7 @@ fn model(providers: &[&str], upstream: &str, references: bool) -> ModelConfig {
         max_n: 4,
         reference_images: references,
         description: String::new(),
+        charge_extra_images: false,
     }
 }
 

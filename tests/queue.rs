@@ -291,6 +291,7 @@ fn scripted_engine(
         max_n: 4,
         reference_images: false,
         description: String::new(),
+        charge_extra_images: false,
     }];
     let catalog = Catalog::from_config(&config);
     let mut providers = Providers::from_catalog(&catalog);

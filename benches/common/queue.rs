@@ -59,6 +59,7 @@ pub fn run(normal: bool, tasks_total: usize, workers: usize, side: u32) -> Queue
         max_n: 1,
         reference_images: false,
         description: String::new(),
+        charge_extra_images: false,
     }];
     let app = novart::App::new(config.clone()).unwrap();
     let mut png = Vec::new();

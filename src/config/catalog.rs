@@ -137,6 +137,11 @@ pub struct ModelConfig {
     /// One line shown under the model's name.
     #[serde(default)]
     pub description: String,
+    /// When the image service makes more images than asked, keep the extra
+    /// ones and charge them at `price` (as far as the creator's credits
+    /// go) instead of dropping them.
+    #[serde(default)]
+    pub charge_extra_images: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -185,6 +190,7 @@ pub fn default_catalogue() -> (Vec<ProviderConfig>, Vec<ModelConfig>) {
         max_n: 4,
         reference_images: true,
         description: "Abstract art drawn from your words by Novart itself — no AI model.".into(),
+        charge_extra_images: false,
     };
     (vec![provider], vec![model])
 }

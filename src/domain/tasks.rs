@@ -178,7 +178,13 @@ pub fn complete_then(
     next: Option<Next<'_>>,
 ) -> AppResult<(bool, Option<Task>)> {
     let now = super::now();
-    let (images, notice) = fit_results(task, images);
+    let charge_extra = config
+        .models
+        .iter()
+        .any(|m| m.id == task.model && m.charge_extra_images);
+    let made = images.len();
+    let fitted = fit_results(task, images, charge_extra);
+    let images = fitted.images;
     let mut written = Vec::with_capacity(images.len());
     for p in images {
         match super::assets::write_result(config, task.user_id, p) {
@@ -189,14 +195,29 @@ pub fn complete_then(
             }
         }
     }
+    // How many of the written images end up kept (the extra ones only as
+    // far as the creator's credits go).
+    let mut recorded = 0;
     let result = db::write(conn, |tx| {
+        let n = task.n as usize;
+        let offered = images.len().saturating_sub(n);
+        let (extra, extra_cost) = affordable_extra(tx, task, offered)?;
+        let mut notes = fitted.notes.clone();
+        if let Some(note) = extra_note(task, made, offered, extra) {
+            notes.insert(0, note);
+        }
+        let notice = (!notes.is_empty()).then(|| notes.join("\n"));
         // Canceled (or taken over) meanwhile: keep nothing.
         let kept =
             db::tasks::mark_succeeded(tx, task.id, worker, provider, notice.as_deref(), now)?;
+        recorded = 0;
         if kept {
-            for (p, w) in images.iter().zip(&written) {
+            let keep = images.len().min(n) + extra;
+            for (p, w) in images.iter().zip(&written).take(keep) {
                 super::assets::record_result(tx, config, task.user_id, task.id, p, w, now)?;
             }
+            recorded = keep;
+            super::wallet::charge_extra(tx, task.user_id, task.id, extra_cost, now)?;
             let missing = task.n.saturating_sub(images.len() as u32);
             if missing > 0 {
                 let reason = format!("{missing} of {} images were not made", task.n);
@@ -214,32 +235,76 @@ pub fn complete_then(
         }
         Ok((kept, claim_next(tx, config, next)?))
     });
-    if !matches!(result, Ok((true, _))) {
+    if matches!(result, Ok((true, _))) {
+        super::assets::unwrite(config, &written[recorded.min(written.len())..]);
+    } else {
         super::assets::unwrite(config, &written);
     }
     result
 }
 
-/// Holds what an image service made against what was asked: at most `n`
-/// images are kept (the rest were not paid for), and the creator is told,
-/// one sentence per line, about extra or missing images (the missing ones
-/// are refunded) and about a size other than the one asked for.
+/// Of `offered` extra images, how many the creator's credits pay for at
+/// the task's price per image, and what they cost.
+fn affordable_extra(tx: &Transaction, task: &Task, offered: usize) -> AppResult<(usize, i64)> {
+    if offered == 0 {
+        return Ok((0, 0));
+    }
+    let price = task.cost / i64::from(task.n.max(1));
+    if price <= 0 {
+        return Ok((offered, 0));
+    }
+    let available = super::wallet::get(tx, task.user_id)?.total();
+    let extra = (available / price).clamp(0, offered as i64) as usize;
+    Ok((extra, price.saturating_mul(extra as i64)))
+}
+
+/// What the creator is told about images beyond those asked for: `offered`
+/// of them could be kept (0 unless the model charges extra images), `extra`
+/// are (the credits paid for them).
+fn extra_note(task: &Task, made: usize, offered: usize, extra: usize) -> Option<String> {
+    let n = task.n as usize;
+    if made <= n {
+        return None;
+    }
+    Some(if extra > 0 && extra == offered {
+        format!("The image service made {made} images where {n} were asked for; the {extra} extra ones are kept and charged.")
+    } else if extra > 0 {
+        format!("The image service made {made} images where {n} were asked for; {extra} extra ones are kept and charged, as many as your credits allowed.")
+    } else {
+        format!("The image service made {made} images where {n} were asked for; only the first ones are kept.")
+    })
+}
+
+/// What an image service made, held against what was asked.
+pub struct Fitted<'a> {
+    /// The images that may be kept: at most `n`, or all of them (up to 10)
+    /// when the model charges extra images.
+    pub images: &'a [super::assets::Prepared],
+    /// Sentences for the creator about missing images (refunded) and about
+    /// a size other than the one asked for; extra images are told about
+    /// when it is known how many are kept.
+    pub notes: Vec<String>,
+}
+
+/// Holds what an image service made against what was asked (see `Fitted`).
 pub fn fit_results<'a>(
     task: &Task,
     images: &'a [super::assets::Prepared],
-) -> (&'a [super::assets::Prepared], Option<String>) {
+    charge_extra: bool,
+) -> Fitted<'a> {
     let (n, made) = (task.n as usize, images.len());
     let mut notes = Vec::new();
-    if made > n {
-        notes.push(format!(
-            "The image service made {made} images where {n} were asked for; only the first ones are kept."
-        ));
-    } else if made > 0 && made < n {
+    if made > 0 && made < n {
         notes.push(format!(
             "The image service made {made} of the {n} images asked for; the missing ones are refunded."
         ));
     }
-    let kept = &images[..made.min(n)];
+    let keep = if charge_extra {
+        made.min(n.max(10))
+    } else {
+        made.min(n)
+    };
+    let kept = &images[..keep];
     if let Some(other) = kept
         .iter()
         .find(|p| (p.width, p.height) != (task.width, task.height))
@@ -253,7 +318,10 @@ pub fn fit_results<'a>(
             "The image service made {w}×{h} images instead of the {asked} asked for."
         ));
     }
-    (kept, (!notes.is_empty()).then(|| notes.join("\n")))
+    Fitted {
+        images: kept,
+        notes,
+    }
 }
 
 /// What to do after a failed attempt.

@@ -178,6 +178,40 @@ pub fn charge_task(
     Ok(())
 }
 
+/// Charges the extra images of a task whose model keeps them, once per
+/// task, bonus first, in the transaction that records them. The caller
+/// checked the wallet covers it.
+pub fn charge_extra(
+    tx: &Connection,
+    user: UserId,
+    task: TaskId,
+    amount: i64,
+    now: i64,
+) -> AppResult<()> {
+    if amount <= 0 {
+        return Ok(());
+    }
+    let w = db::ledger::wallet(tx, user)?;
+    if w.total() < amount {
+        return Err(short_of(amount, &w));
+    }
+    let from_bonus = w.bonus.min(amount);
+    let change = Change {
+        user,
+        kind: "task_extra",
+        delta_balance: -(amount - from_bonus),
+        delta_bonus: -from_bonus,
+        task: Some(task),
+        code: None,
+        related_user: None,
+        idem_key: format!("task_extra:{}", task.0),
+        actor: "system",
+        reason: "extra images kept",
+    };
+    apply(tx, &change, now)?;
+    Ok(())
+}
+
 /// Refunds `missing` of a task's `n` images, at most once per task, to the
 /// buckets the charge came from (paid credits first). Returns the credits
 /// given back (0 when nothing was charged or it was refunded before).

@@ -26,6 +26,7 @@ pub fn kind_label(kind: &str) -> &'static str {
         "referral_reward" => "Referral reward",
         "task_charge" => "Images",
         "task_refund" => "Refund",
+        "task_extra" => "Extra images kept",
         "admin_grant" => "Added by the operator",
         "admin_deduct" => "Removed by the operator",
         _ => "Other",
