@@ -9,11 +9,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::fake_http::{b64, png, serve, Fake, Resp};
-use novart::config::catalog::{ModelConfig, ProviderConfig, ProviderKind};
+use novart::config::catalog::{ProviderConfig, ProviderKind};
 use novart::domain::tasks::{self, NewTaskInput};
 use novart::model::TaskStatus;
 use novart::App;
-use rocket::tokio;
 use serde_json::json;
 
 #[derive(Default)]
@@ -143,28 +142,11 @@ fn a_cancel_interrupts_only_while_the_running_job_is_ours() {
         timeout_secs: 30,
         ..ProviderConfig::new("sd", ProviderKind::Automatic1111, &fake.http.url())
     }];
-    config.models = vec![ModelConfig {
-        id: "sd".into(),
-        name: "SD".into(),
-        providers: vec!["sd".into()],
-        upstream_model: String::new(),
-        price: 1,
-        sizes: vec!["512x512".into()],
-        max_n: 1,
-        reference_images: false,
-        description: String::new(),
-        charge_extra_images: false,
-    }];
+    config.models = vec![common::model("sd", &["sd"], "512x512", 1)];
     config.queue.workers = 4;
     config.validate().unwrap();
     let app = App::new(config).unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let engine = app.engine.clone();
-    rt.block_on(async move { engine.spawn_workers() });
+    let _workers = common::run_workers(&app.engine);
 
     // Another client's job holds the GPU.
     let (st, g) = (fake.state.clone(), fake.gpu.clone());
@@ -232,27 +214,10 @@ fn a_running_jobs_preview_and_progress_arrive() {
         ProviderKind::Automatic1111,
         &fake.http.url(),
     )];
-    config.models = vec![ModelConfig {
-        id: "sd".into(),
-        name: "SD".into(),
-        providers: vec!["sd".into()],
-        upstream_model: String::new(),
-        price: 1,
-        sizes: vec!["512x512".into()],
-        max_n: 1,
-        reference_images: false,
-        description: String::new(),
-        charge_extra_images: false,
-    }];
+    config.models = vec![common::model("sd", &["sd"], "512x512", 1)];
     config.validate().unwrap();
     let app = App::new(config).unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let engine = app.engine.clone();
-    rt.block_on(async move { engine.spawn_workers() });
+    let _workers = common::run_workers(&app.engine);
     let ann = common::verified_user(&app, "ann@example.com");
     let t = tasks::submit(
         &mut app.db.get().unwrap(),

@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::fake_comfy::{self, FakeComfy};
-use novart::config::catalog::{ModelConfig, ProviderConfig, ProviderKind};
+use novart::config::catalog::{ProviderConfig, ProviderKind};
 use novart::domain::tasks::{self, NewTaskInput};
 use novart::model::{TaskStatus, UserId};
 use novart::App;
@@ -48,18 +48,7 @@ fn world_with(
     f(&mut p);
     let mut config = novart::Config::for_data_dir(dir.path());
     config.providers = vec![p];
-    config.models = vec![ModelConfig {
-        id: "sd".into(),
-        name: "SD".into(),
-        providers: vec!["comfy".into()],
-        upstream_model: String::new(),
-        price: 1,
-        sizes: vec!["512x512".into()],
-        max_n: 4,
-        reference_images: false,
-        description: String::new(),
-        charge_extra_images: false,
-    }];
+    config.models = vec![common::model("sd", &["comfy"], "512x512", 4)];
     config.queue.workers = 4;
     g(&mut config);
     started(dir, config)
@@ -70,13 +59,7 @@ fn started(dir: tempfile::TempDir, config: novart::Config) -> World {
     config.validate().unwrap();
     let app = App::new(config).unwrap();
     // The server's workers, on a runtime of their own.
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let engine = app.engine.clone();
-    rt.block_on(async move { engine.spawn_workers() });
+    let rt = common::run_workers(&app.engine);
     World {
         _dir: dir,
         app,
@@ -414,18 +397,7 @@ fn progress_and_previews_reach_the_live_stream() {
         let mut p = ProviderConfig::new("comfy", ProviderKind::Comfyui, &url);
         p.workflow = path.display().to_string();
         c.providers = vec![p];
-        c.models = vec![ModelConfig {
-            id: "sd".into(),
-            name: "SD".into(),
-            providers: vec!["comfy".into()],
-            upstream_model: String::new(),
-            price: 1,
-            sizes: vec!["512x512".into()],
-            max_n: 1,
-            reference_images: false,
-            description: String::new(),
-            charge_extra_images: false,
-        }];
+        c.models = vec![common::model("sd", &["comfy"], "512x512", 1)];
     });
     let app = App::new(srv.config.clone()).unwrap();
     let (user, key) = common::user_with_key(&app, "live@example.com", 20);

@@ -119,13 +119,7 @@ fn world(gpus: &[(&str, u32, u32, u32, Arc<Gpu>)], f: impl FnOnce(&mut Config)) 
         providers.insert(id, Box::new(Adapter(gpu.clone())), *concurrency);
     }
     let engine = Engine::with_providers(app.db.clone(), &config, catalog, providers);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let e = engine.clone();
-    rt.block_on(async move { e.spawn_workers() });
+    let rt = common::run_workers(&engine);
     World {
         dir,
         engine,

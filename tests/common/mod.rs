@@ -529,3 +529,37 @@ pub fn live_session(srv: &Live, app: &novart::App, user: novart::model::UserId) 
         page,
     }
 }
+
+/// A model `id` served by `providers`, one credit per image, one size.
+pub fn model(
+    id: &str,
+    providers: &[&str],
+    size: &str,
+    max_n: u32,
+) -> novart::config::catalog::ModelConfig {
+    novart::config::catalog::ModelConfig {
+        id: id.into(),
+        name: id.to_uppercase(),
+        providers: providers.iter().map(|p| p.to_string()).collect(),
+        upstream_model: String::new(),
+        price: 1,
+        sizes: vec![size.into()],
+        max_n,
+        reference_images: false,
+        description: String::new(),
+        charge_extra_images: false,
+    }
+}
+
+/// Starts the server's queue workers (and the fleet's watch) for `engine`
+/// on a runtime of their own; they run while the runtime is kept.
+pub fn run_workers(engine: &novart::jobs::queue::Engine) -> rocket::tokio::runtime::Runtime {
+    let rt = rocket::tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let engine = engine.clone();
+    rt.block_on(async move { engine.spawn_workers() });
+    rt
+}
