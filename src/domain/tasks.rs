@@ -413,22 +413,31 @@ fn fail_in(
         Failure::Temporary { message, raw }
         | Failure::Final { message, raw }
         | Failure::Postponed { message, raw } => {
-            if db::tasks::mark_failed(tx, task.id, TaskStatus::Running, message, raw, now)? {
-                let refunded = super::wallet::refund_task(
-                    tx,
-                    task.user_id,
-                    task.id,
-                    task.n,
-                    task.n,
-                    "Failed",
-                    now,
-                )?;
-                super::webhooks::enqueue(tx, &current, TaskStatus::Failed, now)?;
-                super::messages::task_failed(tx, &current, message, refunded, now)?;
-            }
+            fail_refunded(tx, &current, TaskStatus::Running, message, raw, now)?;
             Ok(TaskStatus::Failed)
         }
     }
+}
+
+/// `from` → failed, in one transaction with what follows a failure: the
+/// whole charge refunded, the webhook queued, the creator's inbox told.
+/// False (nothing written) when the task was no longer `from`.
+fn fail_refunded(
+    tx: &Transaction,
+    task: &Task,
+    from: TaskStatus,
+    message: &str,
+    raw: &str,
+    now: i64,
+) -> AppResult<bool> {
+    if !db::tasks::mark_failed(tx, task.id, from, message, raw, now)? {
+        return Ok(false);
+    }
+    let refunded =
+        super::wallet::refund_task(tx, task.user_id, task.id, task.n, task.n, "Failed", now)?;
+    super::webhooks::enqueue(tx, task, TaskStatus::Failed, now)?;
+    super::messages::task_failed(tx, task, message, refunded, now)?;
+    Ok(true)
 }
 
 /// Fails (refunded) the tasks of `model` that have waited in the queue
@@ -451,18 +460,7 @@ pub fn expire_waiting(
         let raw = task.error_raw.clone().unwrap_or_default();
         let message = waited_too_long(config, &cause);
         db::write(conn, |tx| {
-            if db::tasks::mark_failed(tx, task.id, TaskStatus::Queued, &message, &raw, now)? {
-                let refunded = super::wallet::refund_task(
-                    tx,
-                    task.user_id,
-                    task.id,
-                    task.n,
-                    task.n,
-                    "Failed",
-                    now,
-                )?;
-                super::webhooks::enqueue(tx, &task, TaskStatus::Failed, now)?;
-                super::messages::task_failed(tx, &task, &message, refunded, now)?;
+            if fail_refunded(tx, &task, TaskStatus::Queued, &message, &raw, now)? {
                 failed += 1;
             }
             Ok(())
