@@ -260,6 +260,10 @@ fn the_developer_center_fits_a_phone_and_hides_the_studios_calls() {
     b.wait_text("API keys");
     b.fill("Name", "phone script");
     b.click_button("Create key");
+    // The form posts and the page reloads with the key shown once.
+    wait_for("the new key", || {
+        b.script("return !!document.getElementById('new-key-secret');") == json!(true)
+    });
     let secret = b.script("return document.getElementById('new-key-secret').textContent;");
     let secret = secret.as_str().unwrap().to_string();
     // One call with the key, one from the studio (its balance check).
