@@ -7,7 +7,6 @@
 
 pub mod cli;
 pub mod config;
-pub mod db;
 pub mod domain;
 pub mod error;
 pub mod i18n;
@@ -30,7 +29,7 @@ pub use error::{AppError, AppResult};
 /// Everything a request handler may use, built once per server.
 pub struct App {
     pub config: Config,
-    pub db: db::Db,
+    pub db: domain::Db,
     pub mailer: mail::Mailer,
     pub templates: Arc<templates::Templates>,
     /// Signs CSRF tokens; generated once per instance and kept in the database.
@@ -52,17 +51,12 @@ impl App {
     /// Opens the database (migrating it), loads the templates, and prepares
     /// the mailer.
     pub fn new(config: Config) -> AppResult<App> {
-        let db = db::Db::open(&config)?;
+        let db = domain::Db::open(&config)?;
         let templates = Arc::new(templates::Templates::load()?);
         let mailer = mail::Mailer::new(&config, templates.clone())?;
         let mut conn = db.get()?;
         domain::vault::check_at_start(&mut conn, &config).map_err(AppError::Internal)?;
-        let secret = db::meta::get_or_insert(
-            &conn,
-            "csrf_secret",
-            &hex::encode(domain::secrets::random_bytes::<32>()),
-        )?;
-        let secret = hex::decode(secret).map_err(AppError::internal)?;
+        let secret = domain::secrets::instance_secret(&conn)?;
         let engine = jobs::queue::Engine::new(db.clone(), &config);
         let request_log = domain::reqlog::RequestLog::start(db.clone());
         Ok(App {

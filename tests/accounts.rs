@@ -528,7 +528,7 @@ fn the_sweep_removes_dead_sessions_and_keeps_live_ones() {
     app.db()
         .execute("UPDATE sessions SET expires_at = 1 WHERE id = ?1", [ids[0]])
         .unwrap();
-    let db = novart::db::Db::open(&app.config).unwrap();
+    let db = novart::domain::Db::open(&app.config).unwrap();
     assert_eq!(novart::jobs::sweep(&db, &app.config).unwrap(), 1);
     let left: Vec<i64> = {
         let db = app.db();

@@ -113,7 +113,7 @@ fn a_wallet_cannot_grow_past_its_bound() {
     let (app, user) = common::app_with_user(&config, "full@example.com");
     let mut conn = app.db.get().unwrap();
     // Filled close to the bound, with a ledger row that says so.
-    novart::db::write(&mut conn, |tx| {
+    common::in_tx(&mut conn, |tx| {
         novart::domain::wallet::apply(
             tx,
             &novart::domain::wallet::Change {

@@ -754,7 +754,7 @@ fn limits_list_approve_deny() {
         .find(|k| k["prefix"] == prefix_b.as_str())
         .unwrap();
     assert_eq!(key_b["rpm"], 60);
-    let msgs: Vec<_> = novart::db::messages::for_user(&a.db.get().unwrap(), user, 10)
+    let msgs: Vec<_> = novart::domain::messages::list(&a.db.get().unwrap(), user)
         .unwrap()
         .into_iter()
         .filter(|m| m.kind == "limit_decision")

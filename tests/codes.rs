@@ -8,7 +8,7 @@ use std::sync::{Arc, Barrier};
 use common::TestApp;
 use novart::domain::codes::{self, NewCodes};
 use novart::domain::wallet;
-use novart::model::{Role, UserId};
+use novart::model::UserId;
 use novart::{App, AppError};
 use rocket::http::{ContentType, Header, Status};
 
@@ -23,22 +23,13 @@ fn users(app: &App, n: usize) -> Vec<UserId> {
     let conn = app.db.get().unwrap();
     (0..n)
         .map(|i| {
-            novart::db::users::insert(
+            common::raw_user(
                 &conn,
-                &novart::db::users::NewUser {
-                    email: &format!("r{i}@example.com"),
-                    display_name: "R",
-                    password_hash: "x",
-                    role: Role::User,
-                    verified_at: Some(1),
-                    referral_code: &format!("REF{i:05}"),
-                    referred_by: None,
-                    registration_ip: None,
-                    now: 1,
-                },
+                &format!("r{i}@example.com"),
+                &format!("REF{i:05}"),
+                None,
+                None,
             )
-            .unwrap()
-            .unwrap()
         })
         .collect()
 }
@@ -107,7 +98,9 @@ fn sixty_four_threads_one_single_use_code_one_success_per_round() {
         .query_row("SELECT sum(balance) FROM wallets", [], |r| r.get(0))
         .unwrap();
     assert_eq!(total, 80, "8 rounds × 10 credits, once each");
-    assert!(novart::db::ledger::mismatches(&conn).unwrap().is_empty());
+    assert!(novart::domain::wallet::mismatches(&conn)
+        .unwrap()
+        .is_empty());
 }
 
 #[test]
@@ -174,7 +167,9 @@ fn each_refusal_has_its_own_message() {
         message(codes::redeem(&mut conn, &app.config, u[2], None, &code)),
         "This code has already been used."
     );
-    assert!(novart::db::ledger::mismatches(&conn).unwrap().is_empty());
+    assert!(novart::domain::wallet::mismatches(&conn)
+        .unwrap()
+        .is_empty());
     assert_eq!(wallet::get(&conn, u[2]).unwrap().total(), 0);
 
     // Codes are stored only as digests.
@@ -285,22 +280,13 @@ fn codes_from_the_cli() {
 
 fn invited_user(app: &App, i: usize, referrer: UserId, ip: &str) -> UserId {
     let conn = app.db.get().unwrap();
-    novart::db::users::insert(
+    common::raw_user(
         &conn,
-        &novart::db::users::NewUser {
-            email: &format!("invitee{i}@example.com"),
-            display_name: "I",
-            password_hash: "x",
-            role: Role::User,
-            verified_at: Some(1),
-            referral_code: &format!("INV{i:05}"),
-            referred_by: Some(referrer),
-            registration_ip: Some(ip),
-            now: 1,
-        },
+        &format!("invitee{i}@example.com"),
+        &format!("INV{i:05}"),
+        Some(referrer),
+        Some(ip),
     )
-    .unwrap()
-    .unwrap()
 }
 
 #[test]
@@ -371,7 +357,9 @@ fn referral_rewards_pay_once_and_resist_abuse() {
     assert!(invitees
         .iter()
         .all(|i| i.email.starts_with('i') && i.email.contains("*@example.com")));
-    assert!(novart::db::ledger::mismatches(&conn).unwrap().is_empty());
+    assert!(novart::domain::wallet::mismatches(&conn)
+        .unwrap()
+        .is_empty());
 }
 
 #[test]

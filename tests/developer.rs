@@ -131,7 +131,7 @@ fn keys_authenticate_are_stored_hashed_and_die_when_revoked() {
     }
 
     // Revoked: refused on the very next request, with the reason.
-    let k = novart::db::api_keys::by_prefix(&a.db.get().unwrap(), &prefix)
+    let k = novart::domain::apikeys::by_prefix(&a.db.get().unwrap(), &prefix)
         .unwrap()
         .unwrap();
     apikeys::revoke(&mut a.db.get().unwrap(), &k, "test").unwrap();
@@ -157,9 +157,10 @@ fn keys_authenticate_are_stored_hashed_and_die_when_revoked() {
 
     // Rotation: the old secret stops, the new one works.
     let secret = key(a, u, |_| {});
-    let k = novart::db::api_keys::by_prefix(&a.db.get().unwrap(), apikeys::parse(&secret).unwrap())
-        .unwrap()
-        .unwrap();
+    let k =
+        novart::domain::apikeys::by_prefix(&a.db.get().unwrap(), apikeys::parse(&secret).unwrap())
+            .unwrap()
+            .unwrap();
     let (_, rotated) = apikeys::rotate(&mut a.db.get().unwrap(), &k).unwrap();
     assert_eq!(
         call(&t, &secret, "GET", "/api/v1/account", None).status(),
@@ -403,7 +404,9 @@ fn quotas_hold_exactly_under_concurrency() {
     assert_eq!(count(&r, 402), EXTRA);
     let conn = a.db.get().unwrap();
     assert_eq!(novart::domain::wallet::get(&conn, poor).unwrap().total(), 0);
-    assert!(novart::db::ledger::mismatches(&conn).unwrap().is_empty());
+    assert!(novart::domain::wallet::mismatches(&conn)
+        .unwrap()
+        .is_empty());
 }
 
 #[test]
@@ -714,7 +717,7 @@ fn the_developer_center_manages_keys_logs_and_limits() {
         .unwrap();
     let r = call(&t, &secret, "GET", "/api/v1/tasks", None);
     assert_eq!(r.headers().get_one("x-ratelimit-limit"), Some("600"));
-    let msgs = novart::db::messages::for_user(&conn, novart::model::UserId(1), 10).unwrap();
+    let msgs = novart::domain::messages::list(&conn, novart::model::UserId(1)).unwrap();
     assert!(msgs[0].title.contains("approved"), "{msgs:?}");
     assert!(t.page("/developer").contains("approved"));
 

@@ -541,7 +541,7 @@ fn the_account_language_follows_the_creator_everywhere() {
     assert!(body.contains("请在提示词中描述你想要的图片。"), "{body}");
     let app = t.client.rocket().state::<novart::App>().unwrap();
     let mut conn = app.db.get().unwrap();
-    let user = novart::db::users::by_email(&conn, &email).unwrap().unwrap();
+    let user = novart::domain::accounts::find(&conn, &email).unwrap();
     let (_, key) = novart::domain::apikeys::create(
         &mut conn,
         &app.config,
@@ -569,8 +569,7 @@ fn the_account_language_follows_the_creator_everywhere() {
         "/lang",
         &[("csrf_token", &csrf), ("lang", "en"), ("next", "/")],
     );
-    let stored = novart::db::users::by_email(&conn, &email)
-        .unwrap()
+    let stored = novart::domain::accounts::find(&conn, &email)
         .unwrap()
         .language;
     assert_eq!(stored.as_deref(), Some("en"));

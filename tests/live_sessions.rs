@@ -83,7 +83,7 @@ fn a_stream_ends_with_its_session_whatever_ends_it() {
         }),
         ("a password change elsewhere", |app, user, _| {
             let hash = novart::domain::passwords::hash("a new password 123", 4).unwrap();
-            novart::db::write(&mut app.db.get().unwrap(), |tx| {
+            common::in_tx(&mut app.db.get().unwrap(), |tx| {
                 novart::domain::recovery::password_replaced(
                     tx,
                     user,

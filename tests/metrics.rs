@@ -32,9 +32,7 @@ fn metrics_need_the_token_and_speak_prometheus() {
     t.signed_in_user("m@example.com");
     assert_eq!(t.get("/studio").status(), Status::Ok);
     let app = t.client.rocket().state::<novart::App>().unwrap();
-    let user = novart::db::users::by_email(&app.db.get().unwrap(), "m@example.com")
-        .unwrap()
-        .unwrap();
+    let user = novart::domain::accounts::find(&app.db.get().unwrap(), "m@example.com").unwrap();
     for prompt in ["one", "two"] {
         let input = NewTaskInput {
             prompt: prompt.into(),

@@ -1,7 +1,7 @@
 //! Schema migrations versioned with PRAGMA user_version.
 
 use novart::config::{Config, Synchronous};
-use novart::db::{migrate, Db};
+use novart::domain::{schema as migrate, Db};
 
 #[test]
 fn migrates_from_empty_and_rerun_is_a_no_op() {

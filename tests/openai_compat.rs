@@ -282,7 +282,9 @@ fn failures_and_timeouts_say_do_not_retry_and_never_charge_twice() {
         assert!(oa.images().generate(req).await.is_err());
     });
     let conn = app.db.get().unwrap();
-    assert!(novart::db::ledger::mismatches(&conn).unwrap().is_empty());
+    assert!(novart::domain::wallet::mismatches(&conn)
+        .unwrap()
+        .is_empty());
     let net: i64 = conn
         .query_row("SELECT sum(delta_balance + delta_bonus) FROM ledger WHERE kind IN ('task_charge', 'task_refund')", [], |r| r.get(0))
         .unwrap();

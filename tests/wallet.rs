@@ -41,7 +41,9 @@ fn submit(app: &App, user: UserId, n: u32) -> Result<novart::model::Task, AppErr
 fn check(app: &App) {
     let conn = app.db.get().unwrap();
     assert!(
-        novart::db::ledger::mismatches(&conn).unwrap().is_empty(),
+        novart::domain::wallet::mismatches(&conn)
+            .unwrap()
+            .is_empty(),
         "a wallet differs from its ledger"
     );
     let negative: i64 = conn

@@ -12,7 +12,6 @@ use std::time::Duration;
 use common::fake_http::{serve, Resp};
 use common::{app_with_user, PASSWORD};
 use novart::config::Config;
-use novart::db;
 use novart::domain::ssrf::{self, Resolve};
 use novart::domain::tasks::{self, NewTaskInput};
 use novart::jobs::webhooks::Deliverer;
@@ -50,11 +49,11 @@ fn deliverer(app: &novart::App) -> Deliverer {
     Deliverer::new(app.db.clone(), app.config.clone(), app.secret.clone())
 }
 
-fn deliveries(app: &novart::App) -> Vec<db::webhooks::Delivery> {
+fn deliveries(app: &novart::App) -> Vec<novart::domain::webhooks::Delivery> {
     let conn = app.db.get().unwrap();
     let mut all = Vec::new();
     for u in 1..=5 {
-        all.extend(db::webhooks::for_user(&conn, novart::model::UserId(u), 100).unwrap());
+        all.extend(novart::domain::webhooks::list(&conn, novart::model::UserId(u), 100).unwrap());
     }
     all
 }
@@ -153,7 +152,7 @@ fn a_finished_task_is_delivered_signed_and_verifiable() {
     assert_eq!(reqs.len(), 2);
     assert_eq!(reqs[1].header("webhook-id"), req.header("webhook-id"));
     assert_eq!(reqs[1].body, req.body);
-    let attempts = db::webhooks::attempts(&app.db.get().unwrap(), d.id).unwrap();
+    let attempts = novart::domain::webhooks::attempts(&app.db.get().unwrap(), d.id).unwrap();
     assert_eq!(attempts.len(), 2);
     assert!(attempts.iter().all(|a| a.status == Some(204)));
 
@@ -163,7 +162,9 @@ fn a_finished_task_is_delivered_signed_and_verifiable() {
     let report = novart::domain::retention::sweep(&conn, &app.config, later).unwrap();
     assert_eq!(report.webhook_deliveries_deleted, 1);
     assert!(deliveries(&app).is_empty());
-    assert!(db::webhooks::attempts(&conn, d.id).unwrap().is_empty());
+    assert!(novart::domain::webhooks::attempts(&conn, d.id)
+        .unwrap()
+        .is_empty());
 }
 
 #[test]
@@ -238,7 +239,7 @@ fn failures_retry_and_every_attempt_is_recorded() {
     dl.run_due().unwrap();
     let d = &deliveries(&app)[0];
     assert_eq!(d.state, "delivered");
-    let attempts = db::webhooks::attempts(&app.db.get().unwrap(), d.id).unwrap();
+    let attempts = novart::domain::webhooks::attempts(&app.db.get().unwrap(), d.id).unwrap();
     assert_eq!(
         attempts.iter().map(|a| a.status).collect::<Vec<_>>(),
         vec![Some(500), Some(200)]
@@ -300,18 +301,18 @@ fn gone_redirects_retry_after_and_timeouts() {
     let slow = by_url("/slow");
     assert_eq!(slow.state, "pending");
     assert_eq!(slow.last_status, None);
-    let a = db::webhooks::attempts(&app.db.get().unwrap(), slow.id).unwrap();
+    let a = novart::domain::webhooks::attempts(&app.db.get().unwrap(), slow.id).unwrap();
     assert!(
         a[0].latency_ms >= 1500 && a[0].latency_ms < 4000,
         "{:?}",
         a[0]
     );
     // 410 stops: nothing more is sent.
-    db::write(&mut app.db.get().unwrap(), |tx| {
-        tx.execute("UPDATE webhook_deliveries SET next_attempt_at = 0", [])?;
-        Ok(())
-    })
-    .unwrap();
+    app.db
+        .get()
+        .unwrap()
+        .execute("UPDATE webhook_deliveries SET next_attempt_at = 0", [])
+        .unwrap();
     deliverer(&app).run_due().unwrap();
     assert_eq!(fake.requests_to("/gone").len(), 1);
 }
@@ -470,9 +471,11 @@ fn delivery_connects_only_to_the_address_it_checked() {
         .unwrap()
     };
     let url = format!("http://rebind.example:{}/hook", local.port);
-    db::write(&mut conn, |tx| {
-        db::webhooks::enqueue(tx, "msg_rebind", user, t.id, "task.canceled", &url, 0)
-    })
+    conn.execute(
+        "INSERT INTO webhook_deliveries (public_id, user_id, task_id, event, url, state, next_attempt_at, created_at)
+         VALUES ('msg_rebind', ?1, ?2, 'task.canceled', ?3, 'pending', 0, 0)",
+        rusqlite::params![user.0, t.id.0, url],
+    )
     .unwrap();
     drop(conn);
     let mut dl = deliverer(&app);
@@ -485,11 +488,11 @@ fn delivery_connects_only_to_the_address_it_checked() {
     );
     assert!(local.requests_to("/").is_empty(), "never reached loopback");
     // The next attempt resolves again, sees loopback, and refuses.
-    db::write(&mut app.db.get().unwrap(), |tx| {
-        tx.execute("UPDATE webhook_deliveries SET next_attempt_at = 0", [])?;
-        Ok(())
-    })
-    .unwrap();
+    app.db
+        .get()
+        .unwrap()
+        .execute("UPDATE webhook_deliveries SET next_attempt_at = 0", [])
+        .unwrap();
     dl.run_due().unwrap();
     assert!(local.requests_to("/").is_empty());
     let d = &deliveries(&app)[0];

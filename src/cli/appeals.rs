@@ -59,7 +59,7 @@ pub fn run(config: &Config, cmd: AppealsCmd) -> CliResult {
             let list = appeals::list(&conn, pending, limit)?;
             let mut rows = Vec::new();
             for (a, email) in list {
-                let ban = crate::db::risk::by_id(&conn, a.ban_id)?;
+                let ban = crate::domain::bans::by_id(&conn, a.ban_id)?;
                 rows.push((a, email, ban));
             }
             if json {

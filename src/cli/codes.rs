@@ -54,18 +54,6 @@ pub enum CodesCmd {
 
 pub use crate::config::parse_duration;
 
-fn status(c: &crate::db::codes::Code) -> &'static str {
-    if c.revoked_at.is_some() {
-        "revoked"
-    } else if c.expires_at.is_some_and(|e| e <= crate::domain::now()) {
-        "expired"
-    } else if c.uses >= c.max_uses {
-        "used"
-    } else {
-        "active"
-    }
-}
-
 pub fn run(config: &Config, cmd: CodesCmd) -> CliResult {
     let app = App::new(config.clone())?;
     let mut conn = app.db.get()?;
@@ -122,7 +110,7 @@ pub fn run(config: &Config, cmd: CodesCmd) -> CliResult {
                     .iter()
                     .map(|c| {
                         let mut v = json!(c);
-                        v["status"] = json!(status(c));
+                        v["status"] = json!(codes::status(c, crate::domain::now()));
                         v
                     })
                     .collect();
@@ -141,7 +129,7 @@ pub fn run(config: &Config, cmd: CodesCmd) -> CliResult {
                         c.amount,
                         c.bucket,
                         format!("{}/{}", c.uses, c.max_uses),
-                        status(c),
+                        codes::status(c, crate::domain::now()),
                         c.batch.as_deref().unwrap_or("-"),
                         c.expires_at
                             .map(format_time)

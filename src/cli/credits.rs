@@ -53,7 +53,7 @@ pub fn run(config: &Config, cmd: CreditsCmd) -> CliResult {
     let user_of = |conn: &rusqlite::Connection, email: &str| {
         accounts::find(conn, email).map_err(|_| fail(1, format!("no account with e-mail {email}")))
     };
-    let print = |email: &str, w: crate::db::ledger::Wallet| {
+    let print = |email: &str, w: wallet::Wallet| {
         println!(
             "{email}: balance {} + bonus {} = {} credits",
             w.balance,
@@ -118,7 +118,7 @@ pub fn run(config: &Config, cmd: CreditsCmd) -> CliResult {
         CreditsCmd::Show { email, json } => {
             let user = user_of(&conn, &email)?;
             let w = wallet::get(&conn, user.id)?;
-            let entries = crate::db::ledger::entries(&conn, user.id, None, None, 20)?;
+            let entries = wallet::entries(&conn, user.id, None, None, 20)?;
             if json {
                 println!(
                     "{}",

@@ -6,8 +6,8 @@ use serde_json::json;
 
 use super::{fail, CliResult};
 use crate::config::Config;
-use crate::db::api_keys::ApiKey;
-use crate::domain::{accounts, apikeys};
+use crate::domain::accounts;
+use crate::domain::apikeys::{self, ApiKey};
 use crate::templates::format_time;
 use crate::App;
 
@@ -129,7 +129,7 @@ pub fn run(config: &Config, cmd: KeysCmd) -> CliResult {
             println!("{secret}");
         }
         KeysCmd::List { email, json } => {
-            let all = crate::db::api_keys::all(&conn)?;
+            let all = apikeys::all(&conn)?;
             let list: Vec<_> = match &email {
                 Some(e) => {
                     let user = accounts::find(&conn, e)?;
@@ -182,7 +182,7 @@ pub fn run(config: &Config, cmd: KeysCmd) -> CliResult {
                 .map(|p| p.split('_').next().unwrap_or(p))
                 .unwrap_or(prefix.trim())
                 .to_string();
-            let key = crate::db::api_keys::by_prefix(&conn, &prefix)?
+            let key = apikeys::by_prefix(&conn, &prefix)?
                 .ok_or_else(|| fail(1, format!("no key with prefix {prefix}")))?;
             apikeys::revoke_by_admin(
                 &mut conn,

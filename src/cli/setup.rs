@@ -7,7 +7,6 @@ use rocket::figment::providers::Format;
 
 use super::{fail, CliResult};
 use crate::config::Config;
-use crate::db;
 
 pub const EXAMPLE_CONFIG: &str = include_str!("../../novart.example.toml");
 
@@ -70,10 +69,10 @@ pub fn migrate(config: &Config) -> CliResult {
             format!("cannot create {}: {e}", config.storage.data_dir.display()),
         )
     })?;
-    let db = db::Db::open_path(&config.db_path(), config.storage.synchronous)?;
+    let db = crate::domain::Db::open_path(&config.db_path(), config.storage.synchronous)?;
     let mut conn = db.get()?;
-    let applied = db::migrate::migrate(&mut conn)?;
-    let version = db::migrate::current_version(&conn)?;
+    let applied = crate::domain::schema::migrate(&mut conn)?;
+    let version = crate::domain::schema::current_version(&conn)?;
     if applied.is_empty() {
         println!(
             "database {} is up to date (schema version {version})",
@@ -170,7 +169,7 @@ pub fn init(
     ))
     .merge(rocket::figment::providers::Toml::file_exact(&path));
     let config = Config::from_figment(figment)?;
-    db::Db::open(&config)?;
+    crate::domain::Db::open(&config)?;
     println!("wrote {}", path.display());
     println!("created database {}", config.db_path().display());
     if operator.is_none() || contact.is_none() {

@@ -59,7 +59,7 @@ pub fn migrate(conn: &mut Connection) -> AppResult<Vec<i64>> {
     }
     let mut applied = Vec::new();
     for m in all.into_iter().filter(|m| m.version > current) {
-        crate::db::write(conn, |tx| {
+        crate::domain::db::write(conn, |tx| {
             tx.execute_batch(&m.sql).map_err(|e| {
                 AppError::internal(format!("migration {} ({}): {e}", m.version, m.description))
             })?;

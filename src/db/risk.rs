@@ -171,40 +171,6 @@ pub fn blocks_since(conn: &Connection, user: UserId, since: i64) -> AppResult<i6
         .query_row(params![user, since], |r| r.get(0))?)
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct Block {
-    pub id: i64,
-    pub created_at: i64,
-    pub user_id: Option<i64>,
-    pub api_key_id: Option<i64>,
-    pub ip: Option<String>,
-    pub rule: String,
-    pub field: String,
-    pub prompt_sha256: String,
-    pub excerpt: String,
-}
-
-pub fn blocks_for_user(conn: &Connection, user: UserId, limit: u32) -> AppResult<Vec<Block>> {
-    let mut stmt = conn.prepare(
-        "SELECT id, created_at, user_id, api_key_id, ip, rule, field, prompt_sha256, excerpt \
-         FROM blocked_attempts WHERE user_id = ?1 ORDER BY id DESC LIMIT ?2",
-    )?;
-    let rows = stmt.query_map(params![user, limit], |r| {
-        Ok(Block {
-            id: r.get(0)?,
-            created_at: r.get(1)?,
-            user_id: r.get(2)?,
-            api_key_id: r.get(3)?,
-            ip: r.get(4)?,
-            rule: r.get(5)?,
-            field: r.get(6)?,
-            prompt_sha256: r.get(7)?,
-            excerpt: r.get(8)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
-
 /// Records a sign-in from a device; true when the account had signed in
 /// before but never from this one.
 pub fn see_device(conn: &Connection, user: UserId, hash: &str, now: i64) -> AppResult<bool> {

@@ -328,12 +328,6 @@ pub fn status_of(conn: &Connection, id: TaskId) -> AppResult<Option<TaskStatus>>
     Ok(s.and_then(|s| TaskStatus::parse(&s)))
 }
 
-pub fn count_by_status(conn: &Connection, status: TaskStatus) -> AppResult<i64> {
-    Ok(conn
-        .prepare_cached("SELECT count(*) FROM tasks WHERE status = ?1")?
-        .query_row([status.as_str()], |r| r.get(0))?)
-}
-
 /// The task and body digest remembered for an `Idempotency-Key`.
 pub fn idempotency_get(
     conn: &Connection,

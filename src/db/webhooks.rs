@@ -214,13 +214,6 @@ pub fn attempts(conn: &Connection, delivery: i64) -> AppResult<Vec<AttemptRow>> 
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// Deliveries waiting to be sent (for doctor and metrics).
-pub fn backlog(conn: &Connection) -> AppResult<i64> {
-    Ok(conn
-        .prepare_cached("SELECT count(*) FROM webhook_deliveries WHERE state = 'pending'")?
-        .query_row([], |r| r.get(0))?)
-}
-
 /// Deletes finished deliveries (and their attempts) created before `before`.
 pub fn sweep(conn: &Connection, before: i64) -> AppResult<usize> {
     Ok(conn

@@ -6,7 +6,7 @@ use rusqlite::Connection;
 use super::accounts::{find, notify_password_changed, send_reset_link};
 use super::passwords;
 use crate::config::Config;
-use crate::db;
+use crate::domain::db;
 use crate::error::AppResult;
 use crate::mail::Mailer;
 use crate::model::User;

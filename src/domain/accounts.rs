@@ -8,7 +8,7 @@
 use rusqlite::Connection;
 
 use crate::config::Config;
-use crate::db;
+use crate::domain::db;
 use crate::error::{AppError, AppResult};
 use crate::mail::{Email, Mailer};
 use crate::model::{Client, Role, TokenPurpose, User, UserId};

@@ -10,7 +10,8 @@ use rand::Rng;
 use rusqlite::Connection;
 
 use crate::config::Config;
-use crate::db::{self, api_keys::ApiKey};
+use crate::domain::db;
+pub use crate::domain::db::api_keys::ApiKey;
 use crate::error::{AppError, AppResult};
 use crate::model::UserId;
 
@@ -437,6 +438,26 @@ impl RateLimiter {
         self.windows
             .check(&key, rpm, Duration::from_secs(60), now, true)
     }
+}
+
+/// Every key with its owner's e-mail, newest first (the admin list).
+pub fn all(conn: &Connection) -> AppResult<Vec<(ApiKey, String)>> {
+    db::api_keys::all(conn)
+}
+
+/// The key whose public prefix is `prefix`, revoked or not.
+pub fn by_prefix(conn: &Connection, prefix: &str) -> AppResult<Option<ApiKey>> {
+    db::api_keys::by_prefix(conn, prefix)
+}
+
+/// A key's use today: tasks since the start of the UTC day, and tasks still
+/// queued or running.
+pub fn usage_today(conn: &Connection, key: i64) -> AppResult<(u32, u32)> {
+    let (day, _) = utc_day(super::now());
+    Ok((
+        db::api_keys::tasks_since(conn, key, day)?,
+        db::api_keys::active_tasks(conn, key)?,
+    ))
 }
 
 #[cfg(test)]

@@ -6,7 +6,8 @@
 use rusqlite::Connection;
 use serde_json::json;
 
-use crate::db::{self, appeals::Appeal};
+use crate::domain::db;
+pub use crate::domain::db::appeals::Appeal;
 use crate::error::{AppError, AppResult};
 use crate::model::UserId;
 

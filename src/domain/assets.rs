@@ -9,7 +9,8 @@ use image::{ImageFormat, RgbImage};
 use rusqlite::Connection;
 
 use crate::config::Config;
-use crate::db;
+use crate::domain::db;
+pub use crate::domain::db::assets::{LibraryFilter, LibraryItem};
 use crate::error::{AppError, AppResult};
 use crate::model::{Asset, AssetKind, TaskId, UserId};
 
@@ -303,6 +304,49 @@ pub fn delete_own(
 ) -> AppResult<()> {
     let asset = for_owner(conn, user, public_id)?;
     delete(conn, config, &asset)
+}
+
+/// The image `public_id` if this viewer may see it: its owner, anyone with
+/// a valid signed link (`by_link`, checked by the caller), or anyone when
+/// it is in the public gallery or shared by `share`. Expired images are
+/// gone. A stranger without a session is asked to sign in; one with a
+/// session is told it does not exist (its existence is not confirmed).
+pub fn viewable(
+    conn: &Connection,
+    public_id: &str,
+    viewer: Option<UserId>,
+    by_link: bool,
+    share: Option<&str>,
+) -> AppResult<Asset> {
+    let a = db::assets::by_public_id(conn, public_id)?
+        .filter(|a| a.expires_at > super::now())
+        .ok_or(AppError::NotFound)?;
+    if by_link || viewer == Some(a.user_id) || super::gallery::visible_to_public(&a, share) {
+        return Ok(a);
+    }
+    Err(if viewer.is_none() {
+        AppError::Unauthenticated
+    } else {
+        AppError::NotFound
+    })
+}
+
+/// A library page's images, and (count of all matching, soonest expiry).
+pub type LibraryPage = (Vec<LibraryItem>, (i64, Option<i64>));
+
+/// One page of a creator's library (newest first, older than `before`),
+/// with the count of all matching images and the soonest expiry among them.
+pub fn library(
+    conn: &Connection,
+    user: UserId,
+    filter: &LibraryFilter,
+    before: Option<crate::model::AssetId>,
+    limit: u32,
+) -> AppResult<LibraryPage> {
+    Ok((
+        db::assets::results_for_user(conn, user, filter, before, limit)?,
+        db::assets::results_summary(conn, user, filter)?,
+    ))
 }
 
 #[cfg(test)]

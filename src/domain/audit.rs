@@ -5,7 +5,7 @@
 use rusqlite::Connection;
 use serde_json::Value;
 
-use crate::db;
+use crate::domain::db;
 use crate::error::AppResult;
 
 /// One audit entry.

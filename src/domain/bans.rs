@@ -9,7 +9,8 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::config::ModerationConfig;
-use crate::db::{self, risk::Ban};
+use crate::domain::db;
+pub use crate::domain::db::risk::Ban;
 use crate::error::{AppError, AppResult};
 use crate::model::{TaskStatus, UserId};
 
@@ -529,4 +530,9 @@ pub fn blocked(
         ));
     }
     Ok(AppError::ContentBlocked(message))
+}
+
+/// One restriction by id, lifted or not.
+pub fn by_id(conn: &Connection, id: i64) -> AppResult<Option<Ban>> {
+    db::risk::by_id(conn, id)
 }

@@ -4,9 +4,9 @@
 
 use rusqlite::Connection;
 
-use crate::db;
-use crate::db::codes::Code;
-use crate::db::ledger::Wallet;
+use crate::domain::db;
+pub use crate::domain::db::codes::Code;
+use crate::domain::db::ledger::Wallet;
 use crate::error::{AppError, AppResult};
 use crate::model::UserId;
 
@@ -230,6 +230,19 @@ pub fn revoke_code(conn: &mut Connection, text: &str) -> AppResult<usize> {
 pub fn revoke_batch(conn: &mut Connection, batch: &str) -> AppResult<usize> {
     let now = super::now();
     db::write(conn, |tx| db::codes::revoke_batch(tx, batch, now))
+}
+
+/// Where a code stands at `now`: revoked, expired, used up, or active.
+pub fn status(c: &Code, now: i64) -> &'static str {
+    if c.revoked_at.is_some() {
+        "revoked"
+    } else if c.expires_at.is_some_and(|e| e <= now) {
+        "expired"
+    } else if c.uses >= c.max_uses {
+        "used"
+    } else {
+        "active"
+    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use rusqlite::Connection;
 use serde_json::json;
 
 use crate::config::Config;
-use crate::db;
+use crate::domain::db;
 use crate::error::{AppError, AppResult};
 use crate::model::{TaskStatus, UserId};
 

@@ -156,14 +156,14 @@ pub fn essentials(conn: &Connection, config: &Config) -> AppResult<Vec<Check>> {
     ));
     out.push(check(
         "amounts in bounds",
-        crate::db::ledger::out_of_bounds(
+        crate::domain::db::ledger::out_of_bounds(
             conn,
             super::wallet::MAX_AMOUNT,
             super::wallet::MAX_BUCKET,
         )?,
     ));
     // A sum past 64 bits (amounts from before the bounds) is a finding too.
-    let ledger: Vec<String> = match crate::db::ledger::mismatches(conn) {
+    let ledger: Vec<String> = match crate::domain::db::ledger::mismatches(conn) {
         Ok(found) => found
             .into_iter()
             .map(|(u, w, s)| {
@@ -176,7 +176,7 @@ pub fn essentials(conn: &Connection, config: &Config) -> AppResult<Vec<Check>> {
         Err(e) => vec![format!("the ledger cannot be summed: {e}")],
     };
     out.push(check("ledger reconciliation", ledger));
-    let missing: Vec<String> = crate::db::assets::all(conn)?
+    let missing: Vec<String> = crate::domain::db::assets::all(conn)?
         .into_iter()
         .filter(|a| !super::assets::file_path(config, &a.path).exists())
         .map(|a| format!("{} ({}) has no file", a.public_id, a.path))

@@ -4,7 +4,7 @@
 
 use rusqlite::Connection;
 
-use crate::db;
+use crate::domain::db;
 use crate::error::AppResult;
 use crate::model::Asset;
 

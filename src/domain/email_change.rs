@@ -7,7 +7,7 @@
 
 use rusqlite::Connection;
 
-use crate::db;
+use crate::domain::db;
 use crate::error::{AppError, AppResult};
 use crate::mail::{Email, Mailer};
 use crate::model::Session;

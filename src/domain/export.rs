@@ -10,7 +10,7 @@ use rusqlite::Connection;
 use serde_json::{json, Value};
 
 use crate::config::Config;
-use crate::db;
+use crate::domain::db;
 use crate::error::{AppError, AppResult};
 use crate::model::UserId;
 
@@ -277,4 +277,9 @@ pub fn sweep(conn: &Connection, config: &Config, now: i64) -> AppResult<usize> {
         n += 1;
     }
     Ok(n)
+}
+
+/// A creator's data exports, newest first (the settings page lists them).
+pub fn for_user(conn: &Connection, user: UserId) -> AppResult<Vec<db::export::Export>> {
+    db::export::for_user(conn, user)
 }

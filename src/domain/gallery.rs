@@ -6,7 +6,7 @@
 use rusqlite::Connection;
 
 use crate::config::Config;
-use crate::db;
+use crate::domain::db;
 use crate::error::{AppError, AppResult};
 use crate::model::{Asset, AssetKind, UserId};
 

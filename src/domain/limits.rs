@@ -4,7 +4,7 @@
 
 use rusqlite::Connection;
 
-use crate::db::{self, limits::LimitRequest};
+use crate::domain::db::{self, limits::LimitRequest};
 use crate::error::{AppError, AppResult};
 use crate::model::UserId;
 

@@ -3,7 +3,8 @@
 
 use rusqlite::Connection;
 
-use crate::db::{self, messages::Message};
+use crate::domain::db;
+pub use crate::domain::db::messages::Message;
 use crate::error::{AppError, AppResult};
 use crate::model::UserId;
 

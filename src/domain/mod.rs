@@ -1,6 +1,25 @@
 //! The rules of the product. Nothing here knows about HTTP: the web handlers,
 //! the CLI and the background jobs all call these same functions.
 
+/// Storage (SQL per table, the pool, the migrations) is private to the
+/// domain: web handlers, the CLI and the jobs cannot name it, so a shortcut
+/// past the rules does not compile.
+#[path = "../db/mod.rs"]
+mod db;
+
+pub use db::Db;
+
+/// The schema's migrations (`novart migrate`, start-up, and their tests).
+pub mod schema {
+    pub use super::db::migrate::{current_version, latest_version, migrate, migrations};
+
+    /// True when the database answers a trivial query (`/healthz`).
+    pub fn ping(conn: &rusqlite::Connection) -> crate::AppResult<()> {
+        conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?;
+        Ok(())
+    }
+}
+
 pub mod account_admin;
 pub mod accounts;
 pub mod apikeys;
@@ -31,6 +50,7 @@ pub mod recovery;
 pub mod referrals;
 pub mod reqlog;
 pub mod retention;
+pub mod running;
 pub mod secrets;
 pub mod sessions;
 pub mod sign_in;

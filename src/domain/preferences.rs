@@ -2,7 +2,7 @@
 
 use rusqlite::Connection;
 
-use crate::db;
+use crate::domain::db;
 use crate::error::{AppError, AppResult};
 use crate::i18n::{Lang, READY};
 use crate::model::UserId;

@@ -5,7 +5,7 @@
 use rusqlite::Connection;
 use serde_json::json;
 
-use crate::db::{self, privacy::PrivacyRequest};
+use crate::domain::db::{self, privacy::PrivacyRequest};
 use crate::error::{AppError, AppResult};
 use crate::model::UserId;
 

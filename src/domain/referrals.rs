@@ -9,7 +9,7 @@ use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
 
 use crate::config::{Config, ReferralTrigger};
-use crate::db;
+use crate::domain::db;
 use crate::error::AppResult;
 use crate::model::UserId;
 

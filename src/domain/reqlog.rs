@@ -6,7 +6,8 @@
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use crate::db::{self, api_requests::RequestRow, Db};
+pub use crate::domain::db::api_requests::{Filter, RequestRow, Source};
+use crate::domain::db::{self, Db};
 
 /// Longest summary kept per request.
 pub const MAX_SUMMARY: usize = 200;
@@ -153,4 +154,23 @@ pub fn clip(s: &str) -> String {
         out.push('…');
         out
     }
+}
+
+/// A creator's logged API requests matching `f`, and whether an empty
+/// default view only hides the studio's own calls.
+pub fn list(
+    conn: &rusqlite::Connection,
+    user: crate::model::UserId,
+    f: &Filter,
+) -> crate::AppResult<Vec<RequestRow>> {
+    db::api_requests::list(conn, user, f)
+}
+
+/// True when the creator has requests made by the studio itself (hidden
+/// from the default view, which shows API-key calls).
+pub fn has_studio_calls(
+    conn: &rusqlite::Connection,
+    user: crate::model::UserId,
+) -> crate::AppResult<bool> {
+    db::api_requests::has_studio_calls(conn, user)
 }

@@ -11,7 +11,7 @@ use rusqlite::Connection;
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::db;
+use crate::domain::db;
 use crate::error::AppResult;
 use crate::model::AssetKind;
 

@@ -49,6 +49,17 @@ pub fn constant_time_eq(a: &str, b: &str) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The instance's CSRF signing key: generated on first start and kept in the
+/// database, so every node and every restart signs alike.
+pub fn instance_secret(conn: &rusqlite::Connection) -> crate::AppResult<Vec<u8>> {
+    let hexed = crate::domain::db::meta::get_or_insert(
+        conn,
+        "csrf_secret",
+        &hex::encode(random_bytes::<32>()),
+    )?;
+    hex::decode(hexed).map_err(crate::AppError::internal)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

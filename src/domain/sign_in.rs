@@ -5,7 +5,7 @@
 use rusqlite::Connection;
 
 use crate::config::Config;
-use crate::db;
+use crate::domain::db;
 use crate::error::{AppError, AppResult};
 use crate::model::{Client, User, UserId};
 

@@ -87,7 +87,7 @@ pub fn collect(conn: &Connection, config: &Config) -> AppResult<Stats> {
                  GROUP BY scope ORDER BY scope"
             ),
         )?,
-        appeals_pending: crate::db::appeals::pending_count(conn)?,
+        appeals_pending: crate::domain::db::appeals::pending_count(conn)?,
         db_bytes: pages.max(0) as u64 + std::fs::metadata(wal).map(|m| m.len()).unwrap_or(0),
     })
 }

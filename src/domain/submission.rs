@@ -20,7 +20,7 @@
 use rusqlite::{Connection, Transaction};
 
 use crate::config::Config;
-use crate::db;
+use crate::domain::db;
 use crate::error::{AppError, AppResult};
 use crate::model::{AssetId, Task, UserId};
 
@@ -579,4 +579,24 @@ pub fn submit_here(
             store(conn, config, catalog, ready)
         }
     }
+}
+
+/// `/v1` calls wait for their images; one that timed out leaves its task
+/// under `key` (body hash empty: the key is itself a digest of the body), so
+/// a client's retry picks the task up instead of paying twice. Once the
+/// call answers, the key is dropped.
+pub fn remember_unanswered(
+    conn: &mut Connection,
+    user: UserId,
+    key: &str,
+    task: crate::model::TaskId,
+    timed_out: bool,
+) -> AppResult<()> {
+    db::write(conn, |tx| {
+        db::tasks::idempotency_delete(tx, user, key)?;
+        if timed_out {
+            db::tasks::idempotency_put(tx, user, key, "", task, super::now())?;
+        }
+        Ok(())
+    })
 }

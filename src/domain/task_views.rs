@@ -5,7 +5,7 @@ use rusqlite::Connection;
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::db;
+use crate::domain::db;
 use crate::error::{AppError, AppResult};
 use crate::model::{Asset, Task, TaskId, TaskStatus, UserId};
 

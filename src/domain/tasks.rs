@@ -5,9 +5,9 @@
 use rusqlite::{Connection, Transaction};
 
 use crate::config::Config;
-use crate::db;
+use crate::domain::db;
 use crate::error::{AppError, AppResult};
-use crate::model::{Task, TaskId, TaskStatus, UserId};
+use crate::model::{Task, TaskStatus, UserId};
 
 use super::catalog::Catalog;
 
@@ -477,7 +477,7 @@ pub fn recover_leases(
     conn: &mut Connection,
     config: &Config,
     cutoff: i64,
-) -> AppResult<Vec<(TaskId, TaskStatus)>> {
+) -> AppResult<Vec<(Task, TaskStatus)>> {
     let expired = db::tasks::expired_leases(conn, cutoff)?;
     let mut out = Vec::new();
     for task in expired {
@@ -490,7 +490,7 @@ pub fn recover_leases(
                 raw: "lease expired: the worker stopped while running the task",
             },
         )?;
-        out.push((task.id, status));
+        out.push((task, status));
     }
     Ok(out)
 }

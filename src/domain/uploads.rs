@@ -20,7 +20,7 @@ use image::{ImageFormat, ImageReader, Limits};
 use rusqlite::Connection;
 
 use crate::config::Config;
-use crate::db;
+use crate::domain::db;
 use crate::error::{AppError, AppResult};
 use crate::model::{Asset, AssetId, AssetKind, UserId};
 

@@ -83,7 +83,7 @@ const CHECK: &str = "asset_key_check";
 /// At start-up: a configured key must be the one the stored files were
 /// sealed with, and sealed files need a key. Errors name the config key.
 pub fn check_at_start(conn: &mut rusqlite::Connection, config: &Config) -> Result<(), String> {
-    let stored = crate::db::meta::get(conn, CHECK).map_err(|e| e.to_string())?;
+    let stored = crate::domain::db::meta::get(conn, CHECK).map_err(|e| e.to_string())?;
     let key = parse_key(&config.storage.encryption_key);
     match (stored, key) {
         (Some(check), Some(k)) if check != key_check(&k) => Err(
@@ -97,7 +97,7 @@ pub fn check_at_start(conn: &mut rusqlite::Connection, config: &Config) -> Resul
                 .into(),
         ),
         (None, Some(k)) if config.storage.encrypt_assets => {
-            crate::db::meta::get_or_insert(conn, CHECK, &key_check(&k))
+            crate::domain::db::meta::get_or_insert(conn, CHECK, &key_check(&k))
                 .map(|_| ())
                 .map_err(|e| e.to_string())
         }

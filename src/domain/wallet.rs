@@ -6,8 +6,9 @@
 
 use rusqlite::Connection;
 
-use crate::db;
-use crate::db::ledger::{NewEntry, Wallet};
+use crate::domain::db;
+use crate::domain::db::ledger::NewEntry;
+pub use crate::domain::db::ledger::{Entry, Wallet};
 use crate::error::{AppError, AppResult};
 use crate::model::{TaskId, UserId};
 
@@ -341,4 +342,22 @@ pub fn deduct(
         Ok((-from_balance, -(amount - from_balance)))
     };
     admin_change(conn, user, "admin_deduct", amount, split, actor, reason)
+}
+
+/// A creator's ledger, newest first: of one kind if given, before an entry
+/// id if given, at most `limit` rows.
+pub fn entries(
+    conn: &Connection,
+    user: UserId,
+    kind: Option<&str>,
+    before: Option<i64>,
+    limit: u32,
+) -> AppResult<Vec<Entry>> {
+    db::ledger::entries(conn, user, kind, before, limit)
+}
+
+/// Wallets whose cached balance disagrees with the sum of their ledger:
+/// (user, cached, summed). Empty on a healthy instance.
+pub fn mismatches(conn: &Connection) -> AppResult<Vec<(UserId, Wallet, Wallet)>> {
+    db::ledger::mismatches(conn)
 }

@@ -11,7 +11,8 @@ use rusqlite::Connection;
 use sha2::Sha256;
 
 use crate::config::Config;
-use crate::db;
+use crate::domain::db;
+pub use crate::domain::db::webhooks::{Attempt, Delivery};
 use crate::error::{AppError, AppResult};
 use crate::model::{Task, TaskStatus, UserId};
 
@@ -167,6 +168,62 @@ pub fn redeliver(conn: &mut Connection, user: UserId, public_id: &str) -> AppRes
         ));
     }
     Ok(())
+}
+
+// ---- the delivery job's bookkeeping ----
+
+/// Takes up to `batch` due deliveries for this pass, leased until `lease`
+/// so no other pass (or node) sends them meanwhile.
+pub fn claim_due(
+    conn: &mut Connection,
+    now: i64,
+    lease: i64,
+    batch: u32,
+) -> AppResult<Vec<Delivery>> {
+    db::write(conn, |tx| db::webhooks::claim_due(tx, now, lease, batch))
+}
+
+/// The body a delivery sends: built and frozen at its first attempt, so
+/// every retry sends the same bytes under the same signature.
+pub fn body_for(
+    conn: &mut Connection,
+    config: &Config,
+    media_secret: &[u8],
+    d: &Delivery,
+) -> AppResult<String> {
+    if let Some(p) = &d.payload {
+        return Ok(p.clone());
+    }
+    let p = payload(conn, config, media_secret, d)?;
+    db::write(conn, |tx| db::webhooks::set_payload(tx, d.id, &p))?;
+    // Another pass may have frozen it first: send what is stored.
+    Ok(db::webhooks::by_id(conn, d.id)?
+        .and_then(|x| x.payload)
+        .unwrap_or(p))
+}
+
+/// Records attempt number `d.attempts + 1` and what follows from it (the
+/// next try, or delivered, gone or failed). Returns the new state.
+pub fn record_attempt(
+    conn: &mut Connection,
+    config: &Config,
+    d: &Delivery,
+    attempt: &Attempt<'_>,
+    outcome: &Outcome,
+    now: i64,
+) -> AppResult<&'static str> {
+    let (state, next) = after_attempt(config, outcome, d.attempts + 1, now);
+    db::write(conn, |tx| {
+        db::webhooks::record_attempt(tx, d.id, attempt, now)?;
+        db::webhooks::finish_attempt(tx, d.id, state, next, attempt.status, attempt.error, now)
+    })?;
+    Ok(state)
+}
+
+/// A delivery's attempts, oldest first: status, latency, error and the
+/// start of the receiver's answer.
+pub fn attempts(conn: &Connection, delivery: i64) -> AppResult<Vec<db::webhooks::AttemptRow>> {
+    db::webhooks::attempts(conn, delivery)
 }
 
 #[cfg(test)]

@@ -10,8 +10,8 @@ pub mod webhooks;
 use std::time::Duration;
 
 use crate::config::Config;
-use crate::db::Db;
 use crate::domain;
+use crate::domain::Db;
 
 /// How often the housekeeping sweep runs.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(600);
@@ -36,11 +36,9 @@ pub const LEASE_CHECK_EVERY: Duration = Duration::from_secs(15);
 pub fn recover(engine: &queue::Engine, cutoff: i64) -> crate::AppResult<usize> {
     let mut conn = engine.db.get()?;
     let touched = domain::tasks::recover_leases(&mut conn, &engine.config, cutoff)?;
-    for (id, status) in &touched {
-        if let Some(t) = crate::db::tasks::by_id(&conn, *id)? {
-            engine.hub.publish(t.user_id, &t.public_id);
-        }
-        tracing::warn!(task = %id, now = status.as_str(), "recovered a task whose worker stopped");
+    for (t, status) in &touched {
+        engine.hub.publish(t.user_id, &t.public_id);
+        tracing::warn!(task = %t.public_id, now = status.as_str(), "recovered a task whose worker stopped");
     }
     if !touched.is_empty() {
         engine.hub.wake();

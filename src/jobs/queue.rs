@@ -10,10 +10,10 @@ use std::time::Duration;
 use rocket::tokio;
 
 use crate::config::Config;
-use crate::db::Db;
 use crate::domain::assets::{prepare_result, Prepared};
 use crate::domain::catalog::Catalog;
 use crate::domain::tasks::{self, Failure};
+use crate::domain::Db;
 use crate::error::{AppError, AppResult};
 use crate::model::{Task, TaskStatus};
 use crate::providers::{self, Control, GenRequest, Provider, ProviderError};
@@ -67,6 +67,9 @@ impl Providers {
         );
     }
 }
+
+/// A task's reference images and mask, as bytes.
+type Inputs = (Vec<Vec<u8>>, Option<Vec<u8>>);
 
 /// Everything a worker needs; cheap to clone.
 #[derive(Clone)]
@@ -138,16 +141,7 @@ impl Engine {
                 ),
                 raw: format!("model {} not in the catalogue", task.model),
             })?;
-        let references = self
-            .load_references(task)
-            .map_err(|e| ProviderError::Failed {
-                message: "A reference image of this task is no longer available.".into(),
-                raw: e.to_string(),
-            })?;
-        let mask = self.load_mask(task).map_err(|e| ProviderError::Failed {
-            message: "The mask of this task is no longer available.".into(),
-            raw: e.to_string(),
-        })?;
+        let (references, mask) = self.load_inputs(task)?;
         let req = GenRequest {
             prompt: task.prompt.clone(),
             negative_prompt: task.negative_prompt.clone(),
@@ -234,31 +228,37 @@ impl Engine {
             .collect()
     }
 
-    /// A task's references, read from disk after the connection is given back.
-    fn load_references(&self, task: &Task) -> AppResult<Vec<Vec<u8>>> {
-        let refs = crate::db::assets::references_of_task(&*self.db.get()?, task.id)?;
-        refs.iter()
-            .map(|a| {
-                crate::domain::assets::read_file(
-                    &self.config,
-                    &crate::domain::assets::file_path(&self.config, &a.path),
-                )
-                .map_err(|e| AppError::internal(format!("reference {}: {e}", a.public_id)))
-            })
-            .collect()
-    }
-
-    fn load_mask(&self, task: &Task) -> AppResult<Option<Vec<u8>>> {
-        let mask = crate::db::assets::mask_of_task(&*self.db.get()?, task.id)?;
-        match mask {
-            None => Ok(None),
-            Some(a) => crate::domain::assets::read_file(
+    /// A task's references and mask, read from storage after the connection
+    /// is given back. A missing file fails the task for good.
+    fn load_inputs(&self, task: &Task) -> Result<Inputs, ProviderError> {
+        const REFERENCE: &str = "A reference image of this task is no longer available.";
+        let gone = |message: &str, e: AppError| ProviderError::Failed {
+            message: message.into(),
+            raw: e.to_string(),
+        };
+        let (refs, mask) = self
+            .db
+            .get()
+            .and_then(|c| crate::domain::running::inputs(&c, task.id))
+            .map_err(|e| gone(REFERENCE, e))?;
+        let read = |a: &crate::model::Asset| {
+            crate::domain::assets::read_file(
                 &self.config,
                 &crate::domain::assets::file_path(&self.config, &a.path),
             )
-            .map(Some)
-            .map_err(|e| AppError::internal(format!("mask {}: {e}", a.public_id))),
-        }
+            .map_err(|e| AppError::internal(format!("{}: {e}", a.public_id)))
+        };
+        let refs = refs
+            .iter()
+            .map(read)
+            .collect::<AppResult<Vec<_>>>()
+            .map_err(|e| gone(REFERENCE, e))?;
+        let mask = mask
+            .as_ref()
+            .map(read)
+            .transpose()
+            .map_err(|e| gone("The mask of this task is no longer available.", e))?;
+        Ok((refs, mask))
     }
 
     /// Records an attempt's outcome; returns the task's new status.
@@ -317,7 +317,7 @@ impl Engine {
                 let status = if kept {
                     TaskStatus::Succeeded
                 } else {
-                    crate::db::tasks::status_of(&conn, task.id)?.unwrap_or(TaskStatus::Canceled)
+                    crate::domain::running::status(&conn, task.id)?.unwrap_or(TaskStatus::Canceled)
                 };
                 (status, next)
             }
@@ -497,10 +497,7 @@ impl Engine {
                     let (db, id) = (self.db.clone(), task.id);
                     let status = tokio::task::spawn_blocking(move || -> AppResult<Option<TaskStatus>> {
                         let conn = db.get()?;
-                        if moved {
-                            crate::db::tasks::set_progress(&conn, id, progress)?;
-                        }
-                        crate::db::tasks::status_of(&conn, id)
+                        crate::domain::running::report_progress(&conn, id, moved.then_some(progress))
                     }).await;
                     if matches!(status, Ok(Ok(Some(s))) if s != TaskStatus::Running) {
                         ctl.canceled.store(true, Ordering::Relaxed);
@@ -512,7 +509,7 @@ impl Engine {
                     let (db, id, w, p) = (self.db.clone(), task.id, worker.to_string(), ctl.progress_value());
                     let held = tokio::task::spawn_blocking(move || -> AppResult<bool> {
                         let conn = db.get()?;
-                        crate::db::tasks::renew_lease(&conn, id, &w, crate::domain::now() + lease, p)
+                        crate::domain::running::renew_lease(&conn, id, &w, crate::domain::now() + lease, p)
                     }).await;
                     if !matches!(held, Ok(Ok(true))) {
                         // Canceled (or taken over): stop the call, keep nothing.

@@ -12,9 +12,9 @@ use ureq::unversioned::resolver::{ResolvedSocketAddrs, Resolver};
 use ureq::unversioned::transport::DefaultConnector;
 
 use crate::config::Config;
-use crate::db::{self, webhooks::Delivery, Db};
 use crate::domain::ssrf::{self, Resolve};
-use crate::domain::webhooks::{self, Outcome};
+use crate::domain::webhooks::{self, Attempt, Delivery, Outcome};
+use crate::domain::Db;
 use crate::error::AppResult;
 
 /// How often the outbox is looked at.
@@ -81,9 +81,7 @@ impl Deliverer {
         let lease = now + self.config.webhooks.timeout_secs as i64 + 60;
         let due = {
             let mut conn = self.db.get()?;
-            db::write(&mut conn, |tx| {
-                db::webhooks::claim_due(tx, now, lease, BATCH)
-            })?
+            webhooks::claim_due(&mut conn, now, lease, BATCH)?
         };
         let n = due.len();
         std::thread::scope(|s| {
@@ -100,46 +98,25 @@ impl Deliverer {
 
     fn attempt(&self, d: Delivery) -> AppResult<()> {
         let mut conn = self.db.get()?;
-        let body = match d.payload.clone() {
-            Some(p) => p,
-            None => {
-                let p = webhooks::payload(&conn, &self.config, &self.media_secret, &d)?;
-                db::write(&mut conn, |tx| db::webhooks::set_payload(tx, d.id, &p))?;
-                // Another pass may have frozen it first: send what is stored.
-                db::webhooks::by_id(&conn, d.id)?
-                    .and_then(|x| x.payload)
-                    .unwrap_or(p)
-            }
-        };
+        let body = webhooks::body_for(&mut conn, &self.config, &self.media_secret, &d)?;
         let secret = webhooks::secret(&mut conn, d.user_id)?;
         drop(conn);
         let sent = self.send(&d, &secret, &body);
         let now = crate::domain::now();
-        let (state, next) =
-            webhooks::after_attempt(&self.config, &sent.outcome, d.attempts + 1, now);
         let mut conn = self.db.get()?;
-        db::write(&mut conn, |tx| {
-            db::webhooks::record_attempt(
-                tx,
-                d.id,
-                &db::webhooks::Attempt {
-                    status: sent.status,
-                    latency_ms: sent.latency_ms,
-                    error: sent.error.as_deref(),
-                    response: sent.response.as_deref(),
-                },
-                now,
-            )?;
-            db::webhooks::finish_attempt(
-                tx,
-                d.id,
-                state,
-                next,
-                sent.status,
-                sent.error.as_deref(),
-                now,
-            )
-        })?;
+        let state = webhooks::record_attempt(
+            &mut conn,
+            &self.config,
+            &d,
+            &Attempt {
+                status: sent.status,
+                latency_ms: sent.latency_ms,
+                error: sent.error.as_deref(),
+                response: sent.response.as_deref(),
+            },
+            &sent.outcome,
+            now,
+        )?;
         crate::metrics::global().webhook_attempt(matches!(sent.status, Some(200..=299)));
         tracing::info!(delivery = %d.public_id, status = ?sent.status, state, "webhook attempt");
         Ok(())

@@ -106,13 +106,7 @@ async fn account(app: &State<App>, caller: Caller) -> AppResult<ApiJson> {
         .db
         .run(move |conn| {
             let usage = match &key {
-                Some(k) => {
-                    let (day, _) = apikeys::utc_day(crate::domain::now());
-                    Some((
-                        crate::db::api_keys::tasks_since(conn, k.id, day)?,
-                        crate::db::api_keys::active_tasks(conn, k.id)?,
-                    ))
-                }
+                Some(k) => Some(apikeys::usage_today(conn, k.id)?),
                 None => None,
             };
             Ok((

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use super::auth::csrf_form;
 use super::guards::{ClientIp, CsrfForm, CsrfProtected, CurrentUser};
 use super::render::{Page, PageCtx};
-use crate::db::{appeals::Appeal, risk::Ban};
+use crate::domain::{appeals::Appeal, bans::Ban};
 use crate::error::{AppError, AppResult};
 
 csrf_form!(AppealForm { restriction, body });

@@ -8,8 +8,7 @@ use rocket::outcome::Outcome;
 use rocket::request::{self, FromRequest, Request};
 
 use super::guards::{client_ip, same_origin, Csrf, MaybeUser};
-use crate::db::api_keys::ApiKey;
-use crate::domain::apikeys::{self, KeyQuota, RateState};
+use crate::domain::apikeys::{self, ApiKey, KeyQuota, RateState};
 use crate::domain::secrets;
 use crate::error::{AppError, AppResult};
 use crate::model::UserId;

@@ -14,9 +14,8 @@ use super::auth::{csrf_form, EmptyForm};
 use super::guards::{CsrfForm, CsrfProtected, CurrentUser};
 use super::render::{query_param, Page, PageCtx};
 use super::wallet::field as csv_field;
-use crate::db::api_keys::ApiKey;
-use crate::db::api_requests::{Filter, RequestRow, Source};
-use crate::domain::apikeys::{self, Authority, KeySpec};
+use crate::domain::apikeys::{self, ApiKey, Authority, KeySpec};
+use crate::domain::reqlog::{self, Filter, RequestRow, Source};
 use crate::domain::{limits, webhooks};
 use crate::error::{AppError, AppResult};
 use crate::templates::format_time;
@@ -100,12 +99,12 @@ async fn render(
         .app
         .db
         .run(move |conn| {
-            let logs = crate::db::api_requests::list(conn, user, &f)?;
+            let logs = reqlog::list(conn, user, &f)?;
             // Say so when the default view is empty only because it hides
             // the studio's own calls.
             let hidden = logs.is_empty()
                 && f.source == Source::Keys
-                && crate::db::api_requests::has_studio_calls(conn, user)?;
+                && reqlog::has_studio_calls(conn, user)?;
             let logs = (logs, hidden);
             Ok((
                 apikeys::list(conn, user)?,
@@ -492,7 +491,7 @@ async fn export_rows(
     let user = me.0.user.id;
     page.app
         .db
-        .run(move |conn| crate::db::api_requests::list(conn, user, &filter))
+        .run(move |conn| reqlog::list(conn, user, &filter))
         .await
 }
 

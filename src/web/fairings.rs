@@ -88,7 +88,7 @@ impl Fairing for Http {
                 let ip = req
                     .local_cache(|| super::guards::ClientIp(super::guards::client_ip(req, app)))
                     .0;
-                app.request_log.record(crate::db::api_requests::RequestRow {
+                app.request_log.record(crate::domain::reqlog::RequestRow {
                     id: 0,
                     user_id: user,
                     key_prefix,

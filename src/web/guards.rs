@@ -90,7 +90,7 @@ pub struct SignedIn {
     pub inbox: domain::messages::InboxState,
     /// Restrictions in force (a full ban or narrower ones): the pages say
     /// so; actions are refused by the domain.
-    pub restrictions: Vec<crate::db::risk::Ban>,
+    pub restrictions: Vec<crate::domain::bans::Ban>,
 }
 
 /// The session behind the cookie, looked up once per request.

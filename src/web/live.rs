@@ -39,7 +39,7 @@ impl<'r> FromRequest<'r> for LastEventId {
 /// A message for the page, in its language (texts the server wrote are
 /// translated; an operator's announcement stays as written).
 fn message_event(
-    m: &crate::db::messages::Message,
+    m: &crate::domain::messages::Message,
     unread: i64,
     catalogs: &crate::i18n::Catalogs,
     lang: crate::i18n::Lang,

@@ -112,20 +112,7 @@ async fn serve(
     let (asset, name) = app
         .db
         .run(move |conn| {
-            let a = crate::db::assets::by_public_id(conn, &id_owned)?
-                .filter(|a| a.expires_at > crate::domain::now())
-                .ok_or(AppError::NotFound)?;
-            // The owner, a signed link, the public gallery or the share link.
-            let allowed = by_link
-                || owner == Some(a.user_id)
-                || crate::domain::gallery::visible_to_public(&a, share.as_deref());
-            if !allowed {
-                return Err(if owner.is_none() {
-                    AppError::Unauthenticated
-                } else {
-                    AppError::NotFound
-                });
-            }
+            let a = assets::viewable(conn, &id_owned, owner, by_link, share.as_deref())?;
             let name = if variant == Variant::Download {
                 assets::record_download(conn, &a)?;
                 let ext = if a.mime == "image/jpeg" { "jpg" } else { "png" };

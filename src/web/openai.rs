@@ -197,12 +197,7 @@ async fn generate(
     let pk = pending_key.clone();
     let pending = app
         .db
-        .run(move |conn| {
-            Ok(match crate::db::tasks::idempotency_get(conn, user, &pk)? {
-                Some((_, id)) => crate::db::tasks::by_id(conn, id)?,
-                None => None,
-            })
-        })
+        .run(move |conn| crate::domain::submission::replay(conn, user, &pk, ""))
         .await?;
     let (task, resumed) = match pending {
         Some(t) => (t, true),
@@ -218,13 +213,7 @@ async fn generate(
     let timed_out = view.is_none();
     app.db
         .run(move |conn| {
-            crate::db::write(conn, |tx| {
-                crate::db::tasks::idempotency_delete(tx, user, &pk)?;
-                if timed_out {
-                    crate::db::tasks::idempotency_put(tx, user, &pk, "", id, crate::domain::now())?;
-                }
-                Ok(())
-            })
+            crate::domain::submission::remember_unanswered(conn, user, &pk, id, timed_out)
         })
         .await?;
     let Some(view) = view else {

@@ -142,10 +142,7 @@ async fn set_language(
 /// Liveness and readiness: 200 with `db: "ok"` when the database answers.
 #[get("/healthz")]
 async fn healthz(app: &State<App>) -> (rocket::http::Status, Json<Value>) {
-    let db = app
-        .db
-        .run(|conn| Ok(conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
-        .await;
+    let db = app.db.run(|conn| crate::domain::schema::ping(conn)).await;
     let ok = db.is_ok();
     let status = if ok {
         rocket::http::Status::Ok

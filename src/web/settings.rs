@@ -33,7 +33,7 @@ pub(super) async fn settings_page(
         .run(move |conn| {
             Ok((
                 sessions::list(conn, user_id)?,
-                crate::db::export::for_user(conn, user_id)?,
+                crate::domain::export::for_user(conn, user_id)?,
                 crate::domain::privacy::for_user(conn, user_id)?,
                 (
                     crate::domain::bans::history(conn, user_id)?,

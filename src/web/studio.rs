@@ -13,7 +13,6 @@ use std::sync::Arc;
 use super::auth::{csrf_form, EmptyForm};
 use super::guards::{ClientIp, CsrfForm, CsrfProtected, CurrentUser};
 use super::render::{query_param, Page, PageCtx};
-use crate::db;
 use crate::domain::tasks::{self, NewTaskInput, QueueSpot, TaskView};
 use crate::domain::{assets, now};
 use crate::error::{AppError, AppResult};
@@ -475,7 +474,7 @@ async fn library(page: PageCtx<'_>, me: CurrentUser, uri: &Origin<'_>) -> AppRes
     let text = query_param(uri, "q")
         .map(|q| q.trim().chars().take(200).collect::<String>())
         .filter(|q| !q.is_empty());
-    let filter = db::assets::LibraryFilter {
+    let filter = assets::LibraryFilter {
         model: model.clone(),
         since,
         text: text.clone(),
@@ -486,16 +485,7 @@ async fn library(page: PageCtx<'_>, me: CurrentUser, uri: &Origin<'_>) -> AppRes
         .app
         .db
         .run(move |conn| {
-            Ok((
-                db::assets::results_for_user(
-                    conn,
-                    user,
-                    &filter,
-                    before.map(crate::model::AssetId),
-                    PAGE,
-                )?,
-                db::assets::results_summary(conn, user, &filter)?,
-            ))
+            assets::library(conn, user, &filter, before.map(crate::model::AssetId), PAGE)
         })
         .await?;
     let next = (rows.len() == PAGE as usize)
@@ -526,7 +516,7 @@ async fn library(page: PageCtx<'_>, me: CurrentUser, uri: &Origin<'_>) -> AppRes
 }
 
 /// One library image's tile values, with its texts in the page's language.
-fn library_item(page: &PageCtx<'_>, r: &db::assets::LibraryItem) -> Value {
+fn library_item(page: &PageCtx<'_>, r: &assets::LibraryItem) -> Value {
     let (c, lang, a) = (page.app.templates.catalogs(), page.lang, &r.asset);
     let name = model_name(page, &r.model);
     let made = c.text(

@@ -14,8 +14,7 @@ use rocket::response::{Flash, Redirect};
 use super::auth::csrf_form;
 use super::guards::{CsrfForm, CsrfProtected, CurrentUser};
 use super::render::{query_param, Page, PageCtx};
-use crate::db::ledger::{self, Entry};
-use crate::domain::wallet;
+use crate::domain::wallet::{self, Entry};
 use crate::error::AppResult;
 use crate::templates::format_time;
 
@@ -138,7 +137,7 @@ async fn render_wallet(
         .run(move |conn| {
             Ok((
                 wallet::get(conn, user)?,
-                ledger::entries(conn, user, k.as_deref(), before, PAGE)?,
+                wallet::entries(conn, user, k.as_deref(), before, PAGE)?,
                 crate::domain::referrals::invitees(conn, user)?,
             ))
         })
@@ -247,7 +246,7 @@ async fn ledger_csv(page: PageCtx<'_>, me: CurrentUser) -> AppResult<Csv> {
     let entries = page
         .app
         .db
-        .run(move |conn| ledger::entries(conn, user, None, None, 1_000_000))
+        .run(move |conn| wallet::entries(conn, user, None, None, 1_000_000))
         .await?;
     Ok(Csv {
         body: to_csv(&entries),

@@ -563,3 +563,36 @@ pub fn run_workers(engine: &novart::jobs::queue::Engine) -> rocket::tokio::runti
     rt.block_on(async move { engine.spawn_workers() });
     rt
 }
+
+/// Runs `f` in one write transaction (tests that set up a state the rules
+/// would not reach on their own).
+#[allow(dead_code)]
+pub fn in_tx<T>(
+    conn: &mut rusqlite::Connection,
+    f: impl FnOnce(&rusqlite::Transaction<'_>) -> novart::AppResult<T>,
+) -> novart::AppResult<T> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let out = f(&tx)?;
+    tx.commit()?;
+    Ok(out)
+}
+
+/// A verified account written straight into the table (no bcrypt), for
+/// tests that need hundreds of them.
+#[allow(dead_code)]
+pub fn raw_user(
+    conn: &rusqlite::Connection,
+    email: &str,
+    referral_code: &str,
+    referred_by: Option<novart::model::UserId>,
+    ip: Option<&str>,
+) -> novart::model::UserId {
+    conn.execute(
+        "INSERT INTO users (email, display_name, password_hash, role, email_verified_at, created_at,
+                            password_changed_at, referral_code, referred_by, registration_ip)
+         VALUES (?1, 'R', 'x', 'user', 1, 1, 1, ?2, ?3, ?4)",
+        rusqlite::params![email, referral_code, referred_by, ip],
+    )
+    .unwrap();
+    novart::model::UserId(conn.last_insert_rowid())
+}
