@@ -56,6 +56,10 @@ impl App {
         let mailer = mail::Mailer::new(&config, templates.clone())?;
         let mut conn = db.get()?;
         domain::vault::check_at_start(&mut conn, &config).map_err(AppError::Internal)?;
+        drop(conn);
+        domain::stored::check_at_start(&config).map_err(AppError::Internal)?;
+        let conn = db.get()?;
+        domain::storage_move::check_at_start(&conn, &config).map_err(AppError::Internal)?;
         let secret = domain::secrets::instance_secret(&conn)?;
         let engine = jobs::queue::Engine::new(db.clone(), &config);
         let request_log = domain::reqlog::RequestLog::start(db.clone());

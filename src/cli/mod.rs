@@ -12,6 +12,7 @@ mod limits;
 mod ops;
 mod privacy;
 mod setup;
+mod storage;
 mod tasks;
 mod user;
 
@@ -74,6 +75,10 @@ pub enum Command {
     /// Create, list and revoke API keys.
     #[command(subcommand)]
     Keys(keys::KeysCmd),
+    /// Where stored images live: move them between the data directory and
+    /// S3-compatible storage.
+    #[command(subcommand)]
+    Storage(storage::StorageCmd),
     /// Decide creators' requests for higher API key limits.
     #[command(subcommand)]
     Limits(limits::LimitsCmd),
@@ -297,6 +302,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 Command::Credits(cmd) => credits::run(&config, cmd),
                 Command::Codes(cmd) => codes::run(&config, cmd),
                 Command::Keys(cmd) => keys::run(&config, cmd),
+                Command::Storage(cmd) => storage::run(&config, cmd),
                 Command::Limits(cmd) => limits::run(&config, cmd),
                 Command::Privacy(cmd) => privacy::run(&config, cmd),
                 Command::Ban {

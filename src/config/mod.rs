@@ -16,6 +16,7 @@ mod moderation;
 mod net;
 mod ops;
 mod parse;
+mod storage;
 
 pub use developer::{ApiConfig, WebhooksConfig};
 pub(crate) use errors::err;
@@ -26,6 +27,7 @@ pub use moderation::{ban_length, ModerationConfig, ProviderFailure, CATEGORIES};
 pub use net::{canonical_ip, IpNet};
 pub use ops::{BackupConfig, MetricsConfig};
 pub use parse::{parse_asset_key, parse_duration};
+pub use storage::{Backend, S3Config};
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
@@ -104,6 +106,9 @@ pub struct StorageConfig {
     /// How long an upload waits for a free decode before the request is
     /// answered 503 with Retry-After, in milliseconds.
     pub decode_wait_ms: u64,
+    /// `local` (files under data_dir) or `s3` (`[storage.s3]`).
+    pub backend: Backend,
+    pub s3: S3Config,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -214,6 +219,8 @@ impl Default for StorageConfig {
             max_upload_pixels: 40_000_000,
             max_parallel_decodes: 2,
             decode_wait_ms: 3000,
+            backend: Backend::Local,
+            s3: S3Config::default(),
         }
     }
 }
@@ -362,6 +369,7 @@ impl Config {
                 "must be 32 bytes in base64 (44 characters) or 64 hex digits",
             ));
         }
+        storage::validate(st.backend, &st.s3, st.encrypt_assets)?;
         if st.public_retention_hours != 0 && st.public_retention_hours < st.result_retention_hours {
             return Err(err(
                 "storage.public_retention_hours",

@@ -284,3 +284,31 @@ pub fn published(
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
+
+/// Every stored file the database points to: (key, table, row id), images
+/// and previews first, then prepared exports.
+pub fn stored_keys(conn: &Connection) -> AppResult<Vec<(String, &'static str, i64)>> {
+    let mut out = Vec::new();
+    let mut stmt = conn.prepare("SELECT id, path, preview_path FROM assets ORDER BY id")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, Option<String>>(2)?,
+        ))
+    })?;
+    for row in rows {
+        let (id, path, preview) = row?;
+        out.push((path, "assets", id));
+        if let Some(p) = preview {
+            out.push((p, "assets", id));
+        }
+    }
+    let mut stmt = conn.prepare("SELECT id, file FROM exports WHERE file IS NOT NULL")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+    for row in rows {
+        let (id, file) = row?;
+        out.push((file, "exports", id));
+    }
+    Ok(out)
+}

@@ -20,3 +20,12 @@ pub fn get_or_insert(conn: &Connection, key: &str, value: &str) -> AppResult<Str
         .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
         .query_row([key], |r| r.get(0))?)
 }
+
+/// Sets `key` to `value`, replacing what was there.
+pub fn set(conn: &Connection, key: &str, value: &str) -> AppResult<()> {
+    conn.prepare_cached(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+    )?
+    .execute([key, value])?;
+    Ok(())
+}

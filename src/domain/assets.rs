@@ -3,8 +3,6 @@
 //! written to a temporary name and renamed so a crash never leaves half a file
 //! under a real name.
 
-use std::path::{Path, PathBuf};
-
 use image::{ImageFormat, RgbImage};
 use rusqlite::Connection;
 
@@ -21,21 +19,6 @@ pub const PREVIEW_SIZE: u32 = 384;
 
 pub fn new_public_id(prefix: &str) -> String {
     format!("{prefix}_{}", random_token(12))
-}
-
-/// Writes a stored file atomically (temporary file, then rename), sealed
-/// when `storage.encrypt_assets` is on.
-pub fn write_file(config: &Config, path: &Path, bytes: &[u8]) -> AppResult<()> {
-    let sealed = super::vault::seal(config, bytes)?;
-    let bytes = sealed.as_slice();
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| AppError::internal(format!("creating {}: {e}", dir.display())))?;
-    }
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes)
-        .and_then(|_| std::fs::rename(&tmp, path))
-        .map_err(|e| AppError::internal(format!("writing {}: {e}", path.display())))
 }
 
 /// A decoded, checked image ready to store.
@@ -140,8 +123,9 @@ fn shrink(img: &RgbImage, max: u32) -> RgbImage {
     out
 }
 
-fn user_dir(config: &Config, user: UserId) -> PathBuf {
-    config.assets_dir().join(user.0.to_string())
+/// The key of a creator's stored file `name`.
+fn user_key(user: UserId, name: &str) -> String {
+    format!("assets/{}/{name}", user.0)
 }
 
 /// A result image written to disk but not yet recorded.
@@ -150,14 +134,6 @@ pub struct Written {
     pub public_id: String,
     pub path: String,
     pub preview_path: String,
-}
-
-/// A stored file's path relative to the data directory (as kept in rows).
-pub fn rel(config: &Config, p: &Path) -> String {
-    p.strip_prefix(&config.storage.data_dir)
-        .unwrap_or(p)
-        .to_string_lossy()
-        .into_owned()
 }
 
 /// Writes a result's file and preview (outside any transaction, so the
@@ -175,18 +151,17 @@ pub fn write_image(
     p: &Prepared,
 ) -> AppResult<Written> {
     let public_id = new_public_id(prefix);
-    let dir = user_dir(config, user);
-    let path = dir.join(format!("{public_id}.{}", p.ext));
-    let preview_path = dir.join(format!("{public_id}.preview.jpg"));
-    write_file(config, &path, &p.bytes)?;
-    if let Err(e) = write_file(config, &preview_path, &p.preview) {
-        remove_files_at(config, &[rel(config, &path)]);
+    let path = user_key(user, &format!("{public_id}.{}", p.ext));
+    let preview_path = user_key(user, &format!("{public_id}.preview.jpg"));
+    super::stored::put(config, &path, &p.bytes)?;
+    if let Err(e) = super::stored::put(config, &preview_path, &p.preview) {
+        let _ = super::stored::delete(config, &[&path]);
         return Err(e);
     }
     Ok(Written {
         public_id,
-        path: rel(config, &path),
-        preview_path: rel(config, &preview_path),
+        path,
+        preview_path,
     })
 }
 
@@ -246,38 +221,17 @@ pub fn record(
 /// Removes written files that were never recorded (the task was canceled).
 pub fn unwrite(config: &Config, written: &[Written]) {
     for w in written {
-        remove_files_at(config, &[w.path.clone(), w.preview_path.clone()]);
+        let _ = super::stored::delete(config, &[&w.path, &w.preview_path]);
     }
 }
 
-/// A stored file's contents (decrypted when sealed).
-pub fn read_file(config: &Config, path: &Path) -> AppResult<Vec<u8>> {
-    let stored = std::fs::read(path)
-        .map_err(|e| AppError::internal(format!("reading {}: {e}", path.display())))?;
-    super::vault::open(config, stored)
-}
-
-/// The absolute path of a stored file.
-pub fn file_path(config: &Config, rel: &str) -> PathBuf {
-    config.storage.data_dir.join(rel)
-}
-
-fn remove_files_at(config: &Config, rels: &[String]) {
-    for rel in rels {
-        let p = file_path(config, rel);
-        if let Err(e) = std::fs::remove_file(&p) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!(file = %p.display(), "could not delete: {e}");
-            }
-        }
-    }
-}
-
-/// Removes an asset's files, then its row.
+/// Removes an asset's files, then its row. A file the store fails to
+/// delete is left as an orphan: the retention sweep deletes it later and
+/// `doctor` reports it meanwhile.
 pub fn delete(conn: &Connection, config: &Config, asset: &Asset) -> AppResult<()> {
-    let mut rels = vec![asset.path.clone()];
-    rels.extend(asset.preview_path.clone());
-    remove_files_at(config, &rels);
+    let mut keys = vec![asset.path.as_str()];
+    keys.extend(asset.preview_path.as_deref());
+    let _ = super::stored::delete(config, &keys);
     db::assets::delete(conn, asset.id)?;
     Ok(())
 }
@@ -347,6 +301,46 @@ pub fn library(
         db::assets::results_for_user(conn, user, filter, before, limit)?,
         db::assets::results_summary(conn, user, filter)?,
     ))
+}
+
+/// A stored image's plain bytes: the full image, or its preview (the full
+/// image when it has none). Reads from the store, so call it without a
+/// database connection held.
+pub fn read_image(config: &Config, asset: &Asset, preview: bool) -> AppResult<Vec<u8>> {
+    let key = match (&asset.preview_path, preview) {
+        (Some(p), true) => p,
+        _ => &asset.path,
+    };
+    super::stored::read(config, key)
+}
+
+/// Where a client may fetch the image directly from the bucket, when the
+/// instance serves downloads by presigned redirects.
+pub fn presigned(config: &Config, asset: &Asset, preview: bool) -> Option<String> {
+    let key = match (&asset.preview_path, preview) {
+        (Some(p), true) => p,
+        _ => &asset.path,
+    };
+    super::stored::presigned(config, key)
+}
+
+/// A byte range of a stored image read without the rest (see
+/// `stored::read_range`); None when images are sealed at rest, where the
+/// caller reads the whole image instead.
+pub fn read_image_range(
+    config: &Config,
+    asset: &Asset,
+    preview: bool,
+    pick: impl FnOnce(u64) -> Option<(u64, u64)>,
+) -> AppResult<Option<super::stored::Ranged>> {
+    if config.storage.encrypt_assets {
+        return Ok(None);
+    }
+    let key = match (&asset.preview_path, preview) {
+        (Some(p), true) => p,
+        _ => &asset.path,
+    };
+    super::stored::read_range(config, key, pick).map(Some)
 }
 
 #[cfg(test)]

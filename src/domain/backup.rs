@@ -19,6 +19,8 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::error::{AppError, AppResult};
 
+use super::blobs::{BlobError, Store};
+
 /// Pages copied per step, and the pause between steps (writers run then).
 const PAGES_PER_STEP: i32 = 512;
 const PAUSE: Duration = Duration::from_millis(5);
@@ -40,33 +42,6 @@ pub struct Report {
 
 fn io(what: &str, path: &Path, e: std::io::Error) -> AppError {
     AppError::internal(format!("{what} {}: {e}", path.display()))
-}
-
-/// Every stored file the database at `conn` points to (relative paths).
-fn referenced_files(conn: &Connection) -> AppResult<Vec<(String, &'static str, i64)>> {
-    let mut out = Vec::new();
-    let mut stmt = conn.prepare("SELECT id, path, preview_path FROM assets ORDER BY id")?;
-    let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, Option<String>>(2)?,
-        ))
-    })?;
-    for row in rows {
-        let (id, path, preview) = row?;
-        out.push((path, "assets", id));
-        if let Some(p) = preview {
-            out.push((p, "assets", id));
-        }
-    }
-    let mut stmt = conn.prepare("SELECT id, file FROM exports WHERE file IS NOT NULL")?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
-    for row in rows {
-        let (id, file) = row?;
-        out.push((file, "exports", id));
-    }
-    Ok(out)
 }
 
 /// Copies one file, creating its directory.
@@ -151,18 +126,25 @@ pub fn create(config: &Config, dest: &Path) -> AppResult<Report> {
 
     let copy = Connection::open(&db_file)?;
     let (mut files, mut file_bytes, mut dropped) = (0u64, 0u64, 0u64);
-    for (rel, table, id) in referenced_files(&copy)? {
-        let src = config.storage.data_dir.join(&rel);
-        match copy_file(&src, &dest.join(&rel)) {
-            Ok(n) => {
+    // The files come from whichever store the instance uses (the local
+    // directory or the bucket) and land as plain files in the backup, as
+    // stored (sealed ones stay sealed): a backup is whole on its own.
+    let store = super::blobs::of(config);
+    let backup = super::blobs::LocalStore::new(dest.to_path_buf());
+    for (key, table, id) in crate::domain::db::assets::stored_keys(&copy)? {
+        match store.get(&key) {
+            Ok(bytes) => {
+                backup
+                    .put(&key, &bytes)
+                    .map_err(|e| AppError::internal(format!("backing up {key}: {e}")))?;
                 files += 1;
-                file_bytes += n;
+                file_bytes += bytes.len() as u64;
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(BlobError::NotFound) => {
                 dropped +=
                     copy.execute(&format!("DELETE FROM {table} WHERE id = ?1"), [id])? as u64;
             }
-            Err(e) => return Err(io("copying", &src, e)),
+            Err(e) => return Err(AppError::internal(format!("backing up {key}: {e}"))),
         }
     }
     copy_tree(&config.storage.data_dir.join("legal"), &dest.join("legal"))?;
@@ -201,10 +183,12 @@ pub fn create(config: &Config, dest: &Path) -> AppResult<Report> {
     Ok(report)
 }
 
-/// `config` with its data directory at `dir` (a backup's).
+/// `config` with its data directory at `dir` (a backup's, which holds its
+/// files as a local directory whatever the instance's backend).
 fn at(config: &Config, dir: &Path) -> Config {
     let mut c = config.clone();
     c.storage.data_dir = dir.to_path_buf();
+    c.storage.backend = crate::config::Backend::Local;
     c
 }
 
@@ -242,9 +226,27 @@ pub fn restore(config: &Config, from: &Path) -> AppResult<Vec<super::doctor::Che
     }
     let tmp = data.join("novart.db.restoring");
     std::fs::copy(&db_file, &tmp).map_err(|e| io("copying", &db_file, e))?;
-    for dir in ["assets", "exports", "legal"] {
-        copy_tree(&from.join(dir), &data.join(dir))?;
+    // The restored files land on this instance's backend, whatever the
+    // backed-up instance used.
+    super::storage_move::record(&Connection::open(&tmp)?, config.storage.backend)?;
+    // The files go into the instance's store (its directory or its
+    // bucket) as they are in the backup.
+    let store = super::blobs::of(config);
+    let backup = super::blobs::LocalStore::new(from.to_path_buf());
+    for prefix in ["assets/", "exports/"] {
+        let listed = backup
+            .list(prefix)
+            .map_err(|e| AppError::internal(format!("reading the backup: {e}")))?;
+        for l in listed {
+            let bytes = backup
+                .get(&l.key)
+                .map_err(|e| AppError::internal(format!("reading {}: {e}", l.key)))?;
+            store
+                .put(&l.key, &bytes)
+                .map_err(|e| AppError::internal(format!("restoring {}: {e}", l.key)))?;
+        }
     }
+    copy_tree(&from.join("legal"), &data.join("legal"))?;
     std::fs::rename(&tmp, &live).map_err(|e| io("moving", &tmp, e))?;
     tracing::info!(from = %from.display(), "backup restored");
     Ok(checks)

@@ -125,14 +125,10 @@ pub fn delete(
         )?;
         Ok(out)
     })?;
-    for rel in &files {
-        let p = config.storage.data_dir.join(rel);
-        if let Err(e) = std::fs::remove_file(&p) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!(file = %p.display(), "could not delete: {e}");
-            }
-        }
-    }
+    // After the commit: a file the store fails to delete is an orphan the
+    // retention sweep deletes later (doctor lists it meanwhile).
+    let keys: Vec<&str> = files.iter().map(String::as_str).collect();
+    let _ = super::stored::delete(config, &keys);
     forget_mail(config, &u.email);
     // Old versions of the rows must not linger in the write-ahead log.
     if let Err(e) = db::checkpoint_truncate(conn) {

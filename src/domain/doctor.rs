@@ -35,25 +35,35 @@ fn warning(name: &'static str, details: Vec<String>) -> Check {
     }
 }
 
-/// Files under `dir` changed more than `older_than` seconds ago, relative
-/// to the data directory.
-fn files_under(config: &Config, dir: &std::path::Path, older_than: i64, out: &mut Vec<String>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    let cutoff = std::time::SystemTime::now() - std::time::Duration::from_secs(older_than as u64);
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            files_under(config, &path, older_than, out);
-        } else if entry
-            .metadata()
-            .and_then(|m| m.modified())
-            .is_ok_and(|t| t < cutoff)
-        {
-            out.push(super::assets::rel(config, &path));
+/// (rows without a file, files without a row), or why the store was not
+/// read.
+type FileCheck = Result<(Vec<String>, Vec<String>), String>;
+
+/// Rows whose stored file is missing, and stored files with no row (older
+/// than the sweep's grace), by the retention sweep's own comparison. Err
+/// when the store does not answer.
+fn stored_files(conn: &Connection, config: &Config) -> AppResult<FileCheck> {
+    let rows = crate::domain::db::assets::all(conn)?;
+    let listed = match super::stored::list(config, "assets/") {
+        Ok(l) => l,
+        Err(e) => {
+            return Ok(Err(format!(
+                "{} did not list its files: {e}",
+                super::stored::describe(config)
+            )))
         }
-    }
+    };
+    let (dangling, orphans) = super::retention::compare(&rows, &listed, super::now());
+    Ok(Ok((
+        dangling
+            .iter()
+            .map(|a| format!("{} ({}) has no file", a.public_id, a.path))
+            .collect(),
+        orphans
+            .iter()
+            .map(|l| format!("{} has no row", l.key))
+            .collect(),
+    )))
 }
 
 /// Settings that work but are probably not what a public instance wants.
@@ -176,11 +186,10 @@ pub fn essentials(conn: &Connection, config: &Config) -> AppResult<Vec<Check>> {
         Err(e) => vec![format!("the ledger cannot be summed: {e}")],
     };
     out.push(check("ledger reconciliation", ledger));
-    let missing: Vec<String> = crate::domain::db::assets::all(conn)?
-        .into_iter()
-        .filter(|a| !super::assets::file_path(config, &a.path).exists())
-        .map(|a| format!("{} ({}) has no file", a.public_id, a.path))
-        .collect();
+    let missing = match stored_files(conn, config)? {
+        Ok((missing, _)) => missing,
+        Err(e) => vec![e],
+    };
     out.push(check("stored files", missing));
     Ok(out)
 }
@@ -217,25 +226,13 @@ pub fn run(conn: &Connection, config: &Config) -> AppResult<Vec<Check>> {
         ),
     )?;
     out.push(check("stuck tasks", stuck));
-    // Files with no row (a crash between writing a file and recording it;
-    // the retention sweep removes them) and rows with no owner left.
-    let known: std::collections::HashSet<String> = strings(
-        conn,
-        "SELECT path FROM assets UNION ALL SELECT preview_path FROM assets WHERE preview_path IS NOT NULL
-         UNION ALL SELECT file FROM exports WHERE file IS NOT NULL",
-    )?
-    .into_iter()
-    .collect();
-    let mut files = Vec::new();
-    files_under(config, &config.assets_dir(), 600, &mut files);
-    out.push(check(
-        "orphan files",
-        files
-            .into_iter()
-            .filter(|f| !known.contains(f))
-            .map(|f| format!("{f} has no row"))
-            .collect(),
-    ));
+    // Files with no row (a crash between writing a file and recording it,
+    // or a delete the store refused; the retention sweep removes them).
+    let orphans = match stored_files(conn, config)? {
+        Ok((_, orphans)) => orphans,
+        Err(e) => vec![e],
+    };
+    out.push(check("orphan files", orphans));
     out.push(check(
         "orphan rows",
         strings(

@@ -67,8 +67,8 @@ pub fn data(conn: &Connection, user: UserId) -> AppResult<Value> {
     Ok(Value::Object(doc))
 }
 
-/// The user's stored files: (name in the ZIP, path on disk).
-fn files(conn: &Connection, config: &Config, user: UserId) -> AppResult<Vec<(String, PathBuf)>> {
+/// The user's stored files: (name in the ZIP, storage key).
+fn files(conn: &Connection, user: UserId) -> AppResult<Vec<(String, String)>> {
     let sql = "SELECT public_id, kind, path, mime FROM assets WHERE user_id = ?1 ORDER BY id";
     let mut out = Vec::new();
     for row in db::export::rows(conn, sql, user)? {
@@ -82,11 +82,10 @@ fn files(conn: &Connection, config: &Config, user: UserId) -> AppResult<Vec<(Str
         } else {
             "images"
         };
-        let path = super::assets::file_path(config, row["path"].as_str().unwrap_or(""));
-        if path.is_file() {
+        if let Some(key) = row["path"].as_str() {
             out.push((
                 format!("{dir}/{}.{ext}", row["public_id"].as_str().unwrap_or("x")),
-                path,
+                key.to_string(),
             ));
         }
     }
@@ -108,7 +107,7 @@ pub fn write_zip<W: Write + Seek>(
     out: W,
 ) -> AppResult<usize> {
     let doc = data(conn, user)?;
-    let files = files(conn, config, user)?;
+    let files = files(conn, user)?;
     let mut zip = zip::ZipWriter::new(out);
     let opts = zip::write::SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Stored)
@@ -121,17 +120,19 @@ pub fn write_zip<W: Write + Seek>(
         .map_err(AppError::internal)?;
     let text = serde_json::to_vec_pretty(&doc).map_err(AppError::internal)?;
     zip.write_all(&text).map_err(AppError::internal)?;
-    for (name, path) in &files {
+    let mut written = 0;
+    for (name, key) in &files {
         // A file swept between the listing and now is simply left out.
-        let Ok(bytes) = super::assets::read_file(config, path) else {
+        let Ok(bytes) = super::stored::read(config, key) else {
             continue;
         };
+        written += 1;
         zip.start_file(name.as_str(), opts)
             .map_err(AppError::internal)?;
         zip.write_all(&bytes).map_err(AppError::internal)?;
     }
     zip.finish().map_err(AppError::internal)?;
-    Ok(files.len() + 2)
+    Ok(written + 2)
 }
 
 /// What asking for an export gives.
@@ -144,7 +145,7 @@ pub enum Requested {
 
 /// "Download my data". At most one export is prepared at a time.
 pub fn request(conn: &mut Connection, config: &Config, user: UserId) -> AppResult<Requested> {
-    if files(conn, config, user)?.len() <= DIRECT_MAX_FILES {
+    if files(conn, user)?.len() <= DIRECT_MAX_FILES {
         let mut buf = std::io::Cursor::new(Vec::new());
         write_zip(conn, config, user, &mut buf)?;
         return Ok(Requested::Now(buf.into_inner()));
@@ -166,7 +167,9 @@ pub fn request(conn: &mut Connection, config: &Config, user: UserId) -> AppResul
     Ok(Requested::Later)
 }
 
-fn export_dir(config: &Config) -> PathBuf {
+/// Where exports are built before they are stored (on every backend: a
+/// ZIP is written to local disk first, then moved into storage).
+fn build_dir(config: &Config) -> PathBuf {
     config.storage.data_dir.join("exports")
 }
 
@@ -180,12 +183,13 @@ pub fn build_pending(conn: &mut Connection, config: &Config) -> AppResult<usize>
     for ex in db::export::pending(conn, 5)? {
         let user = UserId(ex.user_id);
         let name = format!("{}.zip", ex.public_id);
-        let path = export_dir(config).join(&name);
+        let key = format!("exports/{name}");
+        let path = build_dir(config).join(&name);
         // Written to a temporary file, then stored like the images (sealed
         // chunk by chunk when encryption is on: the ZIP holds the images and
         // personal data). Memory stays small whatever the account's size.
         let tmp = path.with_extension(format!("{}.building", super::secrets::random_token(6)));
-        let built = std::fs::create_dir_all(export_dir(config))
+        let built = std::fs::create_dir_all(build_dir(config))
             .map_err(AppError::internal)
             .and_then(|_| std::fs::File::create(&tmp).map_err(AppError::internal))
             .and_then(|f| {
@@ -193,14 +197,18 @@ pub fn build_pending(conn: &mut Connection, config: &Config) -> AppResult<usize>
                 write_zip(conn, config, user, &mut w)?;
                 w.flush().map_err(AppError::internal)
             })
-            .and_then(|_| super::vault::store_large(config, &tmp, &path));
+            .and_then(|_| super::vault::store_large(config, &tmp, &key));
         let now = super::now();
+        // Asked before the write transaction: it may be a network call.
+        let bytes = built
+            .as_ref()
+            .ok()
+            .and_then(|_| super::blobs::of(config).size(&key).ok().flatten())
+            .map(|n| n as i64);
         db::write(conn, |tx| {
             match &built {
                 Ok(_) => {
-                    let bytes = std::fs::metadata(&path).map(|m| m.len() as i64).ok();
-                    let rel = format!("exports/{name}");
-                    if db::export::finish(tx, ex.id, Some(&rel), bytes, None, now)? {
+                    if db::export::finish(tx, ex.id, Some(&key), bytes, None, now)? {
                         db::messages::add(
                             tx,
                             user,
@@ -256,9 +264,7 @@ pub fn download(
         ));
     }
     match (ex.status.as_str(), &ex.file) {
-        ("ready", Some(rel)) => {
-            super::vault::open_large(config, &config.storage.data_dir.join(rel))
-        }
+        ("ready", Some(key)) => super::vault::open_large(config, key),
         ("pending", _) => Err(AppError::Conflict(
             "The export is still being prepared.".into(),
         )),
@@ -270,8 +276,12 @@ pub fn download(
 pub fn sweep(conn: &Connection, config: &Config, now: i64) -> AppResult<usize> {
     let mut n = 0;
     for ex in db::export::expired(conn, now)? {
-        if let Some(rel) = &ex.file {
-            let _ = std::fs::remove_file(config.storage.data_dir.join(rel));
+        // A file the store fails to delete keeps its row: the next sweep
+        // tries again, and the file is never left without a record.
+        if let Some(key) = &ex.file {
+            if super::stored::delete(config, &[key]).is_err() {
+                continue;
+            }
         }
         db::export::delete(conn, ex.id)?;
         n += 1;

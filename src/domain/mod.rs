@@ -9,6 +9,11 @@ mod db;
 
 pub use db::Db;
 
+/// Stored bytes (images, previews, uploads, exports) on the local disk or
+/// in an S3-compatible bucket, private to the domain like the database.
+#[path = "../blobs/mod.rs"]
+mod blobs;
+
 /// The schema's migrations (`novart migrate`, start-up, and their tests).
 pub mod schema {
     pub use super::db::migrate::{current_version, latest_version, migrate, migrations};
@@ -56,6 +61,8 @@ pub mod sessions;
 pub mod sign_in;
 pub mod ssrf;
 pub mod stats;
+pub mod storage_move;
+pub mod stored;
 pub mod submission;
 pub mod task_views;
 pub mod tasks;

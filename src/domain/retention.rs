@@ -4,8 +4,7 @@
 //! the two could leave (rows whose file is gone, files with no row).
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use rusqlite::Connection;
 use serde::Serialize;
@@ -13,7 +12,9 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::domain::db;
 use crate::error::AppResult;
-use crate::model::AssetKind;
+use crate::model::{Asset, AssetKind};
+
+use super::stored::Listed;
 
 /// Files younger than this are never treated as orphans: a worker may be
 /// between writing a file and committing its row.
@@ -32,17 +33,35 @@ pub struct SweepReport {
     pub exports_deleted: usize,
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                walk(&p, out);
-            } else {
-                out.push(p);
-            }
+/// Rows whose file is gone (a crash after deleting the file, or an object
+/// lost in the bucket), and files with no row older than the grace period
+/// (a crash between writing a file and recording it, or a delete the store
+/// refused).
+pub fn compare<'a>(
+    rows: &'a [Asset],
+    listed: &'a [Listed],
+    now: i64,
+) -> (Vec<&'a Asset>, Vec<&'a Listed>) {
+    let present: HashSet<&str> = listed.iter().map(|l| l.key.as_str()).collect();
+    let mut known: HashSet<&str> = HashSet::new();
+    let mut dangling = Vec::new();
+    for a in rows {
+        if !present.contains(a.path.as_str()) {
+            dangling.push(a);
+            continue;
+        }
+        known.insert(&a.path);
+        if let Some(p) = &a.preview_path {
+            known.insert(p);
         }
     }
+    let cutoff = now - ORPHAN_GRACE.as_secs() as i64;
+    let orphans = listed
+        .iter()
+        .filter(|l| !known.contains(l.key.as_str()))
+        .filter(|l| l.modified.is_some_and(|m| m < cutoff))
+        .collect();
+    (dangling, orphans)
 }
 
 /// Runs the sweep as of `now` (unix seconds; tests pass a fake clock).
@@ -61,36 +80,27 @@ pub fn sweep(conn: &Connection, config: &Config, now: i64) -> AppResult<SweepRep
             }
         }
     }
-    // Rows whose file is gone (a crash after deleting the file).
-    let mut known: HashSet<PathBuf> = HashSet::new();
-    for a in db::assets::all(conn)? {
-        let file = super::assets::file_path(config, &a.path);
-        if !file.exists() {
-            super::assets::delete(conn, config, &a)?;
-            report.dangling_rows_deleted += 1;
-            continue;
+    // Rows are read before the store is listed: a row is written only
+    // after its file, so every row read here has its file in the listing
+    // unless the file is really gone.
+    let rows = db::assets::all(conn)?;
+    match super::stored::list(config, "assets/") {
+        Ok(listed) => {
+            // The grace is counted on the wall clock, not the sweep's `now`.
+            let (dangling, orphans) = compare(&rows, &listed, super::now());
+            for a in dangling {
+                super::assets::delete(conn, config, a)?;
+                report.dangling_rows_deleted += 1;
+            }
+            let keys: Vec<&str> = orphans.iter().map(|l| l.key.as_str()).collect();
+            for key in keys {
+                if super::stored::delete(config, &[key]).is_ok() {
+                    report.orphan_files_deleted += 1;
+                }
+            }
         }
-        known.insert(file);
-        if let Some(p) = &a.preview_path {
-            known.insert(super::assets::file_path(config, p));
-        }
-    }
-    // Files with no row (a crash before the row was written, or after the
-    // row was deleted), once they are old enough to be certain.
-    let mut files = Vec::new();
-    walk(&config.assets_dir(), &mut files);
-    let cutoff = SystemTime::now() - ORPHAN_GRACE;
-    for f in files {
-        if known.contains(&f) {
-            continue;
-        }
-        let old = std::fs::metadata(&f)
-            .and_then(|m| m.modified())
-            .map(|t| t < cutoff)
-            .unwrap_or(false);
-        if old && std::fs::remove_file(&f).is_ok() {
-            report.orphan_files_deleted += 1;
-        }
+        // The store did not answer: no row is taken for dangling on that.
+        Err(e) => tracing::warn!("retention sweep: cannot list stored files: {e}"),
     }
     report.request_logs_deleted = db::api_requests::sweep(
         conn,

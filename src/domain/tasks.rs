@@ -174,27 +174,16 @@ pub fn complete_then(
     task: &Task,
     worker: &str,
     provider: &str,
-    images: &[super::assets::Prepared],
+    stored: StoredResults<'_>,
     next: Option<Next<'_>>,
 ) -> AppResult<(bool, Option<Task>)> {
     let now = super::now();
-    let charge_extra = config
-        .models
-        .iter()
-        .any(|m| m.id == task.model && m.charge_extra_images);
-    let made = images.len();
-    let fitted = fit_results(task, images, charge_extra);
+    let StoredResults {
+        fitted,
+        written,
+        made,
+    } = stored;
     let images = fitted.images;
-    let mut written = Vec::with_capacity(images.len());
-    for p in images {
-        match super::assets::write_result(config, task.user_id, p) {
-            Ok(w) => written.push(w),
-            Err(e) => {
-                super::assets::unwrite(config, &written);
-                return Err(e);
-            }
-        }
-    }
     // How many of the written images end up kept (the extra ones only as
     // far as the creator's credits go).
     let mut recorded = 0;
@@ -241,6 +230,44 @@ pub fn complete_then(
         super::assets::unwrite(config, &written);
     }
     result
+}
+
+/// A task's images written to storage, not yet recorded.
+pub struct StoredResults<'a> {
+    fitted: Fitted<'a>,
+    written: Vec<super::assets::Written>,
+    made: usize,
+}
+
+/// Completing, step 1: writes the images that may be kept to storage, with
+/// no database connection held (storage may be a bucket across the
+/// network). On an error nothing written is left behind; the caller fails
+/// the attempt as temporary, so the task runs again later.
+pub fn store_results<'a>(
+    config: &Config,
+    task: &Task,
+    images: &'a [super::assets::Prepared],
+) -> AppResult<StoredResults<'a>> {
+    let charge_extra = config
+        .models
+        .iter()
+        .any(|m| m.id == task.model && m.charge_extra_images);
+    let fitted = fit_results(task, images, charge_extra);
+    let mut written = Vec::with_capacity(fitted.images.len());
+    for p in fitted.images {
+        match super::assets::write_result(config, task.user_id, p) {
+            Ok(w) => written.push(w),
+            Err(e) => {
+                super::assets::unwrite(config, &written);
+                return Err(e);
+            }
+        }
+    }
+    Ok(StoredResults {
+        fitted,
+        written,
+        made: images.len(),
+    })
 }
 
 /// Of `offered` extra images, how many the creator's credits pay for at

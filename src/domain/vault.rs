@@ -122,21 +122,22 @@ fn chunk_aad(index: u64, last: bool) -> Vec<u8> {
     aad
 }
 
-/// Moves `src` to `dst`, sealing it chunk by chunk when encryption is on
-/// (memory stays at one chunk whatever the size).
-pub fn store_large(config: &Config, src: &std::path::Path, dst: &std::path::Path) -> AppResult<()> {
+/// Moves the local file `src` into storage under `key`, sealing it chunk by
+/// chunk when encryption is on (memory stays at one chunk whatever the
+/// size).
+pub fn store_large(config: &Config, src: &std::path::Path, key: &str) -> AppResult<()> {
     use std::io::{Read, Write};
     let e = |what: &str| {
         let what = what.to_string();
         move |err: std::io::Error| AppError::internal(format!("{what}: {err}"))
     };
     if !config.storage.encrypt_assets {
-        return std::fs::rename(src, dst).map_err(e("storing a file"));
+        return super::stored::put_file(config, key, src);
     }
     let c =
         cipher(config).ok_or_else(|| AppError::internal("storage.encryption_key is not usable"))?;
     let mut input = std::fs::File::open(src).map_err(e("reading a file to seal"))?;
-    let tmp = dst.with_extension("sealing");
+    let tmp = src.with_extension("sealing");
     let mut out =
         std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(e("sealing a file"))?);
     out.write_all(MAGIC_STREAM).map_err(e("sealing a file"))?;
@@ -167,14 +168,15 @@ pub fn store_large(config: &Config, src: &std::path::Path, dst: &std::path::Path
     }
     out.flush().map_err(e("sealing a file"))?;
     drop(out);
-    std::fs::rename(&tmp, dst).map_err(e("storing a sealed file"))?;
     let _ = std::fs::remove_file(src);
-    Ok(())
+    super::stored::put_file(config, key, &tmp).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
 }
 
 /// Reads a file stored by `store_large`, decrypting chunk by chunk.
 pub struct LargeReader {
-    file: std::io::BufReader<std::fs::File>,
+    file: std::io::BufReader<Box<dyn std::io::Read + Send>>,
     cipher: Option<XChaCha20Poly1305>,
     index: u64,
     plain: Vec<u8>,
@@ -182,10 +184,10 @@ pub struct LargeReader {
     done: bool,
 }
 
-pub fn open_large(config: &Config, path: &std::path::Path) -> AppResult<LargeReader> {
+/// Opens what `store_large` stored under `key`.
+pub fn open_large(config: &Config, key: &str) -> AppResult<LargeReader> {
     use std::io::Read;
-    let mut file =
-        std::io::BufReader::new(std::fs::File::open(path).map_err(|_| AppError::NotFound)?);
+    let mut file = std::io::BufReader::new(super::stored::reader(config, key)?);
     let mut head = [0u8; 5];
     let n = file.read(&mut head).map_err(AppError::internal)?;
     let sealed = n == 5 && head == *MAGIC_STREAM;

@@ -68,6 +68,21 @@ impl Providers {
     }
 }
 
+/// What the creator reads when the images were made but storage refused
+/// them (the task runs again).
+const STORAGE_DOWN: &str =
+    "The image storage is not answering right now. Please try again in a moment.";
+
+/// How an attempt ended, once its images are stored.
+enum Done<'a> {
+    /// Made and written to storage (not yet recorded).
+    Made(String, tasks::StoredResults<'a>),
+    /// Made, but storage refused them.
+    Unstored(String),
+    /// The image service failed.
+    Failed(ProviderError),
+}
+
 /// A task's reference images and mask, as bytes.
 type Inputs = (Vec<Vec<u8>>, Option<Vec<u8>>);
 
@@ -242,11 +257,8 @@ impl Engine {
             .and_then(|c| crate::domain::running::inputs(&c, task.id))
             .map_err(|e| gone(REFERENCE, e))?;
         let read = |a: &crate::model::Asset| {
-            crate::domain::assets::read_file(
-                &self.config,
-                &crate::domain::assets::file_path(&self.config, &a.path),
-            )
-            .map_err(|e| AppError::internal(format!("{}: {e}", a.public_id)))
+            crate::domain::assets::read_image(&self.config, a, false)
+                .map_err(|e| AppError::internal(format!("{}: {e}", a.public_id)))
         };
         let refs = refs
             .iter()
@@ -275,11 +287,25 @@ impl Engine {
         outcome: Outcome,
         claim: bool,
     ) -> AppResult<(TaskStatus, Option<Task>)> {
+        // The images go to storage before a connection is taken (storage
+        // may be a bucket across the network).
+        let (outcome, images) = match outcome {
+            Ok((p, images)) => (Ok(p), images),
+            Err(e) => (Err(e), Vec::new()),
+        };
+        let done = match outcome {
+            Ok(p) => match tasks::store_results(&self.config, task, &images) {
+                Ok(stored) => Done::Made(p, stored),
+                Err(e) => Done::Unstored(e.to_string()),
+            },
+            Err(e) => Done::Failed(e),
+        };
         let mut conn = self.db.get()?;
         let metrics = crate::metrics::global();
-        let provider = match &outcome {
-            Ok((p, _)) => p.clone(),
-            Err(e) => {
+        let provider = match &done {
+            Done::Made(p, _) => p.clone(),
+            Done::Unstored(_) => task.provider.clone().unwrap_or_default(),
+            Done::Failed(e) => {
                 // Failover tries the model's providers in order; the
                 // error is the last one's, reported under the first.
                 let p = task
@@ -303,15 +329,26 @@ impl Engine {
             worker,
             skip_models: &skip,
         });
-        let (status, next) = match outcome {
-            Ok((provider, images)) => {
+        let (status, next) = match done {
+            // Made, but storage did not take the images: tried again later
+            // (the charge stays; a final failure refunds it).
+            Done::Unstored(e) => {
+                tracing::warn!(task = %task.public_id, "storing the results failed: {e}");
+                let raw = format!("storing the results failed: {e}");
+                let failure = Failure::Temporary {
+                    message: STORAGE_DOWN,
+                    raw: &raw,
+                };
+                tasks::fail_then(&mut conn, &self.config, task, failure, next)?
+            }
+            Done::Made(provider, stored) => {
                 let (kept, next) = tasks::complete_then(
                     &mut conn,
                     &self.config,
                     task,
                     worker,
                     &provider,
-                    &images,
+                    stored,
                     next,
                 )?;
                 let status = if kept {
@@ -321,7 +358,7 @@ impl Engine {
                 };
                 (status, next)
             }
-            Err(e) => {
+            Done::Failed(e) => {
                 let (message, raw) = (e.user_message(), e.raw().to_string());
                 let failure = match e {
                     ProviderError::Unavailable { .. } if skip.contains(&task.model) => {

@@ -12,11 +12,26 @@ use crate::domain::assets;
 use crate::error::{AppError, AppResult};
 use crate::App;
 
-pub struct MediaFile {
-    bytes: Vec<u8>,
-    content_type: ContentType,
-    etag: String,
-    disposition: String,
+/// What is sent of a stored image.
+pub enum Body {
+    /// The whole image (a `Range` header is cut from it).
+    Whole(Vec<u8>),
+    /// A range read on its own from storage: the image's length and the
+    /// range (None: not satisfiable).
+    Part(crate::domain::stored::Ranged),
+}
+
+// One per response, moved once: the size difference does not matter.
+#[allow(clippy::large_enum_variant)]
+pub enum MediaFile {
+    Bytes {
+        bytes: Body,
+        content_type: ContentType,
+        etag: String,
+        disposition: String,
+    },
+    /// `storage.s3.presign_downloads`: the bucket serves the bytes.
+    Redirect(Box<str>),
 }
 
 /// Parses a single `bytes=` range against a length; None = not satisfiable.
@@ -39,20 +54,55 @@ fn parse_range(header: &str, len: u64) -> Option<(u64, u64)> {
 
 impl<'r> Responder<'r, 'static> for MediaFile {
     fn respond_to(self, req: &'r Request<'_>) -> response::Result<'static> {
+        let (bytes, content_type, etag, disposition) = match self {
+            MediaFile::Bytes {
+                bytes,
+                content_type,
+                etag,
+                disposition,
+            } => (bytes, content_type, etag, disposition),
+            MediaFile::Redirect(url) => {
+                // Not cached: the address expires before a cached copy would.
+                return Response::build()
+                    .status(Status::Found)
+                    .header(Header::new("Location", url.into_string()))
+                    .header(Header::new("Cache-Control", "no-store"))
+                    .ok();
+            }
+        };
         let mut r = Response::build();
-        r.header(self.content_type)
-            .header(Header::new("ETag", self.etag.clone()))
+        r.header(content_type)
+            .header(Header::new("ETag", etag.clone()))
             .header(Header::new("Cache-Control", "private, max-age=86400"))
             .header(Header::new("Accept-Ranges", "bytes"))
-            .header(Header::new("Content-Disposition", self.disposition.clone()));
-        if req.headers().get_one("If-None-Match") == Some(self.etag.as_str()) {
+            .header(Header::new("Content-Disposition", disposition));
+        if req.headers().get_one("If-None-Match") == Some(etag.as_str()) {
             return r.status(Status::NotModified).ok();
         }
-        let len = self.bytes.len() as u64;
+        let bytes = match bytes {
+            Body::Whole(b) => b,
+            Body::Part((len, None)) => {
+                return r
+                    .status(Status::RangeNotSatisfiable)
+                    .header(Header::new("Content-Range", format!("bytes */{len}")))
+                    .ok()
+            }
+            Body::Part((len, Some((start, end, part)))) => {
+                return r
+                    .status(Status::PartialContent)
+                    .header(Header::new(
+                        "Content-Range",
+                        format!("bytes {start}-{end}/{len}"),
+                    ))
+                    .sized_body(part.len(), std::io::Cursor::new(part))
+                    .ok()
+            }
+        };
+        let len = bytes.len() as u64;
         if let Some(range) = req.headers().get_one("Range") {
             return match parse_range(range, len) {
                 Some((start, end)) => {
-                    let part = self.bytes[start as usize..=end as usize].to_vec();
+                    let part = bytes[start as usize..=end as usize].to_vec();
                     r.status(Status::PartialContent)
                         .header(Header::new(
                             "Content-Range",
@@ -67,8 +117,7 @@ impl<'r> Responder<'r, 'static> for MediaFile {
                     .ok(),
             };
         }
-        r.sized_body(self.bytes.len(), std::io::Cursor::new(self.bytes))
-            .ok()
+        r.sized_body(bytes.len(), std::io::Cursor::new(bytes)).ok()
     }
 }
 
@@ -88,6 +137,21 @@ pub struct Signed {
     share: Option<String>,
 }
 
+/// The request's `Range` header, if any.
+pub struct RangeReq(Option<String>);
+
+#[rocket::async_trait]
+impl<'r> rocket::request::FromRequest<'r> for RangeReq {
+    type Error = std::convert::Infallible;
+
+    async fn from_request(req: &'r Request<'_>) -> rocket::request::Outcome<Self, Self::Error> {
+        let range = (req.headers().get_one("If-None-Match").is_none())
+            .then(|| req.headers().get_one("Range").map(str::to_string))
+            .flatten();
+        rocket::request::Outcome::Success(RangeReq(range))
+    }
+}
+
 /// The owner's session, or a valid signed link, gives access.
 async fn serve(
     app: &App,
@@ -95,6 +159,7 @@ async fn serve(
     signed: Signed,
     id: &str,
     variant: Variant,
+    range: RangeReq,
 ) -> AppResult<MediaFile> {
     let by_link = match (signed.expires, signed.signature.as_deref()) {
         (Some(exp), Some(sig)) => {
@@ -123,16 +188,25 @@ async fn serve(
             Ok((a, name))
         })
         .await?;
-    let rel = match variant {
-        Variant::Preview => asset.preview_path.clone().unwrap_or(asset.path.clone()),
-        _ => asset.path.clone(),
-    };
-    let path = assets::file_path(&config, &rel);
-    let bytes = rocket::tokio::fs::read(&path).await.map_err(|e| {
-        tracing::error!(file = %path.display(), "stored image missing: {e}");
-        AppError::NotFound
-    })?;
-    let bytes = crate::domain::vault::open(&config, bytes)?;
+    let preview = variant == Variant::Preview;
+    if let Some(url) = assets::presigned(&config, &asset, preview) {
+        return Ok(MediaFile::Redirect(url.into()));
+    }
+    let a = asset.clone();
+    // A range is read on its own from storage where it can be (unsealed
+    // images); otherwise it is cut from the whole image.
+    let bytes = rocket::tokio::task::spawn_blocking(move || -> AppResult<Body> {
+        if let Some(h) = range.0 {
+            if let Some(part) =
+                assets::read_image_range(&config, &a, preview, |len| parse_range(&h, len))?
+            {
+                return Ok(Body::Part(part));
+            }
+        }
+        assets::read_image(&config, &a, preview).map(Body::Whole)
+    })
+    .await
+    .map_err(AppError::internal)??;
     let jpeg =
         (variant == Variant::Preview && asset.preview_path.is_some()) || asset.mime == "image/jpeg";
     let content_type = if jpeg {
@@ -154,7 +228,7 @@ async fn serve(
     } else {
         "f"
     };
-    Ok(MediaFile {
+    Ok(MediaFile::Bytes {
         bytes,
         content_type,
         etag: format!("\"{}-{tag}\"", asset.public_id),
@@ -163,8 +237,14 @@ async fn serve(
 }
 
 #[get("/media/<id>?<signed..>")]
-async fn full(app: &State<App>, me: MaybeUser, signed: Signed, id: &str) -> AppResult<MediaFile> {
-    serve(app, me, signed, id, Variant::Full).await
+async fn full(
+    app: &State<App>,
+    me: MaybeUser,
+    signed: Signed,
+    id: &str,
+    range: RangeReq,
+) -> AppResult<MediaFile> {
+    serve(app, me, signed, id, Variant::Full, range).await
 }
 
 #[get("/media/<id>/preview?<signed..>")]
@@ -173,8 +253,9 @@ async fn preview(
     me: MaybeUser,
     signed: Signed,
     id: &str,
+    range: RangeReq,
 ) -> AppResult<MediaFile> {
-    serve(app, me, signed, id, Variant::Preview).await
+    serve(app, me, signed, id, Variant::Preview, range).await
 }
 
 #[get("/media/<id>/download?<signed..>")]
@@ -183,8 +264,9 @@ async fn download(
     me: MaybeUser,
     signed: Signed,
     id: &str,
+    range: RangeReq,
 ) -> AppResult<MediaFile> {
-    serve(app, me, signed, id, Variant::Download).await
+    serve(app, me, signed, id, Variant::Download, range).await
 }
 
 pub fn routes() -> Vec<Route> {

@@ -261,17 +261,15 @@ async fn generate(
             })),
             Format::B64 => {
                 let (user, id, config) = (user, o.id.clone(), app.config.clone());
-                let path = app
+                let asset = app
                     .db
-                    .run(move |conn| {
-                        let a = crate::domain::assets::for_owner(conn, user, &id)?;
-                        Ok(crate::domain::assets::file_path(&config, &a.path))
-                    })
+                    .run(move |conn| crate::domain::assets::for_owner(conn, user, &id))
                     .await?;
-                let bytes = rocket::tokio::fs::read(&path)
-                    .await
-                    .map_err(|e| AppError::internal(format!("stored image {}: {e}", path.display())))?;
-                let bytes = crate::domain::vault::open(&app.config, bytes)?;
+                let bytes = rocket::tokio::task::spawn_blocking(move || {
+                    crate::domain::assets::read_image(&config, &asset, false)
+                })
+                .await
+                .map_err(AppError::internal)??;
                 data.push(json!({
                     "b64_json": base64::engine::general_purpose::STANDARD.encode(bytes),
                     "revised_prompt": null,
