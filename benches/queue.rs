@@ -1,7 +1,8 @@
 //! Queue benchmark: tasks per second through the whole queue with an
 //! instant in-process upstream, and the time each task spends in the queue's
 //! own code. Run: `cargo bench --bench queue` (BENCH_TASKS, BENCH_WORKERS,
-//! BENCH_SIDE for the upstream's image size, 64 by default;
+//! BENCH_SIDE for the upstream's image size, 64 by default; BENCH_BACKEND=s3
+//! to store results in a local S3-compatible server, s3s-fs;
 //! add `-- normal` for storage.synchronous = "normal"). `cargo bench --bench
 //! report` includes it.
 
@@ -14,8 +15,9 @@ fn main() {
     let side: u32 = common::env_or("BENCH_SIDE", 64);
     let q = common::queue::run(normal, tasks, workers, side);
     println!(
-        "queue benchmark: {tasks} tasks, {workers} threads, {side}² images, synchronous={}",
-        if normal { "NORMAL" } else { "FULL" }
+        "queue benchmark: {tasks} tasks, {workers} threads, {side}² images, synchronous={}, storage={}",
+        if normal { "NORMAL" } else { "FULL" },
+        std::env::var("BENCH_BACKEND").unwrap_or_else(|_| "local".into())
     );
     println!("  submit:           {:>8.0} tasks/s", q.submit_rate);
     println!("  run (end to end): {:>8.0} tasks/s", q.run_rate);

@@ -367,7 +367,7 @@ fn tasks_list_cancel_and_cleanup() {
         ],
         Some(PASSWORD),
     );
-    let config = novart::Config::for_data_dir(&d.join("data"));
+    let config = common::config_for(&d.join("data"));
     let app = novart::App::new(config).unwrap();
     let mut conn = app.db.get().unwrap();
     let user = novart::domain::accounts::find(&conn, "t@example.com")
@@ -521,7 +521,7 @@ fn credits_grant_deduct_show() {
 fn doctor_passes_a_healthy_database_and_names_what_is_wrong() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let config = novart::Config::for_data_dir(&d.join("data"));
+    let config = common::config_for(&d.join("data"));
     let (app, user) = common::app_with_user(&config, "doc@example.com");
     let input = novart::domain::tasks::NewTaskInput {
         prompt: "checkup".into(),
@@ -549,7 +549,7 @@ fn doctor_passes_a_healthy_database_and_names_what_is_wrong() {
     let path: String = conn
         .query_row("SELECT path FROM assets LIMIT 1", [], |r| r.get(0))
         .unwrap();
-    std::fs::remove_file(config.storage.data_dir.join(&path)).unwrap();
+    std::fs::remove_file(common::s3::stored_path(&config, &path)).unwrap();
     // The ledger itself cannot be edited.
     assert!(conn
         .execute("UPDATE ledger SET delta_bonus = 1000", [])

@@ -13,22 +13,13 @@ use rocket::http::{ContentType, Status};
 
 const KEY: &str = "q2XJm3vD3bC8e1p0Zr8l3mQ9t1Yw6Vb2Nn4Hc5Kx7s0=";
 
-fn stored_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.join("assets")];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            if e.path().is_dir() {
-                stack.push(e.path());
-            } else {
-                out.push(e.path());
-            }
-        }
-    }
-    out
+/// The stored files (images, previews, uploads) as they lie on disk, in
+/// the data directory or the S3 server's.
+fn stored_files(config: &novart::Config) -> Vec<std::path::PathBuf> {
+    common::s3::stored_keys(config, "assets")
+        .iter()
+        .map(|k| common::s3::stored_path(config, k))
+        .collect()
 }
 
 fn make_image(t: &TestApp) -> String {
@@ -81,7 +72,7 @@ fn with_encryption_files_on_disk_are_not_images_and_are_served_decrypted() {
     t.signed_in_user("enc@example.com");
     let id = make_image(&t);
     upload(&t);
-    let files = stored_files(&t.config.storage.data_dir);
+    let files = stored_files(&t.config);
     assert_eq!(
         files.len(),
         4,
@@ -129,7 +120,7 @@ fn without_encryption_files_are_plain_images() {
     let t = TestApp::with(|c| c.queue.workers = 0);
     t.signed_in_user("enc@example.com");
     make_image(&t);
-    for f in stored_files(&t.config.storage.data_dir) {
+    for f in stored_files(&t.config) {
         let bytes = std::fs::read(&f).unwrap();
         assert!(
             image::guess_format(&bytes).is_ok(),
@@ -182,9 +173,11 @@ fn large_files_are_sealed_in_chunks_and_refuse_truncation() {
     c.storage.encryption_key = KEY.into();
     let plain: Vec<u8> = (0..3_500_000u32).map(|i| (i * 7 % 251) as u8).collect();
     let src = dir.path().join("big.tmp");
-    let dst = dir.path().join("big.zip");
+    // Stored under a key of the data directory (the local backend).
+    let key = "exports/big.zip";
+    let dst = dir.path().join(key);
     std::fs::write(&src, &plain).unwrap();
-    novart::domain::vault::store_large(&c, &src, &dst).unwrap();
+    novart::domain::vault::store_large(&c, &src, key).unwrap();
     assert!(!src.exists());
     let sealed = std::fs::read(&dst).unwrap();
     assert!(sealed.starts_with(b"NVAE2"));
@@ -193,7 +186,7 @@ fn large_files_are_sealed_in_chunks_and_refuse_truncation() {
         "no plain bytes"
     );
     let mut back = Vec::new();
-    novart::domain::vault::open_large(&c, &dst)
+    novart::domain::vault::open_large(&c, key)
         .unwrap()
         .read_to_end(&mut back)
         .unwrap();
@@ -201,17 +194,17 @@ fn large_files_are_sealed_in_chunks_and_refuse_truncation() {
 
     // Cut after the first chunk: an error, not a shorter file.
     std::fs::write(&dst, &sealed[..sealed.len() / 2]).unwrap();
-    let mut r = novart::domain::vault::open_large(&c, &dst).unwrap();
+    let mut r = novart::domain::vault::open_large(&c, key).unwrap();
     assert!(r.read_to_end(&mut Vec::new()).is_err());
     // Another key cannot read it.
     std::fs::write(&dst, &sealed).unwrap();
     let mut other = c.clone();
     other.storage.encryption_key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".into();
-    let mut r = novart::domain::vault::open_large(&other, &dst).unwrap();
+    let mut r = novart::domain::vault::open_large(&other, key).unwrap();
     assert!(r.read_to_end(&mut Vec::new()).is_err());
     // Off: stored as it is.
     let off = Config::for_data_dir(dir.path());
     std::fs::write(&src, &plain).unwrap();
-    novart::domain::vault::store_large(&off, &src, &dst).unwrap();
+    novart::domain::vault::store_large(&off, &src, key).unwrap();
     assert_eq!(std::fs::read(&dst).unwrap(), plain);
 }

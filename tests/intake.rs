@@ -72,22 +72,9 @@ fn post_bytes(base: &str, key: &str, path: &str, body: &[u8]) -> (u16, Option<St
 }
 
 /// Every file under the data directory's assets.
-fn asset_files(data: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut dirs = vec![data.join("assets")];
-    while let Some(d) = dirs.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            if e.file_type().unwrap().is_dir() {
-                dirs.push(e.path());
-            } else {
-                out.push(e.path().display().to_string());
-            }
-        }
-    }
-    out
+/// The stored images and previews, in the data directory or the bucket.
+fn asset_files(config: &novart::Config) -> Vec<String> {
+    common::s3::stored_keys(config, "assets")
 }
 
 fn count(db: &rusqlite::Connection, sql: &str) -> i64 {
@@ -107,11 +94,7 @@ fn refused_task_requests_decode_nothing_and_leave_no_file_or_row() {
     let db = rusqlite::Connection::open(srv.config.db_path()).unwrap();
     let tasks_before = std::cell::Cell::new(0);
     let nothing_written = |why: &str| {
-        assert_eq!(
-            asset_files(&srv.config.storage.data_dir),
-            Vec::<String>::new(),
-            "{why}"
-        );
+        assert_eq!(asset_files(&srv.config), Vec::<String>::new(), "{why}");
         assert_eq!(count(&db, "SELECT count(*) FROM assets"), 0, "{why}");
         assert_eq!(
             count(&db, "SELECT count(*) FROM tasks"),
@@ -318,7 +301,7 @@ fn abuse_in_parallel_does_not_stall_other_users() {
     assert_eq!(count(&db, "SELECT count(*) FROM assets"), stored);
     assert_eq!(count(&db, "SELECT count(*) FROM tasks"), 0);
     assert_eq!(
-        asset_files(&srv.config.storage.data_dir).len() as i64,
+        asset_files(&srv.config).len() as i64,
         2 * stored,
         "an image and its preview per accepted upload"
     );
@@ -355,5 +338,5 @@ fn uploads_beyond_the_decode_limit_wait_then_get_503_with_retry_after() {
     );
     let stored = answers.iter().filter(|(s, _)| *s == 201).count();
     assert!(stored >= 1);
-    assert_eq!(asset_files(&srv.config.storage.data_dir).len(), 2 * stored);
+    assert_eq!(asset_files(&srv.config).len(), 2 * stored);
 }

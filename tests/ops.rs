@@ -33,7 +33,7 @@ fn sums(conn: &rusqlite::Connection) -> (i64, i64, i64) {
 fn a_backup_during_load_restores_to_a_reconciled_database() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let config = novart::Config::for_data_dir(&d.join("data"));
+    let config = common::config_for(&d.join("data"));
     let (app, user) = common::app_with_user(&config, "ops@example.com");
     // Some 6 MB of history, so the backup takes many steps with writes in
     // between (SQLite restarts a backup when another connection writes).
@@ -128,7 +128,11 @@ fn a_backup_during_load_restores_to_a_reconciled_database() {
         .collect();
     assert!(!paths.is_empty());
     for p in paths {
-        assert!(t.join("data").join(&p).is_file(), "{p} restored");
+        let restored_config = common::config_for(&t.join("data"));
+        assert!(
+            common::s3::stored_path(&restored_config, &p).is_file(),
+            "{p} restored"
+        );
     }
 }
 
@@ -136,7 +140,7 @@ fn a_backup_during_load_restores_to_a_reconciled_database() {
 fn restore_checks_the_backup_first_and_refuses_a_running_server() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let config = novart::Config::for_data_dir(&d.join("data"));
+    let config = common::config_for(&d.join("data"));
     let (app, user) = common::app_with_user(&config, "r@example.com");
     novart::domain::wallet::grant(&mut app.db.get().unwrap(), user, 50, false, "t", "t").unwrap();
     let o = novart(d, &["backup", d.join("good").to_str().unwrap()]);
@@ -186,7 +190,7 @@ fn restore_checks_the_backup_first_and_refuses_a_running_server() {
 #[test]
 fn scheduled_backups_are_made_when_due_and_rotated() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = novart::Config::for_data_dir(&dir.path().join("data"));
+    let mut config = common::config_for(&dir.path().join("data"));
     config.backup.dir = dir.path().join("backups");
     config.backup.keep = 2;
     let (_app, _) = common::app_with_user(&config, "s@example.com");
@@ -221,7 +225,7 @@ fn scheduled_backups_are_made_when_due_and_rotated() {
 fn doctor_reports_orphans_backlog_and_risky_settings() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let config = novart::Config::for_data_dir(&d.join("data"));
+    let config = common::config_for(&d.join("data"));
     let (app, user) = common::app_with_user(&config, "o@example.com");
     let o = novart(d, &["doctor"]);
     assert!(o.status.success(), "{}", out(&o));
@@ -231,7 +235,7 @@ fn doctor_reports_orphans_backlog_and_risky_settings() {
 
     // A file nobody points to (a crash between writing and recording),
     // older than ten minutes.
-    let stray = config.assets_dir().join("1/img_stray.png");
+    let stray = common::s3::stored_path(&config, "assets/1/img_stray.png");
     std::fs::create_dir_all(stray.parent().unwrap()).unwrap();
     std::fs::write(&stray, b"x").unwrap();
     std::fs::File::options()

@@ -161,6 +161,7 @@ fn the_export_has_every_part_and_nothing_of_anyone_else() {
         .arg(&out)
         .current_dir(cfg_dir.path())
         .env_remove("NOVART_CONFIG")
+        .envs(common::s3::env_for(&t.config.storage.data_dir))
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -246,12 +247,11 @@ fn large_exports_are_built_in_the_background_for_the_owner_only() {
         .db()
         .query_row("SELECT file FROM exports", [], |r| r.get(0))
         .unwrap();
-    let path = t.config.storage.data_dir.join(&file);
+    let path = common::s3::stored_path(&t.config, &file);
     assert!(
         path.is_file(),
         "{file}: {:?}",
-        std::fs::read_dir(t.config.storage.data_dir.join("exports"))
-            .map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>())
+        common::s3::stored_keys(&t.config, "exports")
     );
     let stored = std::fs::read(&path).unwrap();
     assert!(stored.starts_with(b"NVAE2"), "sealed at rest");
@@ -409,7 +409,10 @@ fn deleting_an_account_leaves_no_personal_data_and_the_ledger_reconciles() {
         assert!(hits.is_empty(), "{needle:?} still in {hits:?}");
     }
     for p in &images {
-        assert!(!t.config.storage.data_dir.join(p).exists(), "image removed");
+        assert!(
+            !common::s3::stored_path(&t.config, p).exists(),
+            "image removed"
+        );
     }
     // What is kept still adds up.
     let db = t.db();

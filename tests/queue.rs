@@ -22,7 +22,7 @@ struct Setup {
 
 fn setup(f: impl FnOnce(&mut Config)) -> Setup {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::for_data_dir(dir.path());
+    let mut config = common::config_for(dir.path());
     f(&mut config);
     config.validate().unwrap();
     let app = App::new(config).unwrap();
@@ -101,9 +101,9 @@ fn a_task_runs_on_the_builtin_renderer_and_stores_its_images() {
         .collect();
     assert_eq!(rows.len(), 2);
     for (path, preview) in rows {
-        let full = image::open(s.app.config.storage.data_dir.join(&path)).unwrap();
+        let full = image::open(common::s3::stored_path(&s.app.config, &path)).unwrap();
         assert_eq!((full.width(), full.height()), (768, 512));
-        let p = image::open(s.app.config.storage.data_dir.join(&preview)).unwrap();
+        let p = image::open(common::s3::stored_path(&s.app.config, &preview)).unwrap();
         assert_eq!(p.width().max(p.height()), 384);
     }
 }
@@ -501,7 +501,7 @@ fn cancel_queued_and_running_tasks() {
             .query_row("SELECT count(*) FROM assets", [], |r| r.get(0))
             .unwrap();
     assert_eq!(n, 0, "no rows kept");
-    let files = walk(&s.app.config.assets_dir());
+    let files = walk(&common::s3::stored_path(&s.app.config, "assets"));
     assert!(files.is_empty(), "no files kept: {files:?}");
 
     // Finished tasks cannot be canceled.

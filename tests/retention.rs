@@ -36,7 +36,7 @@ fn png() -> Vec<u8> {
 #[test]
 fn results_after_48_hours_references_after_24_and_no_orphans() {
     let dir = tempfile::tempdir().unwrap();
-    let config = novart::Config::for_data_dir(dir.path());
+    let config = common::config_for(dir.path());
     let (app, user) = common::app_with_user(&config, "keep@example.com");
     let mut conn = app.db.get().unwrap();
     let reference = uploads::ingest_reference(&mut conn, &config, user, &png()).unwrap();
@@ -55,7 +55,7 @@ fn results_after_48_hours_references_after_24_and_no_orphans() {
     )
     .unwrap();
     assert!(app.engine.process_one("w").unwrap());
-    let assets = config.assets_dir();
+    let assets = common::s3::stored_path(&config, "assets");
     assert_eq!(
         files(&assets).len(),
         6,
@@ -91,17 +91,17 @@ fn results_after_48_hours_references_after_24_and_no_orphans() {
 #[test]
 fn orphan_files_and_dangling_rows_are_mended() {
     let dir = tempfile::tempdir().unwrap();
-    let config = novart::Config::for_data_dir(dir.path());
+    let config = common::config_for(dir.path());
     let (app, user) = common::app_with_user(&config, "o@example.com");
     let mut conn = app.db.get().unwrap();
     let a = uploads::ingest_reference(&mut conn, &config, user, &png()).unwrap();
     let b = uploads::ingest_reference(&mut conn, &config, user, &png()).unwrap();
     // a's file vanished (crash after deleting the file): its row must go.
-    std::fs::remove_file(config.storage.data_dir.join(&a.path)).unwrap();
+    std::fs::remove_file(common::s3::stored_path(&config, &a.path)).unwrap();
     // Two strays with no row: an old one (removed) and a fresh one (kept: a
     // worker may be about to commit its row).
-    let old = config.assets_dir().join("1/stray-old.png");
-    let fresh = config.assets_dir().join("1/stray-fresh.png");
+    let old = common::s3::stored_path(&config, "assets/1/stray-old.png");
+    let fresh = common::s3::stored_path(&config, "assets/1/stray-fresh.png");
     std::fs::write(&old, b"x").unwrap();
     std::fs::write(&fresh, b"x").unwrap();
     std::fs::File::options()
@@ -124,5 +124,5 @@ fn orphan_files_and_dangling_rows_are_mended() {
         .map(Result::unwrap)
         .collect();
     assert_eq!(ids, vec![b.public_id.clone()]);
-    assert!(config.storage.data_dir.join(&b.path).exists());
+    assert!(common::s3::stored_path(&config, &b.path).exists());
 }

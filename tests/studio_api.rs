@@ -349,7 +349,7 @@ fn reference_uploads_are_checked_and_cleaned() {
             |r| r.get(0),
         )
         .unwrap();
-    let stored = std::fs::read(app.config.storage.data_dir.join(&path)).unwrap();
+    let stored = std::fs::read(common::s3::stored_path(&app.config, &path)).unwrap();
     assert!(
         !stored.windows(6).any(|w| w == b"script"),
         "appended HTML survived"
@@ -390,7 +390,7 @@ fn reference_uploads_are_checked_and_cleaned() {
             |r| r.get(0),
         )
         .unwrap();
-    let stored = std::fs::read(app.config.storage.data_dir.join(&path)).unwrap();
+    let stored = std::fs::read(common::s3::stored_path(&app.config, &path)).unwrap();
     assert!(!stored.windows(4).any(|w| w == b"Exif") && !stored.windows(3).any(|w| w == b"GPS"));
 
     // A task can use the uploaded reference; the builtin renderer blends it in.
@@ -477,7 +477,7 @@ fn library_lists_filters_and_deletes() {
     assert_eq!(r.status(), Status::SeeOther);
     assert_eq!(app.page("/library").matches("class=\"tile\"").count(), 1);
     assert!(
-        !app.config.storage.data_dir.join(path).exists(),
+        !common::s3::stored_path(&app.config, &path).exists(),
         "the file is gone with its row"
     );
     assert_eq!(app.get(&format!("/media/{id}")).status(), Status::NotFound);

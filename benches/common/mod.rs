@@ -12,6 +12,9 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rocket::{post, routes, State};
 
 pub mod queue;
+/// The tests' S3-compatible server (`s3s-fs`), for BENCH_BACKEND=s3.
+#[path = "../../tests/common/s3.rs"]
+pub mod s3;
 
 type Pool = r2d2::Pool<SqliteConnectionManager>;
 

@@ -43,6 +43,13 @@ pub fn run(normal: bool, tasks_total: usize, workers: usize, side: u32) -> Queue
     } else {
         Synchronous::Full
     };
+    // BENCH_BACKEND=s3: results are stored in the tests' S3-compatible
+    // server (s3s-fs on this machine) instead of the data directory.
+    if std::env::var("BENCH_BACKEND").is_ok_and(|b| b == "s3") {
+        let server = super::s3::server()
+            .expect("BENCH_BACKEND=s3 needs s3s-fs (cargo install s3s-fs@0.14.1 --features binary --locked)");
+        super::s3::use_s3(&mut config, server);
+    }
     config.queue.per_user_concurrency = 1000;
     config.billing.signup_bonus = 1_000_000;
     config.providers = vec![ProviderConfig {

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod s3;
 
 use std::path::{Path, PathBuf};
 
@@ -27,6 +28,7 @@ impl TestApp {
     pub fn with(f: impl FnOnce(&mut Config)) -> TestApp {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = Config::for_data_dir(dir.path());
+        s3::apply(&mut config);
         f(&mut config);
         config.validate().expect("test config is valid");
         let rocket = novart::build_rocket(config.clone()).expect("app builds");
@@ -40,7 +42,8 @@ impl TestApp {
 
     /// An app over an existing data directory (e.g. one the CLI made).
     pub fn at(data_dir: &Path) -> (Client, Config) {
-        let config = Config::for_data_dir(data_dir);
+        let mut config = Config::for_data_dir(data_dir);
+        s3::apply(&mut config);
         let rocket = novart::build_rocket(config.clone()).expect("app builds");
         (Client::tracked(rocket).expect("rocket client"), config)
     }
@@ -249,6 +252,14 @@ pub fn verified_user(app: &novart::App, email: &str) -> novart::model::UserId {
     .id
 }
 
+/// A config on `dir` with the storage backend this run tests
+/// (TEST_STORAGE_BACKEND).
+pub fn config_for(dir: &Path) -> Config {
+    let mut c = Config::for_data_dir(dir);
+    s3::apply(&mut c);
+    c
+}
+
 pub fn app_with_user(config: &Config, email: &str) -> (novart::App, novart::model::UserId) {
     let app = novart::App::new(config.clone()).unwrap();
     let user = verified_user(&app, email);
@@ -394,6 +405,7 @@ pub fn novart_with_stdin(dir: &Path, args: &[&str], stdin: Option<&str>) -> std:
         .current_dir(dir)
         .env_remove("NOVART_CONFIG")
         .env("NOVART_STORAGE__DATA_DIR", dir.join("data"))
+        .envs(s3::env_for(&dir.join("data")))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -425,6 +437,7 @@ pub struct Live {
 pub fn live(f: impl FnOnce(&mut Config)) -> Live {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut config = Config::for_data_dir(dir.path());
+    s3::apply(&mut config);
     config.server.port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
