@@ -312,3 +312,18 @@ pub fn stored_keys(conn: &Connection) -> AppResult<Vec<(String, &'static str, i6
     }
     Ok(out)
 }
+
+/// Deletes the row that named a stored file (one of `stored_keys`'s
+/// tables), for a backup whose copy of the file is gone.
+pub fn forget_stored(conn: &Connection, table: &str, id: i64) -> AppResult<usize> {
+    let sql = match table {
+        "assets" => "DELETE FROM assets WHERE id = ?1",
+        "exports" => "DELETE FROM exports WHERE id = ?1",
+        other => {
+            return Err(crate::error::AppError::internal(format!(
+                "no stored files in table {other}"
+            )))
+        }
+    };
+    Ok(conn.execute(sql, [id])?)
+}

@@ -6,6 +6,7 @@ pub mod api_requests;
 pub mod appeals;
 pub mod assets;
 pub mod audit;
+pub mod checks;
 pub mod codes;
 pub mod deletion;
 pub mod email_changes;
@@ -17,8 +18,10 @@ pub mod messages;
 pub mod meta;
 pub mod migrate;
 pub mod privacy;
+pub mod referrals;
 pub mod risk;
 pub mod sessions;
+pub mod stats;
 pub mod tasks;
 pub mod tokens;
 pub mod users;
@@ -318,4 +321,22 @@ pub fn checkpoint_truncate(conn: &mut Connection) -> AppResult<()> {
     let wconn = writer_conn(&mut w, &path, conn)?;
     wconn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
     Ok(())
+}
+
+/// True when the database answers a trivial query (`/healthz`).
+pub fn ping(conn: &Connection) -> AppResult<()> {
+    conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?;
+    Ok(())
+}
+
+/// Runs `f` inside a savepoint of the caller's transaction: what it wrote is
+/// undone if it fails, and the rest of the transaction goes on.
+pub fn savepoint<T>(conn: &Connection, f: impl FnOnce() -> AppResult<T>) -> AppResult<T> {
+    conn.execute_batch("SAVEPOINT inner_step")?;
+    let out = f();
+    if out.is_err() {
+        conn.execute_batch("ROLLBACK TO inner_step")?;
+    }
+    conn.execute_batch("RELEASE inner_step")?;
+    out
 }

@@ -141,8 +141,7 @@ pub fn create(config: &Config, dest: &Path) -> AppResult<Report> {
                 file_bytes += bytes.len() as u64;
             }
             Err(BlobError::NotFound) => {
-                dropped +=
-                    copy.execute(&format!("DELETE FROM {table} WHERE id = ?1"), [id])? as u64;
+                dropped += crate::domain::db::assets::forget_stored(&copy, table, id)? as u64;
             }
             Err(e) => return Err(AppError::internal(format!("backing up {key}: {e}"))),
         }
@@ -151,17 +150,15 @@ pub fn create(config: &Config, dest: &Path) -> AppResult<Report> {
     let checks_ok = super::doctor::essentials(&copy, &at(config, dest))?
         .iter()
         .all(|c| c.ok);
-    let count = |t: &str| -> AppResult<i64> {
-        Ok(copy.query_row(&format!("SELECT count(*) FROM {t}"), [], |r| r.get(0))?)
-    };
+    let (users, tasks) = crate::domain::db::stats::users_and_tasks(&copy)?;
     let report = Report {
         path: dest.to_path_buf(),
         db_bytes: std::fs::metadata(&db_file).map(|m| m.len()).unwrap_or(0),
         files,
         file_bytes,
         dropped_rows: dropped,
-        users: count("users")?,
-        tasks: count("tasks")?,
+        users,
+        tasks,
         checks_ok,
     };
     drop(copy);

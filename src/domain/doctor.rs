@@ -6,6 +6,7 @@ use rusqlite::Connection;
 use serde::Serialize;
 
 use crate::config::Config;
+use crate::domain::db;
 use crate::error::AppResult;
 
 #[derive(Debug, Clone, Serialize)]
@@ -43,7 +44,7 @@ type FileCheck = Result<(Vec<String>, Vec<String>), String>;
 /// than the sweep's grace), by the retention sweep's own comparison. Err
 /// when the store does not answer.
 fn stored_files(conn: &Connection, config: &Config) -> AppResult<FileCheck> {
-    let rows = crate::domain::db::assets::all(conn)?;
+    let rows = db::assets::all(conn)?;
     let listed = match super::stored::list(config, "assets/") {
         Ok(l) => l,
         Err(e) => {
@@ -144,36 +145,19 @@ pub fn unreachable_providers(config: &Config, timeout: std::time::Duration) -> V
     })
 }
 
-fn strings(conn: &Connection, sql: &str) -> AppResult<Vec<String>> {
-    let mut stmt = conn.prepare(sql)?;
-    let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
-
 /// What a database must pass to be trusted at all (a backup before it is
 /// restored, too): integrity, foreign keys, every wallet equal to its
 /// ledger, every stored file present.
 pub fn essentials(conn: &Connection, config: &Config) -> AppResult<Vec<Check>> {
     let mut out = Vec::new();
-    let integrity = strings(conn, "PRAGMA integrity_check")?;
-    out.push(check(
-        "integrity",
-        integrity.into_iter().filter(|s| s != "ok").collect(),
-    ));
-    out.push(check(
-        "foreign keys",
-        strings(conn, "SELECT \"table\" || ' row ' || rowid || ' points to a missing ' || parent FROM pragma_foreign_key_check")?,
-    ));
+    out.push(check("integrity", db::checks::integrity(conn)?));
+    out.push(check("foreign keys", db::checks::foreign_keys(conn)?));
     out.push(check(
         "amounts in bounds",
-        crate::domain::db::ledger::out_of_bounds(
-            conn,
-            super::wallet::MAX_AMOUNT,
-            super::wallet::MAX_BUCKET,
-        )?,
+        db::ledger::out_of_bounds(conn, super::wallet::MAX_AMOUNT, super::wallet::MAX_BUCKET)?,
     ));
     // A sum past 64 bits (amounts from before the bounds) is a finding too.
-    let ledger: Vec<String> = match crate::domain::db::ledger::mismatches(conn) {
+    let ledger: Vec<String> = match db::ledger::mismatches(conn) {
         Ok(found) => found
             .into_iter()
             .map(|(u, w, s)| {
@@ -198,33 +182,10 @@ pub fn run(conn: &Connection, config: &Config) -> AppResult<Vec<Check>> {
     let mut out = essentials(conn, config)?;
     out.push(check(
         "charges and refunds",
-        strings(
-            conn,
-            "SELECT 'task ' || t.public_id || ': ' || c.charges || ' charge(s), ' || c.refunds || ' refund(s), net ' || c.net
-             FROM (SELECT task_id, sum(kind = 'task_charge') AS charges, sum(kind = 'task_refund') AS refunds,
-                          sum(delta_balance + delta_bonus) AS net
-                   FROM ledger WHERE task_id IS NOT NULL GROUP BY task_id) c
-             JOIN tasks t ON t.id = c.task_id
-             WHERE c.charges > 1 OR c.refunds > 1 OR c.net > 0",
-        )?,
+        db::checks::double_charges(conn)?,
     ));
-    out.push(check(
-        "queue counts",
-        strings(
-            conn,
-            "SELECT 'user ' || q.user_id || ': counted ' || q.queued || ' queued / ' || q.running || ' running' FROM queue_users q
-             WHERE q.queued <> (SELECT count(*) FROM tasks t WHERE t.user_id = q.user_id AND t.status = 'queued')
-                OR q.running <> (SELECT count(*) FROM tasks t WHERE t.user_id = q.user_id AND t.status = 'running')",
-        )?,
-    ));
-    let stuck = strings(
-        conn,
-        &format!(
-            "SELECT 'task ' || public_id || ' running, lease ended ' || (strftime('%s','now') - lease_until) || ' s ago'
-             FROM tasks WHERE status = 'running' AND lease_until < {}",
-            super::now() - 300
-        ),
-    )?;
+    out.push(check("queue counts", db::checks::queue_counts(conn)?));
+    let stuck = db::checks::stuck_tasks(conn, super::now() - 300)?;
     out.push(check("stuck tasks", stuck));
     // Files with no row (a crash between writing a file and recording it,
     // or a delete the store refused; the retention sweep removes them).
@@ -233,24 +194,10 @@ pub fn run(conn: &Connection, config: &Config) -> AppResult<Vec<Check>> {
         Err(e) => vec![e],
     };
     out.push(check("orphan files", orphans));
-    out.push(check(
-        "orphan rows",
-        strings(
-            conn,
-            "SELECT 'image ' || public_id || ' belongs to no task' FROM assets WHERE kind = 'result' AND task_id IS NULL",
-        )?,
-    ));
+    out.push(check("orphan rows", db::checks::unowned_results(conn)?));
     out.push(check(
         "webhook backlog",
-        strings(
-            conn,
-            &format!(
-                "SELECT count(*) || ' delivery(ies) overdue by more than 10 minutes (e.g. ' || min(public_id) || ')'
-                 FROM webhook_deliveries WHERE state = 'pending' AND next_attempt_at < {}
-                 HAVING count(*) > 0",
-                super::now() - 600
-            ),
-        )?,
+        db::checks::overdue_deliveries(conn, super::now() - 600)?,
     ));
     out.push(warning("configuration", config_warnings(config)));
     out.push(warning(

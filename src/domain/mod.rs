@@ -20,8 +20,7 @@ pub mod schema {
 
     /// True when the database answers a trivial query (`/healthz`).
     pub fn ping(conn: &rusqlite::Connection) -> crate::AppResult<()> {
-        conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?;
-        Ok(())
+        super::db::ping(conn)
     }
 }
 

@@ -5,7 +5,7 @@
 //! from the referrer's own IP, and at most `referral_daily_ip_cap` rewarded
 //! invitees per registration IP per day.
 
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::Connection;
 use serde::Serialize;
 
 use crate::config::{Config, ReferralTrigger};
@@ -52,25 +52,13 @@ pub fn on_event(
     let Some(referrer_id) = invited.referred_by.filter(|r| *r != invitee) else {
         return Ok(0);
     };
-    let ips: Option<(Option<String>, Option<String>)> = tx
-        .query_row(
-            "SELECT i.registration_ip, r.registration_ip FROM users i, users r WHERE i.id = ?1 AND r.id = ?2",
-            rusqlite::params![invitee, referrer_id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
-    let (invitee_ip, referrer_ip) = ips.unwrap_or_default();
+    let (invitee_ip, referrer_ip) = db::referrals::registration_ips(tx, invitee, referrer_id)?;
     if let Some(ip) = &invitee_ip {
         if Some(ip) == referrer_ip.as_ref() {
             tracing::info!(invitee = %invitee, "referral not rewarded: registered from the referrer's IP");
             return Ok(0);
         }
-        let today: i64 = tx.query_row(
-            "SELECT count(*) FROM ledger l JOIN users i ON l.idem_key = 'referral_reward:' || i.id
-             WHERE l.kind = 'referral_reward' AND i.registration_ip = ?1 AND l.created_at > ?2",
-            rusqlite::params![ip, now - 86_400],
-            |r| r.get(0),
-        )?;
+        let today = db::referrals::rewards_for_ip_since(tx, ip, now - 86_400)?;
         if today >= config.billing.referral_daily_ip_cap as i64 {
             tracing::info!(invitee = %invitee, "referral not rewarded: daily cap for the IP reached");
             return Ok(0);
@@ -105,18 +93,14 @@ pub struct Invitee {
 
 /// The accounts a user invited, masked, newest first.
 pub fn invitees(conn: &Connection, referrer: UserId) -> AppResult<Vec<Invitee>> {
-    let mut stmt = conn.prepare(
-        "SELECT u.email, u.created_at, EXISTS (SELECT 1 FROM ledger l WHERE l.idem_key = 'referral_reward:' || u.id)
-         FROM users u WHERE u.referred_by = ?1 ORDER BY u.id DESC LIMIT 200",
-    )?;
-    let rows = stmt.query_map([referrer], |r| {
-        Ok(Invitee {
-            email: mask_email(&r.get::<_, String>(0)?),
-            joined: r.get(1)?,
-            rewarded: r.get(2)?,
+    Ok(db::referrals::invitees(conn, referrer)?
+        .into_iter()
+        .map(|(email, joined, rewarded)| Invitee {
+            email: mask_email(&email),
+            joined,
+            rewarded,
         })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+        .collect())
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use rusqlite::Connection;
 use serde::Serialize;
 
 use crate::config::Config;
+use crate::domain::db;
 use crate::error::AppResult;
 
 #[derive(Debug, Clone, Serialize)]
@@ -36,59 +37,26 @@ pub struct Stats {
     pub db_bytes: u64,
 }
 
-fn pairs(conn: &Connection, sql: &str) -> AppResult<Vec<(String, i64)>> {
-    let mut stmt = conn.prepare(sql)?;
-    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
-
 pub fn collect(conn: &Connection, config: &Config) -> AppResult<Stats> {
     let now = super::now();
-    let one = |sql: &str| -> AppResult<i64> { Ok(conn.query_row(sql, [], |r| r.get(0))?) };
-    let mut stmt = conn.prepare(
-        "SELECT model, sum(status = 'queued'), sum(status = 'running') FROM tasks
-         WHERE status IN ('queued', 'running') GROUP BY model ORDER BY model",
-    )?;
-    let queue = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-        .collect::<Result<_, _>>()?;
     let wal = config.storage.data_dir.join("novart.db-wal");
-    let pages: i64 =
-        one("SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()")?;
+    let (finished_24h, failed_24h) = db::stats::finished_since(conn, now - 86400)?;
+    let (balance, bonus) = db::stats::credits_held(conn)?;
     Ok(Stats {
-        queue,
-        tasks: pairs(
-            conn,
-            "SELECT status, count(*) FROM tasks GROUP BY status ORDER BY status",
-        )?,
-        finished_24h: one(&format!(
-            "SELECT count(*) FROM tasks WHERE finished_at > {}",
-            now - 86400
-        ))?,
-        failed_24h: one(&format!(
-            "SELECT count(*) FROM tasks WHERE status = 'failed' AND finished_at > {}",
-            now - 86400
-        ))?,
-        users: one("SELECT count(*) FROM users WHERE deleted_at IS NULL")?,
-        active_sessions: one(&format!(
-            "SELECT count(*) FROM sessions WHERE expires_at > {now}"
-        ))?,
-        balance: one("SELECT coalesce(sum(balance), 0) FROM wallets")?,
-        bonus: one("SELECT coalesce(sum(bonus), 0) FROM wallets")?,
-        ledger: pairs(
-            conn,
-            "SELECT kind, sum(delta_balance + delta_bonus) FROM ledger GROUP BY kind ORDER BY kind",
-        )?,
-        webhooks_pending: one("SELECT count(*) FROM webhook_deliveries WHERE state = 'pending'")?,
-        restrictions: pairs(
-            conn,
-            &format!(
-                "SELECT scope, count(*) FROM bans WHERE lifted_at IS NULL AND (ends_at IS NULL OR ends_at > {now})
-                 GROUP BY scope ORDER BY scope"
-            ),
-        )?,
-        appeals_pending: crate::domain::db::appeals::pending_count(conn)?,
-        db_bytes: pages.max(0) as u64 + std::fs::metadata(wal).map(|m| m.len()).unwrap_or(0),
+        queue: db::stats::queue_depth(conn)?,
+        tasks: db::stats::tasks_by_status(conn)?,
+        finished_24h,
+        failed_24h,
+        users: db::stats::users(conn)?,
+        active_sessions: db::stats::active_sessions(conn, now)?,
+        balance,
+        bonus,
+        ledger: db::stats::ledger_by_kind(conn)?,
+        webhooks_pending: db::stats::webhooks_pending(conn)?,
+        restrictions: db::stats::restrictions_in_force(conn, now)?,
+        appeals_pending: db::appeals::pending_count(conn)?,
+        db_bytes: db::stats::file_bytes(conn)?.max(0) as u64
+            + std::fs::metadata(wal).map(|m| m.len()).unwrap_or(0),
     })
 }
 

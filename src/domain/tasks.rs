@@ -67,15 +67,8 @@ pub use super::task_views::{
 pub fn cancel(conn: &mut Connection, user: UserId, public_id: &str) -> AppResult<TaskView> {
     let task = db::tasks::by_public_id(conn, user, public_id)?.ok_or(AppError::NotFound)?;
     let now = super::now();
-    let changed = db::write(conn, |tx| {
-        let changed = db::tasks::mark_canceled(tx, task.id, now)?;
-        if changed.is_some() {
-            super::wallet::refund_task(tx, task.user_id, task.id, task.n, task.n, "Canceled", now)?;
-            super::webhooks::enqueue(tx, &task, TaskStatus::Canceled, now)?;
-        }
-        Ok(changed)
-    })?;
-    if changed.is_none() {
+    let changed = db::write(conn, |tx| cancel_refunded(tx, &task, "Canceled", now))?;
+    if !changed {
         let now = db::tasks::by_id(conn, task.id)?.ok_or(AppError::NotFound)?;
         if now.status != TaskStatus::Canceled {
             return Err(AppError::Conflict(format!(
@@ -85,6 +78,24 @@ pub fn cancel(conn: &mut Connection, user: UserId, public_id: &str) -> AppResult
         }
     }
     get(conn, user, public_id)
+}
+
+/// The one way a task is canceled, by its creator, an admin, a ban or an
+/// account deletion: marked canceled (if it has not finished), its whole
+/// charge refunded through the ledger and its webhook queued, in the
+/// caller's transaction. False when the task had already finished.
+pub(super) fn cancel_refunded(
+    tx: &Connection,
+    task: &Task,
+    reason: &str,
+    now: i64,
+) -> AppResult<bool> {
+    if db::tasks::mark_canceled(tx, task.id, now)?.is_none() {
+        return Ok(false);
+    }
+    super::wallet::refund_task(tx, task.user_id, task.id, task.n, task.n, reason, now)?;
+    super::webhooks::enqueue(tx, task, TaskStatus::Canceled, now)?;
+    Ok(true)
 }
 
 // ---- the queue's side ----
@@ -152,12 +163,7 @@ fn claim_next(
     else {
         return Ok(None);
     };
-    tx.execute_batch("SAVEPOINT claim_next")?;
-    let claimed = claim_in(tx, config, worker, skip_models);
-    if claimed.is_err() {
-        tx.execute_batch("ROLLBACK TO claim_next")?;
-    }
-    tx.execute_batch("RELEASE claim_next")?;
+    let claimed = db::savepoint(tx, || claim_in(tx, config, worker, skip_models));
     Ok(claimed.unwrap_or_else(|e| {
         tracing::warn!(worker, "claiming the next task failed: {e}");
         None
