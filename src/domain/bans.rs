@@ -265,9 +265,7 @@ pub fn cancel_all(
     let mut canceled = 0;
     for status in states {
         for task in db::tasks::list_for_user(tx, user, Some(*status), None, 1_000_000)? {
-            if db::tasks::mark_canceled(tx, task.id, now)?.is_some() {
-                super::wallet::refund_task(tx, user, task.id, task.n, task.n, reason, now)?;
-                super::webhooks::enqueue(tx, &task, TaskStatus::Canceled, now)?;
+            if super::tasks::cancel_refunded(tx, &task, reason, now)? {
                 canceled += 1;
             }
         }
