@@ -273,6 +273,16 @@
     }
   }
 
+  // One key per intended task: a retry after a lost answer sends the same
+  // key and body and gets the same task back instead of paying twice.
+  var submitKey = (el("submit_key") || {}).value || freshKey();
+  var keyBody = null;
+  function freshKey() {
+    var b = new Uint8Array(16);
+    crypto.getRandomValues(b);
+    return Array.prototype.map.call(b, function (x) { return ("0" + x.toString(16)).slice(-2); }).join("");
+  }
+
   function submit() {
     var btn = el("generate");
     if (btn.disabled) return;
@@ -296,14 +306,19 @@
     var spin = document.createElement("span");
     spin.className = "spinner"; spin.setAttribute("aria-hidden", "true");
     btn.prepend(spin);
+    var sent = JSON.stringify(body);
+    if (keyBody !== null && keyBody !== sent) submitKey = freshKey();
+    keyBody = sent;
     fetch("/api/v1/tasks", {
       method: "POST", credentials: "same-origin",
-      headers: { "content-type": "application/json", "x-csrf-token": csrf },
-      body: JSON.stringify(body)
+      headers: { "content-type": "application/json", "x-csrf-token": csrf, "idempotency-key": "studio:" + submitKey },
+      body: sent
     }).then(function (r) {
       return r.json().then(function (b) { return { ok: r.ok, body: b }; });
     }).then(function (res) {
       busy = false; btn.disabled = false; spin.remove(); updateCost();
+      // Answered: the next Generate is a new task.
+      submitKey = freshKey(); keyBody = null;
       if (!res.ok) {
         var e = res.body.error || {};
         var extra = e.code === "insufficient_balance" ? " " + T("see_wallet") : "";

@@ -875,10 +875,10 @@ fn request_logs_and_idempotency_keys_expire_with_the_retention_sweep() {
     assert_eq!(count("SELECT count(*) FROM idempotency"), 1);
     let now = novart::domain::now();
     // Six days later both are kept; eight days later both are gone.
-    novart::domain::retention::sweep(&conn, &t.config, now + 6 * 3600).unwrap();
+    novart::domain::retention::sweep(&a.db, &t.config, now + 6 * 3600).unwrap();
     assert_eq!(count("SELECT count(*) FROM api_requests"), 1);
     assert_eq!(count("SELECT count(*) FROM idempotency"), 1);
-    let report = novart::domain::retention::sweep(&conn, &t.config, now + 8 * 86_400).unwrap();
+    let report = novart::domain::retention::sweep(&a.db, &t.config, now + 8 * 86_400).unwrap();
     assert_eq!(report.request_logs_deleted, 1);
     assert_eq!(report.idempotency_keys_deleted, 1);
     assert_eq!(count("SELECT count(*) FROM api_requests"), 0);
@@ -888,4 +888,105 @@ fn request_logs_and_idempotency_keys_expire_with_the_retention_sweep() {
         1,
         "the task itself stays"
     );
+}
+
+/// The studio's form sent twice (a double click without JavaScript, a
+/// reload that posts again) makes one task and one charge; the next page's
+/// form is a new task again.
+#[test]
+fn the_studio_form_sent_twice_makes_one_task() {
+    let t = app();
+    t.signed_in_user("twice@example.com");
+    let page = t.get("/studio").into_string().unwrap();
+    let csrf = common::csrf_in(&page);
+    let key_of = |html: &str| {
+        let at = html
+            .find("id=\"submit_key\"")
+            .expect("the studio has a submit key");
+        let v = &html[at..];
+        let start = v.find("value=\"").unwrap() + 7;
+        v[start..start + v[start..].find('"').unwrap()].to_string()
+    };
+    let submit_key = key_of(&page);
+    let post = |key: &str, prompt: &str| {
+        t.client
+            .post("/studio")
+            .header(ContentType::Form)
+            .body(common::form_body(&[
+                ("csrf_token", &csrf),
+                ("prompt", prompt),
+                ("model", "novart-builtin"),
+                ("aspect_ratio", "1:1"),
+                ("resolution", "1024"),
+                ("n", "1"),
+                ("submit_key", key),
+            ]))
+            .dispatch()
+            .status()
+    };
+    let count = |sql: &str| -> i64 {
+        state(&t)
+            .db
+            .get()
+            .unwrap()
+            .query_row(sql, [], |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(post(&submit_key, "a lighthouse"), Status::SeeOther);
+    assert_eq!(post(&submit_key, "a lighthouse"), Status::SeeOther);
+    assert_eq!(count("SELECT count(*) FROM tasks"), 1);
+    assert_eq!(
+        count("SELECT count(*) FROM ledger WHERE kind = 'task_charge'"),
+        1
+    );
+    // The same key with another prompt is not taken for the first task.
+    let r = post(&submit_key, "a different prompt");
+    assert_eq!(r, Status::Conflict);
+    assert_eq!(count("SELECT count(*) FROM tasks"), 1);
+    // A new page, a new key: the same prompt again is a second task.
+    let next = key_of(&t.get("/studio").into_string().unwrap());
+    assert_ne!(next, submit_key);
+    assert_eq!(post(&next, "a lighthouse"), Status::SeeOther);
+    assert_eq!(count("SELECT count(*) FROM tasks"), 2);
+}
+
+/// `/v1/images/generations` honours `Idempotency-Key` through the same
+/// rule as the native API: a retried call returns the first call's images
+/// and pays once.
+#[test]
+fn v1_with_an_idempotency_key_pays_once() {
+    let server = live(|c| c.queue.workers = 1);
+    let app = novart::App::new(server.config.clone()).unwrap();
+    let u = user(&app, "v1idem@example.com");
+    let k = key(&app, u, |_| {});
+    let send = |prompt: &str| {
+        let mut r = http()
+            .post(&format!("{}/v1/images/generations", server.base))
+            .header("Authorization", &format!("Bearer {k}"))
+            .header("Idempotency-Key", "retry-1")
+            .content_type("application/json")
+            .send(json!({ "prompt": prompt }).to_string())
+            .unwrap();
+        let status = r.status().as_u16();
+        let v: Value = r.body_mut().read_json().unwrap();
+        (status, v)
+    };
+    let (s1, first) = send("a red kite");
+    assert_eq!(s1, 200, "{first}");
+    let (s2, again) = send("a red kite");
+    assert_eq!(s2, 200, "{again}");
+    assert_eq!(first["task_id"], again["task_id"]);
+    let charges: i64 = app
+        .db
+        .get()
+        .unwrap()
+        .query_row(
+            "SELECT count(*) FROM ledger WHERE kind = 'task_charge'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(charges, 1);
+    let (s3, other) = send("another picture");
+    assert_eq!(s3, 409, "{other}");
 }

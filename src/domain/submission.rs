@@ -179,6 +179,14 @@ impl<I> Item<I> {
     }
 }
 
+/// The one idempotency rule for every way a task is submitted (the native
+/// API, `/v1` and the studio form): the key the client chose, remembered
+/// with the SHA-256 of what it asked for. The same key and request give the
+/// same task (`replay`); the same key with another request is refused.
+pub fn idempotency(key: Option<&str>, request: &str) -> Option<(String, String)> {
+    key.map(|k| (k.trim().to_string(), super::secrets::sha256_hex(request)))
+}
+
 /// The task an earlier request with the same `Idempotency-Key` made: Ok(None)
 /// if the key is new, 409 if it came with a different body.
 pub fn replay(

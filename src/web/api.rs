@@ -14,7 +14,7 @@ use super::caller::{task_summary, Caller, ReqNote};
 use super::render::json_response;
 use crate::domain::apikeys;
 use crate::domain::tasks::{self, ImageInput, NewTaskInput, TaskView};
-use crate::domain::{secrets, uploads};
+use crate::domain::uploads;
 use crate::error::{AppError, AppResult};
 use crate::model::TaskStatus;
 use crate::App;
@@ -218,7 +218,7 @@ async fn create_task(
 ) -> AppResult<ApiJson> {
     caller.require(apikeys::GENERATE)?;
     let raw = read_body(data, uploads::max_task_body_bytes(&app.config)).await?;
-    let idempotency = idempotency.0.map(|k| (k, secrets::sha256_hex(&raw)));
+    let idempotency = crate::domain::submission::idempotency(idempotency.0.as_deref(), &raw);
     let body: CreateTask = parse_json(&raw)?;
     drop(raw);
     note.0.summary(task_summary(

@@ -17,12 +17,12 @@ use rocket::{get, post, routes, Route, State};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::api::{parse_json, read_body};
+use super::api::{parse_json, read_body, IdempotencyKey};
 use super::caller::{task_summary, Caller, ReqNote};
 use super::render::{error_envelope, json_response};
 use crate::domain::apikeys;
 use crate::domain::tasks::{self, ImageInput, NewTaskInput, TaskView};
-use crate::domain::{secrets, uploads};
+use crate::domain::{secrets, submission, uploads};
 use crate::error::{AppError, AppResult};
 use crate::model::{TaskStatus, UserId};
 use crate::App;
@@ -197,11 +197,11 @@ async fn generate(
     let pk = pending_key.clone();
     let pending = app
         .db
-        .run(move |conn| crate::domain::submission::replay(conn, user, &pk, ""))
+        .run(move |conn| submission::replay(conn, user, &pk, ""))
         .await?;
     let (task, resumed) = match pending {
         Some(t) => (t, true),
-        None => (super::submit::task(app, user, input).await?.0, false),
+        None => super::submit::task(app, user, input).await?,
     };
     note.0.task(&task.public_id);
     if !resumed {
@@ -212,9 +212,7 @@ async fn generate(
     let (pk, id) = (pending_key.clone(), task.id);
     let timed_out = view.is_none();
     app.db
-        .run(move |conn| {
-            crate::domain::submission::remember_unanswered(conn, user, &pk, id, timed_out)
-        })
+        .run(move |conn| submission::remember_unanswered(conn, user, &pk, id, timed_out))
         .await?;
     let Some(view) = view else {
         return Ok(after_accept(
@@ -295,14 +293,16 @@ async fn generate(
 async fn generations(
     app: &State<App>,
     caller: Caller,
+    idempotency: IdempotencyKey,
     note: ReqNote<'_>,
     data: Data<'_>,
 ) -> AppResult<OpenAiReply> {
     let body = read_body(data, 64 * 1024).await?;
     let p: ImageParams = parse_json(&body)?;
     let format = check_params(&p)?;
-    let input = input_from(app, &p, &caller);
+    let mut input = input_from(app, &p, &caller);
     let fingerprint = secrets::sha256_hex(&format!("generations\n{body}"));
+    input.idempotency = submission::idempotency(idempotency.0.as_deref(), &fingerprint);
     generate(app, &caller, &note, input, format, fingerprint).await
 }
 
@@ -422,6 +422,7 @@ async fn read_edit(
 async fn edits(
     app: &State<App>,
     caller: Caller,
+    idempotency: IdempotencyKey,
     note: ReqNote<'_>,
     content_type: Option<&ContentType>,
     data: Data<'_>,
@@ -432,6 +433,7 @@ async fn edits(
     let mut input = input_from(app, &p, &caller);
     input.references = references;
     input.mask = mask;
+    input.idempotency = submission::idempotency(idempotency.0.as_deref(), &fingerprint);
     generate(app, &caller, &note, input, format, fingerprint).await
 }
 

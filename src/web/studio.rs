@@ -26,7 +26,8 @@ csrf_form!(StudioForm {
     resolution,
     n,
     seed,
-    webhook_url
+    webhook_url,
+    submit_key
 });
 
 /// What a task card shows, its descriptions written in the page's language
@@ -310,6 +311,9 @@ async fn studio_page(
     let mut values = json!({
         "form_html": &*form_html,
         "result_hours": page.app.config.storage.result_retention_hours,
+        // Outside the cached form: a fresh key per page, so sending the same
+        // form twice (a double click, a reload that re-posts) makes one task.
+        "submit_key": crate::domain::secrets::random_token(16),
     });
     values["cards"] = Value::String(cards);
     // Counted here: `{% if cards %}` would have Tera escape the whole list
@@ -372,7 +376,23 @@ async fn submit(
         references: Vec::new(),
         mask: None,
         api_key: None,
-        idempotency: None,
+        idempotency: {
+            let key = format!("studio:{}", f.submit_key.trim());
+            let request = [
+                &f.prompt,
+                &f.negative_prompt,
+                &f.model,
+                &f.aspect_ratio,
+                &f.resolution,
+                &f.n,
+                &f.seed,
+                &f.webhook_url,
+            ]
+            .map(|s| s.as_str())
+            .join("\n");
+            let key = (!f.submit_key.trim().is_empty()).then_some(key);
+            crate::domain::submission::idempotency(key.as_deref(), &request)
+        },
         client_ip: ip.0.map(|i| i.to_string()),
     };
     let user = me.0.user.id;
