@@ -259,11 +259,12 @@ fn a_blocked_prompt_charges_nothing_and_is_logged() {
         .unwrap();
     assert_eq!(audited, 2);
     // Kept for [moderation] blocked_log_retention_days, then swept.
-    let conn = state(&t).db.get().unwrap();
     let now = novart::domain::now();
-    let kept = novart::domain::retention::sweep(&conn, &t.config, now + 364 * 86_400).unwrap();
+    let kept =
+        novart::domain::retention::sweep(&state(&t).db, &t.config, now + 364 * 86_400).unwrap();
     assert_eq!(kept.blocked_attempts_deleted, 0);
-    let gone = novart::domain::retention::sweep(&conn, &t.config, now + 366 * 86_400).unwrap();
+    let gone =
+        novart::domain::retention::sweep(&state(&t).db, &t.config, now + 366 * 86_400).unwrap();
     assert_eq!(gone.blocked_attempts_deleted, 2);
 }
 

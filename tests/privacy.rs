@@ -256,9 +256,8 @@ fn large_exports_are_built_in_the_background_for_the_owner_only() {
     let stored = std::fs::read(&path).unwrap();
     assert!(stored.starts_with(b"NVAE2"), "sealed at rest");
     assert!(zip::ZipArchive::new(std::io::Cursor::new(stored)).is_err());
-    let conn = app.db.get().unwrap();
     let report = novart::domain::retention::sweep(
-        &conn,
+        &app.db,
         &t.config,
         novart::domain::now() + novart::domain::export::LINK_HOURS * 3600 + 1,
     )

@@ -63,16 +63,16 @@ fn results_after_48_hours_references_after_24_and_no_orphans() {
     );
 
     let t0 = now();
-    assert_eq!(sweep(&conn, &config, t0).unwrap(), Default::default());
+    assert_eq!(sweep(&app.db, &config, t0).unwrap(), Default::default());
 
-    let r = sweep(&conn, &config, t0 + 24 * 3600 + 1).unwrap();
+    let r = sweep(&app.db, &config, t0 + 24 * 3600 + 1).unwrap();
     assert_eq!((r.references_deleted, r.results_deleted), (1, 0));
     assert_eq!(files(&assets).len(), 4);
     assert!(!files(&assets)
         .iter()
         .any(|f| f.to_string_lossy().contains(&reference.public_id)));
 
-    let r = sweep(&conn, &config, t0 + 48 * 3600 + 1).unwrap();
+    let r = sweep(&app.db, &config, t0 + 48 * 3600 + 1).unwrap();
     assert_eq!(r.results_deleted, 2);
     assert!(
         files(&assets).is_empty(),
@@ -110,7 +110,7 @@ fn orphan_files_and_dangling_rows_are_mended() {
         .unwrap()
         .set_modified(SystemTime::now() - Duration::from_secs(3600))
         .unwrap();
-    let r = sweep(&conn, &config, now()).unwrap();
+    let r = sweep(&app.db, &config, now()).unwrap();
     assert_eq!(r.dangling_rows_deleted, 1);
     // a's preview lost its row too and is old enough? No: it is fresh, so it
     // waits for the next sweep; the stray from an hour ago is gone.

@@ -159,7 +159,7 @@ fn a_finished_task_is_delivered_signed_and_verifiable() {
     // Finished deliveries go with the request log's retention.
     let conn = app.db.get().unwrap();
     let later = novart::domain::now() + 31 * 86_400;
-    let report = novart::domain::retention::sweep(&conn, &app.config, later).unwrap();
+    let report = novart::domain::retention::sweep(&app.db, &app.config, later).unwrap();
     assert_eq!(report.webhook_deliveries_deleted, 1);
     assert!(deliveries(&app).is_empty());
     assert!(novart::domain::webhooks::attempts(&conn, d.id)

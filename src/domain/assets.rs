@@ -229,11 +229,18 @@ pub fn unwrite(config: &Config, written: &[Written]) {
 /// delete is left as an orphan: the retention sweep deletes it later and
 /// `doctor` reports it meanwhile.
 pub fn delete(conn: &Connection, config: &Config, asset: &Asset) -> AppResult<()> {
+    delete_files(config, asset);
+    db::assets::delete(conn, asset.id)?;
+    Ok(())
+}
+
+/// Removes an asset's image and preview from the store, leaving its row
+/// (the caller deletes it next). A failed delete leaves an orphan for the
+/// sweep.
+pub fn delete_files(config: &Config, asset: &Asset) {
     let mut keys = vec![asset.path.as_str()];
     keys.extend(asset.preview_path.as_deref());
     let _ = super::stored::delete(config, &keys);
-    db::assets::delete(conn, asset.id)?;
-    Ok(())
 }
 
 /// One of the user's own stored images (anything else is "not found").
@@ -303,24 +310,27 @@ pub fn library(
     ))
 }
 
+/// The object key of an image or its preview (the full image when it has
+/// none).
+fn stored_key(asset: &Asset, preview: bool) -> &str {
+    match (&asset.preview_path, preview) {
+        (Some(p), true) => p,
+        _ => &asset.path,
+    }
+}
+
 /// A stored image's plain bytes: the full image, or its preview (the full
 /// image when it has none). Reads from the store, so call it without a
 /// database connection held.
 pub fn read_image(config: &Config, asset: &Asset, preview: bool) -> AppResult<Vec<u8>> {
-    let key = match (&asset.preview_path, preview) {
-        (Some(p), true) => p,
-        _ => &asset.path,
-    };
+    let key = stored_key(asset, preview);
     super::stored::read(config, key)
 }
 
 /// Where a client may fetch the image directly from the bucket, when the
 /// instance serves downloads by presigned redirects.
 pub fn presigned(config: &Config, asset: &Asset, preview: bool) -> Option<String> {
-    let key = match (&asset.preview_path, preview) {
-        (Some(p), true) => p,
-        _ => &asset.path,
-    };
+    let key = stored_key(asset, preview);
     super::stored::presigned(config, key)
 }
 
@@ -336,10 +346,7 @@ pub fn read_image_range(
     if config.storage.encrypt_assets {
         return Ok(None);
     }
-    let key = match (&asset.preview_path, preview) {
-        (Some(p), true) => p,
-        _ => &asset.path,
-    };
+    let key = stored_key(asset, preview);
     super::stored::read_range(config, key, pick).map(Some)
 }
 

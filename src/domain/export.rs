@@ -273,9 +273,11 @@ pub fn download(
 }
 
 /// Deletes expired export files and their rows; returns how many.
-pub fn sweep(conn: &Connection, config: &Config, now: i64) -> AppResult<usize> {
+pub fn sweep(db: &db::Db, config: &Config, now: i64) -> AppResult<usize> {
     let mut n = 0;
-    for ex in db::export::expired(conn, now)? {
+    // No connection is held while the store deletes.
+    let expired = db::export::expired(&*db.get()?, now)?;
+    for ex in expired {
         // A file the store fails to delete keeps its row: the next sweep
         // tries again, and the file is never left without a record.
         if let Some(key) = &ex.file {
@@ -283,7 +285,7 @@ pub fn sweep(conn: &Connection, config: &Config, now: i64) -> AppResult<usize> {
                 continue;
             }
         }
-        db::export::delete(conn, ex.id)?;
+        db::export::delete(&*db.get()?, ex.id)?;
         n += 1;
     }
     Ok(n)

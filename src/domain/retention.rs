@@ -6,11 +6,10 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use rusqlite::Connection;
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::domain::db;
+use crate::domain::db::{self, Db};
 use crate::error::AppResult;
 use crate::model::{Asset, AssetKind};
 
@@ -65,15 +64,19 @@ pub fn compare<'a>(
 }
 
 /// Runs the sweep as of `now` (unix seconds; tests pass a fake clock).
-pub fn sweep(conn: &Connection, config: &Config, now: i64) -> AppResult<SweepReport> {
+/// A connection is taken for each database step and given back before the
+/// store is called: deleting thousands of objects in a bucket holds no
+/// connection other requests wait for.
+pub fn sweep(db: &Db, config: &Config, now: i64) -> AppResult<SweepReport> {
     let mut report = SweepReport::default();
     loop {
-        let batch = db::assets::expired(conn, now, 500)?;
+        let batch = db::assets::expired(&*db.get()?, now, 500)?;
         if batch.is_empty() {
             break;
         }
         for a in &batch {
-            super::assets::delete(conn, config, a)?;
+            super::assets::delete_files(config, a);
+            db::assets::delete(&*db.get()?, a.id)?;
             match a.kind {
                 AssetKind::Result => report.results_deleted += 1,
                 AssetKind::Reference => report.references_deleted += 1,
@@ -83,13 +86,14 @@ pub fn sweep(conn: &Connection, config: &Config, now: i64) -> AppResult<SweepRep
     // Rows are read before the store is listed: a row is written only
     // after its file, so every row read here has its file in the listing
     // unless the file is really gone.
-    let rows = db::assets::all(conn)?;
+    let rows = db::assets::all(&*db.get()?)?;
     match super::stored::list(config, "assets/") {
         Ok(listed) => {
             // The grace is counted on the wall clock, not the sweep's `now`.
             let (dangling, orphans) = compare(&rows, &listed, super::now());
             for a in dangling {
-                super::assets::delete(conn, config, a)?;
+                super::assets::delete_files(config, a);
+                db::assets::delete(&*db.get()?, a.id)?;
                 report.dangling_rows_deleted += 1;
             }
             let keys: Vec<&str> = orphans.iter().map(|l| l.key.as_str()).collect();
@@ -102,6 +106,9 @@ pub fn sweep(conn: &Connection, config: &Config, now: i64) -> AppResult<SweepRep
         // The store did not answer: no row is taken for dangling on that.
         Err(e) => tracing::warn!("retention sweep: cannot list stored files: {e}"),
     }
+    report.exports_deleted = super::export::sweep(db, config, now)?;
+    let conn = db.get()?;
+    let conn = &*conn;
     report.request_logs_deleted = db::api_requests::sweep(
         conn,
         now - config.api.request_log_retention_days as i64 * 86_400,
@@ -118,7 +125,6 @@ pub fn sweep(conn: &Connection, config: &Config, now: i64) -> AppResult<SweepRep
         conn,
         now - config.moderation.blocked_log_retention_days as i64 * 86_400,
     )?;
-    report.exports_deleted = super::export::sweep(conn, config, now)?;
     if report != SweepReport::default() {
         tracing::info!(?report, "retention sweep");
     }

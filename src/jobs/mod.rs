@@ -25,8 +25,7 @@ pub fn sweep(db: &Db, config: &Config) -> crate::AppResult<usize> {
 
 /// The retention sweep now (also `novart cleanup`).
 pub fn cleanup(db: &Db, config: &Config) -> crate::AppResult<domain::retention::SweepReport> {
-    let conn = db.get()?;
-    domain::retention::sweep(&conn, config, domain::now())
+    domain::retention::sweep(db, config, domain::now())
 }
 
 /// How often expired task leases are looked for.
