@@ -215,6 +215,65 @@ fn storage_down_while_storing_retries_later_and_charges_once() {
         .is_empty());
 }
 
+/// A worker that cannot read a task's reference image because the store
+/// does not answer puts the task back in the queue (temporary); the next
+/// attempt with the store back succeeds.
+#[test]
+fn storage_down_while_reading_references_retries_later() {
+    let Some(server) = server("storage_down_while_reading_references_retries_later") else {
+        return;
+    };
+    let t = TestApp::with(|c| {
+        c.queue.workers = 0;
+        s3::use_s3(c, server);
+    });
+    t.signed_in_user("refs@example.com");
+    let app = app_of(&t);
+    let mut conn = app.db.get().unwrap();
+    let user = novart::domain::accounts::find(&conn, "refs@example.com")
+        .unwrap()
+        .id;
+    let mut png = Vec::new();
+    image::RgbImage::from_pixel(64, 64, image::Rgb([9, 80, 160]))
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    let reference =
+        novart::domain::uploads::ingest_reference(&mut conn, &app.config, user, &png).unwrap();
+    let input = NewTaskInput {
+        prompt: "the same harbour at night".into(),
+        model: "novart-builtin".into(),
+        references: vec![novart::domain::tasks::ImageInput::Uploaded(
+            reference.public_id.clone(),
+        )],
+        ..Default::default()
+    };
+    let task = tasks::submit(
+        &mut conn,
+        &app.engine.config,
+        &app.engine.catalog,
+        user,
+        &input,
+    )
+    .unwrap();
+    let mut down = app.config.clone();
+    down.storage.s3.endpoint = format!(
+        "http://127.0.0.1:{}",
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    );
+    let broken = novart::jobs::queue::Engine::new(app.db.clone(), &down);
+    assert!(broken.process_one("w").unwrap());
+    let v = tasks::get(&conn, user, &task.public_id).unwrap();
+    assert_eq!(v.task.status.as_str(), "queued", "{:?}", v.task.error);
+    conn.execute("UPDATE tasks SET not_before = 0", []).unwrap();
+    assert!(app.engine.process_one("w").unwrap());
+    let v = tasks::get(&conn, user, &task.public_id).unwrap();
+    assert_eq!(v.task.status.as_str(), "succeeded", "{:?}", v.task.error);
+}
+
 #[test]
 fn presigned_downloads_redirect_to_a_signed_bucket_address() {
     let Some(server) = server("presigned_downloads_redirect_to_a_signed_bucket_address") else {

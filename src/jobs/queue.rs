@@ -244,22 +244,27 @@ impl Engine {
     }
 
     /// A task's references and mask, read from storage after the connection
-    /// is given back. A missing file fails the task for good.
+    /// is given back. A missing file fails the task for good; a store that
+    /// does not answer is temporary (the task is retried).
     fn load_inputs(&self, task: &Task) -> Result<Inputs, ProviderError> {
         const REFERENCE: &str = "A reference image of this task is no longer available.";
-        let gone = |message: &str, e: AppError| ProviderError::Failed {
-            message: message.into(),
-            raw: e.to_string(),
+        let gone = |message: &str, e: AppError| match e {
+            AppError::Unavailable(_) => ProviderError::Unavailable {
+                cause: providers::Cause::Storage,
+                raw: format!("reading the task's inputs: {e}"),
+            },
+            e => ProviderError::Failed {
+                message: message.into(),
+                raw: e.to_string(),
+            },
         };
         let (refs, mask) = self
             .db
             .get()
             .and_then(|c| crate::domain::running::inputs(&c, task.id))
             .map_err(|e| gone(REFERENCE, e))?;
-        let read = |a: &crate::model::Asset| {
-            crate::domain::assets::read_image(&self.config, a, false)
-                .map_err(|e| AppError::internal(format!("{}: {e}", a.public_id)))
-        };
+        let read =
+            |a: &crate::model::Asset| crate::domain::assets::read_image(&self.config, a, false);
         let refs = refs
             .iter()
             .map(read)

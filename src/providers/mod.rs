@@ -57,6 +57,9 @@ pub enum Cause {
     Status(u16),
     /// The model has no provider this build can drive.
     NoProvider,
+    /// Novart's own image storage (a task's reference images) did not
+    /// answer; nothing was sent to an image service.
+    Storage,
 }
 
 impl Cause {
@@ -73,6 +76,7 @@ impl Cause {
             Cause::Status(429) => "The image service is busy (HTTP 429).".into(),
             Cause::Status(status) => format!("The image service had an error (HTTP {status})."),
             Cause::NoProvider => "No image service is set up for this model.".into(),
+            Cause::Storage => "The image storage is not answering right now.".into(),
         }
     }
 }
