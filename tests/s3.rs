@@ -274,6 +274,66 @@ fn storage_down_while_reading_references_retries_later() {
     assert_eq!(v.task.status.as_str(), "succeeded", "{:?}", v.task.error);
 }
 
+/// An image deleted while the bucket does not answer loses its row; the
+/// object it leaves is reported by doctor once past the grace period and
+/// removed by the next sweep: rows and objects never disagree silently.
+#[test]
+fn a_delete_the_bucket_refused_is_reported_then_swept() {
+    let Some(server) = server("a_delete_the_bucket_refused_is_reported_then_swept") else {
+        return;
+    };
+    let t = TestApp::with(|c| {
+        c.queue.workers = 0;
+        s3::use_s3(c, server);
+    });
+    t.signed_in_user("s3@example.com");
+    let ids = make_images(&t, 1);
+    let app = app_of(&t);
+    let conn = app.db.get().unwrap();
+    let user = novart::domain::accounts::find(&conn, "s3@example.com")
+        .unwrap()
+        .id;
+    let mut down = app.config.clone();
+    down.storage.s3.endpoint = format!(
+        "http://127.0.0.1:{}",
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    );
+    novart::domain::assets::delete_own(&conn, &down, user, &ids[0]).unwrap();
+    assert_eq!(
+        t.get(&format!("/media/{}", ids[0])).status(),
+        Status::NotFound
+    );
+    let left = s3::stored_keys(&t.config, "assets/");
+    assert_eq!(
+        left.len(),
+        2,
+        "image and preview stay in the bucket: {left:?}"
+    );
+    // Past the grace period (a worker may be between writing and recording).
+    for k in &left {
+        std::fs::File::options()
+            .write(true)
+            .open(s3::stored_path(&t.config, k))
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(3600))
+            .unwrap();
+    }
+    let checks = novart::domain::doctor::run(&conn, &app.config).unwrap();
+    let orphans = checks.iter().find(|c| c.name == "orphan files").unwrap();
+    assert!(!orphans.ok, "doctor reports the leftovers");
+    assert_eq!(orphans.details.len(), 2, "{:?}", orphans.details);
+    let report =
+        novart::domain::retention::sweep(&app.db, &app.config, novart::domain::now()).unwrap();
+    assert_eq!(report.orphan_files_deleted, 2);
+    assert!(s3::stored_keys(&t.config, "assets/").is_empty());
+    let checks = novart::domain::doctor::run(&conn, &app.config).unwrap();
+    assert!(checks.iter().find(|c| c.name == "orphan files").unwrap().ok);
+}
+
 #[test]
 fn presigned_downloads_redirect_to_a_signed_bucket_address() {
     let Some(server) = server("presigned_downloads_redirect_to_a_signed_bucket_address") else {
@@ -441,7 +501,6 @@ fn migrate_to_s3_and_back_keeps_every_image() {
         assert_eq!(&sha(&std::fs::read(data.join(k)).unwrap()), sum);
     }
     novart::App::new(local).expect("the local instance starts again");
-    let _ = Backend::Local;
 }
 
 #[test]
