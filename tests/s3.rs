@@ -28,6 +28,19 @@ fn app_with_images(server: &Server, n: u32) -> (TestApp, Vec<String>) {
     (t, ids)
 }
 
+/// `config` with its bucket at an address where nothing listens (the
+/// storage server down).
+fn unreachable_store(config: &novart::Config) -> novart::Config {
+    let mut down = config.clone();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    down.storage.s3.endpoint = format!("http://127.0.0.1:{port}");
+    down
+}
+
 fn app_of(t: &TestApp) -> &novart::App {
     t.client.rocket().state::<novart::App>().unwrap()
 }
@@ -179,15 +192,7 @@ fn storage_down_while_storing_retries_later_and_charges_once() {
     )
     .unwrap();
     // A worker whose storage does not answer (nothing listens there).
-    let mut down = app.config.clone();
-    down.storage.s3.endpoint = format!(
-        "http://127.0.0.1:{}",
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    );
+    let down = unreachable_store(&app.config);
     let broken = novart::jobs::queue::Engine::new(app.db.clone(), &down);
     assert!(broken.process_one("w").unwrap());
     let v = tasks::get(&conn, user, &task.public_id).unwrap();
@@ -255,15 +260,7 @@ fn storage_down_while_reading_references_retries_later() {
         &input,
     )
     .unwrap();
-    let mut down = app.config.clone();
-    down.storage.s3.endpoint = format!(
-        "http://127.0.0.1:{}",
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    );
+    let down = unreachable_store(&app.config);
     let broken = novart::jobs::queue::Engine::new(app.db.clone(), &down);
     assert!(broken.process_one("w").unwrap());
     let v = tasks::get(&conn, user, &task.public_id).unwrap();
@@ -293,15 +290,7 @@ fn a_delete_the_bucket_refused_is_reported_then_swept() {
     let user = novart::domain::accounts::find(&conn, "s3@example.com")
         .unwrap()
         .id;
-    let mut down = app.config.clone();
-    down.storage.s3.endpoint = format!(
-        "http://127.0.0.1:{}",
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    );
+    let down = unreachable_store(&app.config);
     novart::domain::assets::delete_own(&conn, &down, user, &ids[0]).unwrap();
     assert_eq!(
         t.get(&format!("/media/{}", ids[0])).status(),
