@@ -519,3 +519,93 @@ fn migrate_refuses_while_the_server_runs() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("the server is running"), "{err}");
 }
+
+/// `storage migrate` killed with SIGKILL part-way through, then run again:
+/// it finishes, every file arrives once and intact, and what the first run
+/// had copied is not copied again.
+#[test]
+fn migrate_killed_half_way_finishes_when_run_again() {
+    use std::io::BufRead;
+    let Some(server) = server("migrate_killed_half_way_finishes_when_run_again") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut local = novart::Config::for_data_dir(&data);
+    local.queue.workers = 0;
+    {
+        let app = novart::App::new(local.clone()).unwrap();
+        let user = common::verified_user(&app, "s3@example.com");
+        let mut conn = app.db.get().unwrap();
+        for i in 0..100u32 {
+            let mut png = Vec::new();
+            image::RgbImage::from_pixel(16, 16, image::Rgb([(i % 256) as u8, (i / 256) as u8, 7]))
+                .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+                .unwrap();
+            novart::domain::uploads::ingest_reference(&mut conn, &local, user, &png).unwrap();
+        }
+    }
+    let keys = s3::stored_keys(&local, "assets/");
+    assert_eq!(keys.len(), 200, "an upload and its preview each");
+    let sums: Vec<(String, String)> = keys
+        .iter()
+        .map(|k| (k.clone(), sha(&std::fs::read(data.join(k)).unwrap())))
+        .collect();
+    let mut on_s3 = local.clone();
+    s3::use_s3(&mut on_s3, server);
+    let command = || {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_novart"));
+        c.args(["storage", "migrate", "--to", "s3"])
+            .current_dir(dir.path())
+            .env_remove("NOVART_CONFIG")
+            .env("NOVART_STORAGE__DATA_DIR", &data)
+            .env("NOVART_STORAGE__S3__ENDPOINT", &on_s3.storage.s3.endpoint)
+            .env("NOVART_STORAGE__S3__BUCKET", &on_s3.storage.s3.bucket)
+            .env("NOVART_STORAGE__S3__PREFIX", &on_s3.storage.s3.prefix)
+            .env("NOVART_STORAGE__S3__ACCESS_KEY_ID", s3::ACCESS_KEY)
+            .env("NOVART_STORAGE__S3__SECRET_ACCESS_KEY", s3::SECRET_KEY);
+        c
+    };
+    // Killed as soon as it reports its first hundred files.
+    let mut child = command()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut progress = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    progress.read_line(&mut line).unwrap();
+    assert!(line.contains("/200 file(s)"), "{line}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let copied_before = s3::stored_keys(&on_s3, "assets/").len();
+    eprintln!("killed after {copied_before} of 200 files");
+    assert!(
+        (100..200).contains(&copied_before),
+        "killed part-way: {copied_before} of 200 copied"
+    );
+    // The instance still runs on the data directory meanwhile.
+    novart::App::new(local.clone()).expect("the local instance is untouched");
+
+    let out = command().output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    let copied: u64 = text
+        .split(" file(s) copied and verified, ")
+        .next()
+        .and_then(|s| s.rsplit(['\n', ' ']).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        copied <= (200 - copied_before + 1) as u64 && copied > 0,
+        "the second run copies only what is missing (and at most the one cut short): {text}"
+    );
+    let in_bucket = s3::stored_keys(&on_s3, "assets/");
+    assert_eq!(in_bucket, keys, "every file once, nothing more");
+    for (k, sum) in &sums {
+        let b = std::fs::read(s3::stored_path(&on_s3, k)).unwrap();
+        assert_eq!(&sha(&b), sum, "{k}");
+    }
+    novart::App::new(on_s3).expect("the instance starts on the bucket");
+}
