@@ -1041,6 +1041,22 @@ fn stats_on_an_empty_instance_says_none_rather_than_nothing() {
         kept.split_whitespace().collect::<Vec<_>>(),
         ["tasks", "kept", "none"]
     );
+    // The node that answered: the host name unless server.node_id says.
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["node", host.trim()]),
+        "{text}"
+    );
+    std::fs::write(
+        dir.path().join("novart.toml"),
+        "[server]\nnode_id = \"eu-1\"\n",
+    )
+    .unwrap();
+    let o = novart(dir.path(), &["stats", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["node"], "eu-1");
 }
 
 #[test]

@@ -143,6 +143,7 @@ fn impossible_values_are_errors_naming_the_key() {
             "storage.synchronous",
         ),
         ("[storage]\ndata_dir = \"\"", "storage.data_dir"),
+        ("[server]\nnode_id = \"node one\"", "server.node_id"),
         ("[auth]\nsession_idle_hours = 0", "auth.session_idle_hours"),
         (
             "[auth]\nsession_idle_hours = 100\nsession_absolute_hours = 10",

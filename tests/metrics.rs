@@ -20,6 +20,7 @@ fn metrics_need_the_token_and_speak_prometheus() {
     let t = common::TestApp::with(|c| {
         c.metrics.token = token.into();
         c.queue.workers = 0;
+        c.server.node_id = "gpu-node-2".into();
     });
     assert_eq!(t.get("/metrics").status(), Status::Unauthorized);
     let wrong = t
@@ -71,6 +72,10 @@ fn metrics_need_the_token_and_speak_prometheus() {
         "novart_task_duration_seconds_count{model=\"novart-builtin\",provider=\"builtin\"} 1",
         "novart_users 1",
         "novart_sessions_active 1",
+        &format!(
+            "novart_node_info{{node=\"gpu-node-2\",version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        ),
         "novart_webhook_attempts_total 0",
     ] {
         assert!(text.contains(line), "missing {line:?} in\n{text}");

@@ -13,6 +13,7 @@ pub const EXAMPLE_CONFIG: &str = include_str!("../../novart.example.toml");
 pub fn serve(config: Config) -> CliResult {
     let url = config.public_url();
     let data_dir = config.storage.data_dir.clone();
+    let node = config.node_id();
     std::fs::create_dir_all(&data_dir)
         .map_err(|e| fail(1, format!("cannot create {}: {e}", data_dir.display())))?;
     // Held until the process ends: one server per data directory.
@@ -25,6 +26,7 @@ pub fn serve(config: Config) -> CliResult {
                 address = %r.config().address,
                 port = r.config().port,
                 data_dir = %data_dir.display(),
+                node = %node,
                 "Novart Studio {} is running at {url}",
                 env!("CARGO_PKG_VERSION")
             );

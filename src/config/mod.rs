@@ -67,6 +67,9 @@ pub struct ServerConfig {
     pub public_url: String,
     /// Peers (IP or CIDR) whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<String>,
+    /// This node's name in logs, `/metrics`, `novart stats` and the
+    /// providers' view. Empty: the host name.
+    pub node_id: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -201,6 +204,7 @@ impl Default for ServerConfig {
             port: 8000,
             public_url: String::new(),
             trusted_proxies: Vec::new(),
+            node_id: String::new(),
         }
     }
 }
@@ -303,6 +307,19 @@ impl Config {
     }
 
     /// Impossible values, each reported with the key it is about.
+    /// This node's id: `server.node_id`, or the host name when it is empty.
+    pub fn node_id(&self) -> String {
+        if !self.server.node_id.is_empty() {
+            return self.server.node_id.clone();
+        }
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "novart".into())
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         for (key, v) in [
             ("billing.signup_bonus", self.billing.signup_bonus),
@@ -316,6 +333,18 @@ impl Config {
             }
         }
         let s = &self.server;
+        if !s.node_id.is_empty()
+            && (s.node_id.len() > 64
+                || !s
+                    .node_id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_')))
+        {
+            return Err(err(
+                "server.node_id",
+                "must be 1 to 64 letters, digits, dots, hyphens or underscores (empty: the host name)",
+            ));
+        }
         if s.bind.parse::<IpAddr>().is_err() {
             return Err(err(
                 "server.bind",

@@ -14,6 +14,8 @@ use crate::error::AppResult;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Stats {
+    /// The node that answered (`server.node_id`, or the host name).
+    pub node: String,
     /// (model, queued, running)
     pub queue: Vec<(String, i64, i64)>,
     /// (status, count) over the tasks still kept
@@ -43,6 +45,7 @@ pub fn collect(conn: &Connection, config: &Config) -> AppResult<Stats> {
     let (finished_24h, failed_24h) = db::stats::finished_since(conn, now - 86400)?;
     let (balance, bonus) = db::stats::credits_held(conn)?;
     Ok(Stats {
+        node: config.node_id(),
         queue: db::stats::queue_depth(conn)?,
         tasks: db::stats::tasks_by_status(conn)?,
         finished_24h,
@@ -71,6 +74,19 @@ impl Stats {
     /// The gauges in Prometheus text format.
     pub fn render(&self, out: &mut String) {
         let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+        gauge(
+            out,
+            "novart_node_info",
+            "The node that answered (server.node_id) and its version; always 1.",
+            &[(
+                format!(
+                    "{{node=\"{}\",version=\"{}\"}}",
+                    esc(&self.node),
+                    env!("CARGO_PKG_VERSION")
+                ),
+                1,
+            )],
+        );
         let mut depth = Vec::new();
         for (model, queued, running) in &self.queue {
             depth.push((
@@ -166,6 +182,7 @@ impl Stats {
     /// For people: `novart stats`.
     pub fn human(&self) -> String {
         let mut out = String::new();
+        let _ = writeln!(out, "node               {}", self.node);
         let _ = writeln!(out, "accounts           {}", self.users);
         let _ = writeln!(out, "active sessions    {}", self.active_sessions);
         let _ = writeln!(

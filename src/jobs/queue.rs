@@ -138,7 +138,7 @@ impl Engine {
             providers: Arc::new(providers),
             fleet: Arc::new(Fleet::new(&members, probe_every)),
             hub: Hub::default(),
-            node: super::watch::node_name().into(),
+            node: super::watch::node_name(config).into(),
             recorded: Arc::default(),
         }
     }

@@ -11,15 +11,10 @@ use super::queue::Engine;
 use crate::domain::tasks;
 use crate::providers::{self, ProviderError};
 
-/// The host name and the process id.
-pub(super) fn node_name() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "novart".into());
-    format!("{host}:{}", std::process::id())
+/// This node's name in the providers' view: its id, and the process id
+/// (two processes on one host stay apart).
+pub(super) fn node_name(config: &crate::config::Config) -> String {
+    format!("{}:{}", config.node_id(), std::process::id())
 }
 
 impl Engine {
