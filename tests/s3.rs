@@ -19,11 +19,7 @@ fn server(test: &str) -> Option<&'static Server> {
 /// An app on the bucket with no background workers, a signed-in creator and
 /// one finished task of `n` images; returns the app and the image ids.
 fn app_with_images(server: &Server, n: u32) -> (TestApp, Vec<String>) {
-    let t = TestApp::with(|c| {
-        c.queue.workers = 0;
-        s3::use_s3(c, server);
-    });
-    t.signed_in_user("s3@example.com");
+    let t = bucket_app(server);
     let ids = make_images(&t, n);
     (t, ids)
 }
@@ -41,6 +37,34 @@ fn unreachable_store(config: &novart::Config) -> novart::Config {
     down
 }
 
+/// An app whose images live in a bucket of its own, with its creator
+/// (s3@example.com) signed in; no workers (the tests run the queue).
+fn bucket_app(server: &Server) -> TestApp {
+    let t = TestApp::with(|c| {
+        c.queue.workers = 0;
+        s3::use_s3(c, server);
+    });
+    t.signed_in_user("s3@example.com");
+    t
+}
+
+/// The id of the creator `bucket_app` signed in.
+fn creator(conn: &rusqlite::Connection) -> novart::model::UserId {
+    novart::domain::accounts::find(conn, "s3@example.com")
+        .unwrap()
+        .id
+}
+
+/// Queues a task for `user`.
+fn submit(
+    app: &novart::App,
+    conn: &mut rusqlite::Connection,
+    user: novart::model::UserId,
+    input: &NewTaskInput,
+) -> novart::model::Task {
+    tasks::submit(conn, &app.engine.config, &app.engine.catalog, user, input).unwrap()
+}
+
 fn app_of(t: &TestApp) -> &novart::App {
     t.client.rocket().state::<novart::App>().unwrap()
 }
@@ -48,23 +72,14 @@ fn app_of(t: &TestApp) -> &novart::App {
 fn make_images(t: &TestApp, n: u32) -> Vec<String> {
     let app = app_of(t);
     let mut conn = app.db.get().unwrap();
-    let user = novart::domain::accounts::find(&conn, "s3@example.com")
-        .unwrap()
-        .id;
+    let user = creator(&conn);
     let input = NewTaskInput {
         prompt: "a lighthouse".into(),
         model: "novart-builtin".into(),
         n: Some(n),
         ..Default::default()
     };
-    let task = tasks::submit(
-        &mut conn,
-        &app.engine.config,
-        &app.engine.catalog,
-        user,
-        &input,
-    )
-    .unwrap();
+    let task = submit(app, &mut conn, user, &input);
     assert!(app.engine.process_one("w").unwrap());
     let v = tasks::get(&conn, user, &task.public_id).unwrap();
     assert_eq!(v.task.status.as_str(), "succeeded", "{:?}", v.task.error);
@@ -130,9 +145,7 @@ fn images_live_in_the_bucket_and_are_served_with_ranges() {
     // Deleting the image deletes its objects.
     let app = app_of(&t);
     let conn = app.db.get().unwrap();
-    let user = novart::domain::accounts::find(&conn, "s3@example.com")
-        .unwrap()
-        .id;
+    let user = creator(&conn);
     novart::domain::assets::delete_own(&conn, &app.config, user, &ids[1]).unwrap();
     assert_eq!(s3::stored_keys(&t.config, "assets/").len(), 2);
 }
@@ -167,30 +180,17 @@ fn storage_down_while_storing_retries_later_and_charges_once() {
     let Some(server) = server("storage_down_while_storing_retries_later_and_charges_once") else {
         return;
     };
-    let t = TestApp::with(|c| {
-        c.queue.workers = 0;
-        s3::use_s3(c, server);
-    });
-    t.signed_in_user("s3@example.com");
+    let t = bucket_app(server);
     let app = app_of(&t);
     let mut conn = app.db.get().unwrap();
-    let user = novart::domain::accounts::find(&conn, "s3@example.com")
-        .unwrap()
-        .id;
+    let user = creator(&conn);
     let before = novart::domain::wallet::get(&conn, user).unwrap().total();
     let input = NewTaskInput {
         prompt: "a harbour".into(),
         model: "novart-builtin".into(),
         ..Default::default()
     };
-    let task = tasks::submit(
-        &mut conn,
-        &app.engine.config,
-        &app.engine.catalog,
-        user,
-        &input,
-    )
-    .unwrap();
+    let task = submit(app, &mut conn, user, &input);
     // A worker whose storage does not answer (nothing listens there).
     let down = unreachable_store(&app.config);
     let broken = novart::jobs::queue::Engine::new(app.db.clone(), &down);
@@ -228,16 +228,10 @@ fn storage_down_while_reading_references_retries_later() {
     let Some(server) = server("storage_down_while_reading_references_retries_later") else {
         return;
     };
-    let t = TestApp::with(|c| {
-        c.queue.workers = 0;
-        s3::use_s3(c, server);
-    });
-    t.signed_in_user("refs@example.com");
+    let t = bucket_app(server);
     let app = app_of(&t);
     let mut conn = app.db.get().unwrap();
-    let user = novart::domain::accounts::find(&conn, "refs@example.com")
-        .unwrap()
-        .id;
+    let user = creator(&conn);
     let mut png = Vec::new();
     image::RgbImage::from_pixel(64, 64, image::Rgb([9, 80, 160]))
         .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
@@ -252,14 +246,7 @@ fn storage_down_while_reading_references_retries_later() {
         )],
         ..Default::default()
     };
-    let task = tasks::submit(
-        &mut conn,
-        &app.engine.config,
-        &app.engine.catalog,
-        user,
-        &input,
-    )
-    .unwrap();
+    let task = submit(app, &mut conn, user, &input);
     let down = unreachable_store(&app.config);
     let broken = novart::jobs::queue::Engine::new(app.db.clone(), &down);
     assert!(broken.process_one("w").unwrap());
@@ -279,17 +266,11 @@ fn a_delete_the_bucket_refused_is_reported_then_swept() {
     let Some(server) = server("a_delete_the_bucket_refused_is_reported_then_swept") else {
         return;
     };
-    let t = TestApp::with(|c| {
-        c.queue.workers = 0;
-        s3::use_s3(c, server);
-    });
-    t.signed_in_user("s3@example.com");
+    let t = bucket_app(server);
     let ids = make_images(&t, 1);
     let app = app_of(&t);
     let conn = app.db.get().unwrap();
-    let user = novart::domain::accounts::find(&conn, "s3@example.com")
-        .unwrap()
-        .id;
+    let user = creator(&conn);
     let down = unreachable_store(&app.config);
     novart::domain::assets::delete_own(&conn, &down, user, &ids[0]).unwrap();
     assert_eq!(
