@@ -65,6 +65,19 @@ fn submit(
     tasks::submit(conn, &app.engine.config, &app.engine.catalog, user, input).unwrap()
 }
 
+/// `novart storage migrate --to <to>` on `on_s3`'s data directory, its
+/// bucket given by environment as an operator would.
+fn migrate(on_s3: &novart::Config, to: &str) -> std::process::Command {
+    let data = &on_s3.storage.data_dir;
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_novart"));
+    c.args(["storage", "migrate", "--to", to])
+        .current_dir(data.parent().unwrap())
+        .env_remove("NOVART_CONFIG")
+        .env("NOVART_STORAGE__DATA_DIR", data)
+        .envs(s3::bucket_env(on_s3));
+    c
+}
+
 fn app_of(t: &TestApp) -> &novart::App {
     t.client.rocket().state::<novart::App>().unwrap()
 }
@@ -418,18 +431,7 @@ fn migrate_to_s3_and_back_keeps_every_image() {
         std::fs::write(bucket.join(k), b).unwrap();
     }
     let run = |to: &str| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_novart"))
-            .args(["storage", "migrate", "--to", to])
-            .current_dir(dir.path())
-            .env_remove("NOVART_CONFIG")
-            .env("NOVART_STORAGE__DATA_DIR", &data)
-            .env("NOVART_STORAGE__S3__ENDPOINT", &on_s3.storage.s3.endpoint)
-            .env("NOVART_STORAGE__S3__BUCKET", &on_s3.storage.s3.bucket)
-            .env("NOVART_STORAGE__S3__PREFIX", &on_s3.storage.s3.prefix)
-            .env("NOVART_STORAGE__S3__ACCESS_KEY_ID", s3::ACCESS_KEY)
-            .env("NOVART_STORAGE__S3__SECRET_ACCESS_KEY", s3::SECRET_KEY)
-            .output()
-            .unwrap();
+        let out = migrate(&on_s3, to).output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout).into_owned()
             + &String::from_utf8_lossy(&out.stderr);
         (out.status.success(), text)
@@ -486,16 +488,7 @@ fn migrate_refuses_while_the_server_runs() {
     let _lock = novart::domain::backup::lock_data_dir(&config).unwrap();
     let mut on_s3 = config.clone();
     s3::use_s3(&mut on_s3, server);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_novart"))
-        .args(["storage", "migrate", "--to", "s3"])
-        .env_remove("NOVART_CONFIG")
-        .env("NOVART_STORAGE__DATA_DIR", &data)
-        .env("NOVART_STORAGE__S3__ENDPOINT", &on_s3.storage.s3.endpoint)
-        .env("NOVART_STORAGE__S3__BUCKET", &on_s3.storage.s3.bucket)
-        .env("NOVART_STORAGE__S3__ACCESS_KEY_ID", s3::ACCESS_KEY)
-        .env("NOVART_STORAGE__S3__SECRET_ACCESS_KEY", s3::SECRET_KEY)
-        .output()
-        .unwrap();
+    let out = migrate(&on_s3, "s3").output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("the server is running"), "{err}");
@@ -534,19 +527,7 @@ fn migrate_killed_half_way_finishes_when_run_again() {
         .collect();
     let mut on_s3 = local.clone();
     s3::use_s3(&mut on_s3, server);
-    let command = || {
-        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_novart"));
-        c.args(["storage", "migrate", "--to", "s3"])
-            .current_dir(dir.path())
-            .env_remove("NOVART_CONFIG")
-            .env("NOVART_STORAGE__DATA_DIR", &data)
-            .env("NOVART_STORAGE__S3__ENDPOINT", &on_s3.storage.s3.endpoint)
-            .env("NOVART_STORAGE__S3__BUCKET", &on_s3.storage.s3.bucket)
-            .env("NOVART_STORAGE__S3__PREFIX", &on_s3.storage.s3.prefix)
-            .env("NOVART_STORAGE__S3__ACCESS_KEY_ID", s3::ACCESS_KEY)
-            .env("NOVART_STORAGE__S3__SECRET_ACCESS_KEY", s3::SECRET_KEY);
-        c
-    };
+    let command = || migrate(&on_s3, "s3");
     // Killed as soon as it reports its first hundred files.
     let mut child = command()
         .stdout(std::process::Stdio::null())

@@ -167,9 +167,16 @@ pub fn env_for(data_dir: &Path) -> Vec<(String, String)> {
     }
     let mut c = Config::for_data_dir(data_dir);
     apply(&mut c);
-    let s3 = &c.storage.s3;
+    let mut env = vec![("NOVART_STORAGE__BACKEND".into(), "s3".into())];
+    env.extend(bucket_env(&c));
+    env
+}
+
+/// `config`'s bucket as environment variables (which backend is used is
+/// left to the caller).
+pub fn bucket_env(config: &Config) -> Vec<(String, String)> {
+    let s3 = &config.storage.s3;
     vec![
-        ("NOVART_STORAGE__BACKEND".into(), "s3".into()),
         ("NOVART_STORAGE__S3__ENDPOINT".into(), s3.endpoint.clone()),
         ("NOVART_STORAGE__S3__BUCKET".into(), s3.bucket.clone()),
         ("NOVART_STORAGE__S3__PREFIX".into(), s3.prefix.clone()),
@@ -187,61 +194,30 @@ pub fn env_for(data_dir: &Path) -> Vec<(String, String)> {
 /// Keys of the stored objects under `prefix`, whichever backend `config`
 /// uses (tests that check what is kept and what is gone).
 pub fn stored_keys(config: &Config, prefix: &str) -> Vec<String> {
-    match config.storage.backend {
-        Backend::Local => {
-            let mut out = Vec::new();
-            let mut stack = vec![config.storage.data_dir.join(prefix)];
-            while let Some(d) = stack.pop() {
-                let Ok(rd) = std::fs::read_dir(&d) else {
-                    continue;
-                };
-                for e in rd.flatten() {
-                    let p = e.path();
-                    if p.is_dir() {
-                        stack.push(p);
-                    } else {
-                        out.push(
-                            p.strip_prefix(&config.storage.data_dir)
-                                .unwrap()
-                                .to_string_lossy()
-                                .into_owned(),
-                        );
-                    }
-                }
+    let base = stored_path(config, "");
+    let mut out = Vec::new();
+    let mut stack = vec![base.join(prefix)];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if !p.to_string_lossy().contains(".s3s") {
+                // (s3s-fs's own bookkeeping files are not objects)
+                out.push(
+                    p.strip_prefix(&base)
+                        .unwrap()
+                        .to_string_lossy()
+                        .into_owned(),
+                );
             }
-            out.sort();
-            out
-        }
-        Backend::S3 => {
-            let s = server().unwrap();
-            let base = s
-                .root
-                .join(&config.storage.s3.bucket)
-                .join(config.storage.s3.prefix.trim_end_matches('/'));
-            let mut out = Vec::new();
-            let mut stack = vec![base.join(prefix)];
-            while let Some(d) = stack.pop() {
-                let Ok(rd) = std::fs::read_dir(&d) else {
-                    continue;
-                };
-                for e in rd.flatten() {
-                    let p = e.path();
-                    if p.is_dir() {
-                        stack.push(p);
-                    } else if !p.to_string_lossy().contains(".s3s") {
-                        out.push(
-                            p.strip_prefix(&base)
-                                .unwrap()
-                                .to_string_lossy()
-                                .into_owned(),
-                        );
-                    }
-                }
-            }
-            out.sort();
-            out
         }
     }
+    out.sort();
+    out
 }
 
 /// Where the stored object `key` lies on this machine's disk, whichever
