@@ -639,3 +639,25 @@ END;
 CREATE TRIGGER ledger_no_delete BEFORE DELETE ON ledger WHEN (SELECT count(*) FROM users WHERE id = old.user_id) > 0 BEGIN
     SELECT RAISE(ABORT, 'ledger rows are immutable');
 END;
+
+-- migration 18: what the nodes of a cluster share: periodic jobs' turns, account rate limits
+-- Before a periodic job (retention, exports, ended bans, backups, lease
+-- recovery) runs, its node takes the job's turn here: the first node to find
+-- the previous turn over takes the next one, the others skip that round. On
+-- SQLite there is one node, which always gets the turn.
+CREATE TABLE job_turns (
+    job   TEXT PRIMARY KEY,
+    node  TEXT NOT NULL,
+    until INTEGER NOT NULL
+) STRICT;
+
+-- The account-facing rate limits (sign-in, registration, password reset,
+-- verification e-mails, redemption) when several nodes share the database:
+-- one row per counted attempt, so spreading attempts over nodes gains
+-- nothing. A single node counts in memory and leaves this empty.
+CREATE TABLE rate_hits (
+    id     INTEGER PRIMARY KEY,
+    bucket TEXT NOT NULL,
+    at_ms  INTEGER NOT NULL
+) STRICT;
+CREATE INDEX rate_hits_bucket ON rate_hits(bucket, at_ms);

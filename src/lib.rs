@@ -63,6 +63,12 @@ impl App {
         let secret = domain::secrets::instance_secret(&conn)?;
         let engine = jobs::queue::Engine::new(db.clone(), &config);
         let request_log = domain::reqlog::RequestLog::start(db.clone());
+        // Several nodes on one database count the account limits together.
+        let auth_limits = if config.database.is_postgres() {
+            domain::ratelimit::AuthLimits::shared(db.clone())
+        } else {
+            Default::default()
+        };
         Ok(App {
             decodes: Arc::new(domain::uploads::DecodeGate::from_config(&config)),
             config,
@@ -72,7 +78,7 @@ impl App {
             secret,
             engine,
             key_rates: Default::default(),
-            auth_limits: Default::default(),
+            auth_limits,
             request_log,
         })
     }
@@ -104,6 +110,7 @@ pub fn build_rocket(config: Config) -> AppResult<Rocket<Build>> {
         "queue and scheduler",
         |_| {
             Box::pin(async move {
+                jobs::cluster::start(&engine.db, &engine.config, &engine.hub);
                 jobs::start_queue(engine);
                 jobs::spawn_scheduler(db, config);
                 jobs::webhooks::spawn(deliverer);

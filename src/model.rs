@@ -9,16 +9,16 @@ macro_rules! id_type {
         #[serde(transparent)]
         pub struct $name(pub i64);
 
-        impl rusqlite::ToSql for $name {
-            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
-                self.0.to_sql()
+        impl $crate::domain::values::ToSql for $name {
+            fn to_sql(&self) -> $crate::domain::values::ValueRef<'_> {
+                $crate::domain::values::ValueRef::Integer(self.0)
             }
         }
 
-        impl rusqlite::types::FromSql for $name {
+        impl $crate::domain::values::FromSql for $name {
             fn column_result(
-                v: rusqlite::types::ValueRef<'_>,
-            ) -> rusqlite::types::FromSqlResult<Self> {
+                v: $crate::domain::values::ValueRef<'_>,
+            ) -> $crate::domain::values::Result<Self> {
                 i64::column_result(v).map($name)
             }
         }

@@ -50,7 +50,7 @@ pub enum CreditsCmd {
 pub fn run(config: &Config, cmd: CreditsCmd) -> CliResult {
     let app = App::new(config.clone())?;
     let mut conn = app.db.get()?;
-    let user_of = |conn: &rusqlite::Connection, email: &str| {
+    let user_of = |conn: &crate::domain::Connection, email: &str| {
         accounts::find(conn, email).map_err(|_| fail(1, format!("no account with e-mail {email}")))
     };
     let print = |email: &str, w: wallet::Wallet| {

@@ -7,6 +7,7 @@ mod audit;
 mod bans;
 mod codes;
 mod credits;
+mod database;
 mod keys;
 mod limits;
 mod ops;
@@ -75,6 +76,9 @@ pub enum Command {
     /// Create, list and revoke API keys.
     #[command(subcommand)]
     Keys(keys::KeysCmd),
+    /// The database: move a SQLite instance into PostgreSQL.
+    #[command(subcommand)]
+    Db(database::DbCmd),
     /// Where stored images live: move them between the data directory and
     /// S3-compatible storage.
     #[command(subcommand)]
@@ -240,7 +244,7 @@ pub type CliResult = Result<(), CliError>;
 
 /// Records an admin action of the command line in the audit log.
 pub fn audit(
-    conn: &mut rusqlite::Connection,
+    conn: &mut crate::domain::Connection,
     action: &str,
     target: &str,
     reason: &str,
@@ -303,6 +307,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 Command::Codes(cmd) => codes::run(&config, cmd),
                 Command::Keys(cmd) => keys::run(&config, cmd),
                 Command::Storage(cmd) => storage::run(&config, cmd),
+                Command::Db(cmd) => database::run(&config, cmd),
                 Command::Limits(cmd) => limits::run(&config, cmd),
                 Command::Privacy(cmd) => privacy::run(&config, cmd),
                 Command::Ban {

@@ -16,8 +16,13 @@ pub fn serve(config: Config) -> CliResult {
     let node = config.node_id();
     std::fs::create_dir_all(&data_dir)
         .map_err(|e| fail(1, format!("cannot create {}: {e}", data_dir.display())))?;
-    // Held until the process ends: one server per data directory.
-    let _lock = crate::domain::backup::lock_data_dir(&config)?;
+    // Held until the process ends: one server per SQLite database. On
+    // PostgreSQL several nodes share the database (and the queue).
+    let _lock = if config.database.is_postgres() {
+        None
+    } else {
+        Some(crate::domain::backup::lock_data_dir(&config)?)
+    };
     check_address_free(&config)?;
     let rocket = crate::build_rocket(config)?;
     let rocket = rocket.attach(AdHoc::on_liftoff("announce", move |r| {
@@ -71,20 +76,21 @@ pub fn migrate(config: &Config) -> CliResult {
             format!("cannot create {}: {e}", config.storage.data_dir.display()),
         )
     })?;
-    let db = crate::domain::Db::open_path(&config.db_path(), config.storage.synchronous)?;
+    let db = if config.database.is_postgres() {
+        crate::domain::Db::open_postgres(&config.database.url, 2)?
+    } else {
+        crate::domain::Db::open_path(&config.db_path(), config.storage.synchronous)?
+    };
     let mut conn = db.get()?;
     let applied = crate::domain::schema::migrate(&mut conn)?;
     let version = crate::domain::schema::current_version(&conn)?;
+    let name = config.database_label();
     if applied.is_empty() {
-        println!(
-            "database {} is up to date (schema version {version})",
-            config.db_path().display()
-        );
+        println!("database {name} is up to date (schema version {version})");
     } else {
         println!(
-            "applied {} migration(s) to {}; schema version is now {version}",
-            applied.len(),
-            config.db_path().display()
+            "applied {} migration(s) to {name}; schema version is now {version}",
+            applied.len()
         );
     }
     Ok(())

@@ -9,6 +9,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 pub mod catalog;
+mod database;
 mod developer;
 mod errors;
 mod limits;
@@ -18,6 +19,7 @@ mod ops;
 mod parse;
 mod storage;
 
+pub use database::{redacted as redacted_database_url, DatabaseConfig};
 pub use developer::{ApiConfig, WebhooksConfig};
 pub(crate) use errors::err;
 use errors::figment_error;
@@ -37,6 +39,7 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
+    pub database: DatabaseConfig,
     pub storage: StorageConfig,
     pub registration: RegistrationConfig,
     pub auth: AuthConfig,
@@ -399,6 +402,13 @@ impl Config {
             ));
         }
         storage::validate(st.backend, &st.s3, st.encrypt_assets)?;
+        database::validate(&self.database)?;
+        if self.database.is_postgres() && !self.backup.dir.as_os_str().is_empty() {
+            return Err(err(
+                "backup.dir",
+                "scheduled backups copy a SQLite database; with database.url (PostgreSQL) leave it empty and back up with pg_dump",
+            ));
+        }
         if st.public_retention_hours != 0 && st.public_retention_hours < st.result_retention_hours {
             return Err(err(
                 "storage.public_retention_hours",
@@ -533,6 +543,21 @@ impl Config {
             .iter()
             .filter_map(|p| IpNet::parse(p))
             .collect()
+    }
+
+    /// Only `[database]`'s checks (a URL given on the command line).
+    pub fn validate_database(&self) -> Result<(), ConfigError> {
+        database::validate(&self.database)
+    }
+
+    /// The database as people know it: the SQLite file's path, or the
+    /// PostgreSQL URL without its password.
+    pub fn database_label(&self) -> String {
+        if self.database.is_postgres() {
+            database::redacted(&self.database.url)
+        } else {
+            self.db_path().display().to_string()
+        }
     }
 
     pub fn db_path(&self) -> PathBuf {

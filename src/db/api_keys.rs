@@ -1,7 +1,7 @@
 //! SQL for API keys. Only the prefix and the SHA-256 of the whole key are
 //! stored.
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use super::sql::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;
 
 use crate::error::AppResult;
@@ -38,7 +38,7 @@ fn words(s: &str) -> Vec<String> {
     s.split_whitespace().map(str::to_string).collect()
 }
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<ApiKey> {
+fn from_row(r: &Row<'_>) -> super::sql::Result<ApiKey> {
     let perms: String = r.get(5)?;
     let models: Option<String> = r.get(6)?;
     Ok(ApiKey {
@@ -93,7 +93,7 @@ pub fn insert(conn: &Connection, k: &NewKey<'_>) -> AppResult<i64> {
             k.now
         ],
     )?;
-    Ok(conn.last_insert_rowid())
+    Ok(conn.last_insert_rowid()?)
 }
 
 pub fn by_id(conn: &Connection, id: i64) -> AppResult<Option<ApiKey>> {
@@ -127,7 +127,7 @@ pub fn all(conn: &Connection) -> AppResult<Vec<(ApiKey, String)>> {
         cols.join(", ")
     );
     let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map([], |r| Ok((from_row(r)?, r.get(16)?)))?;
+    let rows = stmt.query_map((), |r| Ok((from_row(r)?, r.get(16)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 

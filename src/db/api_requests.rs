@@ -1,6 +1,6 @@
 //! SQL for the API request log.
 
-use rusqlite::{params, Connection, Row};
+use super::sql::{params, Connection, Row};
 use serde::Serialize;
 
 use crate::error::AppResult;
@@ -26,7 +26,7 @@ pub struct RequestRow {
 const COLUMNS: &str =
     "id, user_id, key_prefix, method, path, status, latency_ms, ip, summary, task_id, error_code, created_at";
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<RequestRow> {
+fn from_row(r: &Row<'_>) -> super::sql::Result<RequestRow> {
     Ok(RequestRow {
         id: r.get(0)?,
         user_id: r.get(1)?,
@@ -95,15 +95,15 @@ pub fn list(conn: &Connection, user: UserId, f: &Filter) -> AppResult<Vec<Reques
     let mut sql = format!("SELECT {COLUMNS} FROM api_requests WHERE user_id = ?1");
     let key = match &f.source {
         Source::Keys => {
-            sql.push_str(" AND key_prefix IS NOT NULL AND ?2 IS NULL");
+            sql.push_str(" AND key_prefix IS NOT NULL AND CAST(?2 AS TEXT) IS NULL");
             None
         }
         Source::Studio => {
-            sql.push_str(" AND key_prefix IS NULL AND ?2 IS NULL");
+            sql.push_str(" AND key_prefix IS NULL AND CAST(?2 AS TEXT) IS NULL");
             None
         }
         Source::All => {
-            sql.push_str(" AND ?2 IS NULL");
+            sql.push_str(" AND CAST(?2 AS TEXT) IS NULL");
             None
         }
         Source::Key(prefix) => {
@@ -116,7 +116,7 @@ pub fn list(conn: &Connection, user: UserId, f: &Filter) -> AppResult<Vec<Reques
         Some("error") => sql.push_str(" AND status >= 400"),
         _ => {}
     }
-    sql.push_str(" AND (?3 IS NULL OR id < ?3) ORDER BY id DESC LIMIT ?4");
+    sql.push_str(" AND (CAST(?3 AS BIGINT) IS NULL OR id < ?3) ORDER BY id DESC LIMIT ?4");
     let mut stmt = conn.prepare(&sql)?;
     let rows = stmt.query_map(
         params![user, key, f.before, f.limit.clamp(1, 10_000)],

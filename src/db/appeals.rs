@@ -1,6 +1,6 @@
 //! SQL for appeals against restrictions (one per restriction).
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use super::sql::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;
 
 use crate::error::AppResult;
@@ -22,7 +22,7 @@ pub struct Appeal {
 const COLUMNS: &str =
     "id, ban_id, user_id, body, status, created_at, decided_at, decided_by, decision_reason";
 
-fn appeal(r: &Row<'_>) -> rusqlite::Result<Appeal> {
+fn appeal(r: &Row<'_>) -> super::sql::Result<Appeal> {
     Ok(Appeal {
         id: r.get(0)?,
         ban_id: r.get(1)?,
@@ -50,7 +50,11 @@ pub fn insert(
          ON CONFLICT (ban_id) DO NOTHING",
         )?
         .execute(params![ban, user, body, now])?;
-    Ok((n == 1).then(|| conn.last_insert_rowid()))
+    Ok(if n == 1 {
+        Some(conn.last_insert_rowid()?)
+    } else {
+        None
+    })
 }
 
 pub fn by_id(conn: &Connection, id: i64) -> AppResult<Option<Appeal>> {
@@ -98,7 +102,7 @@ pub fn since(conn: &Connection, user: UserId, since: i64) -> AppResult<(i64, Opt
 pub fn pending_count(conn: &Connection) -> AppResult<i64> {
     Ok(conn
         .prepare_cached("SELECT count(*) FROM appeals WHERE status = 'pending'")?
-        .query_row([], |r| r.get(0))?)
+        .query_row((), |r| r.get(0))?)
 }
 
 /// Records the decision; false when the appeal was no longer pending.

@@ -1,6 +1,6 @@
 //! SQL for `assets` (stored images) and `task_references`.
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use super::sql::{params, Connection, OptionalExtension, Row};
 
 use crate::error::AppResult;
 use crate::model::{Asset, AssetId, AssetKind, TaskId, UserId};
@@ -8,7 +8,7 @@ use crate::model::{Asset, AssetId, AssetKind, TaskId, UserId};
 const COLUMNS: &str = "a.id, a.public_id, a.user_id, a.task_id, a.kind, a.path, a.preview_path, a.mime, a.width, a.height, \
      a.bytes, a.created_at, a.expires_at, a.downloads, a.published_at, a.share_id";
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<Asset> {
+fn from_row(r: &Row<'_>) -> super::sql::Result<Asset> {
     let kind: String = r.get(4)?;
     Ok(Asset {
         id: r.get(0)?,
@@ -58,7 +58,7 @@ pub fn insert(conn: &Connection, a: &NewAsset<'_>) -> AppResult<AssetId> {
             a.bytes, a.now, a.expires_at
         ],
     )?;
-    Ok(AssetId(conn.last_insert_rowid()))
+    Ok(AssetId(conn.last_insert_rowid()?))
 }
 
 pub fn by_public_id(conn: &Connection, public_id: &str) -> AppResult<Option<Asset>> {
@@ -80,7 +80,7 @@ pub fn results_of_tasks(conn: &Connection, tasks: &[TaskId]) -> AppResult<Vec<As
         "SELECT {COLUMNS} FROM assets a WHERE a.task_id IN ({marks}) AND a.kind = 'result' ORDER BY a.id"
     );
     let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(tasks), from_row)?;
+    let rows = stmt.query_map(super::sql::params_from_iter(tasks), from_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
@@ -106,7 +106,7 @@ pub fn references_of_tasks(conn: &Connection, tasks: &[TaskId]) -> AppResult<Vec
          WHERE tr.task_id IN ({marks}) AND tr.role = 'image' ORDER BY tr.task_id, tr.position"
     );
     let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(tasks), |r| {
+    let rows = stmt.query_map(super::sql::params_from_iter(tasks), |r| {
         Ok((r.get(16)?, from_row(r)?))
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -173,8 +173,8 @@ pub fn results_for_user(
 ) -> AppResult<Vec<LibraryItem>> {
     let sql = format!(
         "SELECT {COLUMNS}, t.model, t.prompt, t.public_id FROM assets a JOIN tasks t ON t.id = a.task_id
-         WHERE a.user_id = ?1 AND a.kind = 'result' AND (?2 IS NULL OR t.model = ?2) AND (?3 IS NULL OR a.id < ?3)
-           AND (?5 IS NULL OR a.created_at >= ?5) AND (?6 IS NULL OR instr(lower(t.prompt), lower(?6)) > 0)
+         WHERE a.user_id = ?1 AND a.kind = 'result' AND (CAST(?2 AS TEXT) IS NULL OR t.model = ?2) AND (CAST(?3 AS BIGINT) IS NULL OR a.id < ?3)
+           AND (CAST(?5 AS BIGINT) IS NULL OR a.created_at >= ?5) AND (CAST(?6 AS TEXT) IS NULL OR instr(lower(t.prompt), lower(CAST(?6 AS TEXT))) > 0)
          ORDER BY a.id DESC LIMIT ?4"
     );
     let mut stmt = conn.prepare_cached(&sql)?;
@@ -201,8 +201,8 @@ pub fn results_summary(
     Ok(conn
         .prepare_cached(
             "SELECT count(*), min(a.expires_at) FROM assets a JOIN tasks t ON t.id = a.task_id
-             WHERE a.user_id = ?1 AND a.kind = 'result' AND (?2 IS NULL OR t.model = ?2)
-               AND (?3 IS NULL OR a.created_at >= ?3) AND (?4 IS NULL OR instr(lower(t.prompt), lower(?4)) > 0)",
+             WHERE a.user_id = ?1 AND a.kind = 'result' AND (CAST(?2 AS TEXT) IS NULL OR t.model = ?2)
+               AND (CAST(?3 AS BIGINT) IS NULL OR a.created_at >= ?3) AND (CAST(?4 AS TEXT) IS NULL OR instr(lower(t.prompt), lower(CAST(?4 AS TEXT))) > 0)",
         )?
         .query_row(params![user, f.model, f.since, f.text], |r| Ok((r.get(0)?, r.get(1)?)))?)
 }
@@ -234,7 +234,7 @@ pub fn expired(conn: &Connection, now: i64, limit: u32) -> AppResult<Vec<Asset>>
 pub fn all(conn: &Connection) -> AppResult<Vec<Asset>> {
     let sql = format!("SELECT {COLUMNS} FROM assets a ORDER BY a.id");
     let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map([], from_row)?;
+    let rows = stmt.query_map((), from_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
@@ -275,7 +275,7 @@ pub fn published(
 ) -> AppResult<Vec<(Asset, String)>> {
     let sql = format!(
         "SELECT {COLUMNS}, coalesce(t.model, '') FROM assets a LEFT JOIN tasks t ON t.id = a.task_id
-         WHERE a.published_at IS NOT NULL AND a.expires_at > ?1 AND (?2 IS NULL OR a.published_at < ?2)
+         WHERE a.published_at IS NOT NULL AND a.expires_at > ?1 AND (CAST(?2 AS BIGINT) IS NULL OR a.published_at < ?2)
          ORDER BY a.published_at DESC LIMIT ?3"
     );
     let mut stmt = conn.prepare(&sql)?;
@@ -290,7 +290,7 @@ pub fn published(
 pub fn stored_keys(conn: &Connection) -> AppResult<Vec<(String, &'static str, i64)>> {
     let mut out = Vec::new();
     let mut stmt = conn.prepare("SELECT id, path, preview_path FROM assets ORDER BY id")?;
-    let rows = stmt.query_map([], |r| {
+    let rows = stmt.query_map((), |r| {
         Ok((
             r.get::<_, i64>(0)?,
             r.get::<_, String>(1)?,
@@ -305,7 +305,7 @@ pub fn stored_keys(conn: &Connection) -> AppResult<Vec<(String, &'static str, i6
         }
     }
     let mut stmt = conn.prepare("SELECT id, file FROM exports WHERE file IS NOT NULL")?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+    let rows = stmt.query_map((), |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
     for row in rows {
         let (id, file) = row?;
         out.push((file, "exports", id));

@@ -1,6 +1,6 @@
 //! SQL for the append-only audit log.
 
-use rusqlite::{params, Connection};
+use super::sql::{params, Connection};
 use serde::Serialize;
 
 use crate::error::AppResult;

@@ -2,19 +2,23 @@
 //! verification: each returns its findings as lines for people (empty when
 //! all is well).
 
-use rusqlite::Connection;
+use super::sql::{Connection, Dialect};
 
 use crate::error::AppResult;
 
-fn lines(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> AppResult<Vec<String>> {
+fn lines(conn: &Connection, sql: &str, params: impl super::sql::Params) -> AppResult<Vec<String>> {
     let mut stmt = conn.prepare(sql)?;
     let rows = stmt.query_map(params, |r| r.get::<_, String>(0))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// SQLite's own integrity check, without its "ok".
+/// SQLite's own integrity check, without its "ok". PostgreSQL checks its
+/// pages itself (checksums, WAL) and has nothing to add here.
 pub fn integrity(conn: &Connection) -> AppResult<Vec<String>> {
-    Ok(lines(conn, "PRAGMA integrity_check", [])?
+    if conn.dialect() == Dialect::Postgres {
+        return Ok(Vec::new());
+    }
+    Ok(lines(conn, "PRAGMA integrity_check", ())?
         .into_iter()
         .filter(|s| s != "ok")
         .collect())
@@ -22,11 +26,13 @@ pub fn integrity(conn: &Connection) -> AppResult<Vec<String>> {
 
 /// Rows pointing to a row that is not there.
 pub fn foreign_keys(conn: &Connection) -> AppResult<Vec<String>> {
+    // PostgreSQL enforces every foreign key at all times.
+    if conn.dialect() == Dialect::Postgres {
+        return Ok(Vec::new());
+    }
     lines(
         conn,
-        "SELECT \"table\" || ' row ' || rowid || ' points to a missing ' || parent FROM pragma_foreign_key_check",
-        [],
-    )
+        "SELECT \"table\" || ' row ' || rowid || ' points to a missing ' || parent FROM pragma_foreign_key_check", ())
 }
 
 /// Tasks charged or refunded more than once, or refunded past their charge.
@@ -34,13 +40,12 @@ pub fn double_charges(conn: &Connection) -> AppResult<Vec<String>> {
     lines(
         conn,
         "SELECT 'task ' || t.public_id || ': ' || c.charges || ' charge(s), ' || c.refunds || ' refund(s), net ' || c.net
-         FROM (SELECT task_id, sum(kind = 'task_charge') AS charges, sum(kind = 'task_refund') AS refunds,
+         FROM (SELECT task_id, sum(CASE WHEN kind = 'task_charge' THEN 1 ELSE 0 END) AS charges,
+                      sum(CASE WHEN kind = 'task_refund' THEN 1 ELSE 0 END) AS refunds,
                       sum(delta_balance + delta_bonus) AS net
                FROM ledger WHERE task_id IS NOT NULL GROUP BY task_id) c
          JOIN tasks t ON t.id = c.task_id
-         WHERE c.charges > 1 OR c.refunds > 1 OR c.net > 0",
-        [],
-    )
+         WHERE c.charges > 1 OR c.refunds > 1 OR c.net > 0", ())
 }
 
 /// Per-user queue counters that disagree with the tasks.
@@ -49,18 +54,16 @@ pub fn queue_counts(conn: &Connection) -> AppResult<Vec<String>> {
         conn,
         "SELECT 'user ' || q.user_id || ': counted ' || q.queued || ' queued / ' || q.running || ' running' FROM queue_users q
          WHERE q.queued <> (SELECT count(*) FROM tasks t WHERE t.user_id = q.user_id AND t.status = 'queued')
-            OR q.running <> (SELECT count(*) FROM tasks t WHERE t.user_id = q.user_id AND t.status = 'running')",
-        [],
-    )
+            OR q.running <> (SELECT count(*) FROM tasks t WHERE t.user_id = q.user_id AND t.status = 'running')", ())
 }
 
 /// Running tasks whose lease ended before `before`.
-pub fn stuck_tasks(conn: &Connection, before: i64) -> AppResult<Vec<String>> {
+pub fn stuck_tasks(conn: &Connection, before: i64, now: i64) -> AppResult<Vec<String>> {
     lines(
         conn,
-        "SELECT 'task ' || public_id || ' running, lease ended ' || (strftime('%s','now') - lease_until) || ' s ago'
+        "SELECT 'task ' || public_id || ' running, lease ended ' || (?2 - lease_until) || ' s ago'
          FROM tasks WHERE status = 'running' AND lease_until < ?1",
-        [before],
+        [before, now],
     )
 }
 
@@ -68,9 +71,7 @@ pub fn stuck_tasks(conn: &Connection, before: i64) -> AppResult<Vec<String>> {
 pub fn unowned_results(conn: &Connection) -> AppResult<Vec<String>> {
     lines(
         conn,
-        "SELECT 'image ' || public_id || ' belongs to no task' FROM assets WHERE kind = 'result' AND task_id IS NULL",
-        [],
-    )
+        "SELECT 'image ' || public_id || ' belongs to no task' FROM assets WHERE kind = 'result' AND task_id IS NULL", ())
 }
 
 /// Pending webhook deliveries due before `before`, as one line.

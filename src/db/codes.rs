@@ -1,6 +1,6 @@
 //! SQL for redemption codes and redemptions.
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use super::sql::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;
 
 use crate::error::AppResult;
@@ -23,7 +23,7 @@ pub struct Code {
 
 const COLUMNS: &str = "id, hint, amount, bucket, max_uses, uses, batch, expires_at, revoked_at, created_at, created_by";
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<Code> {
+fn from_row(r: &Row<'_>) -> super::sql::Result<Code> {
     Ok(Code {
         id: r.get(0)?,
         hint: r.get(1)?,
@@ -68,7 +68,9 @@ pub fn by_hash(conn: &Connection, hash: &str) -> AppResult<Option<Code>> {
 }
 
 pub fn list(conn: &Connection, batch: Option<&str>) -> AppResult<Vec<Code>> {
-    let sql = format!("SELECT {COLUMNS} FROM codes WHERE (?1 IS NULL OR batch = ?1) ORDER BY id");
+    let sql = format!(
+        "SELECT {COLUMNS} FROM codes WHERE (CAST(?1 AS TEXT) IS NULL OR batch = ?1) ORDER BY id"
+    );
     let mut stmt = conn.prepare(&sql)?;
     let rows = stmt.query_map([batch], from_row)?;
     Ok(rows.collect::<Result<_, _>>()?)

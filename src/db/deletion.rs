@@ -1,7 +1,7 @@
 //! SQL for deleting an account: what goes, what is blanked, and the
 //! narrowly allowed redaction of the audit log.
 
-use rusqlite::{params, Connection};
+use super::sql::{params, Connection};
 
 use crate::error::AppResult;
 use crate::model::UserId;

@@ -1,6 +1,6 @@
 //! SQL for `email_changes` (pending changes of an account's address).
 
-use rusqlite::{params, Connection, OptionalExtension};
+use super::sql::{params, Connection, OptionalExtension};
 
 use crate::error::AppResult;
 use crate::model::UserId;

@@ -1,8 +1,8 @@
 //! SQL for data exports: the `exports` rows, and reading one account's rows
 //! of any table as JSON objects (column name → value).
 
-use rusqlite::types::ValueRef;
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use super::sql::ValueRef;
+use super::sql::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -12,18 +12,19 @@ use crate::model::UserId;
 /// Runs `sql` with the user id as ?1 and returns each row as an object.
 pub fn rows(conn: &Connection, sql: &str, user: UserId) -> AppResult<Vec<Value>> {
     let mut stmt = conn.prepare(sql)?;
-    let names: Vec<String> = stmt.column_names().iter().map(|s| s.to_string()).collect();
     let rows = stmt.query_map([user], |r| {
         let mut m = Map::new();
-        for (i, name) in names.iter().enumerate() {
-            let v = match r.get_ref(i)? {
-                ValueRef::Null => Value::Null,
-                ValueRef::Integer(n) => Value::from(n),
-                ValueRef::Real(f) => Value::from(f),
-                ValueRef::Text(t) => Value::from(String::from_utf8_lossy(t).into_owned()),
-                ValueRef::Blob(b) => Value::from(hex::encode(b)),
-            };
-            m.insert(name.clone(), v);
+        for i in 0..r.column_count() {
+            let v = r.with_value(i, |v| {
+                Ok(match v {
+                    ValueRef::Null => Value::Null,
+                    ValueRef::Integer(n) => Value::from(n),
+                    ValueRef::Real(f) => Value::from(f),
+                    ValueRef::Text(t) => Value::from(t),
+                    ValueRef::Blob(b) => Value::from(hex::encode(b)),
+                })
+            })?;
+            m.insert(r.column_name(i).unwrap_or_default().to_string(), v);
         }
         Ok(Value::Object(m))
     })?;
@@ -47,7 +48,7 @@ pub struct Export {
 const COLUMNS: &str =
     "id, user_id, status, public_id, file, bytes, error, created_at, finished_at, expires_at";
 
-fn export(r: &Row<'_>) -> rusqlite::Result<Export> {
+fn export(r: &Row<'_>) -> super::sql::Result<Export> {
     Ok(Export {
         id: r.get(0)?,
         user_id: r.get(1)?,
@@ -73,7 +74,7 @@ pub fn insert(
         "INSERT INTO exports (user_id, public_id, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
     )?
     .execute(params![user, public_id, now, expires_at])?;
-    Ok(conn.last_insert_rowid())
+    Ok(conn.last_insert_rowid()?)
 }
 
 pub fn by_public_id(conn: &Connection, public_id: &str) -> AppResult<Option<Export>> {

@@ -1,6 +1,6 @@
 //! SQL for `provider_health`: each node's last view of each provider.
 
-use rusqlite::{params, Connection};
+use super::sql::{params, Connection};
 
 use crate::domain::fleet_status::{Health, ProviderStatus, Seen};
 use crate::error::AppResult;
@@ -38,7 +38,7 @@ pub fn list(conn: &Connection) -> AppResult<Vec<Seen>> {
                 last_error, updated_at
          FROM provider_health ORDER BY provider, updated_at DESC",
     )?;
-    let rows = stmt.query_map([], |r| {
+    let rows = stmt.query_map((), |r| {
         let health: String = r.get(2)?;
         Ok(Seen {
             node: r.get(0)?,

@@ -1,6 +1,6 @@
 //! SQL for `wallets` and the append-only `ledger`.
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use super::sql::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;
 
 use crate::error::AppResult;
@@ -103,7 +103,7 @@ pub fn deltas(conn: &Connection, key: &str) -> AppResult<Option<(i64, i64)>> {
         .optional()?)
 }
 
-fn entry(r: &Row<'_>) -> rusqlite::Result<Entry> {
+fn entry(r: &Row<'_>) -> super::sql::Result<Entry> {
     Ok(Entry {
         id: r.get(0)?,
         kind: r.get(1)?,
@@ -130,7 +130,7 @@ pub fn entries(
         "SELECT l.id, l.kind, l.delta_balance, l.delta_bonus, l.balance_after, l.bonus_after, t.public_id,
                 l.actor, l.reason, l.created_at
          FROM ledger l LEFT JOIN tasks t ON t.id = l.task_id
-         WHERE l.user_id = ?1 AND (?2 IS NULL OR l.kind = ?2) AND (?3 IS NULL OR l.id < ?3)
+         WHERE l.user_id = ?1 AND (CAST(?2 AS TEXT) IS NULL OR l.kind = ?2) AND (CAST(?3 AS BIGINT) IS NULL OR l.id < ?3)
          ORDER BY l.id DESC LIMIT ?4",
     )?;
     let rows = stmt.query_map(params![user, kind, before, limit], entry)?;
@@ -167,7 +167,7 @@ pub fn mismatches(conn: &Connection) -> AppResult<Vec<(UserId, Wallet, Wallet)>>
                 coalesce((SELECT sum(delta_bonus) FROM ledger l WHERE l.user_id = u.id), 0)
          FROM users u LEFT JOIN wallets w ON w.user_id = u.id",
     )?;
-    let rows = stmt.query_map([], |r| {
+    let rows = stmt.query_map((), |r| {
         Ok((
             r.get(0)?,
             Wallet {

@@ -1,6 +1,6 @@
 //! SQL for limit requests.
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use super::sql::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;
 
 use crate::error::AppResult;
@@ -31,7 +31,7 @@ const SELECT: &str = "SELECT r.id, r.user_id, r.key_id, k.prefix, u.email, k.rpm
             r.rpm, r.concurrency, r.daily_cap, r.reason, r.status, r.decision, r.decided_by, r.decided_at, r.created_at
      FROM limit_requests r JOIN api_keys k ON k.id = r.key_id JOIN users u ON u.id = r.user_id";
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<LimitRequest> {
+fn from_row(r: &Row<'_>) -> super::sql::Result<LimitRequest> {
     Ok(LimitRequest {
         id: r.get(0)?,
         user_id: r.get(1)?,
@@ -66,7 +66,7 @@ pub fn insert(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7)")?
             .execute(params![user, key, rpm, concurrency, daily_cap, reason, now],
     )?;
-    Ok(conn.last_insert_rowid())
+    Ok(conn.last_insert_rowid()?)
 }
 
 pub fn by_id(conn: &Connection, id: i64) -> AppResult<Option<LimitRequest>> {
@@ -81,7 +81,7 @@ pub fn list(
     user: Option<UserId>,
 ) -> AppResult<Vec<LimitRequest>> {
     let sql = format!(
-        "{SELECT} WHERE (?1 = 0 OR r.status = 'pending') AND (?2 IS NULL OR r.user_id = ?2) ORDER BY r.id DESC"
+        "{SELECT} WHERE (?1 = 0 OR r.status = 'pending') AND (CAST(?2 AS BIGINT) IS NULL OR r.user_id = ?2) ORDER BY r.id DESC"
     );
     let mut stmt = conn.prepare(&sql)?;
     let rows = stmt.query_map(params![pending_only, user], from_row)?;

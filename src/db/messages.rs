@@ -1,6 +1,6 @@
 //! SQL for users' messages (the inbox).
 
-use rusqlite::{params, Connection};
+use super::sql::{params, Connection, Row};
 use serde::Serialize;
 
 use crate::error::AppResult;
@@ -31,7 +31,7 @@ pub struct Message {
     pub read_at: Option<i64>,
 }
 
-fn message(r: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
+fn message(r: &Row<'_>) -> super::sql::Result<Message> {
     Ok(Message {
         id: r.get(0)?,
         kind: r.get(1)?,
@@ -89,7 +89,7 @@ pub fn add_to_all(
 pub fn summary(conn: &Connection, user: UserId) -> AppResult<(i64, i64)> {
     Ok(conn
         .prepare_cached(
-            "SELECT coalesce(sum(read_at IS NULL), 0), coalesce(max(id), 0) FROM messages WHERE user_id = ?1",
+            "SELECT coalesce(sum(CASE WHEN read_at IS NULL THEN 1 ELSE 0 END), 0), coalesce(max(id), 0) FROM messages WHERE user_id = ?1",
         )?
         .query_row([user], |r| Ok((r.get(0)?, r.get(1)?)))?)
 }

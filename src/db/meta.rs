@@ -1,6 +1,6 @@
 //! Instance metadata (key/value), e.g. the secret that signs CSRF tokens.
 
-use rusqlite::{Connection, OptionalExtension};
+use super::sql::{Connection, OptionalExtension};
 
 use crate::error::AppResult;
 

@@ -7,7 +7,9 @@ pub mod appeals;
 pub mod assets;
 pub mod audit;
 pub mod checks;
+pub mod cluster;
 pub mod codes;
+pub mod copy;
 pub mod deletion;
 pub mod email_changes;
 pub mod export;
@@ -27,18 +29,19 @@ pub mod tokens;
 pub mod users;
 pub mod webhooks;
 
+pub mod sql;
+
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use r2d2_sqlite::SqliteConnectionManager;
-use rusqlite::{Connection, Transaction, TransactionBehavior};
+pub use sql::{Connection, Dialect, Transaction};
 
 use crate::config::{Config, Synchronous};
 use crate::error::{AppError, AppResult};
 
-pub type Pool = r2d2::Pool<SqliteConnectionManager>;
+pub type Pool = r2d2::Pool<Manager>;
 
 /// How long a connection waits for another writer before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -49,9 +52,63 @@ pub struct Db {
     pool: Pool,
 }
 
+/// Opens the pool's connections: SQLite files, or a PostgreSQL server.
+pub enum Manager {
+    Sqlite {
+        path: PathBuf,
+        sync: &'static str,
+    },
+    Postgres {
+        config: Box<postgres::Config>,
+        tls: tokio_postgres_rustls::MakeRustlsConnect,
+    },
+}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = Connection;
+    type Error = sql::Error;
+
+    fn connect(&self) -> Result<Connection, sql::Error> {
+        match self {
+            Manager::Sqlite { path, sync } => {
+                let c = rusqlite::Connection::open(path)?;
+                configure(&c, sync)?;
+                Ok(Connection::sqlite(c))
+            }
+            Manager::Postgres { config, tls } => {
+                Ok(Connection::postgres(sql::pg::connect(config, tls)?))
+            }
+        }
+    }
+
+    fn is_valid(&self, conn: &mut Connection) -> Result<(), sql::Error> {
+        conn.execute_batch("")
+    }
+
+    fn has_broken(&self, conn: &mut Connection) -> bool {
+        conn.is_broken()
+    }
+}
+
+/// TLS for PostgreSQL: used when the URL's `sslmode` asks for it (`require`;
+/// the default `prefer` tries it first), checked against the webpki roots.
+fn pg_tls() -> tokio_postgres_rustls::MakeRustlsConnect {
+    let roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("ring supports the default TLS versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    tokio_postgres_rustls::MakeRustlsConnect::new(config)
+}
+
 impl Db {
-    /// Opens (creating if needed) the database in the configured data
-    /// directory and brings its schema up to date.
+    /// Opens the configured database (SQLite in the data directory, or
+    /// PostgreSQL at `database.url`) and brings its schema up to date.
     pub fn open(config: &Config) -> AppResult<Db> {
         std::fs::create_dir_all(&config.storage.data_dir).map_err(|e| {
             AppError::internal(format!(
@@ -59,10 +116,71 @@ impl Db {
                 config.storage.data_dir.display()
             ))
         })?;
-        let db = Db::open_path(&config.db_path(), config.storage.synchronous)?;
+        let db = if config.database.url.is_empty() {
+            Db::open_path(&config.db_path(), config.storage.synchronous)?
+        } else {
+            Db::open_postgres(&config.database.url, config.database.pool_size)?
+        };
         let mut conn = db.get()?;
         migrate::migrate(&mut conn)?;
         Ok(db)
+    }
+
+    /// One connection outside any pool, to the configured database (tools
+    /// and tests that read it while a server runs).
+    pub fn connect(config: &Config) -> AppResult<Connection> {
+        use r2d2::ManageConnection;
+        let manager = if config.database.url.is_empty() {
+            Manager::Sqlite {
+                path: config.db_path(),
+                sync: match config.storage.synchronous {
+                    Synchronous::Full => "FULL",
+                    Synchronous::Normal => "NORMAL",
+                },
+            }
+        } else {
+            Manager::Postgres {
+                config: Box::new(
+                    config
+                        .database
+                        .url
+                        .parse()
+                        .map_err(|e| AppError::internal(format!("database.url: {e}")))?,
+                ),
+                tls: pg_tls(),
+            }
+        };
+        Ok(manager.connect()?)
+    }
+
+    /// Connects to PostgreSQL without migrating.
+    pub fn open_postgres(url: &str, pool_size: u32) -> AppResult<Db> {
+        let config: postgres::Config = url
+            .parse()
+            .map_err(|e| AppError::internal(format!("database.url: {e}")))?;
+        let manager = Manager::Postgres {
+            config: Box::new(config),
+            tls: pg_tls(),
+        };
+        // One connection first, for its own error (the pool would retry
+        // for half a minute and then only say that it timed out).
+        {
+            use r2d2::ManageConnection;
+            manager.connect().map_err(|e| {
+                AppError::internal(format!(
+                    "database.url: cannot connect to {}: {e}",
+                    crate::config::redacted_database_url(url)
+                ))
+            })?;
+        }
+        let pool = r2d2::Pool::builder()
+            .max_size(pool_size.max(1))
+            .min_idle(Some(1))
+            .test_on_check_out(false)
+            .connection_timeout(Duration::from_secs(30))
+            .build(manager)
+            .map_err(|e| AppError::internal(format!("database.url: cannot connect: {e}")))?;
+        Ok(Db { pool })
     }
 
     /// Opens the file without migrating (used by `open` and by tools).
@@ -76,11 +194,14 @@ impl Db {
         // file, the losers get "database is locked" without waiting, and
         // r2d2 retries them after a pause (a fresh start took 0.4 s).
         {
-            let c = Connection::open(path)?;
+            let c = rusqlite::Connection::open(path)?;
             c.busy_timeout(BUSY_TIMEOUT)?;
             c.pragma_update(None, "journal_mode", "WAL")?;
         }
-        let manager = SqliteConnectionManager::file(path).with_init(move |c| configure(c, sync));
+        let manager = Manager::Sqlite {
+            path: path.to_path_buf(),
+            sync,
+        };
         let pool = r2d2::Pool::builder()
             .max_size(16)
             .connection_timeout(Duration::from_secs(30))
@@ -88,9 +209,14 @@ impl Db {
         Ok(Db { pool })
     }
 
+    /// Which engine this database runs on.
+    pub fn dialect(&self) -> AppResult<Dialect> {
+        Ok(self.get()?.dialect())
+    }
+
     /// A connection for synchronous callers (CLI, jobs already on a blocking
     /// thread).
-    pub fn get(&self) -> AppResult<r2d2::PooledConnection<SqliteConnectionManager>> {
+    pub fn get(&self) -> AppResult<r2d2::PooledConnection<Manager>> {
         Ok(self.pool.get()?)
     }
 
@@ -118,16 +244,16 @@ impl Db {
 /// cached statement cost a fresh prepare on every use (a tenth of a studio
 /// page's CPU). Our plans never depend on the values: every condition on a
 /// partial index is written as a literal.
-fn configure(c: &Connection, sync: &str) -> rusqlite::Result<()> {
+fn configure(c: &rusqlite::Connection, sync: &str) -> sql::Result<()> {
     c.busy_timeout(BUSY_TIMEOUT)?;
     c.set_prepared_statement_cache_capacity(128);
     c.set_db_config(
         rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
         true,
     )?;
-    c.execute_batch(&format!(
+    Ok(c.execute_batch(&format!(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON;"
-    ))
+    ))?)
 }
 
 /// The writer of one database file in this process: a lock, and a dedicated
@@ -174,10 +300,10 @@ fn writer_for(path: &str) -> Arc<Mutex<Writer>> {
 /// Opens the dedicated write connection like the pool's, taking the
 /// synchronous setting from the caller's connection.
 fn open_writer(path: &str, like: &Connection) -> AppResult<Connection> {
-    let sync: i64 = like.pragma_query_value(None, "synchronous", |r| r.get(0))?;
-    let c = Connection::open(path)?;
+    let sync: i64 = like.query_row("PRAGMA synchronous", (), |r| r.get(0))?;
+    let c = rusqlite::Connection::open(path)?;
     configure(&c, &sync.to_string())?;
-    Ok(c)
+    Ok(Connection::sqlite(c))
 }
 
 /// The writer's connection, (re)opened if it is missing or the file on disk
@@ -206,8 +332,9 @@ pub fn write<T>(
 ) -> AppResult<T> {
     let path = conn.path().unwrap_or("").to_string();
     if path.is_empty() {
-        // An in-memory database has no second connection to the same data.
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // PostgreSQL (the transaction takes the cluster's write lock), or an
+        // in-memory database, which has no second connection to the data.
+        let tx = conn.write_transaction()?;
         let out = f(&tx)?;
         tx.commit()?;
         return Ok(out);
@@ -215,7 +342,7 @@ pub fn write<T>(
     let writer = writer_for(&path);
     let mut w = writer.lock().unwrap_or_else(|e| e.into_inner());
     let wconn = writer_conn(&mut w, &path, conn)?;
-    let tx = wconn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let tx = wconn.write_transaction()?;
     let out = f(&tx)?;
     tx.commit()?;
     Ok(out)
@@ -274,7 +401,7 @@ impl<I, O> Batcher<I, O> {
         );
         let outcome = (|| -> AppResult<Vec<AppResult<O>>> {
             let wconn = writer_conn(&mut w, &path, conn)?;
-            let tx = wconn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = wconn.write_transaction()?;
             let mut results = Vec::with_capacity(batch.len());
             for (item, _) in &batch {
                 tx.execute_batch("SAVEPOINT item")?;
@@ -319,13 +446,13 @@ pub fn checkpoint_truncate(conn: &mut Connection) -> AppResult<()> {
     let writer = writer_for(&path);
     let mut w = writer.lock().unwrap_or_else(|e| e.into_inner());
     let wconn = writer_conn(&mut w, &path, conn)?;
-    wconn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    wconn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", (), |_| Ok(()))?;
     Ok(())
 }
 
 /// True when the database answers a trivial query (`/healthz`).
 pub fn ping(conn: &Connection) -> AppResult<()> {
-    conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?;
+    conn.query_row("SELECT 1", (), |r| r.get::<_, i64>(0))?;
     Ok(())
 }
 

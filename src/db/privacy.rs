@@ -1,6 +1,6 @@
 //! SQL for privacy requests.
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use super::sql::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;
 
 use crate::error::AppResult;
@@ -22,7 +22,7 @@ pub struct PrivacyRequest {
 
 const SELECT: &str = "SELECT r.id, r.user_id, u.email, r.kind, r.details, r.status, r.decision, r.decided_by, r.decided_at, r.created_at FROM privacy_requests r JOIN users u ON u.id = r.user_id";
 
-fn request(r: &Row<'_>) -> rusqlite::Result<PrivacyRequest> {
+fn request(r: &Row<'_>) -> super::sql::Result<PrivacyRequest> {
     Ok(PrivacyRequest {
         id: r.get(0)?,
         user_id: r.get(1)?,
@@ -48,7 +48,7 @@ pub fn insert(
         "INSERT INTO privacy_requests (user_id, kind, details, created_at) VALUES (?1, ?2, ?3, ?4)",
     )?
     .execute(params![user, kind, details, now])?;
-    Ok(conn.last_insert_rowid())
+    Ok(conn.last_insert_rowid()?)
 }
 
 pub fn pending_count(conn: &Connection, user: UserId) -> AppResult<i64> {

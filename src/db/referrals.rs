@@ -1,7 +1,7 @@
 //! Referral queries: the two registration addresses compared, rewards per
 //! registration address, and a referrer's invitees.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use super::sql::{params, Connection, OptionalExtension};
 
 use crate::error::AppResult;
 use crate::model::UserId;

@@ -1,7 +1,7 @@
 //! SQL for risk control: bans, blocked generation attempts and the devices
 //! an account has signed in from.
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use super::sql::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;
 
 use crate::error::AppResult;
@@ -25,7 +25,7 @@ pub struct Ban {
 const BAN_COLUMNS: &str =
     "id, user_id, scope, reason, source, actor, starts_at, ends_at, lifted_at, lifted_by, lift_reason";
 
-fn ban(r: &Row<'_>) -> rusqlite::Result<Ban> {
+fn ban(r: &Row<'_>) -> super::sql::Result<Ban> {
     Ok(Ban {
         id: r.get(0)?,
         user_id: r.get(1)?,
@@ -55,7 +55,7 @@ pub fn insert_ban(conn: &Connection, b: &NewBan<'_>) -> AppResult<i64> {
     conn.prepare_cached("INSERT INTO bans (user_id, scope, reason, source, actor, starts_at, ends_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?
             .execute(params![b.user, b.scope, b.reason, b.source, b.actor, b.now, b.ends_at],
     )?;
-    Ok(conn.last_insert_rowid())
+    Ok(conn.last_insert_rowid()?)
 }
 
 /// The user's ban in force at `now` with the given scope, the latest first.
@@ -107,7 +107,7 @@ pub fn list(
         .join(", ");
     let sql = format!(
         "SELECT {cols}, u.email FROM bans b JOIN users u ON u.id = b.user_id
-         WHERE ?1 IS NULL OR (b.lifted_at IS NULL AND (b.ends_at IS NULL OR b.ends_at > ?1))
+         WHERE CAST(?1 AS BIGINT) IS NULL OR (b.lifted_at IS NULL AND (b.ends_at IS NULL OR b.ends_at > ?1))
          ORDER BY b.id DESC LIMIT ?2"
     );
     let mut stmt = conn.prepare(&sql)?;
@@ -153,7 +153,7 @@ pub fn insert_block(conn: &Connection, b: &NewBlock<'_>) -> AppResult<i64> {
     conn.prepare_cached("INSERT INTO blocked_attempts (created_at, user_id, api_key_id, ip, rule, field, prompt_sha256, excerpt) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")?
             .execute(params![b.now, b.user, b.api_key, b.ip, b.rule, b.field, b.prompt_sha256, b.excerpt],
     )?;
-    Ok(conn.last_insert_rowid())
+    Ok(conn.last_insert_rowid()?)
 }
 
 /// Deletes blocked-attempt records older than `before`.

@@ -1,6 +1,6 @@
 //! SQL for the `sessions` table. Tokens are stored only as SHA-256 digests.
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use super::sql::{params, Connection, OptionalExtension, Row};
 
 use crate::error::AppResult;
 use crate::model::{Session, SessionId, UserId};
@@ -8,7 +8,7 @@ use crate::model::{Session, SessionId, UserId};
 const COLUMNS: &str =
     "id, user_id, token_hash, ip, user_agent, created_at, last_seen_at, expires_at";
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<Session> {
+fn from_row(r: &Row<'_>) -> super::sql::Result<Session> {
     Ok(Session {
         id: r.get(0)?,
         user_id: r.get(1)?,
@@ -34,7 +34,7 @@ pub fn insert(
          VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)")?
             .execute(params![user, token_hash, ip, user_agent, now, expires_at],
     )?;
-    Ok(SessionId(conn.last_insert_rowid()))
+    Ok(SessionId(conn.last_insert_rowid()?))
 }
 
 pub fn by_token_hash(conn: &Connection, hash: &str) -> AppResult<Option<Session>> {
@@ -82,7 +82,7 @@ pub fn delete_all_for_user(
     keep: Option<SessionId>,
 ) -> AppResult<usize> {
     Ok(conn
-        .prepare_cached("DELETE FROM sessions WHERE user_id = ?1 AND id IS NOT ?2")?
+        .prepare_cached("DELETE FROM sessions WHERE user_id = ?1 AND id IS DISTINCT FROM ?2")?
         .execute(params![user, keep])?)
 }
 

@@ -1,7 +1,7 @@
 //! SQL for the `tasks` table: the queue. State changes are compare-and-swap
 //! on `status` so that a worker, a cancel and lease recovery can race safely.
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use super::sql::{params, Connection, Dialect, OptionalExtension, Row};
 
 use crate::error::AppResult;
 use crate::model::{Task, TaskId, TaskStatus, UserId};
@@ -10,7 +10,7 @@ const COLUMNS: &str = "id, public_id, user_id, status, model, prompt, negative_p
      webhook_url, cost, progress, attempts, not_before, lease_until, worker, provider, error, error_raw, \
      created_at, started_at, finished_at, notice";
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<Task> {
+fn from_row(r: &Row<'_>) -> super::sql::Result<Task> {
     let status: String = r.get(3)?;
     Ok(Task {
         id: r.get(0)?,
@@ -67,7 +67,7 @@ pub fn insert(conn: &Connection, t: &NewTask<'_>) -> AppResult<TaskId> {
             t.public_id, t.user_id, t.model, t.prompt, t.negative_prompt, t.width, t.height, t.n, t.seed,
             t.webhook_url, t.cost, t.now, t.api_key_id
         ])?;
-    Ok(TaskId(conn.last_insert_rowid()))
+    Ok(TaskId(conn.last_insert_rowid()?))
 }
 
 pub fn by_id(conn: &Connection, id: TaskId) -> AppResult<Option<Task>> {
@@ -102,8 +102,8 @@ pub fn list_for_user(
     limit: u32,
 ) -> AppResult<Vec<Task>> {
     let sql = format!(
-        "SELECT {COLUMNS} FROM tasks WHERE user_id = ?1 AND (?2 IS NULL OR status = ?2)
-         AND (?3 IS NULL OR id < ?3) ORDER BY id DESC LIMIT ?4"
+        "SELECT {COLUMNS} FROM tasks WHERE user_id = ?1 AND (CAST(?2 AS TEXT) IS NULL OR status = ?2)
+         AND (CAST(?3 AS BIGINT) IS NULL OR id < ?3) ORDER BY id DESC LIMIT ?4"
     );
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(
@@ -115,7 +115,7 @@ pub fn list_for_user(
 
 pub fn list_all(conn: &Connection, status: Option<TaskStatus>, limit: u32) -> AppResult<Vec<Task>> {
     let sql = format!(
-        "SELECT {COLUMNS} FROM tasks WHERE (?1 IS NULL OR status = ?1) ORDER BY id DESC LIMIT ?2"
+        "SELECT {COLUMNS} FROM tasks WHERE (CAST(?1 AS TEXT) IS NULL OR status = ?1) ORDER BY id DESC LIMIT ?2"
     );
     let mut stmt = conn.prepare(&sql)?;
     let rows = stmt.query_map(params![status.map(|s| s.as_str()), limit], from_row)?;
@@ -135,12 +135,16 @@ pub fn claim(
     per_user: u32,
     skip_models: &[String],
 ) -> AppResult<Option<Task>> {
+    let skip = match conn.dialect() {
+        Dialect::Sqlite => "SELECT value FROM json_each(?5)",
+        Dialect::Postgres => "SELECT json_array_elements_text(CAST(CAST(?5 AS TEXT) AS json))",
+    };
     let sql = format!(
         "WITH pick AS (
              SELECT q.running, q.served,
                     (SELECT min(t.id) FROM tasks t
                      WHERE t.status = 'queued' AND t.user_id = q.user_id AND t.not_before <= ?1
-                       AND t.model NOT IN (SELECT value FROM json_each(?5))) AS first
+                       AND t.model NOT IN ({skip})) AS first
              FROM queue_users q WHERE q.queued > 0 AND q.running < ?4
          )
          UPDATE tasks SET status = 'running', attempts = attempts + 1, lease_until = ?1 + ?2,
@@ -176,7 +180,7 @@ pub fn renew_lease(
 ) -> AppResult<bool> {
     Ok(conn
         .prepare_cached(
-            "UPDATE tasks SET lease_until = ?3, progress = max(progress, ?4)
+            "UPDATE tasks SET lease_until = ?3, progress = CASE WHEN progress > ?4 THEN progress ELSE ?4 END
          WHERE id = ?1 AND worker = ?2 AND status = 'running'",
         )?
         .execute(params![id, worker, until, progress])?
@@ -186,7 +190,7 @@ pub fn renew_lease(
 /// A running task's progress (never backwards).
 pub fn set_progress(conn: &Connection, id: TaskId, progress: f64) -> AppResult<()> {
     conn.prepare_cached(
-        "UPDATE tasks SET progress = max(progress, ?2) WHERE id = ?1 AND status = 'running'",
+        "UPDATE tasks SET progress = CASE WHEN progress > ?2 THEN progress ELSE ?2 END WHERE id = ?1 AND status = 'running'",
     )?
     .execute(params![id, progress])?;
     Ok(())
@@ -248,7 +252,7 @@ pub fn requeue_untried(
     raw: &str,
 ) -> AppResult<bool> {
     Ok(conn.prepare_cached("UPDATE tasks SET status = 'queued', not_before = ?2, lease_until = NULL, worker = NULL, progress = 0,
-                          attempts = max(attempts - 1, 0), error = ?3, error_raw = ?4
+                          attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, error = ?3, error_raw = ?4
          WHERE id = ?1 AND status = 'running'")?
             .execute(params![id, now, error, raw],
     )? == 1)
@@ -259,7 +263,7 @@ pub fn queue_heads(conn: &Connection) -> AppResult<Vec<(UserId, i64, TaskId)>> {
     let mut stmt = conn.prepare_cached(
         "SELECT user_id, count(*), min(id) FROM tasks WHERE status = 'queued' GROUP BY user_id",
     )?;
-    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    let rows = stmt.query_map((), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
@@ -280,7 +284,7 @@ pub fn recent_run_secs(conn: &Connection, model: &str, n: u32) -> AppResult<Opti
             "SELECT avg(finished_at - started_at) FROM (
                  SELECT finished_at, started_at FROM tasks
                  WHERE model = ?1 AND status = 'succeeded' AND started_at IS NOT NULL
-                 ORDER BY finished_at DESC LIMIT ?2)",
+                 ORDER BY finished_at DESC LIMIT ?2) recent",
         )?
         .query_row(params![model, n], |r| r.get::<_, Option<f64>>(0))?)
 }
@@ -318,6 +322,16 @@ pub fn expired_leases(conn: &Connection, now: i64) -> AppResult<Vec<Task>> {
     let sql = format!("SELECT {COLUMNS} FROM tasks WHERE status = 'running' AND lease_until < ?1");
     let mut stmt = conn.prepare(&sql)?;
     let rows = stmt.query_map([now], from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Running tasks whose worker's name starts with `prefix`.
+pub fn running_on(conn: &Connection, prefix: &str) -> AppResult<Vec<Task>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM tasks WHERE status = 'running' AND substr(worker, 1, length(CAST(?1 AS TEXT))) = CAST(?1 AS TEXT)"
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map([prefix], from_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 

@@ -1,6 +1,6 @@
 //! SQL for single-use e-mail links (`auth_tokens`).
 
-use rusqlite::{params, Connection, OptionalExtension};
+use super::sql::{params, Connection, OptionalExtension};
 
 use crate::error::AppResult;
 use crate::model::{TokenPurpose, UserId};

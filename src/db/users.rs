@@ -1,6 +1,6 @@
 //! SQL for the `users` table.
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use super::sql::{params, Connection, OptionalExtension, Row};
 
 use crate::error::AppResult;
 use crate::model::{Role, User, UserId};
@@ -8,7 +8,7 @@ use crate::model::{Role, User, UserId};
 const COLUMNS: &str = "id, email, display_name, role, email_verified_at, created_at, \
      last_sign_in_at, password_changed_at, referral_code, referred_by, password_hash, language";
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<User> {
+fn from_row(r: &Row<'_>) -> super::sql::Result<User> {
     let role: String = r.get(3)?;
     Ok(User {
         id: r.get(0)?,
@@ -63,7 +63,11 @@ pub fn insert(conn: &Connection, u: &NewUser<'_>) -> AppResult<Option<UserId>> {
             u.registration_ip
         ],
     )?;
-    Ok((n == 1).then(|| UserId(conn.last_insert_rowid())))
+    Ok(if n == 1 {
+        Some(UserId(conn.last_insert_rowid()?))
+    } else {
+        None
+    })
 }
 
 pub fn referral_code_taken(conn: &Connection, code: &str) -> AppResult<bool> {
@@ -80,7 +84,7 @@ pub fn referral_code_taken(conn: &Connection, code: &str) -> AppResult<bool> {
 pub fn by_referral_code(conn: &Connection, code: &str) -> AppResult<Option<UserId>> {
     Ok(conn
         .query_row(
-            "SELECT id FROM users WHERE referral_code = ?1 COLLATE NOCASE",
+            "SELECT id FROM users WHERE lower(referral_code) = lower(CAST(?1 AS TEXT))",
             [code],
             |r| r.get(0),
         )
@@ -106,7 +110,7 @@ pub fn by_id(conn: &Connection, id: UserId) -> AppResult<Option<User>> {
 pub fn list(conn: &Connection) -> AppResult<Vec<User>> {
     let sql = format!("SELECT {COLUMNS} FROM users ORDER BY id");
     let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map([], from_row)?;
+    let rows = stmt.query_map((), from_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 

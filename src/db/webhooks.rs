@@ -1,6 +1,6 @@
 //! SQL for webhook secrets, the delivery outbox and its attempts.
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use super::sql::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;
 
 use crate::error::AppResult;
@@ -65,7 +65,7 @@ const COLUMNS: &str =
     "id, public_id, user_id, task_id, event, url, payload, state, attempts, next_attempt_at, \
      last_status, last_error, created_at, finished_at";
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<Delivery> {
+fn from_row(r: &Row<'_>) -> super::sql::Result<Delivery> {
     Ok(Delivery {
         id: r.get(0)?,
         public_id: r.get(1)?,

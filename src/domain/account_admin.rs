@@ -1,7 +1,7 @@
 //! What an admin does to an account's password from the command line: set
 //! a new one (every session ends, the owner is told) or mail a reset link.
 
-use rusqlite::Connection;
+use crate::domain::Connection;
 
 use super::accounts::{find, notify_password_changed, send_reset_link};
 use super::passwords;

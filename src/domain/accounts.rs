@@ -5,7 +5,7 @@
 //! failures look the same (with a dummy bcrypt verify for unknown addresses),
 //! and "resend verification" / "forgot password" always say the same thing.
 
-use rusqlite::Connection;
+use crate::domain::Connection;
 
 use crate::config::Config;
 use crate::domain::db;

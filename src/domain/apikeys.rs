@@ -5,9 +5,9 @@
 
 use std::time::{Duration, Instant};
 
+use crate::domain::Connection;
 use rand::rngs::OsRng;
 use rand::Rng;
-use rusqlite::Connection;
 
 use crate::config::Config;
 use crate::domain::db;

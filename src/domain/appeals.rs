@@ -3,7 +3,7 @@
 //! with a reason the account reads in its inbox. Every step is in the audit
 //! log, in the transaction that made it.
 
-use rusqlite::Connection;
+use crate::domain::Connection;
 use serde_json::json;
 
 use crate::domain::db;

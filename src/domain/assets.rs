@@ -3,8 +3,8 @@
 //! written to a temporary name and renamed so a crash never leaves half a file
 //! under a real name.
 
+use crate::domain::Connection;
 use image::{ImageFormat, RgbImage};
-use rusqlite::Connection;
 
 use crate::config::Config;
 use crate::domain::db;

@@ -2,7 +2,7 @@
 //! action (CLI or web) and every automatic risk decision goes through
 //! `record`; rows are never changed or deleted by the application.
 
-use rusqlite::Connection;
+use crate::domain::Connection;
 use serde_json::Value;
 
 use crate::domain::db;

@@ -13,7 +13,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::{Connection as LiteConnection, OpenFlags};
+
+use crate::domain::Connection;
 use serde::Serialize;
 
 use crate::config::Config;
@@ -73,9 +75,9 @@ fn copy_tree(from: &Path, to: &Path) -> AppResult<()> {
 /// a backup over when another connection writes between steps; after a few
 /// restarts the rest is copied in one step, which in WAL mode reads one
 /// snapshot without blocking writers, so the backup always finishes.
-pub fn copy_database(live: &Connection, dest: &Path) -> AppResult<()> {
+pub fn copy_database(live: &LiteConnection, dest: &Path) -> AppResult<()> {
     use rusqlite::backup::StepResult;
-    let mut out = Connection::open(dest)?;
+    let mut out = LiteConnection::open(dest)?;
     {
         let backup = rusqlite::backup::Backup::new(live, &mut out)?;
         let (mut restarts, mut last_remaining) = (0, i32::MAX);
@@ -103,6 +105,12 @@ pub fn copy_database(live: &Connection, dest: &Path) -> AppResult<()> {
 
 /// Writes a backup of the instance into `dest` (created; must be empty).
 pub fn create(config: &Config, dest: &Path) -> AppResult<Report> {
+    if config.database.is_postgres() {
+        return Err(AppError::invalid(
+            "database.url",
+            "novart backup copies a SQLite instance; on PostgreSQL back up the database with pg_dump and the bucket with its own tools (README, Running more than one node)",
+        ));
+    }
     if dest.exists()
         && std::fs::read_dir(dest)
             .map_err(|e| io("reading", dest, e))?
@@ -115,7 +123,7 @@ pub fn create(config: &Config, dest: &Path) -> AppResult<Report> {
         ));
     }
     std::fs::create_dir_all(dest).map_err(|e| io("creating", dest, e))?;
-    let live = Connection::open_with_flags(
+    let live = LiteConnection::open_with_flags(
         config.db_path(),
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
@@ -124,7 +132,7 @@ pub fn create(config: &Config, dest: &Path) -> AppResult<Report> {
     copy_database(&live, &db_file)?;
     drop(live);
 
-    let copy = Connection::open(&db_file)?;
+    let copy = Connection::sqlite(LiteConnection::open(&db_file)?);
     let (mut files, mut file_bytes, mut dropped) = (0u64, 0u64, 0u64);
     // The files come from whichever store the instance uses (the local
     // directory or the bucket) and land as plain files in the backup, as
@@ -194,6 +202,12 @@ fn at(config: &Config, dir: &Path) -> Config {
 /// touched if it fails. An existing database is kept beside the new one
 /// as `novart.db.before-restore-<time>`. The server must be stopped.
 pub fn restore(config: &Config, from: &Path) -> AppResult<Vec<super::doctor::Check>> {
+    if config.database.is_postgres() {
+        return Err(AppError::invalid(
+            "database.url",
+            "novart restore restores a SQLite instance; on PostgreSQL restore the database with pg_restore (or move a restored SQLite backup in with novart db copy)",
+        ));
+    }
     let db_file = from.join("novart.db");
     if !db_file.is_file() {
         return Err(AppError::invalid(
@@ -201,7 +215,10 @@ pub fn restore(config: &Config, from: &Path) -> AppResult<Vec<super::doctor::Che
             format!("{} has no novart.db: not a Novart backup.", from.display()),
         ));
     }
-    let conn = Connection::open_with_flags(&db_file, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let conn = Connection::sqlite(LiteConnection::open_with_flags(
+        &db_file,
+        OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )?);
     let checks = super::doctor::essentials(&conn, &at(config, from))?;
     drop(conn);
     if !checks.iter().all(|c| c.ok) {
@@ -212,7 +229,7 @@ pub fn restore(config: &Config, from: &Path) -> AppResult<Vec<super::doctor::Che
     let _lock = lock_data_dir(config)?;
     let live = config.db_path();
     if live.exists() {
-        let conn = Connection::open(&live)?;
+        let conn = LiteConnection::open(&live)?;
         conn.pragma_update(None, "wal_checkpoint", "TRUNCATE")?;
         drop(conn);
         let aside = data.join(format!("novart.db.before-restore-{}", super::now()));
@@ -225,7 +242,10 @@ pub fn restore(config: &Config, from: &Path) -> AppResult<Vec<super::doctor::Che
     std::fs::copy(&db_file, &tmp).map_err(|e| io("copying", &db_file, e))?;
     // The restored files land on this instance's backend, whatever the
     // backed-up instance used.
-    super::storage_move::record(&Connection::open(&tmp)?, config.storage.backend)?;
+    super::storage_move::record(
+        &Connection::sqlite(LiteConnection::open(&tmp)?),
+        config.storage.backend,
+    )?;
     // The files go into the instance's store (its directory or its
     // bucket) as they are in the backup.
     let store = super::blobs::of(config);

@@ -4,7 +4,7 @@
 //! come through here, and every decision lands in the audit log in the
 //! transaction that made it.
 
-use rusqlite::Connection;
+use crate::domain::Connection;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 

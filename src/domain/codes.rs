@@ -2,7 +2,7 @@
 //! (`NVA-XXXX-XXXX-XXXX-XXXX` from an alphabet without 0/O/1/I/L, about 79
 //! bits), stored only as a SHA-256 of their normalized text.
 
-use rusqlite::Connection;
+use crate::domain::Connection;
 
 use crate::domain::db;
 pub use crate::domain::db::codes::Code;

@@ -4,7 +4,7 @@
 //! audit and risk records keep pointing at something and still reconcile
 //! (as the privacy policy says they are kept), without the e-mail.
 
-use rusqlite::Connection;
+use crate::domain::Connection;
 use serde_json::json;
 
 use crate::config::Config;

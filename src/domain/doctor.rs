@@ -2,7 +2,7 @@
 //! the queue add up. Each check reports what it found; any finding is a
 //! problem.
 
-use rusqlite::Connection;
+use crate::domain::Connection;
 use serde::Serialize;
 
 use crate::config::Config;
@@ -185,7 +185,7 @@ pub fn run(conn: &Connection, config: &Config) -> AppResult<Vec<Check>> {
         db::checks::double_charges(conn)?,
     ));
     out.push(check("queue counts", db::checks::queue_counts(conn)?));
-    let stuck = db::checks::stuck_tasks(conn, super::now() - 300)?;
+    let stuck = db::checks::stuck_tasks(conn, super::now() - 300, super::now())?;
     out.push(check("stuck tasks", stuck));
     // Files with no row (a crash between writing a file and recording it,
     // or a delete the store refused; the retention sweep removes them).

@@ -2,7 +2,7 @@
 //! made, `a-lighthouse-at-dusk-1234.png` (prompt and seed; `-2`, `-3` for
 //! the further images of a task), never an internal id.
 
-use rusqlite::Connection;
+use crate::domain::Connection;
 
 use crate::domain::db;
 use crate::error::AppResult;

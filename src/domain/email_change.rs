@@ -5,7 +5,7 @@
 //! sessions; the old address is told, and the inbox gets a security alert.
 //! A new password voids a pending change (see `recovery`).
 
-use rusqlite::Connection;
+use crate::domain::Connection;
 
 use crate::domain::db;
 use crate::error::{AppError, AppResult};

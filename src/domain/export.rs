@@ -6,7 +6,7 @@
 use std::io::{Seek, Write};
 use std::path::PathBuf;
 
-use rusqlite::Connection;
+use crate::domain::Connection;
 use serde_json::{json, Value};
 
 use crate::config::Config;

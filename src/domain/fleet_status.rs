@@ -2,7 +2,7 @@
 //! (`novart providers`): the node's fleet watch records its view every few
 //! seconds, the CLI reads it from the database.
 
-use rusqlite::Connection;
+use crate::domain::Connection;
 use serde::Serialize;
 
 use crate::domain::db;

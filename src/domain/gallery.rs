@@ -3,7 +3,7 @@
 //! back at any time. Published images follow `storage.public_retention_hours`
 //! when the operator sets it, else the normal retention.
 
-use rusqlite::Connection;
+use crate::domain::Connection;
 
 use crate::config::Config;
 use crate::domain::db;

@@ -2,7 +2,7 @@
 //! admin approves (possibly with other numbers) or denies, and the creator
 //! gets a message with the decision.
 
-use rusqlite::Connection;
+use crate::domain::Connection;
 
 use crate::domain::db::{self, limits::LimitRequest};
 use crate::error::{AppError, AppResult};

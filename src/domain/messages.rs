@@ -1,7 +1,7 @@
 //! The inbox: messages to a user (announcements, limit decisions, ...), read
 //! and unread.
 
-use rusqlite::Connection;
+use crate::domain::Connection;
 
 use crate::domain::db;
 pub use crate::domain::db::messages::Message;

@@ -7,7 +7,13 @@
 #[path = "../db/mod.rs"]
 mod db;
 
-pub use db::Db;
+pub use db::{Connection, Db, Dialect, Transaction};
+
+/// The value traits model types implement to be stored and read (no query
+/// access: that stays in `db/`).
+pub mod values {
+    pub use super::db::sql::{Error, FromSql, Result, ToSql, ValueRef};
+}
 
 /// Stored bytes (images, previews, uploads, exports) on the local disk or
 /// in an S3-compatible bucket, private to the domain like the database.
@@ -16,10 +22,12 @@ mod blobs;
 
 /// The schema's migrations (`novart migrate`, start-up, and their tests).
 pub mod schema {
-    pub use super::db::migrate::{current_version, latest_version, migrate, migrations};
+    pub use super::db::migrate::{
+        current_version, latest_version, migrate, migrations, migrations_for,
+    };
 
     /// True when the database answers a trivial query (`/healthz`).
-    pub fn ping(conn: &rusqlite::Connection) -> crate::AppResult<()> {
+    pub fn ping(conn: &crate::domain::Connection) -> crate::AppResult<()> {
         super::db::ping(conn)
     }
 }
@@ -33,8 +41,10 @@ pub mod audit;
 pub mod backup;
 pub mod bans;
 pub mod catalog;
+pub mod cluster;
 pub mod codes;
 pub mod csrf;
+pub mod dbcopy;
 pub mod deletion;
 pub mod doctor;
 pub mod download_names;

@@ -1,6 +1,6 @@
 //! Account preferences: the language pages, e-mails and messages use.
 
-use rusqlite::Connection;
+use crate::domain::Connection;
 
 use crate::domain::db;
 use crate::error::{AppError, AppResult};

@@ -2,7 +2,7 @@
 //! objection through the site; an admin answers with `novart privacy
 //! resolve`, and the user gets the answer in their inbox.
 
-use rusqlite::Connection;
+use crate::domain::Connection;
 use serde_json::json;
 
 use crate::domain::db::{self, privacy::PrivacyRequest};

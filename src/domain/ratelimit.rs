@@ -1,13 +1,17 @@
-//! Request-rate limits kept in memory: sliding windows (a log of recent
-//! hits per key), exact within this process. Used per API key (requests per
-//! minute) and per IP address and account on the sign-in, registration,
-//! password-reset, verification-resend and redemption paths.
+//! Request-rate limits: sliding windows (a log of recent hits per key). Kept
+//! in memory, exact within this process: per API key (requests per minute)
+//! and, on one node, per IP address and account on the sign-in,
+//! registration, password-reset, verification-resend and redemption paths.
+//! When several nodes share a PostgreSQL database those account-facing
+//! windows are kept in it instead (`AuthLimits::shared`), so that attempts
+//! spread over the nodes count together.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::{db, Db};
 use crate::config::Config;
 use crate::error::{AppError, AppResult};
 
@@ -116,13 +120,29 @@ pub fn ip_key(config: &Config, ip: &str) -> String {
 #[must_use]
 pub struct SignInAttempt<'a> {
     limits: &'a AuthLimits,
-    account: Option<((Action, String), Instant)>,
+    account: Option<Counted>,
+}
+
+/// An account's counted hit, to be given back.
+enum Counted {
+    Memory((Action, String), Instant),
+    /// A `rate_hits` row of the shared database.
+    Shared(i64),
 }
 
 impl SignInAttempt<'_> {
     pub fn settle(self, succeeded: bool) {
-        if let (true, Some((key, at))) = (succeeded, &self.account) {
-            self.limits.by_account.release(key, *at);
+        match (succeeded, &self.account, &self.limits.shared) {
+            (true, Some(Counted::Memory(key, at)), _) => self.limits.by_account.release(key, *at),
+            (true, Some(Counted::Shared(id)), Some(db)) => {
+                let given_back = db.get().and_then(|mut conn| {
+                    db::write(&mut conn, |tx| db::cluster::remove_hit(tx, *id))
+                });
+                if let Err(e) = given_back {
+                    tracing::warn!("giving back a sign-in attempt failed: {e}");
+                }
+            }
+            _ => {}
         }
     }
 }
@@ -142,6 +162,37 @@ pub enum Action {
 pub struct AuthLimits {
     by_ip: SlidingWindows<(Action, String)>,
     by_account: SlidingWindows<(Action, String)>,
+    /// Count in this database instead (several nodes).
+    shared: Option<Db>,
+}
+
+/// Milliseconds since the epoch (the shared windows' clock: every node's).
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// One hit of `bucket` against `limit` per `window` in the shared database,
+/// in one write transaction (so simultaneous attempts on every node are
+/// checked together): the hit's row, or the seconds until one is allowed.
+fn shared_hit(db: &Db, bucket: &str, limit: u32, window: Duration) -> AppResult<Result<i64, u64>> {
+    let (now, window_ms) = (now_ms(), window.as_millis() as i64);
+    let mut conn = db.get()?;
+    db::write(&mut conn, |tx| {
+        db::cluster::forget_hits(tx, bucket, now - window_ms)?;
+        let (n, oldest) = db::cluster::hits(tx, bucket)?;
+        if n >= i64::from(limit.max(1)) {
+            let wait_ms = oldest.map_or(window_ms, |t| t + window_ms - now);
+            return Ok(Err((wait_ms.max(1) as u64).div_ceil(1000)));
+        }
+        Ok(Ok(db::cluster::add_hit(tx, bucket, now)?))
+    })
+}
+
+/// Forgets shared hits older than any window (a day); returns how many.
+pub fn sweep_shared(conn: &super::Connection) -> AppResult<usize> {
+    db::cluster::sweep_hits(conn, now_ms() - 86_400_000)
 }
 
 fn limited(retry_after_secs: u64) -> AppError {
@@ -149,6 +200,41 @@ fn limited(retry_after_secs: u64) -> AppError {
 }
 
 impl AuthLimits {
+    /// Limits counted in `db`, shared by every node that uses it.
+    pub fn shared(db: Db) -> AuthLimits {
+        AuthLimits {
+            shared: Some(db),
+            ..AuthLimits::default()
+        }
+    }
+
+    /// Checks and counts one hit of `key` (an action and an IP network or
+    /// an account) in memory or in the shared database.
+    fn hit(
+        &self,
+        windows: &SlidingWindows<(Action, String)>,
+        scope: &str,
+        key: (Action, String),
+        limit: u32,
+        window: Duration,
+        now: Instant,
+    ) -> AppResult<Result<Counted, u64>> {
+        match &self.shared {
+            Some(db) => {
+                let bucket = format!("{:?}:{scope}:{}", key.0, key.1);
+                Ok(shared_hit(db, &bucket, limit, window)?.map(Counted::Shared))
+            }
+            None => {
+                let s = windows.check(&key, limit, window, now, true);
+                if s.allowed {
+                    Ok(Ok(Counted::Memory(key, now)))
+                } else {
+                    Ok(Err(s.reset_secs))
+                }
+            }
+        }
+    }
+
     /// (per IP, per account, window) for an action; 0 = no such limit.
     fn limits(config: &Config, action: Action) -> (u32, u32, Duration) {
         let l = &config.limits;
@@ -217,15 +303,14 @@ impl AuthLimits {
         action: Action,
         ip: Option<&str>,
         account: Option<&str>,
-    ) -> AppResult<Option<((Action, String), Instant)>> {
+    ) -> AppResult<Option<Counted>> {
         let (per_ip, per_account, window) = Self::limits(config, action);
         let now = Instant::now();
         if let (Some(ip), true) = (ip, per_ip > 0) {
             let key = (action, ip_key(config, ip));
-            let s = self.by_ip.check(&key, per_ip, window, now, true);
-            if !s.allowed {
+            if let Err(wait) = self.hit(&self.by_ip, "ip", key, per_ip, window, now)? {
                 tracing::warn!(?action, ip, "rate limit per IP reached");
-                return Err(limited(s.reset_secs));
+                return Err(limited(wait));
             }
         }
         let account = account
@@ -234,12 +319,13 @@ impl AuthLimits {
         match account {
             Some(acc) if per_account > 0 => {
                 let key = (action, acc);
-                let s = self.by_account.check(&key, per_account, window, now, true);
-                if !s.allowed {
-                    tracing::warn!(?action, "rate limit per account reached");
-                    return Err(limited(s.reset_secs));
+                match self.hit(&self.by_account, "account", key, per_account, window, now)? {
+                    Ok(counted) => Ok(Some(counted)),
+                    Err(wait) => {
+                        tracing::warn!(?action, "rate limit per account reached");
+                        Err(limited(wait))
+                    }
                 }
-                Ok(Some((key, now)))
             }
             _ => Ok(None),
         }

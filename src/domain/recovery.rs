@@ -5,7 +5,7 @@
 //! afterwards; a confirmed address change voids the links mailed to the old
 //! address (see `email_change::confirm`).
 
-use rusqlite::Connection;
+use crate::domain::Connection;
 
 use crate::domain::db;
 use crate::error::AppResult;

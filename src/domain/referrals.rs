@@ -5,7 +5,7 @@
 //! from the referrer's own IP, and at most `referral_daily_ip_cap` rewarded
 //! invitees per registration IP per day.
 
-use rusqlite::Connection;
+use crate::domain::Connection;
 use serde::Serialize;
 
 use crate::config::{Config, ReferralTrigger};

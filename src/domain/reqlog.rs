@@ -159,7 +159,7 @@ pub fn clip(s: &str) -> String {
 /// A creator's logged API requests matching `f`, and whether an empty
 /// default view only hides the studio's own calls.
 pub fn list(
-    conn: &rusqlite::Connection,
+    conn: &crate::domain::Connection,
     user: crate::model::UserId,
     f: &Filter,
 ) -> crate::AppResult<Vec<RequestRow>> {
@@ -169,7 +169,7 @@ pub fn list(
 /// True when the creator has requests made by the studio itself (hidden
 /// from the default view, which shows API-key calls).
 pub fn has_studio_calls(
-    conn: &rusqlite::Connection,
+    conn: &crate::domain::Connection,
     user: crate::model::UserId,
 ) -> crate::AppResult<bool> {
     db::api_requests::has_studio_calls(conn, user)

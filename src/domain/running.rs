@@ -1,7 +1,7 @@
 //! What a queue worker asks while it runs a task: the task's inputs, its
 //! lease, its progress, and whether it is still wanted.
 
-use rusqlite::Connection;
+use crate::domain::Connection;
 
 use crate::domain::db;
 use crate::error::AppResult;

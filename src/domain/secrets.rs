@@ -51,7 +51,7 @@ pub fn constant_time_eq(a: &str, b: &str) -> bool {
 
 /// The instance's CSRF signing key: generated on first start and kept in the
 /// database, so every node and every restart signs alike.
-pub fn instance_secret(conn: &rusqlite::Connection) -> crate::AppResult<Vec<u8>> {
+pub fn instance_secret(conn: &crate::domain::Connection) -> crate::AppResult<Vec<u8>> {
     let hexed = crate::domain::db::meta::get_or_insert(
         conn,
         "csrf_secret",

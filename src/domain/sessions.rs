@@ -1,7 +1,7 @@
 //! Sign-in sessions: a random 256-bit token in the browser's cookie, only its
 //! SHA-256 digest in the database; idle and absolute lifetimes.
 
-use rusqlite::Connection;
+use crate::domain::Connection;
 
 use crate::config::Config;
 use crate::domain::db;

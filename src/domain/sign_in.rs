@@ -2,7 +2,7 @@
 //! connection is held: the account (a quick read), the password check (no
 //! connection), then the session (a write).
 
-use rusqlite::Connection;
+use crate::domain::Connection;
 
 use crate::config::Config;
 use crate::domain::db;

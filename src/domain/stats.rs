@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use rusqlite::Connection;
+use crate::domain::Connection;
 use serde::Serialize;
 
 use crate::config::Config;

@@ -5,7 +5,7 @@
 //! nothing. The files on the old backend are left in place for the
 //! operator to remove once the instance runs on the new one.
 
-use rusqlite::Connection;
+use crate::domain::Connection;
 use sha2::{Digest, Sha256};
 
 use crate::config::{Backend, Config};

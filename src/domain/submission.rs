@@ -17,7 +17,7 @@
 //!    that transaction refuses (a limit reached meanwhile), the files are
 //!    taken back: a refused request leaves nothing behind.
 
-use rusqlite::{Connection, Transaction};
+use crate::domain::{Connection, Transaction};
 
 use crate::config::Config;
 use crate::domain::db;

@@ -1,7 +1,7 @@
 //! The read side of tasks: a task as its owner sees it (with its images),
 //! one, a page of them, and the API's presentation with signed image links.
 
-use rusqlite::Connection;
+use crate::domain::Connection;
 use serde::Serialize;
 
 use crate::config::Config;

@@ -2,7 +2,7 @@
 //! state. The web studio, the API, the CLI and the queue workers all go
 //! through these functions.
 
-use rusqlite::{Connection, Transaction};
+use crate::domain::{Connection, Transaction};
 
 use crate::config::Config;
 use crate::domain::db;
@@ -521,6 +521,31 @@ pub fn recover_leases(
             Failure::Temporary {
                 message: "The task was interrupted and could not be finished. Please try again.",
                 raw: "lease expired: the worker stopped while running the task",
+            },
+        )?;
+        out.push((task, status));
+    }
+    Ok(out)
+}
+
+/// Gives back to the queue (or fails, like `recover_leases`) the running
+/// tasks of workers whose names start with `worker_prefix`: this node's
+/// earlier process, on a database other nodes share.
+pub fn recover_node(
+    conn: &mut Connection,
+    config: &Config,
+    worker_prefix: &str,
+) -> AppResult<Vec<(Task, TaskStatus)>> {
+    let mine = db::tasks::running_on(conn, worker_prefix)?;
+    let mut out = Vec::new();
+    for task in mine {
+        let status = fail(
+            conn,
+            config,
+            &task,
+            Failure::Temporary {
+                message: "The task was interrupted and could not be finished. Please try again.",
+                raw: "the node running the task restarted",
             },
         )?;
         out.push((task, status));

@@ -16,8 +16,8 @@ use std::io::Cursor;
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::domain::Connection;
 use image::{ImageFormat, ImageReader, Limits};
-use rusqlite::Connection;
 
 use crate::config::Config;
 use crate::domain::db;

@@ -82,7 +82,7 @@ const CHECK: &str = "asset_key_check";
 
 /// At start-up: a configured key must be the one the stored files were
 /// sealed with, and sealed files need a key. Errors name the config key.
-pub fn check_at_start(conn: &mut rusqlite::Connection, config: &Config) -> Result<(), String> {
+pub fn check_at_start(conn: &mut crate::domain::Connection, config: &Config) -> Result<(), String> {
     let stored = crate::domain::db::meta::get(conn, CHECK).map_err(|e| e.to_string())?;
     let key = parse_key(&config.storage.encryption_key);
     match (stored, key) {

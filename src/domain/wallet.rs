@@ -4,7 +4,7 @@
 //! keyed by an idempotency key (UNIQUE), so a change happens at most once and
 //! a wallet always equals the sum of its ledger. Balances never go negative.
 
-use rusqlite::Connection;
+use crate::domain::Connection;
 
 use crate::domain::db;
 use crate::domain::db::ledger::NewEntry;

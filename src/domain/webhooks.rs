@@ -3,11 +3,11 @@
 //! delivery attempt (retry schedule with jitter, Retry-After, 3xx = failure,
 //! 410 = stop).
 
+use crate::domain::Connection;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use rand::Rng;
-use rusqlite::Connection;
 use sha2::Sha256;
 
 use crate::config::Config;

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use rocket::tokio::sync::{broadcast, Notify};
 
@@ -27,6 +27,66 @@ pub struct Hub {
     events: broadcast::Sender<TaskEvent>,
     /// The controls of the tasks this node's workers are running.
     running: Arc<Mutex<HashMap<String, Arc<TaskControl>>>>,
+    /// Where events go to reach the other nodes of a cluster (set by
+    /// `jobs::cluster` on a shared database).
+    relay: Arc<OnceLock<std::sync::mpsc::Sender<Relayed>>>,
+}
+
+/// A hub that may have stopped (see `Hub::downgrade`).
+pub struct WeakHub {
+    notify: std::sync::Weak<Notify>,
+    events: broadcast::Sender<TaskEvent>,
+    running: std::sync::Weak<Mutex<HashMap<String, Arc<TaskControl>>>>,
+    relay: std::sync::Weak<OnceLock<std::sync::mpsc::Sender<Relayed>>>,
+}
+
+impl WeakHub {
+    /// The hub, while its server runs.
+    pub fn upgrade(&self) -> Option<Hub> {
+        Some(Hub {
+            notify: self.notify.upgrade()?,
+            events: self.events.clone(),
+            running: self.running.upgrade()?,
+            relay: self.relay.upgrade()?,
+        })
+    }
+}
+
+/// An event the other nodes of a cluster should know about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Relayed {
+    /// A task changed (the studio of whoever watches it refetches).
+    Task { user: UserId, task: String },
+    /// A task was canceled (the node running it stops its provider call).
+    Canceled { user: UserId, task: String },
+    /// A task was queued (an idle worker anywhere may take it).
+    Wake,
+}
+
+impl Relayed {
+    /// One line: `task <user> <id>`, `cancel <user> <id>` or `wake`.
+    pub fn encode(&self) -> String {
+        match self {
+            Relayed::Task { user, task } => format!("task {user} {task}"),
+            Relayed::Canceled { user, task } => format!("cancel {user} {task}"),
+            Relayed::Wake => "wake".into(),
+        }
+    }
+
+    pub fn decode(line: &str) -> Option<Relayed> {
+        let mut parts = line.split(' ');
+        let kind = parts.next()?;
+        if kind == "wake" {
+            return Some(Relayed::Wake);
+        }
+        let user = UserId(parts.next()?.parse().ok()?);
+        let task = parts.next()?.to_string();
+        match kind {
+            "task" => Some(Relayed::Task { user, task }),
+            "cancel" => Some(Relayed::Canceled { user, task }),
+            _ => None,
+        }
+    }
 }
 
 impl Default for Hub {
@@ -35,6 +95,7 @@ impl Default for Hub {
             notify: Arc::new(Notify::new()),
             events: broadcast::channel(1024).0,
             running: Arc::default(),
+            relay: Arc::default(),
         }
     }
 }
@@ -60,6 +121,14 @@ impl Hub {
     /// provider call is told at once (other nodes notice within a second,
     /// see `Engine::run_task`), and listeners are told.
     pub fn canceled(&self, user: UserId, task: &str) {
+        self.send_on(Relayed::Canceled {
+            user,
+            task: task.to_string(),
+        });
+        self.cancel_here(user, task);
+    }
+
+    fn cancel_here(&self, user: UserId, task: &str) {
         if let Some(ctl) = self
             .running
             .lock()
@@ -68,7 +137,37 @@ impl Hub {
         {
             ctl.canceled.store(true, Ordering::Relaxed);
         }
-        self.publish(user, task);
+        self.publish_here(user, task);
+    }
+
+    /// A handle that does not keep the hub (and its server) alive.
+    pub fn downgrade(&self) -> WeakHub {
+        WeakHub {
+            notify: Arc::downgrade(&self.notify),
+            events: self.events.clone(),
+            running: Arc::downgrade(&self.running),
+            relay: Arc::downgrade(&self.relay),
+        }
+    }
+
+    /// Sends this node's events on to the other nodes through `tx`.
+    pub fn relay_to(&self, tx: std::sync::mpsc::Sender<Relayed>) {
+        let _ = self.relay.set(tx);
+    }
+
+    fn send_on(&self, event: Relayed) {
+        if let Some(tx) = self.relay.get() {
+            let _ = tx.send(event);
+        }
+    }
+
+    /// An event another node relayed: acted on here, not sent on again.
+    pub fn deliver(&self, event: Relayed) {
+        match event {
+            Relayed::Task { user, task } => self.publish_here(user, &task),
+            Relayed::Canceled { user, task } => self.cancel_here(user, &task),
+            Relayed::Wake => self.notify.notify_one(),
+        }
     }
 
     pub(super) fn register(&self, task: &str, ctl: Arc<TaskControl>) -> Running<'_> {
@@ -82,12 +181,22 @@ impl Hub {
         }
     }
 
-    /// A task was queued: one idle worker wakes up.
+    /// A task was queued: one idle worker wakes up (on each node).
     pub fn wake(&self) {
         self.notify.notify_one();
+        self.send_on(Relayed::Wake);
     }
 
+    /// A task changed: listeners here and on the other nodes are told.
     pub fn publish(&self, user: UserId, task: &str) {
+        self.send_on(Relayed::Task {
+            user,
+            task: task.to_string(),
+        });
+        self.publish_here(user, task);
+    }
+
+    fn publish_here(&self, user: UserId, task: &str) {
         let _ = self.events.send(TaskEvent {
             user,
             task: task.to_string(),

@@ -1,6 +1,7 @@
 //! Background work that runs inside the server process: the queue workers
 //! and the scheduler's periodic sweeps.
 
+pub mod cluster;
 pub mod fleet;
 pub mod hub;
 pub mod queue;
@@ -20,6 +21,7 @@ pub const SWEEP_EVERY: Duration = Duration::from_secs(600);
 /// lifetime and e-mail links long expired or used. Returns sessions removed.
 pub fn sweep(db: &Db, config: &Config) -> crate::AppResult<usize> {
     let conn = db.get()?;
+    domain::ratelimit::sweep_shared(&conn)?;
     domain::sessions::sweep(&conn, config, domain::now())
 }
 
@@ -45,6 +47,27 @@ pub fn recover(engine: &queue::Engine, cutoff: i64) -> crate::AppResult<usize> {
     Ok(touched.len())
 }
 
+/// Gives back the tasks this node left running when it stopped: all of
+/// them on SQLite (one node, and the data directory's lock says the last
+/// process is gone); on a shared database those of this node's earlier
+/// process and any whose lease has ended (other nodes' tasks are theirs).
+pub fn recover_at_start(engine: &queue::Engine) -> crate::AppResult<usize> {
+    if !engine.config.database.is_postgres() {
+        return recover(engine, i64::MAX);
+    }
+    let mut conn = engine.db.get()?;
+    let touched = domain::tasks::recover_node(
+        &mut conn,
+        &engine.config,
+        &queue::worker_prefix(&engine.config),
+    )?;
+    for (t, _) in &touched {
+        engine.hub.publish(t.user_id, &t.public_id);
+    }
+    drop(conn);
+    Ok(touched.len() + recover(engine, domain::now())?)
+}
+
 /// Starts the queue: recovers tasks left running by a previous process,
 /// then the workers and the lease watcher.
 pub fn start_queue(engine: queue::Engine) {
@@ -52,18 +75,25 @@ pub fn start_queue(engine: queue::Engine) {
     rocket::tokio::spawn(async move {
         let first = e.clone();
         let _ = rocket::tokio::task::spawn_blocking(move || {
-            if let Err(err) = recover(&first, i64::MAX) {
+            if let Err(err) = recover_at_start(&first) {
                 tracing::error!("start-up task recovery failed: {err}");
             }
         })
         .await;
         tracing::info!(workers = e.config.queue.workers, "task queue started");
         e.spawn_workers();
+        let turn = Turn::new(&e.db, &e.config, "lease_recovery");
         let mut tick = rocket::tokio::time::interval(LEASE_CHECK_EVERY);
         loop {
             tick.tick().await;
-            let e2 = e.clone();
-            let r = rocket::tokio::task::spawn_blocking(move || recover(&e2, domain::now())).await;
+            let (e2, turn) = (e.clone(), turn.clone());
+            let r = rocket::tokio::task::spawn_blocking(move || {
+                if !turn.take(LEASE_CHECK_EVERY)? {
+                    return Ok(0);
+                }
+                recover(&e2, domain::now())
+            })
+            .await;
             if let Ok(Err(err)) = r {
                 tracing::error!("lease recovery failed: {err}");
             }
@@ -93,8 +123,9 @@ pub fn build_exports(db: &Db, config: &Config) -> crate::AppResult<usize> {
 pub const BACKUP_CHECK_EVERY: Duration = Duration::from_secs(600);
 
 /// Runs `job` on the blocking pool every `period`, logging what it did
-/// (`Some(n)` with n > 0) or why it failed.
-fn every<F>(period: Duration, what: &'static str, job: F)
+/// (`Some(n)` with n > 0) or why it failed. Each round runs on one node of
+/// the cluster: the one that takes the job's turn (`domain::cluster`).
+fn every<F>(turn: Turn, period: Duration, what: &'static str, job: F)
 where
     F: Fn() -> crate::AppResult<usize> + Send + Sync + Clone + 'static,
 {
@@ -102,8 +133,14 @@ where
         let mut tick = rocket::tokio::time::interval(period);
         loop {
             tick.tick().await;
-            let job = job.clone();
-            match rocket::tokio::task::spawn_blocking(job).await {
+            let (job, turn) = (job.clone(), turn.clone());
+            let run = move || -> crate::AppResult<usize> {
+                if !turn.take(period)? {
+                    return Ok(0);
+                }
+                job()
+            };
+            match rocket::tokio::task::spawn_blocking(run).await {
                 Ok(Ok(n)) if n > 0 => tracing::info!(count = n, "{what}"),
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => tracing::error!("{what} failed: {e}"),
@@ -113,36 +150,61 @@ where
     });
 }
 
+/// A periodic job's name and this node, for taking the job's turn.
+#[derive(Clone)]
+struct Turn {
+    db: Db,
+    job: &'static str,
+    node: String,
+}
+
+impl Turn {
+    fn new(db: &Db, config: &Config, job: &'static str) -> Turn {
+        Turn {
+            db: db.clone(),
+            job,
+            node: config.node_id(),
+        }
+    }
+
+    fn take(&self, period: Duration) -> crate::AppResult<bool> {
+        domain::cluster::take_turn(&self.db, self.job, &self.node, period)
+    }
+}
+
 /// Starts the periodic sweep on the server's runtime; it ends with the server.
 pub fn spawn_scheduler(db: Db, config: Config) {
     let (d, c) = (db.clone(), config.clone());
-    every(EXPORT_CHECK_EVERY, "built data exports", move || {
-        build_exports(&d, &c)
-    });
+    every(
+        Turn::new(&db, &config, "exports"),
+        EXPORT_CHECK_EVERY,
+        "built data exports",
+        move || build_exports(&d, &c),
+    );
     let d = db.clone();
-    every(BAN_CHECK_EVERY, "lifted ended bans", move || lift_bans(&d));
+    every(
+        Turn::new(&db, &config, "bans"),
+        BAN_CHECK_EVERY,
+        "lifted ended bans",
+        move || lift_bans(&d),
+    );
     let c = config.clone();
-    every(BACKUP_CHECK_EVERY, "scheduled backup written", move || {
-        Ok(domain::backup::scheduled(&c)?.map_or(0, |_| 1))
-    });
-    rocket::tokio::spawn(async move {
-        let mut tick = rocket::tokio::time::interval(SWEEP_EVERY);
-        loop {
-            tick.tick().await;
-            let (db2, config2) = (db.clone(), config.clone());
-            let result = rocket::tokio::task::spawn_blocking(move || {
-                if let Err(e) = cleanup(&db2, &config2) {
-                    tracing::error!("retention sweep failed: {e}");
-                }
-                sweep(&db2, &config2)
-            })
-            .await;
-            match result {
-                Ok(Ok(n)) if n > 0 => tracing::info!(sessions = n, "swept expired sessions"),
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => tracing::error!("sweep failed: {e}"),
-                Err(e) => tracing::error!("sweep task failed: {e}"),
+    every(
+        Turn::new(&db, &config, "backup"),
+        BACKUP_CHECK_EVERY,
+        "scheduled backup written",
+        move || Ok(domain::backup::scheduled(&c)?.map_or(0, |_| 1)),
+    );
+    let (d, c) = (db.clone(), config.clone());
+    every(
+        Turn::new(&db, &config, "sweep"),
+        SWEEP_EVERY,
+        "swept expired sessions",
+        move || {
+            if let Err(e) = cleanup(&d, &c) {
+                tracing::error!("retention sweep failed: {e}");
             }
-        }
-    });
+            sweep(&d, &c)
+        },
+    );
 }

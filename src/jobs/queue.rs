@@ -439,6 +439,7 @@ impl Engine {
     }
 
     /// Starts the configured number of workers on the server's runtime.
+    /// A worker's name starts with this node's id (`worker_prefix`).
     pub fn spawn_workers(&self) {
         let n = self.config.queue.workers;
         if n == 0 {
@@ -449,7 +450,11 @@ impl Engine {
         }
         for i in 0..n {
             let engine = self.clone();
-            let id = format!("w{i}-{}", crate::domain::secrets::random_token(4));
+            let id = format!(
+                "{}w{i}-{}",
+                worker_prefix(&self.config),
+                crate::domain::secrets::random_token(4)
+            );
             tokio::spawn(async move { engine.worker_loop(id).await });
         }
     }
@@ -621,4 +626,10 @@ fn check_images(provider: &str, images: Vec<Vec<u8>>, ctl: &dyn Control) -> Outc
         }
     }
     Ok((provider.to_string(), out))
+}
+
+/// The start of the names of this node's workers (`<node_id>/`), which
+/// the tasks they run record: a node that restarts finds its own.
+pub fn worker_prefix(config: &crate::config::Config) -> String {
+    format!("{}/", config.node_id())
 }
