@@ -136,7 +136,7 @@ fn wait(what: &str, mut f: impl FnMut() -> bool) {
 fn a_cancel_interrupts_only_while_the_running_job_is_ours() {
     let fake = fake();
     let dir = tempfile::tempdir().unwrap();
-    let mut config = novart::Config::for_data_dir(dir.path());
+    let mut config = common::config_for(dir.path());
     config.providers = vec![ProviderConfig {
         concurrency: 4,
         timeout_secs: 30,
@@ -208,7 +208,7 @@ fn a_cancel_interrupts_only_while_the_running_job_is_ours() {
 fn a_running_jobs_preview_and_progress_arrive() {
     let fake = fake();
     let dir = tempfile::tempdir().unwrap();
-    let mut config = novart::Config::for_data_dir(dir.path());
+    let mut config = common::config_for(dir.path());
     config.providers = vec![ProviderConfig::new(
         "sd",
         ProviderKind::Automatic1111,

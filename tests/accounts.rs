@@ -39,7 +39,7 @@ fn register_verify_sign_in_sign_out() {
     );
     let verified: Option<i64> = app
         .db()
-        .query_row("SELECT email_verified_at FROM users", [], |r| r.get(0))
+        .query_row("SELECT email_verified_at FROM users", (), |r| r.get(0))
         .unwrap();
     assert!(verified.is_none());
     let r = app.verify("ada@example.com");
@@ -61,7 +61,7 @@ fn register_verify_sign_in_sign_out() {
         .db()
         .query_row(
             "SELECT created_at, last_sign_in_at, email_verified_at FROM users",
-            [],
+            (),
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .unwrap();
@@ -139,7 +139,7 @@ fn closed_registration_is_refused() {
     assert_eq!(r.status(), Status::Forbidden);
     let n: i64 = app
         .db()
-        .query_row("SELECT count(*) FROM users", [], |r| r.get(0))
+        .query_row("SELECT count(*) FROM users", (), |r| r.get(0))
         .unwrap();
     assert_eq!(n, 0);
 }
@@ -188,7 +188,7 @@ fn bad_registration_input_is_explained() {
         .contains("No account has this referral code"));
     let n: i64 = app
         .db()
-        .query_row("SELECT count(*) FROM users", [], |r| r.get(0))
+        .query_row("SELECT count(*) FROM users", (), |r| r.get(0))
         .unwrap();
     assert_eq!(n, 0);
 }
@@ -201,7 +201,7 @@ fn referral_code_links_the_new_account() {
         .db()
         .query_row(
             "SELECT referral_code FROM users WHERE email = 'host@example.com'",
-            [],
+            (),
             |r| r.get(0),
         )
         .unwrap();
@@ -226,7 +226,7 @@ fn referral_code_links_the_new_account() {
         .db()
         .query_row(
             "SELECT referred_by FROM users WHERE email = 'guest@example.com'",
-            [],
+            (),
             |r| r.get(0),
         )
         .unwrap();
@@ -247,7 +247,7 @@ fn registering_a_taken_address_looks_the_same_and_warns_the_owner() {
         .any(|m| m.contains("Someone tried to create a new Novart Studio account")));
     let n: i64 = app
         .db()
-        .query_row("SELECT count(*) FROM users", [], |r| r.get(0))
+        .query_row("SELECT count(*) FROM users", (), |r| r.get(0))
         .unwrap();
     assert_eq!(n, 1);
 }
@@ -320,7 +320,7 @@ fn expired_reset_link_is_refused() {
     app.db()
         .execute(
             "UPDATE auth_tokens SET expires_at = 1 WHERE purpose = 'reset_password'",
-            [],
+            (),
         )
         .unwrap();
     let path = common::local_path(&link);
@@ -391,7 +391,7 @@ fn settings_change_name_and_password() {
     );
     let n: i64 = app
         .db()
-        .query_row("SELECT count(*) FROM sessions", [], |r| r.get(0))
+        .query_row("SELECT count(*) FROM sessions", (), |r| r.get(0))
         .unwrap();
     assert_eq!(n, 1);
 }
@@ -415,7 +415,7 @@ fn sessions_can_be_listed_and_ended() {
     // A session id that is not mine changes nothing.
     let id: i64 = app
         .db()
-        .query_row("SELECT id FROM sessions", [], |r| r.get(0))
+        .query_row("SELECT id FROM sessions", (), |r| r.get(0))
         .unwrap();
     let r = app.submit(
         "/settings",
@@ -441,14 +441,14 @@ fn idle_and_absolute_timeouts_end_sessions() {
     assert_eq!(app.get("/settings").status(), Status::SeeOther);
     let n: i64 = app
         .db()
-        .query_row("SELECT count(*) FROM sessions", [], |r| r.get(0))
+        .query_row("SELECT count(*) FROM sessions", (), |r| r.get(0))
         .unwrap();
     assert_eq!(n, 0, "an expired session is deleted");
 
     app.login("li@example.com", PASSWORD);
     assert_eq!(app.get("/settings").status(), Status::Ok);
     app.db()
-        .execute("UPDATE sessions SET expires_at = 1", [])
+        .execute("UPDATE sessions SET expires_at = 1", ())
         .unwrap();
     assert_eq!(app.get("/settings").status(), Status::SeeOther);
 }
@@ -519,7 +519,7 @@ fn the_sweep_removes_dead_sessions_and_keeps_live_ones() {
     let ids: Vec<i64> = {
         let db = app.db();
         let mut s = db.prepare("SELECT id FROM sessions ORDER BY id").unwrap();
-        s.query_map([], |r| r.get(0))
+        s.query_map((), |r| r.get(0))
             .unwrap()
             .map(Result::unwrap)
             .collect()
@@ -533,7 +533,7 @@ fn the_sweep_removes_dead_sessions_and_keeps_live_ones() {
     let left: Vec<i64> = {
         let db = app.db();
         let mut s = db.prepare("SELECT id FROM sessions").unwrap();
-        s.query_map([], |r| r.get(0))
+        s.query_map((), |r| r.get(0))
             .unwrap()
             .map(Result::unwrap)
             .collect()

@@ -32,7 +32,7 @@ fn user(d: &std::path::Path, email: &str) {
 }
 
 fn wallet(d: &std::path::Path, email: &str) -> (i64, i64) {
-    let db = rusqlite::Connection::open(d.join("data").join("novart.db")).unwrap();
+    let db = common::db_at(&d.join("data"));
     db.query_row(
         "SELECT balance, bonus FROM wallets w JOIN users u ON u.id = w.user_id WHERE u.email = ?1",
         [email],
@@ -109,7 +109,7 @@ fn the_cli_refuses_amounts_past_the_maximum_and_writes_nothing() {
 #[test]
 fn a_wallet_cannot_grow_past_its_bound() {
     let dir = tempfile::tempdir().unwrap();
-    let config = novart::Config::for_data_dir(dir.path());
+    let config = common::config_for(dir.path());
     let (app, user) = common::app_with_user(&config, "full@example.com");
     let mut conn = app.db.get().unwrap();
     // Filled close to the bound, with a ledger row that says so.
@@ -171,7 +171,7 @@ fn doctor_flags_amounts_outside_the_bounds() {
     assert!(novart(d, &["doctor"]).status.success());
     // A wallet and its ledger from before the bounds: they agree, and the
     // total would overflow.
-    let db = rusqlite::Connection::open(d.join("data").join("novart.db")).unwrap();
+    let db = common::db_at(&d.join("data"));
     db.execute_batch(
         "UPDATE wallets SET balance = 9223372036854775807, bonus = 20
            WHERE user_id = (SELECT id FROM users WHERE email = 'odd@example.com');

@@ -24,10 +24,10 @@ fn balance(app: &novart::App, user: UserId) -> i64 {
         .total()
 }
 
-fn audit_actions(db: &rusqlite::Connection) -> Vec<(String, String, String)> {
+fn audit_actions(db: &novart::domain::Connection) -> Vec<(String, String, String)> {
     db.prepare("SELECT actor, action, target FROM audit_log ORDER BY id")
         .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .query_map((), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap()
@@ -116,11 +116,10 @@ fn repeated_blocked_prompts_escalate_to_longer_bans() {
     assert_eq!(status.as_str(), "canceled");
     assert_eq!(balance(&app, user), start, "refunded");
 
-    let db = rusqlite::Connection::open(srv.config.db_path()).unwrap();
+    let db = novart::domain::Db::connect(&srv.config).unwrap();
     let (source, actor, length, ip): (String, String, Option<i64>, Option<String>) = db
         .query_row(
-            "SELECT b.source, b.actor, b.ends_at - b.starts_at, (SELECT ip FROM blocked_attempts ORDER BY id DESC LIMIT 1) FROM bans b",
-            [],
+            "SELECT b.source, b.actor, b.ends_at - b.starts_at, (SELECT ip FROM blocked_attempts ORDER BY id DESC LIMIT 1) FROM bans b", (),
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )
         .unwrap();
@@ -140,7 +139,7 @@ fn repeated_blocked_prompts_escalate_to_longer_bans() {
     let notice: String = db
         .query_row(
             "SELECT body FROM messages WHERE kind = 'suspension' ORDER BY id DESC LIMIT 1",
-            [],
+            (),
             |r| r.get(0),
         )
         .unwrap();
@@ -314,11 +313,11 @@ fn an_admin_ban_stops_acting_not_reading_and_unban_restores() {
         .dispatch();
     assert_eq!(r.status(), Status::Forbidden);
     assert!(r.into_string().unwrap().contains("suspended"));
-    let db = rusqlite::Connection::open(config.db_path()).unwrap();
+    let db = novart::domain::Db::connect(&config).unwrap();
     let (tasks, keys): (i64, i64) = db
         .query_row(
             "SELECT (SELECT count(*) FROM tasks), (SELECT count(*) FROM api_keys)",
-            [],
+            (),
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .unwrap();
@@ -410,7 +409,7 @@ fn timed_bans_end_by_themselves_with_a_message() {
     assert_eq!(msgs[0].title, "Your suspension has ended");
     let db = t.db();
     let (by, why): (String, String) = db
-        .query_row("SELECT lifted_by, lift_reason FROM bans", [], |r| {
+        .query_row("SELECT lifted_by, lift_reason FROM bans", (), |r| {
             Ok((r.get(0)?, r.get(1)?))
         })
         .unwrap();
@@ -422,7 +421,7 @@ fn timed_bans_end_by_themselves_with_a_message() {
         "short@example.com".into()
     )));
     let ip: Option<String> = db
-        .query_row("SELECT ip FROM audit_log WHERE action = 'ban'", [], |r| {
+        .query_row("SELECT ip FROM audit_log WHERE action = 'ban'", (), |r| {
             r.get(0)
         })
         .unwrap();
@@ -438,7 +437,7 @@ fn a_sign_in_from_a_new_device_is_reported() {
         t.db()
             .query_row(
                 "SELECT count(*) FROM messages WHERE title = 'New sign-in to your account'",
-                [],
+                (),
                 |r| r.get::<_, i64>(0),
             )
             .unwrap()
@@ -454,8 +453,7 @@ fn a_sign_in_from_a_new_device_is_reported() {
     let body: String = t
         .db()
         .query_row(
-            "SELECT body FROM messages WHERE title = 'New sign-in to your account' ORDER BY id DESC",
-            [],
+            "SELECT body FROM messages WHERE title = 'New sign-in to your account' ORDER BY id DESC", (),
             |r| r.get(0),
         )
         .unwrap();

@@ -544,15 +544,15 @@ fn doctor_passes_a_healthy_database_and_names_what_is_wrong() {
 
     // A wallet changed behind the ledger's back, and a stored image lost.
     let conn = app.db.get().unwrap();
-    conn.execute("UPDATE wallets SET balance = balance + 100", [])
+    conn.execute("UPDATE wallets SET balance = balance + 100", ())
         .unwrap();
     let path: String = conn
-        .query_row("SELECT path FROM assets LIMIT 1", [], |r| r.get(0))
+        .query_row("SELECT path FROM assets LIMIT 1", (), |r| r.get(0))
         .unwrap();
     std::fs::remove_file(common::s3::stored_path(&config, &path)).unwrap();
     // The ledger itself cannot be edited.
     assert!(conn
-        .execute("UPDATE ledger SET delta_bonus = 1000", [])
+        .execute("UPDATE ledger SET delta_bonus = 1000", ())
         .is_err());
 
     let o = novart(d, &["doctor"]);
@@ -888,17 +888,17 @@ fn audit_records_admin_actions_and_cannot_be_rewritten() {
     );
     assert!(!text.contains("credits.grant"), "--limit");
 
-    let conn = rusqlite::Connection::open(d.join("data").join("novart.db")).unwrap();
+    let conn = common::db_at(&d.join("data"));
     let count = || -> i64 {
-        conn.query_row("SELECT count(*) FROM audit_log", [], |r| r.get(0))
+        conn.query_row("SELECT count(*) FROM audit_log", (), |r| r.get(0))
             .unwrap()
     };
     assert_eq!(count(), 9);
     let e = conn
-        .execute("UPDATE audit_log SET reason = 'nothing to see'", [])
+        .execute("UPDATE audit_log SET reason = 'nothing to see'", ())
         .unwrap_err();
     assert!(e.to_string().contains("immutable"), "{e}");
-    let e = conn.execute("DELETE FROM audit_log", []).unwrap_err();
+    let e = conn.execute("DELETE FROM audit_log", ()).unwrap_err();
     assert!(e.to_string().contains("immutable"), "{e}");
     assert_eq!(count(), 9);
 }
@@ -961,11 +961,11 @@ fn announce_to_everyone_or_one_account() {
     assert_eq!(o.status.code(), Some(1));
     let o = novart(d, &["announce", "--title", "", "--body", "x"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    let conn = rusqlite::Connection::open(d.join("data").join("novart.db")).unwrap();
+    let conn = common::db_at(&d.join("data"));
     let per_user: Vec<i64> = conn
         .prepare("SELECT count(m.id) FROM users u LEFT JOIN messages m ON m.user_id = u.id GROUP BY u.id ORDER BY u.email")
         .unwrap()
-        .query_map([], |r| r.get(0))
+        .query_map((), |r| r.get(0))
         .unwrap()
         .map(Result::unwrap)
         .collect();
@@ -973,7 +973,7 @@ fn announce_to_everyone_or_one_account() {
     let audited: i64 = conn
         .query_row(
             "SELECT count(*) FROM audit_log WHERE action = 'messages.announce'",
-            [],
+            (),
             |r| r.get(0),
         )
         .unwrap();

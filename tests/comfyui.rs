@@ -46,7 +46,7 @@ fn world_with(
     };
     p.workflow = path.display().to_string();
     f(&mut p);
-    let mut config = novart::Config::for_data_dir(dir.path());
+    let mut config = common::config_for(dir.path());
     config.providers = vec![p];
     config.models = vec![common::model("sd", &["comfy"], "512x512", 4)];
     config.queue.workers = 4;

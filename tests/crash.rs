@@ -32,10 +32,9 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn counts(db: &rusqlite::Connection) -> (i64, i64, i64, i64) {
+fn counts(db: &novart::domain::Connection) -> (i64, i64, i64, i64) {
     db.query_row(
-        "SELECT sum(status = 'queued'), sum(status = 'running'), sum(status = 'succeeded'), sum(status = 'failed') FROM tasks",
-        [],
+        "SELECT sum(status = 'queued'), sum(status = 'running'), sum(status = 'succeeded'), sum(status = 'failed') FROM tasks", (),
         |r| Ok((r.get::<_, Option<i64>>(0)?.unwrap_or(0), r.get::<_, Option<i64>>(1)?.unwrap_or(0), r.get::<_, Option<i64>>(2)?.unwrap_or(0), r.get::<_, Option<i64>>(3)?.unwrap_or(0))),
     )
     .unwrap()
@@ -77,8 +76,7 @@ fn kill_9_while_tasks_run_then_every_task_ends() {
             .unwrap();
         }
     }
-    let db = rusqlite::Connection::open(config.db_path()).unwrap();
-    db.busy_timeout(Duration::from_secs(10)).unwrap();
+    let db = novart::domain::Db::connect(&config).unwrap();
 
     let mut server = start(dir.path(), free_port());
     wait_until("a task to be running", Duration::from_secs(60), || {
@@ -103,14 +101,14 @@ fn kill_9_while_tasks_run_then_every_task_ends() {
         "the built-in renderer does not fail; interrupted tasks were retried"
     );
     let ok: String = db
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .query_row("PRAGMA integrity_check", (), |r| r.get(0))
         .unwrap();
     assert_eq!(ok, "ok");
     // Every stored image has its file; 2 per task.
     let paths: Vec<String> = db
         .prepare("SELECT path FROM assets WHERE kind = 'result'")
         .unwrap()
-        .query_map([], |r| r.get(0))
+        .query_map((), |r| r.get(0))
         .unwrap()
         .map(Result::unwrap)
         .collect();
@@ -170,8 +168,7 @@ sizes = ["512x512"]
         .public_id
     };
     let mut server = start(dir.path(), free_port());
-    let db = rusqlite::Connection::open(config.db_path()).unwrap();
-    db.busy_timeout(Duration::from_secs(10)).unwrap();
+    let db = novart::domain::Db::connect(&config).unwrap();
     let status = || -> (String, Option<String>) {
         db.query_row(
             "SELECT status, error FROM tasks WHERE public_id = ?1",
@@ -283,16 +280,15 @@ fn sigkill_under_load_never_loses_an_acknowledged_task() {
             c.join().unwrap();
         }
 
-        let db = rusqlite::Connection::open(config.db_path()).unwrap();
+        let db = novart::domain::Db::connect(&config).unwrap();
         let ok: String = db
-            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .query_row("PRAGMA integrity_check", (), |r| r.get(0))
             .unwrap();
         assert_eq!(ok, "ok", "round {round}");
         let unbalanced: i64 = db
             .query_row(
                 "SELECT count(*) FROM wallets w WHERE w.balance + w.bonus <>
-                   (SELECT coalesce(sum(delta_balance + delta_bonus), 0) FROM ledger l WHERE l.user_id = w.user_id)",
-                [],
+                   (SELECT coalesce(sum(delta_balance + delta_bonus), 0) FROM ledger l WHERE l.user_id = w.user_id)", (),
                 |r| r.get(0),
             )
             .unwrap();

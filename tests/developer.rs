@@ -91,17 +91,20 @@ fn keys_authenticate_are_stored_hashed_and_die_when_revoked() {
     let dump: Vec<String> = conn
         .prepare("SELECT prefix || key_hash || name || permissions FROM api_keys")
         .unwrap()
-        .query_map([], |r| r.get(0))
+        .query_map((), |r| r.get(0))
         .unwrap()
         .map(Result::unwrap)
         .collect();
     assert_eq!(dump.len(), 1);
     let secret_part = secret.rsplit('_').next().unwrap();
     assert!(!dump[0].contains(secret_part));
-    let raw = std::fs::read(t.config.db_path()).unwrap();
-    assert!(!raw
-        .windows(secret_part.len())
-        .any(|w| w == secret_part.as_bytes()));
+    // The database file's bytes too, where there is one (SQLite).
+    if !common::pg::chosen() {
+        let raw = std::fs::read(t.config.db_path()).unwrap();
+        assert!(!raw
+            .windows(secret_part.len())
+            .any(|w| w == secret_part.as_bytes()));
+    }
 
     // Wrong or malformed keys, other schemes, and keys in the URL: 401.
     let wrong = format!("nva_{prefix}_{}", "A".repeat(32));
@@ -148,7 +151,7 @@ fn keys_authenticate_are_stored_hashed_and_die_when_revoked() {
     t.db()
         .execute(
             "UPDATE api_keys SET expires_at = 1 WHERE revoked_at IS NULL",
-            [],
+            (),
         )
         .unwrap();
     let r = call(&t, &secret, "GET", "/api/v1/account", None);
@@ -217,7 +220,7 @@ fn permissions_and_model_allowlist_are_enforced() {
     let v = json_of(call(&t, &scoped, "GET", "/api/v1/models", None));
     assert_eq!(v["data"].as_array().unwrap().len(), 1);
     t.db()
-        .execute("UPDATE api_keys SET models = 'other-model'", [])
+        .execute("UPDATE api_keys SET models = 'other-model'", ())
         .unwrap();
     let r = call(
         &t,
@@ -439,7 +442,7 @@ fn idempotency_keys_replay_or_conflict() {
         .db()
         .query_row(
             "SELECT count(*) FROM ledger WHERE kind = 'task_charge'",
-            [],
+            (),
             |r| r.get(0),
         )
         .unwrap();
@@ -483,7 +486,7 @@ fn idempotency_holds_under_concurrency() {
     assert!(ids.iter().all(|i| *i == ids[0]));
     let conn = a.db.get().unwrap();
     let tasks: i64 = conn
-        .query_row("SELECT count(*) FROM tasks", [], |r| r.get(0))
+        .query_row("SELECT count(*) FROM tasks", (), |r| r.get(0))
         .unwrap();
     assert_eq!(tasks, 1);
 }
@@ -870,7 +873,7 @@ fn request_logs_and_idempotency_keys_expire_with_the_retention_sweep() {
     assert_eq!(r.status(), Status::Created);
     a.request_log.flush();
     let conn = t.db();
-    let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+    let count = |sql: &str| -> i64 { conn.query_row(sql, (), |r| r.get(0)).unwrap() };
     assert_eq!(count("SELECT count(*) FROM api_requests"), 1);
     assert_eq!(count("SELECT count(*) FROM idempotency"), 1);
     let now = novart::domain::now();
@@ -929,7 +932,7 @@ fn the_studio_form_sent_twice_makes_one_task() {
             .db
             .get()
             .unwrap()
-            .query_row(sql, [], |r| r.get(0))
+            .query_row(sql, (), |r| r.get(0))
             .unwrap()
     };
     assert_eq!(post(&submit_key, "a lighthouse"), Status::SeeOther);
@@ -982,7 +985,7 @@ fn v1_with_an_idempotency_key_pays_once() {
         .unwrap()
         .query_row(
             "SELECT count(*) FROM ledger WHERE kind = 'task_charge'",
-            [],
+            (),
             |r| r.get(0),
         )
         .unwrap();

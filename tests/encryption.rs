@@ -44,7 +44,7 @@ fn make_image(t: &TestApp) -> String {
     t.db()
         .query_row(
             "SELECT public_id FROM assets WHERE kind = 'result'",
-            [],
+            (),
             |r| r.get(0),
         )
         .unwrap()

@@ -86,7 +86,7 @@ struct World {
 fn world(gpus: &[(&str, u32, u32, u32, Arc<Gpu>)], f: impl FnOnce(&mut Config)) -> World {
     let dir = tempfile::tempdir().unwrap();
     // Where `common::novart` points the CLI.
-    let mut config = Config::for_data_dir(&dir.path().join("data"));
+    let mut config = common::config_for(&dir.path().join("data"));
     config.providers = gpus
         .iter()
         .map(|(id, concurrency, weight, priority, _)| ProviderConfig {

@@ -54,7 +54,7 @@ fn publish_share_and_take_back() {
         .db()
         .query_row(
             "SELECT public_id, created_at, expires_at FROM assets",
-            [],
+            (),
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .unwrap();
@@ -95,7 +95,7 @@ fn publish_share_and_take_back() {
     assert_eq!(stranger.get(media.clone()).dispatch().status(), Status::Ok);
     let public_expiry: i64 = t
         .db()
-        .query_row("SELECT expires_at FROM assets", [], |r| r.get(0))
+        .query_row("SELECT expires_at FROM assets", (), |r| r.get(0))
         .unwrap();
     assert_eq!(public_expiry, created + 30 * 24 * 3600);
     assert!(t.page("/library").contains("Remove from the gallery"));
@@ -119,7 +119,7 @@ fn publish_share_and_take_back() {
         .contains(&id));
     let back: i64 = t
         .db()
-        .query_row("SELECT expires_at FROM assets", [], |r| r.get(0))
+        .query_row("SELECT expires_at FROM assets", (), |r| r.get(0))
         .unwrap();
     assert_eq!(back, expires);
 

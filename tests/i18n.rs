@@ -212,7 +212,7 @@ fn wait_for_task(t: &TestApp) -> String {
             .db()
             .query_row(
                 "SELECT public_id FROM tasks WHERE status = 'succeeded' ORDER BY id DESC LIMIT 1",
-                [],
+                (),
                 |r| r.get(0),
             )
             .ok();
@@ -271,7 +271,7 @@ fn every_page_reads_in_simplified_chinese_with_no_english_left() {
         .db()
         .query_row(
             "SELECT public_id FROM assets WHERE kind = 'result' LIMIT 1",
-            [],
+            (),
             |r| r.get(0),
         )
         .unwrap();
@@ -327,7 +327,7 @@ fn every_page_reads_in_simplified_chinese_with_no_english_left() {
     }
     let restriction: i64 = t
         .db()
-        .query_row("SELECT max(id) FROM bans", [], |r| r.get(0))
+        .query_row("SELECT max(id) FROM bans", (), |r| r.get(0))
         .unwrap();
     let r = t.submit(
         "/settings",
@@ -343,7 +343,7 @@ fn every_page_reads_in_simplified_chinese_with_no_english_left() {
 
     let prefix: String = t
         .db()
-        .query_row("SELECT prefix FROM api_keys LIMIT 1", [], |r| r.get(0))
+        .query_row("SELECT prefix FROM api_keys LIMIT 1", (), |r| r.get(0))
         .unwrap();
     let names = [
         prefix.as_str(),

@@ -77,8 +77,8 @@ fn asset_files(config: &novart::Config) -> Vec<String> {
     common::s3::stored_keys(config, "assets")
 }
 
-fn count(db: &rusqlite::Connection, sql: &str) -> i64 {
-    db.query_row(sql, [], |r| r.get(0)).unwrap()
+fn count(db: &novart::domain::Connection, sql: &str) -> i64 {
+    db.query_row(sql, (), |r| r.get(0)).unwrap()
 }
 
 #[test]
@@ -91,7 +91,7 @@ fn refused_task_requests_decode_nothing_and_leave_no_file_or_row() {
     let (_, broke) = common::user_with_key(&app, "broke@example.com", 0);
     let (rich_user, rich) = common::user_with_key(&app, "rich@example.com", 100);
     let tiny = format!("data:image/png;base64,{}", b64(&png(8, 8)));
-    let db = rusqlite::Connection::open(srv.config.db_path()).unwrap();
+    let db = novart::domain::Db::connect(&srv.config).unwrap();
     let tasks_before = std::cell::Cell::new(0);
     let nothing_written = |why: &str| {
         assert_eq!(asset_files(&srv.config), Vec::<String>::new(), "{why}");
@@ -297,7 +297,7 @@ fn abuse_in_parallel_does_not_stall_other_users() {
     assert!(stored >= 1, "{uploads:?}");
     // What is stored is exactly the accepted uploads: none of the refused
     // calls left a file or a row.
-    let db = rusqlite::Connection::open(srv.config.db_path()).unwrap();
+    let db = novart::domain::Db::connect(&srv.config).unwrap();
     assert_eq!(count(&db, "SELECT count(*) FROM assets"), stored);
     assert_eq!(count(&db, "SELECT count(*) FROM tasks"), 0);
     assert_eq!(

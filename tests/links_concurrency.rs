@@ -12,7 +12,7 @@ use novart::App;
 #[test]
 fn a_reset_link_is_used_once_by_many_threads() {
     let dir = tempfile::tempdir().unwrap();
-    let config = novart::Config::for_data_dir(dir.path());
+    let config = common::config_for(dir.path());
     let app = Arc::new(App::new(config.clone()).unwrap());
     {
         let mut conn = app.db.get().unwrap();

@@ -144,7 +144,7 @@ fn a_dead_mail_server_does_not_reveal_accounts_or_lose_them() {
     assert_eq!(r.status(), Status::Ok, "the visitor sees the normal answer");
     let n: i64 = app
         .db()
-        .query_row("SELECT count(*) FROM users", [], |r| r.get(0))
+        .query_row("SELECT count(*) FROM users", (), |r| r.get(0))
         .unwrap();
     assert_eq!(
         n, 1,

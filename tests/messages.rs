@@ -133,12 +133,12 @@ fn security_alerts_for_a_changed_password_and_a_new_key() {
     let body: String = conn
         .query_row(
             "SELECT body FROM messages WHERE title LIKE 'A new API key%'",
-            [],
+            (),
             |r| r.get(0),
         )
         .unwrap();
     let prefix: String = conn
-        .query_row("SELECT prefix FROM api_keys", [], |r| r.get(0))
+        .query_row("SELECT prefix FROM api_keys", (), |r| r.get(0))
         .unwrap();
     assert!(body.contains(&format!("nva_{prefix}_…")));
 }

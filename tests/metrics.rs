@@ -116,6 +116,7 @@ fn metrics_need_the_token_and_speak_prometheus() {
         .arg("stats")
         .env_remove("NOVART_CONFIG")
         .env("NOVART_STORAGE__DATA_DIR", &t.config.storage.data_dir)
+        .envs(common::pg::env_for(&t.config.storage.data_dir))
         .output()
         .unwrap();
     let text = out(&o);

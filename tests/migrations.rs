@@ -15,14 +15,14 @@ fn migrates_from_empty_and_rerun_is_a_no_op() {
     );
     assert!(migrate::latest_version() >= 1);
     // Running again applies nothing and keeps the data.
-    conn.execute("INSERT INTO meta (key, value) VALUES ('probe', 'kept')", [])
+    conn.execute("INSERT INTO meta (key, value) VALUES ('probe', 'kept')", ())
         .unwrap();
     assert!(migrate::migrate(&mut conn).unwrap().is_empty());
     drop(conn);
     let db = Db::open(&config).unwrap();
     let conn = db.get().unwrap();
     let v: String = conn
-        .query_row("SELECT value FROM meta WHERE key = 'probe'", [], |r| {
+        .query_row("SELECT value FROM meta WHERE key = 'probe'", (), |r| {
             r.get(0)
         })
         .unwrap();
@@ -47,19 +47,19 @@ fn every_connection_has_the_pragmas() {
     let db = Db::open(&config).unwrap();
     let conn = db.get().unwrap();
     let mode: String = conn
-        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .query_row("PRAGMA journal_mode", (), |r| r.get(0))
         .unwrap();
     assert_eq!(mode, "wal");
     let fk: i64 = conn
-        .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
+        .query_row("PRAGMA foreign_keys", (), |r| r.get(0))
         .unwrap();
     assert_eq!(fk, 1);
     let sync: i64 = conn
-        .query_row("PRAGMA synchronous", [], |r| r.get(0))
+        .query_row("PRAGMA synchronous", (), |r| r.get(0))
         .unwrap();
     assert_eq!(sync, 2, "FULL by default");
     let busy: i64 = conn
-        .query_row("PRAGMA busy_timeout", [], |r| r.get(0))
+        .query_row("PRAGMA busy_timeout", (), |r| r.get(0))
         .unwrap();
     assert!(busy >= 5000);
 
@@ -67,7 +67,7 @@ fn every_connection_has_the_pragmas() {
     let sync: i64 = db
         .get()
         .unwrap()
-        .query_row("PRAGMA synchronous", [], |r| r.get(0))
+        .query_row("PRAGMA synchronous", (), |r| r.get(0))
         .unwrap();
     assert_eq!(sync, 1);
 }
@@ -87,7 +87,7 @@ fn cached_statements_are_not_compiled_again_for_new_values() {
         .into_iter()
         .enumerate()
     {
-        let mut stmt = conn.prepare_cached(sql).unwrap();
+        let mut stmt = conn.as_sqlite().unwrap().prepare_cached(sql).unwrap();
         let before = (i % 2 == 0).then_some(1000 + i as i64);
         let rows: Vec<i64> = stmt
             .query_map(rusqlite::params![1, status, before, 10 + i as i64], |r| {
@@ -111,6 +111,8 @@ fn a_newer_database_is_refused() {
     let config = Config::for_data_dir(dir.path());
     let db = Db::open(&config).unwrap();
     db.get()
+        .unwrap()
+        .as_sqlite()
         .unwrap()
         .pragma_update(None, "user_version", migrate::latest_version() + 1)
         .unwrap();

@@ -228,13 +228,13 @@ fn a_blocked_prompt_charges_nothing_and_is_logged() {
     assert_eq!(balance(), before, "nothing charged");
     let db = t.db();
     let tasks: i64 = db
-        .query_row("SELECT count(*) FROM tasks", [], |r| r.get(0))
+        .query_row("SELECT count(*) FROM tasks", (), |r| r.get(0))
         .unwrap();
     assert_eq!(tasks, 0, "nothing queued");
     let rows: Vec<BlockRow> = db
         .prepare("SELECT user_id, api_key_id, rule, field, prompt_sha256, excerpt FROM blocked_attempts ORDER BY id")
         .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
+        .query_map((), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
@@ -253,7 +253,7 @@ fn a_blocked_prompt_charges_nothing_and_is_logged() {
     let audited: i64 = db
         .query_row(
             "SELECT count(*) FROM audit_log WHERE action = 'moderation.block' AND actor = 'system'",
-            [],
+            (),
             |r| r.get(0),
         )
         .unwrap();

@@ -66,7 +66,7 @@ fn tasks_count(app: &novart::App) -> i64 {
     app.db
         .get()
         .unwrap()
-        .query_row("SELECT count(*) FROM tasks", [], |r| r.get(0))
+        .query_row("SELECT count(*) FROM tasks", (), |r| r.get(0))
         .unwrap()
 }
 
@@ -208,7 +208,7 @@ fn async_openai_generates_images() {
     let masks: i64 = conn
         .query_row(
             "SELECT count(*) FROM task_references WHERE role = 'mask'",
-            [],
+            (),
             |r| r.get(0),
         )
         .unwrap();
@@ -286,7 +286,7 @@ fn failures_and_timeouts_say_do_not_retry_and_never_charge_twice() {
         .unwrap()
         .is_empty());
     let net: i64 = conn
-        .query_row("SELECT sum(delta_balance + delta_bonus) FROM ledger WHERE kind IN ('task_charge', 'task_refund')", [], |r| r.get(0))
+        .query_row("SELECT sum(delta_balance + delta_bonus) FROM ledger WHERE kind IN ('task_charge', 'task_refund')", (), |r| r.get(0))
         .unwrap();
     assert_eq!(net, 0, "every failed task was refunded");
     drop(conn);

@@ -140,7 +140,7 @@ fn the_export_has_every_part_and_nothing_of_anyone_else() {
         .db()
         .prepare("SELECT password_hash FROM users UNION ALL SELECT key_hash FROM api_keys UNION ALL SELECT token_hash FROM sessions")
         .unwrap()
-        .query_map([], |r| r.get(0))
+        .query_map((), |r| r.get(0))
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
@@ -162,6 +162,7 @@ fn the_export_has_every_part_and_nothing_of_anyone_else() {
         .current_dir(cfg_dir.path())
         .env_remove("NOVART_CONFIG")
         .envs(common::s3::env_for(&t.config.storage.data_dir))
+        .envs(common::pg::env_for(&t.config.storage.data_dir))
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -245,7 +246,7 @@ fn large_exports_are_built_in_the_background_for_the_owner_only() {
     // After the link expires the file and the row are gone.
     let file: String = t
         .db()
-        .query_row("SELECT file FROM exports", [], |r| r.get(0))
+        .query_row("SELECT file FROM exports", (), |r| r.get(0))
         .unwrap();
     let path = common::s3::stored_path(&t.config, &file);
     assert!(
@@ -436,7 +437,7 @@ fn deleting_an_account_leaves_no_personal_data_and_the_ledger_reconciles() {
     let (action, target): (String, String) = db
         .query_row(
             "SELECT action, target FROM audit_log ORDER BY id DESC LIMIT 1",
-            [],
+            (),
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .unwrap();
@@ -448,7 +449,7 @@ fn deleting_an_account_leaves_no_personal_data_and_the_ledger_reconciles() {
     let e = db
         .execute(
             "UPDATE audit_log SET reason = 'edited' WHERE action = 'credits.grant'",
-            [],
+            (),
         )
         .unwrap_err();
     assert!(e.to_string().contains("immutable"));
@@ -479,7 +480,7 @@ fn an_admin_deletes_an_account_from_the_command_line() {
         ))
         .dispatch();
     assert_eq!(r.status(), Status::Unauthorized);
-    let db = rusqlite::Connection::open(config.db_path()).unwrap();
+    let db = novart::domain::Db::connect(&config).unwrap();
     let (email, deleted): (String, Option<i64>) = db
         .query_row(
             "SELECT email, deleted_at FROM users WHERE id = ?1",
@@ -492,7 +493,7 @@ fn an_admin_deletes_an_account_from_the_command_line() {
     let actor: String = db
         .query_row(
             "SELECT actor FROM audit_log WHERE action = 'user.delete'",
-            [],
+            (),
             |r| r.get(0),
         )
         .unwrap();
@@ -675,11 +676,11 @@ fn privacy_requests_are_filed_on_the_site_and_answered_from_the_cli() {
     let inbox = client.get("/messages").dispatch().into_string().unwrap();
     assert!(inbox.contains("Your privacy request was accepted"));
     assert!(inbox.contains("your prompts are used for nothing else"));
-    let db = rusqlite::Connection::open(config.db_path()).unwrap();
+    let db = novart::domain::Db::connect(&config).unwrap();
     let actions: Vec<String> = db
         .prepare("SELECT action FROM audit_log WHERE action LIKE 'privacy.%' ORDER BY id")
         .unwrap()
-        .query_map([], |r| r.get(0))
+        .query_map((), |r| r.get(0))
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();

@@ -523,7 +523,7 @@ fn failover_to_the_next_provider_when_one_is_down() {
         .db
         .get()
         .unwrap()
-        .query_row("SELECT provider FROM tasks", [], |r| r.get(0))
+        .query_row("SELECT provider FROM tasks", (), |r| r.get(0))
         .unwrap();
     assert_eq!(used, "sd");
 }

@@ -95,7 +95,7 @@ fn a_task_runs_on_the_builtin_renderer_and_stores_its_images() {
     let rows: Vec<(String, String)> = conn
         .prepare("SELECT path, preview_path FROM assets")
         .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_map((), |r| Ok((r.get(0)?, r.get(1)?)))
         .unwrap()
         .map(Result::unwrap)
         .collect();
@@ -196,7 +196,7 @@ fn bad_requests_are_refused_with_the_field_named() {
     let n: i64 =
         e.db.get()
             .unwrap()
-            .query_row("SELECT count(*) FROM tasks", [], |r| r.get(0))
+            .query_row("SELECT count(*) FROM tasks", (), |r| r.get(0))
             .unwrap();
     assert_eq!(n, 0);
 }
@@ -350,7 +350,7 @@ fn failover_on_unavailable_but_not_on_refusal() {
     let provider: String =
         e.db.get()
             .unwrap()
-            .query_row("SELECT provider FROM tasks", [], |r| r.get(0))
+            .query_row("SELECT provider FROM tasks", (), |r| r.get(0))
             .unwrap();
     assert_eq!(provider, "two");
 
@@ -448,7 +448,7 @@ fn temporary_failures_are_retried_with_backoff_then_fail() {
     assert!(!e.process_one("w").unwrap());
     e.db.get()
         .unwrap()
-        .execute("UPDATE tasks SET not_before = 0", [])
+        .execute("UPDATE tasks SET not_before = 0", ())
         .unwrap();
     e.process_one("w").unwrap();
     let v = status(&e, u, &t.public_id);
@@ -498,7 +498,7 @@ fn cancel_queued_and_running_tasks() {
     let n: i64 =
         e.db.get()
             .unwrap()
-            .query_row("SELECT count(*) FROM assets", [], |r| r.get(0))
+            .query_row("SELECT count(*) FROM assets", (), |r| r.get(0))
             .unwrap();
     assert_eq!(n, 0, "no rows kept");
     let files = walk(&common::s3::stored_path(&s.app.config, "assets"));
@@ -539,11 +539,11 @@ fn a_dead_workers_task_is_retried_then_failed() {
         .unwrap();
     // Lease still valid: nothing to recover.
     assert_eq!(novart::jobs::recover(e, novart::domain::now()).unwrap(), 0);
-    conn.execute("UPDATE tasks SET lease_until = 1", [])
+    conn.execute("UPDATE tasks SET lease_until = 1", ())
         .unwrap();
     assert_eq!(novart::jobs::recover(e, novart::domain::now()).unwrap(), 1);
     assert_eq!(status(e, u, &t.public_id).task.status, TaskStatus::Queued);
-    conn.execute("UPDATE tasks SET not_before = 0", []).unwrap();
+    conn.execute("UPDATE tasks SET not_before = 0", ()).unwrap();
     tasks::claim(&mut conn, &e.config, "dead-again")
         .unwrap()
         .unwrap();
@@ -597,8 +597,7 @@ fn assert_queue_counts_exact(e: &Engine) {
     let mismatches: i64 = conn
         .query_row(
             "SELECT count(*) FROM queue_users q WHERE q.queued <> (SELECT count(*) FROM tasks t WHERE t.user_id = q.user_id AND t.status = 'queued')
-                OR q.running <> (SELECT count(*) FROM tasks t WHERE t.user_id = q.user_id AND t.status = 'running')",
-            [],
+                OR q.running <> (SELECT count(*) FROM tasks t WHERE t.user_id = q.user_id AND t.status = 'running')", (),
             |r| r.get(0),
         )
         .unwrap();
@@ -636,7 +635,7 @@ fn queue_counts_stay_exact_through_every_transition() {
             .unwrap()
             .query_row(
                 "SELECT sum(queued), sum(running) FROM queue_users",
-                [],
+                (),
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .unwrap();
@@ -649,12 +648,10 @@ fn running(e: &Engine) -> Vec<(String, String)> {
     let mut stmt = conn
         .prepare("SELECT public_id, worker FROM tasks WHERE status = 'running' ORDER BY id")
         .unwrap();
-    let rows = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+    stmt.query_map((), |r| Ok((r.get(0)?, r.get(1)?)))
         .unwrap()
         .collect::<Result<Vec<_>, _>>()
-        .unwrap();
-    rows
+        .unwrap()
 }
 
 #[test]
@@ -769,7 +766,7 @@ fn many_draining_workers_run_each_task_exactly_once() {
                 "SELECT (SELECT count(*) FROM tasks WHERE status = 'succeeded'),
                         (SELECT sum(attempts) FROM tasks),
                         (SELECT count(*) FROM assets WHERE kind = 'result')",
-                [],
+                (),
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .unwrap();

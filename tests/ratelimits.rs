@@ -175,7 +175,7 @@ fn registration_reset_and_resend_are_limited() {
         .db()
         .query_row(
             "SELECT count(*) FROM users WHERE email = 'farm@example.com'",
-            [],
+            (),
             |r| r.get(0),
         )
         .unwrap();

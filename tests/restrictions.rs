@@ -29,7 +29,7 @@ impl Setup {
 
     fn with(f: impl FnOnce(&mut novart::config::Config)) -> Setup {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = novart::config::Config::for_data_dir(&dir.path().join("data"));
+        let mut config = common::config_for(&dir.path().join("data"));
         f(&mut config);
         let client = Client::tracked(novart::build_rocket(config.clone()).unwrap()).unwrap();
         Setup {
@@ -174,8 +174,8 @@ impl Setup {
         (r.status(), r.into_string().unwrap_or_default())
     }
 
-    fn db(&self) -> rusqlite::Connection {
-        rusqlite::Connection::open(self.config.db_path()).unwrap()
+    fn db(&self) -> novart::domain::Connection {
+        novart::domain::Db::connect(&self.config).unwrap()
     }
 
     fn messages(&self, user: UserId) -> Vec<(String, String)> {
@@ -192,7 +192,7 @@ impl Setup {
         self.db()
             .prepare("SELECT action, coalesce(after, 'null') FROM audit_log ORDER BY id")
             .unwrap()
-            .query_map([], |r| {
+            .query_map((), |r| {
                 let after: String = r.get(1)?;
                 Ok((r.get(0)?, serde_json::from_str(&after).unwrap()))
             })
@@ -390,7 +390,7 @@ fn an_upload_restriction_refuses_reference_images_only() {
         .db()
         .query_row(
             "SELECT count(*) FROM assets WHERE kind = 'reference'",
-            [],
+            (),
             |r| r.get(0),
         )
         .unwrap();
@@ -659,7 +659,7 @@ fn a_rejected_appeal_keeps_the_restriction_and_says_why() {
     assert_eq!(st, Status::SeeOther);
     let appeal_id: i64 = s
         .db()
-        .query_row("SELECT id FROM appeals", [], |r| r.get(0))
+        .query_row("SELECT id FROM appeals", (), |r| r.get(0))
         .unwrap();
     s.ok(&[
         "appeals",
@@ -723,7 +723,7 @@ fn one_appeal_per_restriction_even_when_sent_at_once() {
         .all(|e| e.to_string().contains("already appealed")));
     let rows: i64 = s
         .db()
-        .query_row("SELECT count(*) FROM appeals", [], |r| r.get(0))
+        .query_row("SELECT count(*) FROM appeals", (), |r| r.get(0))
         .unwrap();
     assert_eq!(rows, 1);
 

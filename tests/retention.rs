@@ -80,7 +80,7 @@ fn results_after_48_hours_references_after_24_and_no_orphans() {
         files(&assets)
     );
     let rows: i64 = conn
-        .query_row("SELECT count(*) FROM assets", [], |r| r.get(0))
+        .query_row("SELECT count(*) FROM assets", (), |r| r.get(0))
         .unwrap();
     assert_eq!(rows, 0, "no row past its retention");
     // The task itself stays in the history, without outputs.
@@ -119,7 +119,7 @@ fn orphan_files_and_dangling_rows_are_mended() {
     let ids: Vec<String> = conn
         .prepare("SELECT public_id FROM assets")
         .unwrap()
-        .query_map([], |r| r.get(0))
+        .query_map((), |r| r.get(0))
         .unwrap()
         .map(Result::unwrap)
         .collect();

@@ -49,7 +49,7 @@ fn bucket_app(server: &Server) -> TestApp {
 }
 
 /// The id of the creator `bucket_app` signed in.
-fn creator(conn: &rusqlite::Connection) -> novart::model::UserId {
+fn creator(conn: &novart::domain::Connection) -> novart::model::UserId {
     novart::domain::accounts::find(conn, "s3@example.com")
         .unwrap()
         .id
@@ -58,7 +58,7 @@ fn creator(conn: &rusqlite::Connection) -> novart::model::UserId {
 /// Queues a task for `user`.
 fn submit(
     app: &novart::App,
-    conn: &mut rusqlite::Connection,
+    conn: &mut novart::domain::Connection,
     user: novart::model::UserId,
     input: &NewTaskInput,
 ) -> novart::model::Task {
@@ -217,11 +217,11 @@ fn storage_down_while_storing_retries_later_and_charges_once() {
     assert!(v.outputs.is_empty());
     assert!(s3::stored_keys(&t.config, "assets/").is_empty());
     let rows: i64 = conn
-        .query_row("SELECT count(*) FROM assets", [], |r| r.get(0))
+        .query_row("SELECT count(*) FROM assets", (), |r| r.get(0))
         .unwrap();
     assert_eq!(rows, 0, "no row points at an object that was not written");
     // Storage back: the retry succeeds, charged once.
-    conn.execute("UPDATE tasks SET not_before = 0", []).unwrap();
+    conn.execute("UPDATE tasks SET not_before = 0", ()).unwrap();
     assert!(app.engine.process_one("w").unwrap());
     let v = tasks::get(&conn, user, &task.public_id).unwrap();
     assert_eq!(v.task.status.as_str(), "succeeded");
@@ -265,7 +265,7 @@ fn storage_down_while_reading_references_retries_later() {
     assert!(broken.process_one("w").unwrap());
     let v = tasks::get(&conn, user, &task.public_id).unwrap();
     assert_eq!(v.task.status.as_str(), "queued", "{:?}", v.task.error);
-    conn.execute("UPDATE tasks SET not_before = 0", []).unwrap();
+    conn.execute("UPDATE tasks SET not_before = 0", ()).unwrap();
     assert!(app.engine.process_one("w").unwrap());
     let v = tasks::get(&conn, user, &task.public_id).unwrap();
     assert_eq!(v.task.status.as_str(), "succeeded", "{:?}", v.task.error);
@@ -452,7 +452,7 @@ fn migrate_to_s3_and_back_keeps_every_image() {
         }
         let conn = app.db.get().unwrap();
         let asset: (String,) = conn
-            .query_row("SELECT public_id FROM assets LIMIT 1", [], |r| {
+            .query_row("SELECT public_id FROM assets LIMIT 1", (), |r| {
                 Ok((r.get(0)?,))
             })
             .unwrap();

@@ -8,7 +8,7 @@ use rocket::http::{Header, Status};
 use sha2::{Digest, Sha256};
 
 fn count(app: &TestApp, sql: &str) -> i64 {
-    app.db().query_row(sql, [], |r| r.get(0)).unwrap()
+    app.db().query_row(sql, (), |r| r.get(0)).unwrap()
 }
 
 /// Every state-changing form, with a token that is missing, wrong, or right
@@ -19,13 +19,13 @@ fn csrf_is_enforced_on_every_form() {
     app.signed_in_user("csrf@example.com");
     let id: i64 = app
         .db()
-        .query_row("SELECT id FROM sessions", [], |r| r.get(0))
+        .query_row("SELECT id FROM sessions", (), |r| r.get(0))
         .unwrap();
     let end_one = format!("/settings/sessions/{id}/end");
     let snapshot = |app: &TestApp| -> (i64, i64, String, String, usize) {
         let db = app.db();
         let (name, hash): (String, String) = db
-            .query_row("SELECT display_name, password_hash FROM users", [], |r| {
+            .query_row("SELECT display_name, password_hash FROM users", (), |r| {
                 Ok((r.get(0)?, r.get(1)?))
             })
             .unwrap();
@@ -176,17 +176,20 @@ fn session_tokens_are_random_hashed_and_renewed_at_sign_in() {
     let stored: Vec<String> = {
         let db = app.db();
         let mut s = db.prepare("SELECT token_hash FROM sessions").unwrap();
-        s.query_map([], |r| r.get(0))
+        s.query_map((), |r| r.get(0))
             .unwrap()
             .map(Result::unwrap)
             .collect()
     };
     assert_eq!(stored, vec![hex::encode(Sha256::digest(first.as_bytes()))]);
-    let dump = std::fs::read(app.config.db_path()).unwrap();
-    assert!(
-        !dump.windows(first.len()).any(|w| w == first.as_bytes()),
-        "raw token in the database file"
-    );
+    // The database file's bytes too, where there is one (SQLite).
+    if !common::pg::chosen() {
+        let dump = std::fs::read(app.config.db_path()).unwrap();
+        assert!(
+            !dump.windows(first.len()).any(|w| w == first.as_bytes()),
+            "raw token in the database file"
+        );
+    }
 
     // A planted cookie is not adopted: sign-in issues a new token.
     app.submit("/", "/logout", &[]);
@@ -208,7 +211,7 @@ fn e_mail_links_are_stored_hashed() {
     let token = link.split("token=").nth(1).unwrap();
     let stored: String = app
         .db()
-        .query_row("SELECT token_hash FROM auth_tokens", [], |r| r.get(0))
+        .query_row("SELECT token_hash FROM auth_tokens", (), |r| r.get(0))
         .unwrap();
     assert_eq!(stored, hex::encode(Sha256::digest(token.as_bytes())));
     assert!(token.len() >= 43);
@@ -223,7 +226,7 @@ fn every_password_hash_is_bcrypt_cost_12_or_more() {
     let db = app.db();
     let mut s = db.prepare("SELECT password_hash FROM users").unwrap();
     let hashes: Vec<String> = s
-        .query_map([], |r| r.get(0))
+        .query_map((), |r| r.get(0))
         .unwrap()
         .map(Result::unwrap)
         .collect();
@@ -426,7 +429,7 @@ fn one_user_cannot_end_another_users_session() {
     let second = app.sign_in_elsewhere("victim@example.com", PASSWORD, "SecondDevice/1.0");
     let victim_session_now: i64 = app
         .db()
-        .query_row("SELECT id FROM sessions", [], |r| r.get(0))
+        .query_row("SELECT id FROM sessions", (), |r| r.get(0))
         .unwrap();
     assert_eq!(second.get("/settings").dispatch().status(), Status::Ok);
 
@@ -464,7 +467,7 @@ fn forwarded_for_is_believed_only_from_trusted_proxies() {
         .dispatch();
     let ip: String = app
         .db()
-        .query_row("SELECT ip FROM sessions", [], |r| r.get(0))
+        .query_row("SELECT ip FROM sessions", (), |r| r.get(0))
         .unwrap();
     assert_eq!(
         ip, "203.0.113.7",
@@ -491,7 +494,7 @@ fn forwarded_for_is_believed_only_from_trusted_proxies() {
         .dispatch();
     let ip: String = app
         .db()
-        .query_row("SELECT ip FROM sessions", [], |r| r.get(0))
+        .query_row("SELECT ip FROM sessions", (), |r| r.get(0))
         .unwrap();
     assert_eq!(
         ip, "198.51.100.1",

@@ -78,7 +78,7 @@ fn the_api_needs_a_session_and_the_csrf_header() {
     assert_eq!(r.status(), Status::Forbidden);
     let n: i64 = app
         .db()
-        .query_row("SELECT count(*) FROM tasks", [], |r| r.get(0))
+        .query_row("SELECT count(*) FROM tasks", (), |r| r.get(0))
         .unwrap();
     assert_eq!(n, 0);
     let r = app
@@ -185,7 +185,7 @@ fn create_run_fetch_and_download_a_task() {
     );
     let downloads: i64 = app
         .db()
-        .query_row("SELECT max(downloads) FROM assets", [], |r| r.get(0))
+        .query_row("SELECT max(downloads) FROM assets", (), |r| r.get(0))
         .unwrap();
     assert_eq!(downloads, 1);
 
@@ -404,7 +404,7 @@ fn reference_uploads_are_checked_and_cleaned() {
     assert!(engine(&app).process_one("t").unwrap());
     let status: String = app
         .db()
-        .query_row("SELECT status FROM tasks", [], |r| r.get(0))
+        .query_row("SELECT status FROM tasks", (), |r| r.get(0))
         .unwrap();
     assert_eq!(status, "succeeded");
 
@@ -469,7 +469,7 @@ fn library_lists_filters_and_deletes() {
         .db()
         .query_row(
             "SELECT public_id, path FROM assets ORDER BY id LIMIT 1",
-            [],
+            (),
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .unwrap();
@@ -484,7 +484,7 @@ fn library_lists_filters_and_deletes() {
     // Without the token nothing is deleted.
     let (other, _): (String, String) = app
         .db()
-        .query_row("SELECT public_id, path FROM assets LIMIT 1", [], |r| {
+        .query_row("SELECT public_id, path FROM assets LIMIT 1", (), |r| {
             Ok((r.get(0)?, r.get(1)?))
         })
         .unwrap();
@@ -517,7 +517,7 @@ fn the_studio_works_without_javascript() {
     assert_eq!(r.status(), Status::SeeOther);
     let (w, h): (u32, u32) = app
         .db()
-        .query_row("SELECT width, height FROM tasks", [], |r| {
+        .query_row("SELECT width, height FROM tasks", (), |r| {
             Ok((r.get(0)?, r.get(1)?))
         })
         .unwrap();
@@ -538,7 +538,7 @@ fn the_studio_works_without_javascript() {
     // "Use these settings" fills the form from a task.
     let id: String = app
         .db()
-        .query_row("SELECT public_id FROM tasks", [], |r| r.get(0))
+        .query_row("SELECT public_id FROM tasks", (), |r| r.get(0))
         .unwrap();
     let page = app.page(&format!("/studio?from={id}"));
     assert!(page.contains(">plain form</textarea>"));

@@ -13,7 +13,7 @@ use proptest::prelude::*;
 
 fn app(bonus: u32) -> (tempfile::TempDir, App, UserId) {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = novart::Config::for_data_dir(dir.path());
+    let mut config = common::config_for(dir.path());
     config.billing.signup_bonus = bonus;
     let (app, user) = common::app_with_user(&config, "w@example.com");
     (dir, app, user)
@@ -49,7 +49,7 @@ fn check(app: &App) {
     let negative: i64 = conn
         .query_row(
             "SELECT count(*) FROM wallets WHERE balance < 0 OR bonus < 0",
-            [],
+            (),
             |r| r.get(0),
         )
         .unwrap();
@@ -58,8 +58,7 @@ fn check(app: &App) {
         .query_row(
             "SELECT count(*) FROM tasks t WHERE
                 (SELECT count(*) FROM ledger l WHERE l.task_id = t.id AND l.kind = 'task_refund') > 1
-             OR (SELECT coalesce(sum(delta_balance + delta_bonus), 0) FROM ledger l WHERE l.task_id = t.id) > 0",
-            [],
+             OR (SELECT coalesce(sum(delta_balance + delta_bonus), 0) FROM ledger l WHERE l.task_id = t.id) > 0", (),
             |r| r.get(0),
         )
         .unwrap();
@@ -192,7 +191,7 @@ fn fail_cancel_and_lease_recovery_racing_refund_once() {
         app.db
             .get()
             .unwrap()
-            .execute("UPDATE tasks SET lease_until = 1", [])
+            .execute("UPDATE tasks SET lease_until = 1", ())
             .unwrap();
         let barrier = Arc::new(Barrier::new(3));
         let mut handles = Vec::new();
@@ -233,7 +232,7 @@ fn fail_cancel_and_lease_recovery_racing_refund_once() {
         let refunds: i64 = conn
             .query_row(
                 "SELECT count(*) FROM ledger WHERE kind = 'task_refund'",
-                [],
+                (),
                 |r| r.get(0),
             )
             .unwrap();
@@ -333,7 +332,7 @@ mod http {
             .contains("costs 2 credits"));
         let n: i64 = app
             .db()
-            .query_row("SELECT count(*) FROM tasks", [], |r| r.get(0))
+            .query_row("SELECT count(*) FROM tasks", (), |r| r.get(0))
             .unwrap();
         assert_eq!(n, 1, "the refused task was not created");
 
@@ -350,7 +349,7 @@ mod http {
         // Cancel: refunded, and the wallet lists charge and refund.
         let id: String = app
             .db()
-            .query_row("SELECT public_id FROM tasks", [], |r| r.get(0))
+            .query_row("SELECT public_id FROM tasks", (), |r| r.get(0))
             .unwrap();
         let token = app.csrf("/");
         app.client

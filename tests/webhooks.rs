@@ -311,7 +311,7 @@ fn gone_redirects_retry_after_and_timeouts() {
     app.db
         .get()
         .unwrap()
-        .execute("UPDATE webhook_deliveries SET next_attempt_at = 0", [])
+        .execute("UPDATE webhook_deliveries SET next_attempt_at = 0", ())
         .unwrap();
     deliverer(&app).run_due().unwrap();
     assert_eq!(fake.requests_to("/gone").len(), 1);
@@ -474,7 +474,7 @@ fn delivery_connects_only_to_the_address_it_checked() {
     conn.execute(
         "INSERT INTO webhook_deliveries (public_id, user_id, task_id, event, url, state, next_attempt_at, created_at)
          VALUES ('msg_rebind', ?1, ?2, 'task.canceled', ?3, 'pending', 0, 0)",
-        rusqlite::params![user.0, t.id.0, url],
+        novart::params![user.0, t.id.0, url],
     )
     .unwrap();
     drop(conn);
@@ -491,7 +491,7 @@ fn delivery_connects_only_to_the_address_it_checked() {
     app.db
         .get()
         .unwrap()
-        .execute("UPDATE webhook_deliveries SET next_attempt_at = 0", [])
+        .execute("UPDATE webhook_deliveries SET next_attempt_at = 0", ())
         .unwrap();
     dl.run_due().unwrap();
     assert!(local.requests_to("/").is_empty());

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod pg;
 pub mod s3;
 
 use std::path::{Path, PathBuf};
@@ -26,9 +27,11 @@ impl TestApp {
     }
 
     pub fn with(f: impl FnOnce(&mut Config)) -> TestApp {
+        log_if_asked();
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = Config::for_data_dir(dir.path());
         s3::apply(&mut config);
+        pg::apply(&mut config);
         f(&mut config);
         config.validate().expect("test config is valid");
         let rocket = novart::build_rocket(config.clone()).expect("app builds");
@@ -44,6 +47,7 @@ impl TestApp {
     pub fn at(data_dir: &Path) -> (Client, Config) {
         let mut config = Config::for_data_dir(data_dir);
         s3::apply(&mut config);
+        pg::apply(&mut config);
         let rocket = novart::build_rocket(config.clone()).expect("app builds");
         (Client::tracked(rocket).expect("rocket client"), config)
     }
@@ -190,8 +194,20 @@ impl TestApp {
         panic!("no message to {to} with a link containing {marker}; messages: {mails:#?}");
     }
 
-    pub fn db(&self) -> rusqlite::Connection {
-        rusqlite::Connection::open(self.config.db_path()).unwrap()
+    /// A connection to this app's database (SQLite or PostgreSQL).
+    pub fn db(&self) -> novart::domain::Connection {
+        novart::domain::Db::connect(&self.config).unwrap()
+    }
+}
+
+/// The server's log on stderr when TEST_NOVART_LOG is set (e.g.
+/// `TEST_NOVART_LOG=novart=debug`), to see what went wrong behind a 500.
+pub fn log_if_asked() {
+    if let Ok(filter) = std::env::var("TEST_NOVART_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
     }
 }
 
@@ -236,6 +252,12 @@ pub fn sign_in(client: &Client, email: &str) -> Status {
         .status()
 }
 
+/// A connection to the database of the instance in `data_dir` (one the
+/// CLI made), on this run's engine.
+pub fn db_at(data_dir: &Path) -> novart::domain::Connection {
+    novart::domain::Db::connect(&config_for(data_dir)).unwrap()
+}
+
 /// A verified account with the test password.
 pub fn verified_user(app: &novart::App, email: &str) -> novart::model::UserId {
     let mut conn = app.db.get().unwrap();
@@ -257,6 +279,7 @@ pub fn verified_user(app: &novart::App, email: &str) -> novart::model::UserId {
 pub fn config_for(dir: &Path) -> Config {
     let mut c = Config::for_data_dir(dir);
     s3::apply(&mut c);
+    pg::apply(&mut c);
     c
 }
 
@@ -406,6 +429,7 @@ pub fn novart_with_stdin(dir: &Path, args: &[&str], stdin: Option<&str>) -> std:
         .env_remove("NOVART_CONFIG")
         .env("NOVART_STORAGE__DATA_DIR", dir.join("data"))
         .envs(s3::env_for(&dir.join("data")))
+        .envs(pg::env_for(&dir.join("data")))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -435,9 +459,11 @@ pub struct Live {
 
 #[allow(dead_code)]
 pub fn live(f: impl FnOnce(&mut Config)) -> Live {
+    log_if_asked();
     let dir = tempfile::tempdir().expect("temp dir");
     let mut config = Config::for_data_dir(dir.path());
     s3::apply(&mut config);
+    pg::apply(&mut config);
     config.server.port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -581,10 +607,10 @@ pub fn run_workers(engine: &novart::jobs::queue::Engine) -> rocket::tokio::runti
 /// would not reach on their own).
 #[allow(dead_code)]
 pub fn in_tx<T>(
-    conn: &mut rusqlite::Connection,
-    f: impl FnOnce(&rusqlite::Transaction<'_>) -> novart::AppResult<T>,
+    conn: &mut novart::domain::Connection,
+    f: impl FnOnce(&novart::domain::Transaction<'_>) -> novart::AppResult<T>,
 ) -> novart::AppResult<T> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let tx = conn.write_transaction()?;
     let out = f(&tx)?;
     tx.commit()?;
     Ok(out)
@@ -594,7 +620,7 @@ pub fn in_tx<T>(
 /// tests that need hundreds of them.
 #[allow(dead_code)]
 pub fn raw_user(
-    conn: &rusqlite::Connection,
+    conn: &novart::domain::Connection,
     email: &str,
     referral_code: &str,
     referred_by: Option<novart::model::UserId>,
@@ -604,8 +630,8 @@ pub fn raw_user(
         "INSERT INTO users (email, display_name, password_hash, role, email_verified_at, created_at,
                             password_changed_at, referral_code, referred_by, registration_ip)
          VALUES (?1, 'R', 'x', 'user', 1, 1, 1, ?2, ?3, ?4)",
-        rusqlite::params![email, referral_code, referred_by, ip],
+        novart::params![email, referral_code, referred_by, ip],
     )
     .unwrap();
-    novart::model::UserId(conn.last_insert_rowid())
+    novart::model::UserId(conn.last_insert_rowid().unwrap())
 }
