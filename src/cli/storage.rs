@@ -37,13 +37,14 @@ fn migrate(config: &Config, to: To) -> CliResult {
         To::Local => Backend::Local,
         To::S3 => Backend::S3,
     };
-    if !config.db_path().exists() {
+    if !config.database.is_postgres() && !config.db_path().exists() {
         return Err(fail(
             1,
             format!("there is no database at {}", config.db_path().display()),
         ));
     }
-    // A server writing new images meanwhile would leave them behind.
+    // A server writing new images meanwhile would leave them behind. (On
+    // PostgreSQL the nodes hold no lock here: stop every node first.)
     let _lock = crate::domain::backup::lock_data_dir(config).map_err(|_| {
         fail(
             1,
