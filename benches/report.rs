@@ -15,6 +15,10 @@
 //!   (what decoding, previews and writes of real output add).
 //!
 //! BENCH_SECS (default 5) per load run, BENCH_CLIENTS (16) for the API runs.
+//! BENCH_SYNC (normal, or full) is the durability of both Novart and the
+//! bare baseline, so the ratio compares like with like. BENCH_DATABASE_URL
+//! (a PostgreSQL server where the user may create databases) runs it all on
+//! PostgreSQL, the baseline too, and adds a run with two nodes.
 //! Targets from the operations issue are printed next to each number.
 
 mod common;
@@ -41,7 +45,21 @@ fn main() {
     let bin = std::fs::metadata(env!("CARGO_BIN_EXE_novart"))
         .unwrap()
         .len();
+    let sync: String = common::env_or("BENCH_SYNC", "normal".to_string());
+    let normal = sync == "normal";
+    let pg = common::pg::admin_url().is_some();
+    // The environment every server of this report gets: its durability and,
+    // on PostgreSQL, a database of its own.
+    let server_env = |db: Option<&str>| -> Vec<(String, String)> {
+        let mut env = vec![("NOVART_STORAGE__SYNCHRONOUS".to_string(), sync.clone())];
+        if let Some(url) = db {
+            env.push(("NOVART_DATABASE__URL".into(), url.to_string()));
+        }
+        env
+    };
+    let as_refs = |env: &[(String, String)]| -> Vec<(String, String)> { env.to_vec() };
 
+    let main_db = common::pg::fresh("report");
     // Start-up on an empty directory (creates and migrates the database:
     // one fsync per migration, so this VM's disk shows through; one run in
     // three or so takes ~0.4 s): the median of three, each on a new
@@ -49,7 +67,15 @@ fn main() {
     let mut starts: Vec<Duration> = (0..3)
         .map(|i| {
             let d = dir.path().join(format!("fresh-{i}"));
-            let (child, took) = start(if i == 2 { &data } else { &d }, free_port(), &[]);
+            let url = if i == 2 {
+                main_db.clone()
+            } else {
+                common::pg::fresh(&format!("start{i}"))
+            };
+            let env = as_refs(&server_env(url.as_deref()));
+            let env: Vec<(&str, &str)> =
+                env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let (child, took) = start(if i == 2 { &data } else { &d }, free_port(), &env);
             stop(child);
             took
         })
@@ -64,6 +90,9 @@ fn main() {
     // An account with credits, a key, a session and 24 images.
     let mut config = novart::Config::for_data_dir(&data);
     config.queue.workers = 0;
+    if let Some(url) = &main_db {
+        config.database.url = url.clone();
+    }
     let (key, cookie) = {
         let app = novart::App::new(config.clone()).unwrap();
         let mut conn = app.db.get().unwrap();
@@ -119,7 +148,9 @@ fn main() {
     };
 
     let port = free_port();
-    let (child, warm) = start(&data, port, &[]);
+    let env = server_env(main_db.as_deref());
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let (child, warm) = start(&data, port, &env);
     let pid = child.id();
     std::thread::sleep(Duration::from_secs(1));
     let idle_kb = rss_kb(pid);
@@ -138,7 +169,10 @@ fn main() {
         headers: vec![("Cookie".into(), cookie.clone())],
         body: None,
     };
-    let bare_port = common::bare(dir.path(), "FULL");
+    let bare_port = match common::pg::fresh("bare") {
+        Some(url) => common::bare_pg(&url),
+        None => common::bare(dir.path(), &sync.to_uppercase()),
+    };
     let bare = Req {
         method: "POST",
         url: format!("http://127.0.0.1:{bare_port}/insert"),
@@ -156,24 +190,37 @@ fn main() {
         let library = pages(&page("/library"));
         (ours, bare_run, studio, library)
     });
+    // Two nodes on the one PostgreSQL database, the clients split between
+    // them.
+    let two_nodes = main_db.as_ref().map(|_| {
+        let port2 = free_port();
+        let (second, _) = start(&dir.path().join("node-b"), port2, &env);
+        let mut other = submit.clone();
+        other.url = format!("http://127.0.0.1:{port2}/api/v1/tasks");
+        let run = common::load_across(&[submit.clone(), other], clients, secs);
+        stop(second);
+        run
+    });
     stop(child);
-    let db = rusqlite::Connection::open(config.db_path()).unwrap();
+    let db = novart::domain::Db::connect(&config).unwrap();
     let mismatches: i64 = db
         .query_row(
             "SELECT count(*) FROM wallets w WHERE w.balance + w.bonus <> (SELECT COALESCE(sum(delta_balance + delta_bonus), 0) FROM ledger l WHERE l.user_id = w.user_id)",
-            [],
+            (),
             |r| r.get(0),
         )
         .unwrap();
-    let q = common::queue::run(false, common::env_or("BENCH_TASKS", 4000), 2, 64);
-    let large = common::queue::run(false, common::env_or("BENCH_LARGE_TASKS", 300), 2, 1024);
+    let q = common::queue::run(normal, common::env_or("BENCH_TASKS", 4000), 2, 64);
+    let large = common::queue::run(normal, common::env_or("BENCH_LARGE_TASKS", 300), 2, 1024);
+    common::pg::drop_all();
 
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
     println!(
-        "Novart Studio {} benchmark report: {cpus} CPUs, {secs} s per run, synchronous = full",
-        env!("CARGO_PKG_VERSION")
+        "Novart Studio {} benchmark report: {cpus} CPUs, {secs} s per run, database {}, synchronous = {sync} (Novart and the baseline)",
+        env!("CARGO_PKG_VERSION"),
+        if pg { "PostgreSQL" } else { "SQLite" }
     );
     println!(
         "binary size                                  {:>8.1} MB",
@@ -190,12 +237,23 @@ fn main() {
         idle_kb as f64 / 1024.0,
         loaded_kb as f64 / 1024.0
     );
-    line("bare Rocket + one SQLite insert", &bare_run, "");
+    line(
+        if pg {
+            "bare Rocket + one PostgreSQL insert"
+        } else {
+            "bare Rocket + one SQLite insert"
+        },
+        &bare_run,
+        "",
+    );
     line("POST /api/v1/tasks (key, limits, wallet)", &ours, "");
     println!(
         "submission ratio                             {:>8.2}  (target >= 0.6); {clients} clients",
         ours.rate / bare_run.rate
     );
+    if let Some(two) = &two_nodes {
+        line("POST /api/v1/tasks, two nodes", two, "");
+    }
     let tool = if std::process::Command::new("wrk").arg("-v").output().is_ok() {
         "wrk"
     } else {

@@ -104,11 +104,17 @@ pub struct Req {
 
 /// `clients` threads, each with its own connection, send `req` for `secs`.
 pub fn load(req: &Req, clients: usize, secs: u64) -> Run {
+    load_across(std::slice::from_ref(req), clients, secs)
+}
+
+/// `load`, with client i sending `reqs[i % reqs.len()]` (several nodes).
+pub fn load_across(reqs: &[Req], clients: usize, secs: u64) -> Run {
     let stop = Arc::new(AtomicBool::new(false));
     let barrier = Arc::new(Barrier::new(clients + 1));
     let handles: Vec<_> = (0..clients)
         .map(|i| {
-            let (stop, barrier, req) = (stop.clone(), barrier.clone(), req.clone());
+            let (stop, barrier, req) =
+                (stop.clone(), barrier.clone(), reqs[i % reqs.len()].clone());
             std::thread::spawn(move || {
                 let agent: ureq::Agent = ureq::Agent::config_builder()
                     .http_status_as_error(false)
@@ -323,4 +329,108 @@ pub fn peak_rss<T>(pid: u32, f: impl FnOnce() -> T) -> (T, u64) {
     done.store(true, Ordering::Relaxed);
     sampler.join().unwrap();
     (out, peak.load(Ordering::Relaxed))
+}
+
+/// BENCH_DATABASE_URL: a PostgreSQL server where this user may create
+/// databases (e.g. postgres://novart@127.0.0.1:55432/postgres). The
+/// benchmarks then run on a fresh database of their own there (dropped at
+/// the end) instead of SQLite.
+pub mod pg {
+    pub fn admin_url() -> Option<String> {
+        std::env::var("BENCH_DATABASE_URL")
+            .ok()
+            .filter(|v| !v.is_empty())
+    }
+
+    /// A new, empty database on the server; its URL.
+    pub fn fresh(name: &str) -> Option<String> {
+        let admin = admin_url()?;
+        let mut client = postgres::Client::connect(&admin, postgres::NoTls)
+            .unwrap_or_else(|e| panic!("BENCH_DATABASE_URL: {e}"));
+        let db = format!("bench_{name}_{}", std::process::id());
+        client
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db}"
+            ))
+            .unwrap();
+        let mut u = url::Url::parse(&admin).unwrap();
+        u.set_path(&format!("/{db}"));
+        Some(u.to_string())
+    }
+
+    /// Drops the databases `fresh` made in this process.
+    pub fn drop_all() {
+        let Some(admin) = admin_url() else { return };
+        let Ok(mut client) = postgres::Client::connect(&admin, postgres::NoTls) else {
+            return;
+        };
+        let suffix = format!("_{}", std::process::id());
+        let rows = client
+            .query(
+                "SELECT datname FROM pg_database WHERE datname LIKE 'bench\\_%'",
+                &[],
+            )
+            .unwrap_or_default();
+        for r in rows {
+            let name: String = r.get(0);
+            if name.ends_with(&suffix) {
+                let _ = client.batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"));
+            }
+        }
+    }
+}
+
+#[post("/insert", data = "<body>")]
+async fn insert_pg(pool: &rocket::State<PgPool>, body: String) -> &'static str {
+    let (clients, i) = (
+        pool.0.clone(),
+        pool.1.fetch_add(1, Ordering::Relaxed) as usize,
+    );
+    rocket::tokio::task::spawn_blocking(move || {
+        clients[i % clients.len()]
+            .lock()
+            .unwrap()
+            .execute(
+                "INSERT INTO rows (body, created_at) VALUES ($1, 0)",
+                &[&body],
+            )
+            .unwrap();
+    })
+    .await
+    .unwrap();
+    "ok"
+}
+
+/// The PostgreSQL baseline's connections (as many as Novart's pool), taken
+/// round-robin.
+pub struct PgPool(
+    Arc<Vec<std::sync::Mutex<postgres::Client>>>,
+    std::sync::atomic::AtomicU64,
+);
+
+/// The baseline on PostgreSQL: a bare Rocket whose handler does one insert
+/// on a blocking thread, on the same server as the Novart run.
+pub fn bare_pg(url: &str) -> u16 {
+    let clients: Vec<std::sync::Mutex<postgres::Client>> = (0..16)
+        .map(|_| std::sync::Mutex::new(postgres::Client::connect(url, postgres::NoTls).unwrap()))
+        .collect();
+    clients[0]
+        .lock()
+        .unwrap()
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS rows (id BIGSERIAL PRIMARY KEY, body TEXT NOT NULL, created_at BIGINT NOT NULL)",
+        )
+        .unwrap();
+    let port = free_port();
+    let figment = rocket::Config::figment()
+        .merge(("port", port))
+        .merge(("address", "127.0.0.1"))
+        .merge(("log_level", rocket::config::LogLevel::Off));
+    launch(
+        rocket::custom(figment)
+            .manage(PgPool(Arc::new(clients), Default::default()))
+            .mount("/", routes![insert_pg]),
+        port,
+    );
+    port
 }

@@ -50,6 +50,10 @@ pub fn run(normal: bool, tasks_total: usize, workers: usize, side: u32) -> Queue
             .expect("BENCH_BACKEND=s3 needs s3s-fs (cargo install s3s-fs@0.14.1 --features binary --locked)");
         super::s3::use_s3(&mut config, server);
     }
+    // BENCH_DATABASE_URL: on a fresh PostgreSQL database.
+    if let Some(url) = super::pg::fresh("queue") {
+        config.database.url = url;
+    }
     config.queue.per_user_concurrency = 1000;
     config.billing.signup_bonus = 1_000_000;
     config.providers = vec![ProviderConfig {
@@ -185,7 +189,7 @@ pub fn run(normal: bool, tasks_total: usize, workers: usize, side: u32) -> Queue
         .unwrap()
         .query_row(
             "SELECT count(*) FROM tasks WHERE status = 'succeeded'",
-            [],
+            (),
             |r| r.get(0),
         )
         .unwrap();
