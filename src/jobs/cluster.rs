@@ -83,3 +83,9 @@ fn listen(config: &Config, node: &str, hub: &WeakHub) {
         }
     }
 }
+
+/// The start of the names of this node's workers (`<node_id>/`), which
+/// the tasks they run record: a node that restarts finds its own.
+pub fn worker_prefix(config: &crate::config::Config) -> String {
+    format!("{}/", config.node_id())
+}

@@ -59,7 +59,7 @@ pub fn recover_at_start(engine: &queue::Engine) -> crate::AppResult<usize> {
     let touched = domain::tasks::recover_node(
         &mut conn,
         &engine.config,
-        &queue::worker_prefix(&engine.config),
+        &cluster::worker_prefix(&engine.config),
     )?;
     for (t, _) in &touched {
         engine.hub.publish(t.user_id, &t.public_id);

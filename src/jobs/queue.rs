@@ -452,7 +452,7 @@ impl Engine {
             let engine = self.clone();
             let id = format!(
                 "{}w{i}-{}",
-                worker_prefix(&self.config),
+                super::cluster::worker_prefix(&self.config),
                 crate::domain::secrets::random_token(4)
             );
             tokio::spawn(async move { engine.worker_loop(id).await });
@@ -626,10 +626,4 @@ fn check_images(provider: &str, images: Vec<Vec<u8>>, ctl: &dyn Control) -> Outc
         }
     }
     Ok((provider.to_string(), out))
-}
-
-/// The start of the names of this node's workers (`<node_id>/`), which
-/// the tasks they run record: a node that restarts finds its own.
-pub fn worker_prefix(config: &crate::config::Config) -> String {
-    format!("{}/", config.node_id())
 }
