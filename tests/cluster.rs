@@ -151,6 +151,10 @@ fn node_env(url: &str, s3: &[(String, String)]) -> Vec<(String, String)> {
             "true".into(),
         ),
         ("NOVART_QUEUE__WORKERS".into(), "2".into()),
+        // One creator sends everything: let all four workers run their
+        // tasks at once (the default per-creator limit would leave the
+        // queue to whichever node's two workers got there first).
+        ("NOVART_QUEUE__PER_USER_CONCURRENCY".into(), "100".into()),
         ("NOVART_LIMITS__KEY_RPM".into(), "10000".into()),
         ("NOVART_LIMITS__KEY_CONCURRENCY".into(), "1000".into()),
         ("NOVART_LIMITS__KEY_DAILY_CAP".into(), "10000".into()),
@@ -191,6 +195,7 @@ fn two_nodes_share_the_queue_and_lose_nothing_when_one_is_killed() {
     config.limits.key_rpm = 10_000;
     config.limits.key_concurrency = 1_000;
     config.limits.key_daily_cap = 10_000;
+    config.queue.per_user_concurrency = 100;
     let env = node_env(&config.database.url, &common::s3::bucket_env(&config));
 
     // A creator with enough credits and a key, and a webhook receiver.
