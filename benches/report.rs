@@ -57,7 +57,6 @@ fn main() {
         }
         env
     };
-    let as_refs = |env: &[(String, String)]| -> Vec<(String, String)> { env.to_vec() };
 
     let main_db = common::pg::fresh("report");
     // Start-up on an empty directory (creates and migrates the database:
@@ -72,7 +71,7 @@ fn main() {
             } else {
                 common::pg::fresh(&format!("start{i}"))
             };
-            let env = as_refs(&server_env(url.as_deref()));
+            let env = server_env(url.as_deref());
             let env: Vec<(&str, &str)> =
                 env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
             let (child, took) = start(if i == 2 { &data } else { &d }, free_port(), &env);

@@ -225,26 +225,10 @@ fn two_nodes_share_the_queue_and_lose_nothing_when_one_is_killed() {
     b.start();
 
     // A browser session on node A, watching its live stream.
-    let session = novart::domain::accounts::open_session(
-        &mut app.db.get().unwrap(),
-        &app.config,
-        user,
-        &novart::model::Client::default(),
-    )
-    .unwrap();
-    let cookie = format!("nova_art_session={}", session.token);
-    let page = common::http()
-        .get(&format!("{}/messages", a.base()))
-        .header("Cookie", &cookie)
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_to_string()
-        .unwrap();
+    let common::LiveSession { cookie, csrf, .. } = common::session_on(&a.base(), &app, user);
     let seen_on_a = Arc::new(Mutex::new(HashSet::new()));
     {
-        let (base, csrf, seen) = (a.base(), common::csrf_in(&page), seen_on_a.clone());
-        let cookie = cookie.clone();
+        let (base, seen) = (a.base(), seen_on_a.clone());
         std::thread::spawn(move || watch(base, cookie, csrf, seen));
     }
 

@@ -64,6 +64,28 @@ pub enum Manager {
     },
 }
 
+impl Manager {
+    fn sqlite(path: &Path, sync: Synchronous) -> Manager {
+        Manager::Sqlite {
+            path: path.to_path_buf(),
+            sync: match sync {
+                Synchronous::Full => "FULL",
+                Synchronous::Normal => "NORMAL",
+            },
+        }
+    }
+
+    fn postgres(url: &str) -> AppResult<Manager> {
+        let config: postgres::Config = url
+            .parse()
+            .map_err(|e| AppError::internal(format!("database.url: {e}")))?;
+        Ok(Manager::Postgres {
+            config: Box::new(config),
+            tls: pg_tls(),
+        })
+    }
+}
+
 impl r2d2::ManageConnection for Manager {
     type Connection = Connection;
     type Error = sql::Error;
@@ -131,37 +153,16 @@ impl Db {
     pub fn connect(config: &Config) -> AppResult<Connection> {
         use r2d2::ManageConnection;
         let manager = if config.database.url.is_empty() {
-            Manager::Sqlite {
-                path: config.db_path(),
-                sync: match config.storage.synchronous {
-                    Synchronous::Full => "FULL",
-                    Synchronous::Normal => "NORMAL",
-                },
-            }
+            Manager::sqlite(&config.db_path(), config.storage.synchronous)
         } else {
-            Manager::Postgres {
-                config: Box::new(
-                    config
-                        .database
-                        .url
-                        .parse()
-                        .map_err(|e| AppError::internal(format!("database.url: {e}")))?,
-                ),
-                tls: pg_tls(),
-            }
+            Manager::postgres(&config.database.url)?
         };
         Ok(manager.connect()?)
     }
 
     /// Connects to PostgreSQL without migrating.
     pub fn open_postgres(url: &str, pool_size: u32) -> AppResult<Db> {
-        let config: postgres::Config = url
-            .parse()
-            .map_err(|e| AppError::internal(format!("database.url: {e}")))?;
-        let manager = Manager::Postgres {
-            config: Box::new(config),
-            tls: pg_tls(),
-        };
+        let manager = Manager::postgres(url)?;
         // One connection first, for its own error (the pool would retry
         // for half a minute and then only say that it timed out).
         {
@@ -185,10 +186,6 @@ impl Db {
 
     /// Opens the file without migrating (used by `open` and by tools).
     pub fn open_path(path: &Path, sync: Synchronous) -> AppResult<Db> {
-        let sync = match sync {
-            Synchronous::Full => "FULL",
-            Synchronous::Normal => "NORMAL",
-        };
         // WAL is a property of the file: switch to it once, here. Otherwise
         // the pool's connections, opened in parallel, race to switch a new
         // file, the losers get "database is locked" without waiting, and
@@ -198,10 +195,7 @@ impl Db {
             c.busy_timeout(BUSY_TIMEOUT)?;
             c.pragma_update(None, "journal_mode", "WAL")?;
         }
-        let manager = Manager::Sqlite {
-            path: path.to_path_buf(),
-            sync,
-        };
+        let manager = Manager::sqlite(path, sync);
         let pool = r2d2::Pool::builder()
             .max_size(16)
             .connection_timeout(Duration::from_secs(30))

@@ -512,20 +512,12 @@ pub fn recover_leases(
     cutoff: i64,
 ) -> AppResult<Vec<(Task, TaskStatus)>> {
     let expired = db::tasks::expired_leases(conn, cutoff)?;
-    let mut out = Vec::new();
-    for task in expired {
-        let status = fail(
-            conn,
-            config,
-            &task,
-            Failure::Temporary {
-                message: "The task was interrupted and could not be finished. Please try again.",
-                raw: "lease expired: the worker stopped while running the task",
-            },
-        )?;
-        out.push((task, status));
-    }
-    Ok(out)
+    give_back(
+        conn,
+        config,
+        expired,
+        "lease expired: the worker stopped while running the task",
+    )
 }
 
 /// Gives back to the queue (or fails, like `recover_leases`) the running
@@ -537,15 +529,26 @@ pub fn recover_node(
     worker_prefix: &str,
 ) -> AppResult<Vec<(Task, TaskStatus)>> {
     let mine = db::tasks::running_on(conn, worker_prefix)?;
+    give_back(conn, config, mine, "the node running the task restarted")
+}
+
+/// Interrupted running tasks back to the queue (or failed when no attempt
+/// is left), `raw` saying why for the operator.
+fn give_back(
+    conn: &mut Connection,
+    config: &Config,
+    tasks: Vec<Task>,
+    raw: &str,
+) -> AppResult<Vec<(Task, TaskStatus)>> {
     let mut out = Vec::new();
-    for task in mine {
+    for task in tasks {
         let status = fail(
             conn,
             config,
             &task,
             Failure::Temporary {
                 message: "The task was interrupted and could not be finished. Please try again.",
-                raw: "the node running the task restarted",
+                raw,
             },
         )?;
         out.push((task, status));

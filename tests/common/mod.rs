@@ -545,6 +545,13 @@ pub struct LiveSession {
 /// Opens a session of `user` on a live server and reads its inbox page.
 #[allow(dead_code)]
 pub fn live_session(srv: &Live, app: &novart::App, user: novart::model::UserId) -> LiveSession {
+    session_on(&srv.base, app, user)
+}
+
+/// Opens a session of `user` and reads its inbox page from the server at
+/// `base` (any node of the instance).
+#[allow(dead_code)]
+pub fn session_on(base: &str, app: &novart::App, user: novart::model::UserId) -> LiveSession {
     let session = novart::domain::accounts::open_session(
         &mut app.db.get().unwrap(),
         &app.config,
@@ -554,7 +561,7 @@ pub fn live_session(srv: &Live, app: &novart::App, user: novart::model::UserId) 
     .unwrap();
     let cookie = format!("nova_art_session={}", session.token);
     let page = http()
-        .get(&format!("{}/messages", srv.base))
+        .get(&format!("{base}/messages"))
         .header("Cookie", &cookie)
         .call()
         .unwrap()
