@@ -674,3 +674,13 @@ CREATE TABLE rate_hits (
     at_ms  BIGINT NOT NULL
 );
 CREATE INDEX rate_hits_bucket ON rate_hits(bucket, at_ms);
+
+-- migration 19: a claim does not touch the key's usage row
+-- A task moving from queued to running stays active for its key, so the
+-- key's row need not change; leaving it alone lets a claim lock only the
+-- creator's queue row and the task (see `db::tasks::claim`).
+DROP TRIGGER tasks_key_status ON tasks;
+CREATE TRIGGER tasks_key_status AFTER UPDATE OF status ON tasks
+FOR EACH ROW WHEN (new.api_key_id IS NOT NULL
+                   AND (old.status IN ('queued', 'running')) <> (new.status IN ('queued', 'running')))
+EXECUTE FUNCTION tasks_key_status();

@@ -661,3 +661,16 @@ CREATE TABLE rate_hits (
     at_ms  INTEGER NOT NULL
 ) STRICT;
 CREATE INDEX rate_hits_bucket ON rate_hits(bucket, at_ms);
+
+-- migration 19: a claim does not touch the key's usage row
+-- A task moving from queued to running stays active for its key, so the
+-- key's row need not change; leaving it alone lets a claim lock only the
+-- creator's queue row and the task (see `db::tasks::claim`).
+DROP TRIGGER tasks_key_status;
+CREATE TRIGGER tasks_key_status AFTER UPDATE OF status ON tasks
+WHEN new.api_key_id IS NOT NULL
+ AND (old.status IN ('queued', 'running')) <> (new.status IN ('queued', 'running')) BEGIN
+    UPDATE key_usage
+    SET active = active - (old.status IN ('queued', 'running')) + (new.status IN ('queued', 'running'))
+    WHERE key_id = new.api_key_id;
+END;

@@ -591,6 +591,98 @@ fn many_threads_claim_each_task_exactly_once() {
     assert_queue_counts_exact(e);
 }
 
+#[test]
+fn many_threads_at_once_never_pass_the_per_creator_limit() {
+    // Sixteen workers claim at the same moment (on PostgreSQL each claim
+    // runs beside the others, locking only rows): each creator still gets
+    // at most `per_user_concurrency` tasks running.
+    let s = setup(|c| {
+        c.queue.per_user_concurrency = 3;
+        c.billing.signup_bonus = 1000;
+    });
+    let e = &s.app.engine;
+    let users: Vec<UserId> = (0..2)
+        .map(|i| user(&s.app, &format!("l{i}@example.com")))
+        .collect();
+    for i in 0..40 {
+        submit(e, users[i % 2], &input(&format!("l{i}"))).unwrap();
+    }
+    let start = Arc::new(std::sync::Barrier::new(16));
+    let handles: Vec<_> = (0..16)
+        .map(|w| {
+            let (e, start) = (e.clone(), start.clone());
+            std::thread::spawn(move || {
+                let mut conn = e.db.get().unwrap();
+                start.wait();
+                let mut mine = Vec::new();
+                while let Some(t) = tasks::claim(&mut conn, &e.config, &format!("w{w}")).unwrap() {
+                    mine.push(t.user_id);
+                }
+                mine
+            })
+        })
+        .collect();
+    let mut per_user = std::collections::HashMap::new();
+    for h in handles {
+        for u in h.join().unwrap() {
+            *per_user.entry(u).or_insert(0) += 1;
+        }
+    }
+    assert_eq!(per_user.get(&users[0]), Some(&3), "{per_user:?}");
+    assert_eq!(per_user.get(&users[1]), Some(&3), "{per_user:?}");
+    assert_queue_counts_exact(e);
+}
+
+#[test]
+fn a_cancel_racing_the_claims_always_cancels_and_refunds_once() {
+    // Workers claim while the creator cancels every task: each cancel
+    // finds its task queued or running and cancels it (never "already
+    // running" because a claim moved it meanwhile), refunded once.
+    let s = setup(|c| {
+        c.queue.per_user_concurrency = 1000;
+        c.billing.signup_bonus = 1000;
+    });
+    let e = &s.app.engine;
+    let u = user(&s.app, "race@example.com");
+    let ids: Vec<String> = (0..60)
+        .map(|i| submit(e, u, &input(&format!("r{i}"))).unwrap().public_id)
+        .collect();
+    let start = Arc::new(std::sync::Barrier::new(9));
+    let workers: Vec<_> = (0..8)
+        .map(|w| {
+            let (e, start) = (e.clone(), start.clone());
+            std::thread::spawn(move || {
+                let mut conn = e.db.get().unwrap();
+                start.wait();
+                while tasks::claim(&mut conn, &e.config, &format!("w{w}"))
+                    .unwrap()
+                    .is_some()
+                {}
+            })
+        })
+        .collect();
+    let mut conn = e.db.get().unwrap();
+    start.wait();
+    for id in &ids {
+        let v = tasks::cancel(&mut conn, u, id).unwrap();
+        assert_eq!(v.task.status, TaskStatus::Canceled);
+    }
+    for w in workers {
+        w.join().unwrap();
+    }
+    let (balance, refunds): (i64, i64) = conn
+        .query_row(
+            "SELECT (SELECT balance + bonus FROM wallets WHERE user_id = ?1),
+                    (SELECT count(*) FROM ledger WHERE user_id = ?1 AND kind = 'task_refund')",
+            [u],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(refunds, 60);
+    assert_eq!(balance, 1000);
+    assert_queue_counts_exact(e);
+}
+
 /// The per-creator queue counts (kept by triggers) match the tasks table.
 fn assert_queue_counts_exact(e: &Engine) {
     let conn = e.db.get().unwrap();

@@ -127,6 +127,18 @@ pub fn list_all(conn: &Connection, status: Option<TaskStatus>, limit: u32) -> Ap
 /// first, then the user served longest ago (never served first), then the
 /// oldest waiting task. One user's 500 tasks therefore alternate with
 /// another's 1 instead of going first.
+///
+/// On SQLite this is one statement in the caller's write transaction (the
+/// file has one writer). On PostgreSQL it runs in a `row_transaction`
+/// beside other writers on every node, so it locks what it decides on: the
+/// creator's `queue_users` row first (its `running` count is what the
+/// per-creator limit reads, so two nodes cannot both take that creator's
+/// last free place), then the task row, each `FOR UPDATE … SKIP LOCKED`: a
+/// worker passes over rows another one holds instead of queueing behind it.
+/// With `wait`, when every creator with work was held, it asks once more
+/// and waits for the first of them (an idle worker; a worker finishing a
+/// task claims without waiting, since it already holds rows).
+#[allow(clippy::too_many_arguments)]
 pub fn claim(
     conn: &Connection,
     worker: &str,
@@ -134,22 +146,21 @@ pub fn claim(
     lease_secs: i64,
     per_user: u32,
     skip_models: &[String],
+    wait: bool,
 ) -> AppResult<Option<Task>> {
-    let skip = match conn.dialect() {
-        Dialect::Sqlite => "SELECT value FROM json_each(?5)",
-        Dialect::Postgres => "SELECT json_array_elements_text(CAST(CAST(?5 AS TEXT) AS json))",
-    };
+    let skip = serde_json::to_string(skip_models).unwrap_or_else(|_| "[]".into());
+    if conn.dialect() == Dialect::Postgres {
+        return claim_locking(conn, worker, now, lease_secs, per_user, &skip, wait);
+    }
     let sql = format!(
         "WITH pick AS (
              SELECT q.running, q.served,
                     (SELECT min(t.id) FROM tasks t
                      WHERE t.status = 'queued' AND t.user_id = q.user_id AND t.not_before <= ?1
-                       AND t.model NOT IN ({skip})) AS first
+                       AND t.model NOT IN (SELECT value FROM json_each(?5))) AS first
              FROM queue_users q WHERE q.queued > 0 AND q.running < ?4
          )
-         UPDATE tasks SET status = 'running', attempts = attempts + 1, lease_until = ?1 + ?2,
-                          worker = ?3, started_at = COALESCE(started_at, ?1), progress = 0,
-                          claim_seq = (SELECT coalesce(max(claim_seq), 0) + 1 FROM tasks)
+         UPDATE tasks SET {CLAIMED}
          WHERE id = (SELECT first FROM pick WHERE first IS NOT NULL
                      ORDER BY running, served IS NOT NULL, served, first LIMIT 1)
            AND status = 'queued'
@@ -157,16 +168,61 @@ pub fn claim(
     );
     let mut stmt = conn.prepare_cached(&sql)?;
     Ok(stmt
-        .query_row(
-            params![
-                now,
-                lease_secs,
-                worker,
-                per_user,
-                serde_json::to_string(skip_models).unwrap_or_else(|_| "[]".into())
-            ],
-            from_row,
+        .query_row(params![now, lease_secs, worker, per_user, skip], from_row)
+        .optional()?)
+}
+
+/// What a claim sets on the task it takes (?1 now, ?2 lease, ?3 worker).
+const CLAIMED: &str = "status = 'running', attempts = attempts + 1, lease_until = ?1 + ?2,
+     worker = ?3, started_at = COALESCE(started_at, ?1), progress = 0,
+     claim_seq = (SELECT coalesce(max(claim_seq), 0) + 1 FROM tasks)";
+
+/// PostgreSQL's claim (see `claim`): the creator, then the task, each
+/// locked with SKIP LOCKED.
+fn claim_locking(
+    conn: &Connection,
+    worker: &str,
+    now: i64,
+    lease_secs: i64,
+    per_user: u32,
+    skip: &str,
+    wait: bool,
+) -> AppResult<Option<Task>> {
+    const WAITING: &str = "t.status = 'queued' AND t.user_id = q.user_id AND t.not_before <= ?1
+         AND t.model NOT IN (SELECT json_array_elements_text(CAST(CAST(?3 AS TEXT) AS json)))";
+    let pick = |lock: &str| {
+        format!(
+            "SELECT q.user_id, (SELECT min(t.id) FROM tasks t WHERE {WAITING}) AS first
+             FROM queue_users q
+             WHERE q.queued > 0 AND q.running < ?2 AND EXISTS (SELECT 1 FROM tasks t WHERE {WAITING})
+             ORDER BY q.running, q.served IS NOT NULL, q.served, first
+             LIMIT 1 FOR UPDATE OF q{lock}"
         )
+    };
+    let creator = |lock: &str| -> AppResult<Option<i64>> {
+        Ok(conn
+            .prepare_cached(&pick(lock))?
+            .query_row(params![now, per_user, skip], |r| r.get(0))
+            .optional()?)
+    };
+    let mut user = creator(" SKIP LOCKED")?;
+    if user.is_none() && wait {
+        user = creator("")?;
+    }
+    let Some(user) = user else {
+        return Ok(None);
+    };
+    let sql = format!(
+        "UPDATE tasks SET {CLAIMED}
+         WHERE id = (SELECT t.id FROM tasks t, (SELECT CAST(?4 AS BIGINT) AS user_id) q
+                     WHERE {WAITING} ORDER BY t.id LIMIT 1 FOR UPDATE OF t SKIP LOCKED)
+           AND status = 'queued'
+         RETURNING {COLUMNS}",
+        WAITING = WAITING.replace("?3", "?5")
+    );
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row(params![now, lease_secs, worker, user, skip], from_row)
         .optional()?)
 }
 
@@ -300,11 +356,15 @@ pub fn queued_before(conn: &Connection, model: &str, cutoff: i64) -> AppResult<V
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// queued|running → canceled.
+/// queued|running → canceled. The row is locked as it is read, so a claim
+/// on another node that moves it from queued to running meanwhile is waited
+/// for, not missed.
 pub fn mark_canceled(conn: &Connection, id: TaskId, now: i64) -> AppResult<Option<TaskStatus>> {
-    let before: Option<String> = conn
-        .query_row("SELECT status FROM tasks WHERE id = ?1", [id], |r| r.get(0))
-        .optional()?;
+    let sql = format!(
+        "SELECT status FROM tasks WHERE id = ?1{}",
+        conn.for_update()
+    );
+    let before: Option<String> = conn.query_row(&sql, [id], |r| r.get(0)).optional()?;
     let Some(before) = before.and_then(|s| TaskStatus::parse(&s)) else {
         return Ok(None);
     };

@@ -122,21 +122,24 @@ pub fn claim_skipping(
     worker: &str,
     skip_models: &[String],
 ) -> AppResult<Option<Task>> {
-    db::write(conn, |tx| claim_in(tx, config, worker, skip_models))
+    db::write_rows(conn, |tx| claim_in(tx, config, worker, skip_models, true))
 }
 
+/// With `wait`, the claim may wait for a row another worker holds (see
+/// `db::tasks::claim`).
 fn claim_in(
     conn: &Connection,
     config: &Config,
     worker: &str,
     skip_models: &[String],
+    wait: bool,
 ) -> AppResult<Option<Task>> {
     let (now, lease, per_user) = (
         super::now(),
         lease_secs(config),
         config.queue.per_user_concurrency,
     );
-    db::tasks::claim(conn, worker, now, lease, per_user, skip_models)
+    db::tasks::claim(conn, worker, now, lease, per_user, skip_models, wait)
 }
 
 /// The worker that records an outcome and, in the same transaction, claims
@@ -163,7 +166,7 @@ fn claim_next(
     else {
         return Ok(None);
     };
-    let claimed = db::savepoint(tx, || claim_in(tx, config, worker, skip_models));
+    let claimed = db::savepoint(tx, || claim_in(tx, config, worker, skip_models, false));
     Ok(claimed.unwrap_or_else(|e| {
         tracing::warn!(worker, "claiming the next task failed: {e}");
         None

@@ -12,7 +12,10 @@
 //! - transactions: SQLite's write transactions are `BEGIN IMMEDIATE` (one
 //!   writer per file); PostgreSQL's take one advisory lock first, so writers
 //!   across every node run one after another exactly as on SQLite, and a
-//!   transaction never fails half-way on a serialization conflict;
+//!   transaction never fails half-way on a serialization conflict. The one
+//!   hot write that must run beside them, the queue's claim, takes a
+//!   `row_transaction` instead: no advisory lock, and its statements lock
+//!   only the rows they change (`FOR UPDATE … SKIP LOCKED`);
 //! - statement caches: rusqlite's own, and a prepared-statement map per
 //!   PostgreSQL connection.
 
@@ -78,6 +81,20 @@ impl From<postgres::Error> for Error {
 }
 
 impl Error {
+    /// True when PostgreSQL gave up on the transaction because of another
+    /// one (a serialization failure or a deadlock): running it again is
+    /// the cure. SQLite's writers never meet this way.
+    pub fn is_conflict(&self) -> bool {
+        use postgres::error::SqlState;
+        match self {
+            Error::Postgres(e) => matches!(
+                e.code(),
+                Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED
+            ),
+            _ => false,
+        }
+    }
+
     /// True for a unique or primary-key violation, on either engine.
     pub fn is_unique_violation(&self) -> bool {
         match self {
@@ -342,6 +359,32 @@ impl Connection {
         })
     }
 
+    /// A write transaction whose statements lock the rows they change
+    /// themselves: on PostgreSQL it takes no advisory lock, so it runs beside
+    /// the other writers (see the module's documentation); on SQLite it is
+    /// `write_transaction`.
+    pub fn row_transaction(&self) -> Result<Transaction<'_>> {
+        if self.dialect() == Dialect::Sqlite {
+            return self.write_transaction();
+        }
+        self.execute_batch("BEGIN")?;
+        self.set_in_transaction(true);
+        Ok(Transaction {
+            conn: self,
+            open: true,
+        })
+    }
+
+    /// What a `SELECT` ends with to lock the rows it reads until the
+    /// transaction ends. Empty on SQLite, whose write transaction already
+    /// holds the whole file.
+    pub fn for_update(&self) -> &'static str {
+        match self.dialect() {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR UPDATE",
+        }
+    }
+
     /// A write transaction (see the module's documentation).
     pub fn write_transaction(&self) -> Result<Transaction<'_>> {
         match self.dialect() {
@@ -491,6 +534,18 @@ pub(super) mod pg;
 
 impl From<Error> for crate::error::AppError {
     fn from(e: Error) -> Self {
+        if e.is_conflict() {
+            // Retried where it can happen (`db::write_rows`); if it still
+            // reaches a request, it is a busy moment, not a fault.
+            tracing::warn!("database: {e}");
+            return crate::error::AppError::Busy {
+                message: CONFLICT_MESSAGE.into(),
+                retry_after_secs: 1,
+            };
+        }
         crate::error::AppError::Internal(format!("database: {e}"))
     }
 }
+
+/// What a request sees when its transaction kept meeting others.
+pub const CONFLICT_MESSAGE: &str = "The server is busy. Please try again in a moment.";
