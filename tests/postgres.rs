@@ -113,6 +113,59 @@ fn nodes_starting_together_migrate_once() {
 }
 
 #[test]
+fn a_deadlock_between_row_writers_is_retried_not_shown() {
+    let Some((_dir, config)) = pg_config("a_deadlock_between_row_writers_is_retried_not_shown")
+    else {
+        return;
+    };
+    let db = Db::open(&config).unwrap();
+    db.get()
+        .unwrap()
+        .execute_batch("CREATE TABLE pair (id BIGINT PRIMARY KEY, v BIGINT NOT NULL); INSERT INTO pair VALUES (1, 0), (2, 0)")
+        .unwrap();
+    // Two writers lock the same two rows in opposite orders, both holding
+    // their first row before asking for the second: PostgreSQL breaks the
+    // deadlock by failing one of them, which runs again and succeeds.
+    let both_hold = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let writers: Vec<_> = [(1, 2), (2, 1)]
+        .into_iter()
+        .map(|(first, second)| {
+            let (db, both_hold, runs) = (db.clone(), both_hold.clone(), runs.clone());
+            std::thread::spawn(move || {
+                let conn = db.get().unwrap();
+                let first_run = std::sync::atomic::AtomicBool::new(true);
+                conn.in_row_transaction(|tx| {
+                    runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    tx.execute("UPDATE pair SET v = v + 1 WHERE id = ?1", [first])?;
+                    if first_run.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                        both_hold.wait();
+                    }
+                    tx.execute("UPDATE pair SET v = v + 1 WHERE id = ?1", [second])?;
+                    Ok(())
+                })
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join()
+            .unwrap()
+            .expect("the deadlock's loser is run again");
+    }
+    assert_eq!(
+        runs.load(std::sync::atomic::Ordering::SeqCst),
+        3,
+        "exactly one of the two ran twice"
+    );
+    let total: i64 = db
+        .get()
+        .unwrap()
+        .query_row("SELECT sum(v) FROM pair", (), |r| r.get(0))
+        .unwrap();
+    assert_eq!(total, 4, "each writer's two updates landed once");
+}
+
+#[test]
 fn a_newer_database_is_refused() {
     let Some((_dir, config)) = pg_config("a_newer_database_is_refused") else {
         return;

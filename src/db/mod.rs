@@ -342,13 +342,8 @@ pub fn write<T>(
     Ok(out)
 }
 
-/// Runs `f` in a `row_transaction`: on PostgreSQL a write that takes no
-/// cluster-wide lock, whose statements lock only the rows they change, so
-/// it runs beside the other writers (the queue's claim). When PostgreSQL
-/// gives up on it because of another transaction (a deadlock or a
-/// serialization failure), it is rolled back and run again, a few times,
-/// before the conflict is reported as a busy moment. On SQLite it is
-/// `write`.
+/// Runs `f` in a `row_transaction`, retried on conflicts (see
+/// `Connection::in_row_transaction`); on SQLite it is `write`.
 pub fn write_rows<T>(
     conn: &mut Connection,
     f: impl Fn(&Transaction) -> AppResult<T>,
@@ -356,25 +351,7 @@ pub fn write_rows<T>(
     if conn.dialect() == sql::Dialect::Sqlite {
         return write(conn, f);
     }
-    const ATTEMPTS: u32 = 5;
-    let mut attempt = 1;
-    loop {
-        let out = (|| {
-            let tx = conn.row_transaction()?;
-            let out = f(&tx)?;
-            tx.commit()?;
-            Ok(out)
-        })();
-        match out {
-            Err(AppError::Busy { ref message, .. })
-                if message == sql::CONFLICT_MESSAGE && attempt < ATTEMPTS =>
-            {
-                std::thread::sleep(std::time::Duration::from_millis(5 << attempt));
-                attempt += 1;
-            }
-            out => return out,
-        }
-    }
+    conn.in_row_transaction(f)
 }
 
 /// Group commit for a hot kind of write: callers hand in an item; whoever

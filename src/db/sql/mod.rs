@@ -375,6 +375,37 @@ impl Connection {
         })
     }
 
+    /// Runs `f` in a `row_transaction` and commits. When PostgreSQL gives
+    /// up on it because of another transaction (a deadlock or a
+    /// serialization failure), it is rolled back and run again, up to five
+    /// times, before the conflict reaches the caller as a busy moment (503,
+    /// never a 500).
+    pub fn in_row_transaction<T>(
+        &self,
+        f: impl Fn(&Transaction) -> crate::error::AppResult<T>,
+    ) -> crate::error::AppResult<T> {
+        const ATTEMPTS: u32 = 5;
+        let mut attempt = 1;
+        loop {
+            let out = (|| {
+                let tx = self.row_transaction()?;
+                let out = f(&tx)?;
+                tx.commit()?;
+                Ok(out)
+            })();
+            match out {
+                Err(crate::error::AppError::Busy { ref message, .. })
+                    if message == CONFLICT_MESSAGE && attempt < ATTEMPTS =>
+                {
+                    tracing::debug!(attempt, "a transaction met another one; running it again");
+                    std::thread::sleep(std::time::Duration::from_millis(5 << attempt));
+                    attempt += 1;
+                }
+                out => return out,
+            }
+        }
+    }
+
     /// What a `SELECT` ends with to lock the rows it reads until the
     /// transaction ends. Empty on SQLite, whose write transaction already
     /// holds the whole file.
