@@ -171,6 +171,19 @@ pub fn set_limits(
     Ok(())
 }
 
+/// Locks the key's usage row until the transaction ends (on PostgreSQL;
+/// SQLite's writer holds the file), so the limits read next stay true
+/// until the task is inserted.
+pub fn lock_usage(conn: &Connection, key: i64) -> AppResult<()> {
+    let lock = conn.for_update();
+    if !lock.is_empty() {
+        conn.prepare_cached(&format!("SELECT 1 FROM key_usage WHERE key_id = ?1{lock}"))?
+            .query_row([key], |_| Ok(()))
+            .optional()?;
+    }
+    Ok(())
+}
+
 /// Tasks the key created on the UTC day starting at `day` (unix seconds).
 pub fn tasks_since(conn: &Connection, key: i64, day: i64) -> AppResult<u32> {
     Ok(conn

@@ -35,8 +35,21 @@ pub struct Entry {
 }
 
 pub fn wallet(conn: &Connection, user: UserId) -> AppResult<Wallet> {
+    read_wallet(conn, user, "")
+}
+
+/// The wallet as a write transaction reads it before changing it: its row
+/// stays locked until the transaction ends, so no other transaction can
+/// spend from it in between (on PostgreSQL; SQLite's writer holds the file).
+pub fn wallet_locked(conn: &Connection, user: UserId) -> AppResult<Wallet> {
+    read_wallet(conn, user, conn.for_update())
+}
+
+fn read_wallet(conn: &Connection, user: UserId, lock: &str) -> AppResult<Wallet> {
     Ok(conn
-        .prepare_cached("SELECT balance, bonus FROM wallets WHERE user_id = ?1")?
+        .prepare_cached(&format!(
+            "SELECT balance, bonus FROM wallets WHERE user_id = ?1{lock}"
+        ))?
         .query_row([user], |r| {
             Ok(Wallet {
                 balance: r.get(0)?,

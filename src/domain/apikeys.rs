@@ -399,6 +399,7 @@ pub fn check_quota(conn: &Connection, q: &KeyQuota, model: &str) -> AppResult<()
     }
     let now = super::now();
     let (day, until_midnight) = utc_day(now);
+    db::api_keys::lock_usage(conn, q.key_id)?;
     if db::api_keys::tasks_since(conn, q.key_id, day)? >= q.daily_cap {
         return Err(AppError::Quota {
             message: format!(

@@ -92,7 +92,7 @@ pub fn apply(tx: &Connection, c: &Change<'_>, now: i64) -> AppResult<Option<Wall
     if db::ledger::idem_used(tx, &c.idem_key)? {
         return Ok(None);
     }
-    let w = db::ledger::wallet(tx, c.user)?;
+    let w = db::ledger::wallet_locked(tx, c.user)?;
     let (Some(balance), Some(bonus)) = (
         w.balance.checked_add(c.delta_balance),
         w.bonus.checked_add(c.delta_bonus),
@@ -158,7 +158,7 @@ pub fn charge_task(
     if cost <= 0 {
         return Ok(());
     }
-    let w = db::ledger::wallet(tx, user)?;
+    let w = db::ledger::wallet_locked(tx, user)?;
     if w.total() < cost {
         return Err(short_of(cost, &w));
     }
@@ -192,7 +192,7 @@ pub fn charge_extra(
     if amount <= 0 {
         return Ok(());
     }
-    let w = db::ledger::wallet(tx, user)?;
+    let w = db::ledger::wallet_locked(tx, user)?;
     if w.total() < amount {
         return Err(short_of(amount, &w));
     }
@@ -293,7 +293,7 @@ fn admin_change(
     check_amount("amount", amount)?;
     let now = super::now();
     db::write(conn, |tx| {
-        let (delta_balance, delta_bonus) = split(db::ledger::wallet(tx, user)?)?;
+        let (delta_balance, delta_bonus) = split(db::ledger::wallet_locked(tx, user)?)?;
         let change = Change {
             user,
             kind,
