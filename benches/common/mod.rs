@@ -348,10 +348,13 @@ pub mod pg {
         let mut client = postgres::Client::connect(&admin, postgres::NoTls)
             .unwrap_or_else(|e| panic!("BENCH_DATABASE_URL: {e}"));
         let db = format!("bench_{name}_{}", std::process::id());
+        // Two calls: one batch of several statements is one transaction,
+        // where PostgreSQL refuses DROP and CREATE DATABASE.
         client
-            .batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db}"
-            ))
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {db}"))
+            .unwrap();
+        client
+            .batch_execute(&format!("CREATE DATABASE {db}"))
             .unwrap();
         let mut u = url::Url::parse(&admin).unwrap();
         u.set_path(&format!("/{db}"));
