@@ -21,6 +21,9 @@ fn main() {
     );
     println!("  submit:           {:>8.0} tasks/s", q.submit_rate);
     println!("  run (end to end): {:>8.0} tasks/s", q.run_rate);
+    if let Some(rate) = q.two_nodes_rate {
+        println!("  two nodes × {workers} workers: {rate:>8.0} tasks/s");
+    }
     println!(
         "  added latency per task, one worker: p50 {:.2} ms, p99 {:.2} ms",
         q.added_p50_ms, q.added_p99_ms

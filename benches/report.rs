@@ -273,6 +273,9 @@ fn main() {
         "queue, instant upstream, 2 workers          {:>8.0} tasks/s end to end (submit {:.0}/s; queue's own time p50 {:.2} ms, p99 {:.2} ms)  (target >= 2000)",
         q.run_rate, q.submit_rate, q.added_p50_ms, q.added_p99_ms
     );
+    if let Some(rate) = q.two_nodes_rate {
+        println!("queue, instant upstream, two nodes × 2 workers {rate:>5.0} tasks/s end to end");
+    }
     println!(
         "queue, 1024² PNG results, 2 workers        {:>8.0} tasks/s end to end (queue's own time p50 {:.2} ms, p99 {:.2} ms)",
         large.run_rate, large.added_p50_ms, large.added_p99_ms

@@ -18,6 +18,10 @@ pub struct QueueRun {
     pub run_rate: f64,
     pub added_p50_ms: f64,
     pub added_p99_ms: f64,
+    /// On PostgreSQL: the same number of tasks drained by two nodes (two
+    /// engines with their own pools and node ids, `workers` threads each)
+    /// claiming from the one queue.
+    pub two_nodes_rate: Option<f64>,
 }
 
 struct Instant1(Vec<u8>);
@@ -86,7 +90,7 @@ pub fn run(normal: bool, tasks_total: usize, workers: usize, side: u32) -> Queue
         .unwrap();
     let catalog = Catalog::from_config(&config);
     let mut providers = Providers::from_catalog(&catalog);
-    providers.insert("instant", Box::new(Instant1(png)), 1000);
+    providers.insert("instant", Box::new(Instant1(png.clone())), 1000);
     let engine = Engine::with_providers(app.db.clone(), &config, catalog, providers);
 
     // 50 creators share the queue.
@@ -183,6 +187,45 @@ pub fn run(normal: bool, tasks_total: usize, workers: usize, side: u32) -> Queue
         l.push(t.elapsed().as_secs_f64() * 1000.0);
     }
     l.sort_by(|a, b| a.partial_cmp(b).unwrap());
+
+    // Two nodes (PostgreSQL only): a second engine, as another node would
+    // run it, and both drain a fresh batch together.
+    let two_nodes_rate = (!config.database.url.is_empty()).then(|| {
+        let mut config_b = config.clone();
+        config_b.server.node_id = "bench-node-b".into();
+        let db_b = novart::domain::Db::open(&config_b).unwrap();
+        let catalog_b = Catalog::from_config(&config_b);
+        let mut providers_b = Providers::from_catalog(&catalog_b);
+        providers_b.insert("instant", Box::new(Instant1(png.clone())), 1000);
+        let engine_b = Engine::with_providers(db_b, &config_b, catalog_b, providers_b);
+        {
+            let mut conn = engine.db.get().unwrap();
+            for i in 0..tasks_total {
+                let input = NewTaskInput {
+                    prompt: format!("two nodes {i}"),
+                    model: "instant".into(),
+                    ..Default::default()
+                };
+                tasks::submit(
+                    &mut conn,
+                    &engine.config,
+                    &engine.catalog,
+                    users[i % users.len()],
+                    &input,
+                )
+                .unwrap();
+            }
+        }
+        let started = Instant::now();
+        std::thread::scope(|s| {
+            for (node, e) in [("a", &engine), ("b", &engine_b)] {
+                for w in 0..workers {
+                    s.spawn(move || e.drain(&format!("{node}-{w}")).unwrap());
+                }
+            }
+        });
+        tasks_total as f64 / started.elapsed().as_secs_f64()
+    });
     let done: i64 = app
         .db
         .get()
@@ -193,9 +236,10 @@ pub fn run(normal: bool, tasks_total: usize, workers: usize, side: u32) -> Queue
             |r| r.get(0),
         )
         .unwrap();
+    let two_batches = if two_nodes_rate.is_some() { 2 } else { 1 };
     assert_eq!(
         done as usize,
-        tasks_total + overhead_tasks,
+        two_batches * tasks_total + overhead_tasks,
         "every task succeeded"
     );
     QueueRun {
@@ -203,5 +247,6 @@ pub fn run(normal: bool, tasks_total: usize, workers: usize, side: u32) -> Queue
         run_rate: tasks_total as f64 / run_secs,
         added_p50_ms: percentile(&l, 0.5),
         added_p99_ms: percentile(&l, 0.99),
+        two_nodes_rate,
     }
 }

@@ -381,10 +381,13 @@ impl<I, O> Batcher<I, O> {
         item: I,
         f: impl Fn(&Transaction, &I) -> AppResult<O>,
     ) -> AppResult<O> {
-        let path = conn.path().unwrap_or("").to_string();
-        if path.is_empty() {
+        // SQLite batches on the file's writer connection; PostgreSQL on the
+        // leader's own connection, one batch per node at a time (the write
+        // lock orders the nodes' batches), so one commit's flush serves many.
+        let Some(path) = conn.database_key() else {
             return write(conn, |tx| f(tx, &item));
-        }
+        };
+        let postgres = conn.dialect() == sql::Dialect::Postgres;
         let (tx_result, rx_result) = std::sync::mpsc::channel();
         self.queues
             .lock()
@@ -406,7 +409,11 @@ impl<I, O> Batcher<I, O> {
                 .or_default(),
         );
         let outcome = (|| -> AppResult<Vec<AppResult<O>>> {
-            let wconn = writer_conn(&mut w, &path, conn)?;
+            let wconn: &Connection = if postgres {
+                conn
+            } else {
+                writer_conn(&mut w, &path, conn)?
+            };
             let tx = wconn.write_transaction()?;
             let mut results = Vec::with_capacity(batch.len());
             for (item, _) in &batch {

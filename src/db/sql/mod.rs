@@ -261,6 +261,16 @@ impl Connection {
             .filter(|p| !p.is_empty())
     }
 
+    /// Names the database this connection reaches (its file, or
+    /// PostgreSQL's hosts and database name), or `None` for an in-memory
+    /// one: connections with the same name share one database.
+    pub fn database_key(&self) -> Option<String> {
+        match &self.inner {
+            Inner::Sqlite(_) => self.path().map(str::to_string),
+            Inner::Postgres(c) => Some(c.borrow().database.clone()),
+        }
+    }
+
     /// True when the connection can no longer be used (the server hung up).
     pub(super) fn is_broken(&self) -> bool {
         match &self.inner {

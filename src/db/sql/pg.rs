@@ -14,14 +14,18 @@ pub struct Client {
     /// Inside BEGIN ... COMMIT (a failed prepare must not end it).
     pub in_transaction: bool,
     statements: HashMap<String, postgres::Statement>,
+    /// Which database this is (hosts, ports and name), to tell apart the
+    /// databases one process talks to.
+    pub database: String,
 }
 
 /// How many prepared statements a connection keeps.
 const STATEMENT_CACHE: usize = 512;
 
 impl Client {
-    pub fn new(client: postgres::Client) -> Client {
+    pub fn new(client: postgres::Client, database: String) -> Client {
         Client {
+            database,
             client: Some(client),
             in_transaction: false,
             statements: HashMap::new(),
@@ -155,7 +159,13 @@ pub fn connect(
     tls: &tokio_postgres_rustls::MakeRustlsConnect,
 ) -> Result<Client, Error> {
     let client = blocking(|| config.connect(tls.clone()))?;
-    Ok(Client::new(client))
+    let database = format!(
+        "postgres:{:?}:{:?}/{}",
+        config.get_hosts(),
+        config.get_ports(),
+        config.get_dbname().unwrap_or("")
+    );
+    Ok(Client::new(client, database))
 }
 
 /// Closing a connection blocks too (see `blocking`).
