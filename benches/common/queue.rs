@@ -32,6 +32,41 @@ impl Provider for Instant1 {
     }
 }
 
+/// An engine on `db` whose only provider is the instant upstream answering
+/// with `png`, as a node would run it.
+fn instant_engine(db: novart::domain::Db, config: &novart::Config, png: &[u8]) -> Engine {
+    let catalog = Catalog::from_config(config);
+    let mut providers = Providers::from_catalog(&catalog);
+    providers.insert("instant", Box::new(Instant1(png.to_vec())), 1000);
+    Engine::with_providers(db, config, catalog, providers)
+}
+
+/// Queues the tasks `ids` (prompts `<label> <i>`), spread over `users`, on
+/// one connection.
+fn submit_each(
+    engine: &Engine,
+    users: &[novart::model::UserId],
+    label: &str,
+    ids: impl Iterator<Item = usize>,
+) {
+    let mut conn = engine.db.get().unwrap();
+    for i in ids {
+        let input = NewTaskInput {
+            prompt: format!("{label} {i}"),
+            model: "instant".into(),
+            ..Default::default()
+        };
+        tasks::submit(
+            &mut conn,
+            &engine.config,
+            &engine.catalog,
+            users[i % users.len()],
+            &input,
+        )
+        .unwrap();
+    }
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
@@ -88,10 +123,7 @@ pub fn run(normal: bool, tasks_total: usize, workers: usize, side: u32) -> Queue
     picture
         .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
         .unwrap();
-    let catalog = Catalog::from_config(&config);
-    let mut providers = Providers::from_catalog(&catalog);
-    providers.insert("instant", Box::new(Instant1(png.clone())), 1000);
-    let engine = Engine::with_providers(app.db.clone(), &config, catalog, providers);
+    let engine = instant_engine(app.db.clone(), &config, &png);
 
     // 50 creators share the queue.
     let users: Vec<_> = {
@@ -124,24 +156,7 @@ pub fn run(normal: bool, tasks_total: usize, workers: usize, side: u32) -> Queue
     std::thread::scope(|s| {
         for t in 0..workers {
             let (engine, users) = (&engine, &users);
-            s.spawn(move || {
-                let mut conn = engine.db.get().unwrap();
-                for i in (t..tasks_total).step_by(workers) {
-                    let input = NewTaskInput {
-                        prompt: format!("bench {i}"),
-                        model: "instant".into(),
-                        ..Default::default()
-                    };
-                    tasks::submit(
-                        &mut conn,
-                        &engine.config,
-                        &engine.catalog,
-                        users[i % users.len()],
-                        &input,
-                    )
-                    .unwrap();
-                }
-            });
+            s.spawn(move || submit_each(engine, users, "bench", (t..tasks_total).step_by(workers)));
         }
     });
     let submit_secs = started.elapsed().as_secs_f64();
@@ -160,24 +175,7 @@ pub fn run(normal: bool, tasks_total: usize, workers: usize, side: u32) -> Queue
     // Added latency: one worker, one task at a time, so no task waits for
     // another; the upstream answers at once, so all the time is the queue's.
     let overhead_tasks = (tasks_total / 3).clamp(50, 500);
-    {
-        let mut conn = engine.db.get().unwrap();
-        for i in 0..overhead_tasks {
-            let input = NewTaskInput {
-                prompt: format!("single {i}"),
-                model: "instant".into(),
-                ..Default::default()
-            };
-            tasks::submit(
-                &mut conn,
-                &engine.config,
-                &engine.catalog,
-                users[i % users.len()],
-                &input,
-            )
-            .unwrap();
-        }
-    }
+    submit_each(&engine, &users, "single", 0..overhead_tasks);
     let mut l = Vec::with_capacity(overhead_tasks);
     loop {
         let t = Instant::now();
@@ -194,28 +192,8 @@ pub fn run(normal: bool, tasks_total: usize, workers: usize, side: u32) -> Queue
         let mut config_b = config.clone();
         config_b.server.node_id = "bench-node-b".into();
         let db_b = novart::domain::Db::open(&config_b).unwrap();
-        let catalog_b = Catalog::from_config(&config_b);
-        let mut providers_b = Providers::from_catalog(&catalog_b);
-        providers_b.insert("instant", Box::new(Instant1(png.clone())), 1000);
-        let engine_b = Engine::with_providers(db_b, &config_b, catalog_b, providers_b);
-        {
-            let mut conn = engine.db.get().unwrap();
-            for i in 0..tasks_total {
-                let input = NewTaskInput {
-                    prompt: format!("two nodes {i}"),
-                    model: "instant".into(),
-                    ..Default::default()
-                };
-                tasks::submit(
-                    &mut conn,
-                    &engine.config,
-                    &engine.catalog,
-                    users[i % users.len()],
-                    &input,
-                )
-                .unwrap();
-            }
-        }
+        let engine_b = instant_engine(db_b, &config_b, &png);
+        submit_each(&engine, &users, "two nodes", 0..tasks_total);
         let started = Instant::now();
         std::thread::scope(|s| {
             for (node, e) in [("a", &engine), ("b", &engine_b)] {
